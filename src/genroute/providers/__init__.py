@@ -1,0 +1,1 @@
+"""Providers: one package per upstream wire format, each pure translation plus a thin transport."""

@@ -1,0 +1,62 @@
+"""Which provider serves a model string such as `gemini/gemini-2.5-flash`.
+
+Model ids are parsed here and nowhere else. LiteLLM's prefixes are recognised; those that
+this version cannot serve yet get a clear error instead of a wrong guess.
+"""
+
+from __future__ import annotations
+
+from genroute.errors import InvalidRequest
+from genroute.http_pool import HttpPool
+from genroute.providers.base import DeploymentSpec, Provider, ProviderFactory
+from genroute.providers.demo import DemoProvider
+from genroute.providers.gemini import GeminiProvider
+
+PROVIDERS: dict[str, ProviderFactory] = {
+    "gemini": GeminiProvider,
+    "demo": DemoProvider,
+}
+
+# Prefixes LiteLLM uses that map onto a provider genroute serves.
+ALIASES: dict[str, str] = {
+    "google_ai_studio": "gemini",
+}
+
+# Prefixes LiteLLM knows that genroute recognises but does not serve in this version.
+NOT_YET_SERVED = frozenset(
+    {
+        "openai", "azure", "azure_ai", "anthropic", "vertex_ai", "vertex_ai_beta", "bedrock",
+        "hosted_vllm", "vllm", "ollama", "ollama_chat", "groq", "deepseek", "openrouter",
+        "mistral", "together_ai", "xai", "cohere", "huggingface", "fireworks_ai", "perplexity",
+        "text-completion-openai", "databricks", "watsonx", "sagemaker", "cerebras", "nvidia_nim",
+    }
+)  # fmt: skip
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """`provider/upstream-model` → (provider, upstream model). Bare `gemini-*` ids mean Gemini."""
+    model = model.strip()
+    prefix, sep, rest = model.partition("/")
+    if sep and rest:
+        provider = ALIASES.get(prefix, prefix)
+        if provider in PROVIDERS:
+            return provider, rest
+        if prefix in NOT_YET_SERVED:
+            raise InvalidRequest(
+                f"model {model!r}: provider {prefix!r} is not served by this genroute version; "
+                f"served providers: {', '.join(sorted(PROVIDERS))}"
+            )
+        raise InvalidRequest(
+            f"model {model!r}: unknown provider prefix {prefix!r}; "
+            f"use one of {', '.join(sorted(PROVIDERS))}, e.g. gemini/gemini-2.5-flash"
+        )
+    if model.startswith(("gemini-", "gemma-", "text-embedding-", "embedding-")):
+        return "gemini", model
+    raise InvalidRequest(
+        f"model {model!r} names no provider; write it as provider/model, e.g. gemini/{model}"
+    )
+
+
+def build_provider(spec: DeploymentSpec, http: HttpPool) -> Provider:
+    """The provider instance for a resolved deployment."""
+    return PROVIDERS[spec.provider](spec, http)

@@ -1,0 +1,226 @@
+"""The gateway's ASGI application: Gemini API routes under /v1beta, /v1 and /v1alpha.
+
+Routes (any path prefix before the version is accepted, as the SDKs keep base-URL paths):
+    POST {v}/models/{model}:generateContent | :streamGenerateContent | :countTokens
+         | :embedContent | :batchEmbedContents
+    GET  {v}/models        GET {v}/models/{model}
+    GET  /health/liveliness  GET /health/readiness
+Every error is Google's `{"error": {"code", "message", "status", "details"?}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import ValidationError
+
+from genroute.config import Config
+from genroute.errors import GenrouteError, InvalidRequest, NotFound
+from genroute.router import Router, normalise_model_name
+from genroute.server import asgi, streaming
+from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
+from genroute.server.auth import MasterKeyAuth, presented_key, query_params
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    CountTokensRequest,
+    EmbedContentRequest,
+    GenerateContentRequest,
+    ListModelsResponse,
+    WireModel,
+    dump_json,
+    format_validation_error,
+)
+
+log = logging.getLogger("genroute.server")
+
+_API_PATH = re.compile(r"/(v1|v1beta|v1alpha)/(models)(/.*)?$")
+_ACTIONS = frozenset(
+    {"generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"}
+)
+_HEALTH = {"/health/liveliness", "/health/liveness", "/health/readiness", "/health"}
+MAX_PAGE_SIZE = 1000
+
+W = TypeVar("W", bound=WireModel)
+Handler = Callable[[Scope, Receive, Send, str, list[tuple[bytes, bytes]]], Awaitable[None]]
+
+
+def parse_api_path(path: str) -> tuple[str | None, str | None] | None:
+    """(model, action) for a Gemini API path, (None, None) for the models list, else None."""
+    match = _API_PATH.search(path)
+    if match is None:
+        return None
+    rest = match.group(3)
+    if not rest or rest == "/":
+        return None, None
+    target = rest[1:]
+    model, sep, action = target.rpartition(":")
+    if sep and action in _ACTIONS:
+        return model, action
+    return target, None
+
+
+def parse_json(body: bytes, model: type[W]) -> W:
+    """Validate a request body; InvalidRequest naming the field on any problem."""
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Invalid JSON payload received: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("Invalid JSON payload received: the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(f"Invalid request: {format_validation_error(exc)}") from None
+
+
+class GatewayApp:
+    """ASGI callable serving the Gemini API for one Router."""
+
+    def __init__(self, router: Router, config: Config) -> None:
+        self.router = router
+        self.config = config
+        self.auth = MasterKeyAuth(config.general_settings.master_key)
+        self.body_limit = config.general_settings.max_request_bytes
+        self._post: dict[str, Handler] = {
+            "generateContent": self._generate,
+            "streamGenerateContent": self._stream,
+            "countTokens": self._count_tokens,
+            "embedContent": self._embed,
+            "batchEmbedContents": self._batch_embed,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.router.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = asgi.header(scope, b"x-request-id")
+        rid = request_id.decode("latin-1")[:128] if request_id else uuid.uuid4().hex
+        headers = [(b"x-request-id", rid.encode("latin-1"))]
+        try:
+            await self._dispatch(scope, receive, send, rid, headers)
+        except GenrouteError as exc:
+            if exc.code >= 500:
+                log.warning("request %s failed: %s %s", rid, exc.code, exc.message)
+            await asgi.send_error(send, exc, headers)
+        except ConnectionAbortedError:
+            return
+        except Exception:
+            log.exception("request %s: unexpected error", rid)
+            await asgi.send_error(
+                send, GenrouteError(f"internal error (request id {rid})", code=500), headers
+            )
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        parsed = parse_api_path(path)
+        if parsed is None:
+            if path in _HEALTH and method in ("GET", "HEAD"):
+                await self._health(path, send, headers)
+                return
+            raise NotFound(f"no route for {method} {path}")
+        model, action = parsed
+        query = query_params(scope)
+        self.auth.check(presented_key(scope, query))
+        if action is None:
+            if method != "GET":
+                raise GenrouteError(f"{method} is not allowed on {path}", code=405, status="UNIMPLEMENTED")
+            if model is None:
+                await self._list_models(send, query, headers)
+            else:
+                data = dump_json(self.router.describe(model))
+                await asgi.send_bytes(send, 200, data, [JSON_TYPE, *headers])
+            return
+        if method != "POST":
+            raise GenrouteError(f"{action} needs POST, not {method}", code=405, status="UNIMPLEMENTED")
+        assert model is not None
+        await self._post[action](scope, receive, send, normalise_model_name(model), headers)
+
+    async def _health(self, path: str, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        body: dict[str, Any] = {"status": "healthy"}
+        if path != "/health/liveliness" and path != "/health/liveness":
+            body["models"] = self.router.model_names
+        await asgi.send_json(send, 200, body, headers)
+
+    async def _list_models(
+        self, send: Send, query: dict[str, str], headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        models = self.router.list_models()
+        try:
+            size = int(query.get("pageSize") or query.get("page_size") or 50)
+            start = int(query.get("pageToken") or query.get("page_token") or 0)
+        except ValueError:
+            raise InvalidRequest("pageSize and pageToken must be whole numbers") from None
+        size = max(1, min(size, MAX_PAGE_SIZE))
+        page = models[start : start + size]
+        more = str(start + size) if start + size < len(models) else None
+        reply = ListModelsResponse(models=page, next_page_token=more)
+        await asgi.send_bytes(send, 200, dump_json(reply), [JSON_TYPE, *headers])
+
+    async def _body(self, scope: Scope, receive: Receive, model: type[W]) -> W:
+        return parse_json(await asgi.read_body(scope, receive, self.body_limit), model)
+
+    async def _generate(
+        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        request = await self._body(scope, receive, GenerateContentRequest)
+        response = await self.router.generate(model, request)
+        await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+
+    async def _stream(
+        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        request = await self._body(scope, receive, GenerateContentRequest)
+        sse = query_params(scope).get("alt") == "sse"
+        await streaming.relay(self.router.stream(model, request), receive, send, sse=sse, headers=headers)
+
+    async def _count_tokens(
+        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        request = await self._body(scope, receive, CountTokensRequest)
+        if request.contents is None and request.generate_content_request is None:
+            raise InvalidRequest("contents: required (or generateContentRequest)")
+        response = await self.router.count_tokens(model, request)
+        await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+
+    async def _embed(
+        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        request = await self._body(scope, receive, EmbedContentRequest)
+        response = await self.router.embed_content(model, request)
+        await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+
+    async def _batch_embed(
+        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        request = await self._body(scope, receive, BatchEmbedContentsRequest)
+        if not request.requests:
+            raise InvalidRequest("requests: at least one request is needed")
+        response = await self.router.batch_embed_contents(model, request)
+        await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+
+
+def create_app(config: Config, router: Router | None = None) -> GatewayApp:
+    """The ASGI app for a config (the Router is built from it unless given)."""
+    return GatewayApp(router or Router.from_config(config, allow_ad_hoc_models=False), config)

@@ -1,0 +1,103 @@
+"""Relaying a stream to the client as it arrives: SSE (`alt=sse`) or a progressive JSON array.
+
+The first chunk is awaited before the response starts, so an error before any byte is
+sent is a normal HTTP error. After that, an error becomes a final `data: {"error": ...}`
+event (or the array's last element). A client that goes away cancels the upstream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+
+from genroute.errors import GenrouteError
+from genroute.server.asgi import JSON_TYPE, NO_CACHE, SSE_TYPE, Receive, Send
+from genroute.sse import encode_event
+from genroute.wire import GenerateContentResponse, dump_json
+
+log = logging.getLogger("genroute.server")
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def relay(
+    chunks: AsyncIterator[GenerateContentResponse],
+    receive: Receive,
+    send: Send,
+    *,
+    sse: bool,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """Send `chunks` to the client, stopping the upstream if the client disconnects."""
+    iterator = aiter(chunks)
+    try:
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await _close(iterator)
+        raise
+    start_headers = [SSE_TYPE if sse else JSON_TYPE, NO_CACHE, *headers]
+    await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+    pump = asyncio.ensure_future(_pump(first, iterator, send, sse))
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not pump.done():
+            pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        await _close(iterator)
+    if not pump.cancelled() and pump.exception() is not None:
+        log.warning("stream relay failed: %r", pump.exception())
+
+
+async def _pump(
+    first: GenerateContentResponse | None,
+    iterator: AsyncIterator[GenerateContentResponse],
+    send: Send,
+    sse: bool,
+) -> None:
+    frame = encode_event if sse else None
+    sent_any = False
+
+    async def emit(payload: bytes) -> None:
+        nonlocal sent_any
+        if frame is not None:
+            body = frame(payload)
+        else:
+            body = (b",\r\n" if sent_any else b"[") + payload
+        sent_any = True
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    try:
+        if first is not None:
+            await emit(dump_json(first))
+        async for chunk in iterator:
+            await emit(dump_json(chunk))
+    except GenrouteError as exc:
+        log.warning("stream failed after it began: %s %s", exc.code, exc.message)
+        await emit(orjson.dumps(exc.to_body()))
+    except Exception as exc:
+        log.exception("stream failed after it began")
+        await emit(orjson.dumps(GenrouteError(f"internal error: {type(exc).__name__}").to_body()))
+    tail = b"" if frame is not None else (b"]" if sent_any else b"[]")
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _close(iterator: AsyncIterator[GenerateContentResponse]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()

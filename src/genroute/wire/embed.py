@@ -1,0 +1,40 @@
+"""embedContent and batchEmbedContents requests and responses."""
+
+from __future__ import annotations
+
+from genroute.wire.base import WireModel
+from genroute.wire.content import Content
+
+
+class EmbedContentRequest(WireModel):
+    """One text (as a Content) to embed."""
+
+    model: str | None = None
+    content: Content
+    task_type: str | None = None
+    title: str | None = None
+    output_dimensionality: int | None = None
+
+
+class ContentEmbedding(WireModel):
+    """An embedding vector."""
+
+    values: list[float]
+
+
+class EmbedContentResponse(WireModel):
+    """The reply of `:embedContent`."""
+
+    embedding: ContentEmbedding
+
+
+class BatchEmbedContentsRequest(WireModel):
+    """The body of `:batchEmbedContents`, which both SDKs use even for one input."""
+
+    requests: list[EmbedContentRequest]
+
+
+class BatchEmbedContentsResponse(WireModel):
+    """The reply of `:batchEmbedContents`, one embedding per request, in order."""
+
+    embeddings: list[ContentEmbedding]

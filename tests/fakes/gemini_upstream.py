@@ -1,0 +1,828 @@
+"""A fake Gemini API (generativelanguage.googleapis.com) upstream for the genroute tests.
+
+``FakeGemini`` runs a real aiohttp HTTP/1.1 server on 127.0.0.1 (free port) in a background
+thread with its own event loop, so sync tests, async tests and tests that start the gateway
+as a subprocess can all use it. It follows ``/work/shared/reference/gemini-wire.md``: it
+checks the API key, the JSON body, ``contents``/parts and the model like Google does,
+answers with Google-shaped errors, and gives deterministic, rich replies. The reply builders
+(``build_generate_response``, ``build_stream_chunks``, ...) are public so tests can compare
+what the gateway returned with what the upstream sent.
+
+    with FakeGemini() as fake:
+        client = genai.Client(api_key="upstream-key", http_options={"base_url": fake.base_url})
+        fake.framing = "split"                 # normal | split | merged | lf
+        fake.script("error", code=429)         # consumed by the next request
+        ...
+        assert fake.requests[-1].body["contents"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import math
+import re
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+DEFAULT_API_KEY = "upstream-key"
+DEFAULT_MODELS = (
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash-lite",
+    "gemini-2.0-flash",
+    "gemini-embedding-001",
+    "text-embedding-004",
+)
+FRAMINGS = ("normal", "split", "merged", "lf")
+EMBED_DIM = 768
+STATUS_BY_CODE = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_MESSAGES = {
+    "INTERNAL": "An internal error has occurred. Please retry or report in "
+    "https://developers.generativeai.google/guide/troubleshooting",
+    "UNAVAILABLE": "The model is overloaded. Please try again later.",
+    "DEADLINE_EXCEEDED": "Deadline expired before operation could complete.",
+    "RESOURCE_EXHAUSTED": "You exceeded your current quota, please check your plan and billing details.",
+}
+_RPC = "type.googleapis.com/google.rpc."
+_DATA_FIELDS = frozenset(
+    "text inlineData fileData functionCall functionResponse executableCode codeExecutionResult "
+    "toolCall toolResponse".split()
+)
+_PART_FIELDS = _DATA_FIELDS | {"thought", "thoughtSignature", "videoMetadata", "mediaResolution", "partMetadata"}
+_GENERATE_FIELDS = frozenset(
+    "model contents tools toolConfig safetySettings systemInstruction generationConfig cachedContent "
+    "serviceTier store".split()
+)
+_REQUEST_FIELDS = {
+    "generateContent": _GENERATE_FIELDS,
+    "streamGenerateContent": _GENERATE_FIELDS,
+    "countTokens": frozenset({"contents", "generateContentRequest"}),
+    "embedContent": frozenset({"model", "content", "taskType", "title", "outputDimensionality"}),
+    "batchEmbedContents": frozenset({"requests"}),
+}
+_SCRIPT_OPTS: dict[str, set[str]] = {
+    "error": {"code", "status", "message", "details", "retry_delay", "headers", "delay"},
+    "delay": {"seconds"},
+    "stream_error": {"after", "code", "status", "message", "details", "retry_delay", "delay"},
+    "drop": {"after", "delay"},
+    "slow_stream": {"interval", "max_chunks", "delay"},
+    "reply": {"body", "chunks", "status", "headers", "delay"},
+    "raw": {"status", "body", "content_type", "headers", "delay"},
+}
+_PATH_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1|v1beta|v1alpha)/(?P<rest>.+)$")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class GoogleError(Exception):
+    """An error answered as ``{"error": {code, message, status, details?}}``."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        status: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or STATUS_BY_CODE.get(code, "UNKNOWN")
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, self.status, self.details)
+
+
+def error_body(
+    code: int, message: str, status: str | None = None, details: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Google's error envelope."""
+    err: dict[str, Any] = {"code": code, "message": message, "status": status or STATUS_BY_CODE.get(code, "UNKNOWN")}
+    if details:
+        err["details"] = details
+    return {"error": err}
+
+
+def quota_error(retry_delay: str = "7s", message: str | None = None) -> GoogleError:
+    """429 RESOURCE_EXHAUSTED with QuotaFailure, Help and RetryInfo details and Retry-After."""
+    details = [
+        {
+            "@type": _RPC + "QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                    "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
+                    "quotaValue": "10",
+                }
+            ],
+        },
+        {"@type": _RPC + "Help", "links": [{"description": "Gemini API rate limits", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+        {"@type": _RPC + "RetryInfo", "retryDelay": retry_delay},
+    ]
+    seconds = math.ceil(float(retry_delay.rstrip("s") or 0))
+    msg = message or f"{_MESSAGES['RESOURCE_EXHAUSTED']} Please retry in {retry_delay}."
+    return GoogleError(429, msg, "RESOURCE_EXHAUSTED", details, {"Retry-After": str(seconds)})
+
+
+def _bad(message: str, field_path: str | None = None) -> GoogleError:
+    details = None
+    if field_path:
+        violation = {"field": field_path, "description": message}
+        details = [{"@type": _RPC + "BadRequest", "fieldViolations": [violation]}]
+    return GoogleError(400, message, "INVALID_ARGUMENT", details)
+
+
+def _key_invalid() -> GoogleError:
+    msg = "API key not valid. Please pass a valid API key."
+    info = {"service": "generativelanguage.googleapis.com"}
+    return GoogleError(
+        400,
+        msg,
+        "INVALID_ARGUMENT",
+        [
+            {"@type": _RPC + "ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com", "metadata": info},
+            {"@type": _RPC + "LocalizedMessage", "locale": "en-US", "message": msg},
+        ],
+    )
+
+
+def _scripted_error(opts: dict[str, Any]) -> GoogleError:
+    code = int(opts.get("code", 500))
+    if code == 429 and "details" not in opts:
+        err = quota_error(str(opts.get("retry_delay", "7s")), opts.get("message"))
+        err.status = opts.get("status") or err.status
+        return err
+    status = opts.get("status") or STATUS_BY_CODE.get(code, "UNKNOWN")
+    message = opts.get("message") or _MESSAGES.get(status, f"Fake upstream error {code} {status}.")
+    return GoogleError(code, message, status, opts.get("details"), opts.get("headers"))
+
+
+# ------------------------------------------------------------------- request helpers
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+def field_of(obj: Any, name: str, default: Any = None) -> Any:
+    """Read a lowerCamel field or its snake_case twin, as Google's JSON parser does."""
+    if not isinstance(obj, dict):
+        return default
+    if name in obj:
+        return obj[name]
+    return obj.get(re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower(), default)
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    parts = field_of(content, "parts")
+    return [p for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+
+
+def _text_of(content: Any) -> str:
+    texts = [p["text"] for p in _parts(content) if isinstance(p.get("text"), str) and not p.get("thought")]
+    return " ".join(t for t in texts if t)
+
+
+def prompt_tokens(body: Any) -> int:
+    """Deterministic token count: whitespace words of text parts, 1 per other part."""
+    contents = list(field_of(body, "contents") or [])
+    system = field_of(body, "systemInstruction")
+    if isinstance(system, dict):
+        contents.append(system)
+    n = 0
+    for content in contents:
+        for part in _parts(content):
+            text = part.get("text")
+            n += len(text.split()) if isinstance(text, str) else 1
+    return max(n, 1)
+
+
+def reply_text(body: Any) -> str:
+    """``"Echo: "`` + the text of the last user turn (or the kinds of its parts)."""
+    for content in reversed(list(field_of(body, "contents") or [])):
+        if isinstance(content, dict) and (content.get("role") or "user") == "user":
+            text = _text_of(content)
+            if text:
+                return "Echo: " + text
+            kinds = sorted({_camel(k) for p in _parts(content) for k in p if _camel(k) in _DATA_FIELDS})
+            return "Echo: [" + ", ".join(kinds) + "]"
+    return "Echo: [empty]"
+
+
+def split_text(text: str, pieces: int = 3) -> list[str]:
+    """Split at word boundaries into at most ``pieces`` deltas whose concatenation is ``text``."""
+    words = re.findall(r"\s*\S+\s*", text) or [text]
+    size = math.ceil(len(words) / min(pieces, len(words)))
+    return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
+
+
+# ------------------------------------------------------------------- reply builders
+
+
+@dataclass(frozen=True)
+class _Plan:
+    model: str
+    text: str
+    thought: str
+    signature: str
+    response_id: str
+    prompt: int
+    cached: int
+    avg_logprobs: float
+
+
+def _plan(body: Any, model: str) -> _Plan:
+    canon = json.dumps([model, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(canon.encode()).digest()
+    text = reply_text(body)
+    prompt = prompt_tokens(body)
+    return _Plan(
+        model=model,
+        text=text,
+        thought=f"**Planning a reply** The user sent {len(text.split()) - 1} words; I will echo them.",
+        signature=base64.b64encode(b"fake-thought-signature/" + digest[:12]).decode(),
+        response_id=base64.urlsafe_b64encode(digest[12:24]).decode(),
+        prompt=prompt,
+        cached=prompt // 2 if field_of(body, "cachedContent") else 0,
+        avg_logprobs=-round(0.05 + digest[0] / 1000, 6),
+    )
+
+
+def _usage(plan: _Plan, candidates: int, thoughts: int) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "promptTokenCount": plan.prompt,
+        "candidatesTokenCount": candidates,
+        "totalTokenCount": plan.prompt + candidates + thoughts,
+        "thoughtsTokenCount": thoughts,
+        "cachedContentTokenCount": plan.cached,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": plan.prompt}],
+        "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": candidates}],
+    }
+    if plan.cached:
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": plan.cached}]
+    return usage
+
+
+def _final_candidate_fields(plan: _Plan) -> dict[str, Any]:
+    source = "https://example.com/fake-source"
+    categories = ("HARASSMENT", "HATE_SPEECH", "SEXUALLY_EXPLICIT", "DANGEROUS_CONTENT")
+    return {
+        "finishReason": "STOP",
+        "index": 0,
+        "safetyRatings": [{"category": f"HARM_CATEGORY_{c}", "probability": "NEGLIGIBLE"} for c in categories],
+        "citationMetadata": {"citationSources": [{"startIndex": 0, "endIndex": len(plan.text), "uri": source}]},
+        "groundingMetadata": {
+            "webSearchQueries": [plan.text[:40]],
+            "groundingChunks": [{"web": {"uri": source, "title": "example.com"}}],
+            "groundingSupports": [
+                {
+                    "segment": {"startIndex": 0, "endIndex": len(plan.text), "text": plan.text},
+                    "groundingChunkIndices": [0],
+                    "confidenceScores": [0.9],
+                }
+            ],
+        },
+        "avgLogprobs": plan.avg_logprobs,
+        "futureCandidateField": {"note": "unknown to current SDKs", "level": "candidate"},
+    }
+
+
+def _envelope(plan: _Plan, candidate: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": plan.model,
+        "responseId": plan.response_id,
+        "futureField": {"note": "unknown to current SDKs", "level": "response", "values": [1, 2, 3]},
+    }
+
+
+def _content(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"role": "model", "parts": list(parts)}
+
+
+def build_generate_response(body: Any, model: str) -> dict[str, Any]:
+    """The fake's default ``generateContent`` reply for ``body`` sent to ``model`` (bare id)."""
+    plan = _plan(body, model)
+    parts = ({"text": plan.thought, "thought": True}, {"text": plan.text, "thoughtSignature": plan.signature})
+    candidate = {"content": _content(*parts), **_final_candidate_fields(plan)}
+    return _envelope(plan, candidate, _usage(plan, len(plan.text.split()), len(plan.thought.split())))
+
+
+def build_stream_chunks(body: Any, model: str) -> list[dict[str, Any]]:
+    """Default stream: a thought chunk, up to 3 text deltas, then a final chunk with an empty
+    text part carrying the thoughtSignature, finishReason and the candidate metadata."""
+    plan = _plan(body, model)
+    thoughts = len(plan.thought.split())
+    chunks = [_envelope(plan, {"content": _content({"text": plan.thought, "thought": True}), "index": 0}, _usage(plan, 0, thoughts))]
+    done = 0
+    for piece in split_text(plan.text):
+        done += len(piece.split())
+        chunks.append(_envelope(plan, {"content": _content({"text": piece}), "index": 0}, _usage(plan, done, thoughts)))
+    final = {"content": _content({"text": "", "thoughtSignature": plan.signature}), **_final_candidate_fields(plan)}
+    chunks.append(_envelope(plan, final, _usage(plan, done, thoughts)))
+    return chunks
+
+
+def build_slow_chunks(body: Any, model: str, count: int) -> list[dict[str, Any]]:
+    """``count`` chunks ``"tick i "`` and a final STOP chunk (the ``slow_stream`` script)."""
+    plan = _plan(body, model)
+    chunks = [_envelope(plan, {"content": _content({"text": f"tick {i} "}), "index": 0}, _usage(plan, 2 * i + 2, 0)) for i in range(count)]
+    final = {"content": _content({"text": "done"}), "finishReason": "STOP", "index": 0}
+    return [*chunks, _envelope(plan, final, _usage(plan, 2 * count + 1, 0))]
+
+
+def build_count_tokens_response(body: Any) -> dict[str, Any]:
+    inner = field_of(body, "generateContentRequest")
+    total = prompt_tokens(inner if isinstance(inner, dict) else body)
+    return {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}
+
+
+def embedding_values(text: str, dim: int = EMBED_DIM) -> list[float]:
+    """Deterministic pseudo-embedding of ``text`` with ``dim`` values in [-1, 1]."""
+    raw = hashlib.shake_256(text.encode()).digest(2 * dim)
+    return [round(int.from_bytes(raw[2 * i : 2 * i + 2], "big") / 32767.5 - 1, 6) for i in range(dim)]
+
+
+def _embedding_for(request: Any) -> dict[str, Any]:
+    dim = field_of(request, "outputDimensionality")
+    return {"values": embedding_values(_text_of(field_of(request, "content")), int(dim) if dim else EMBED_DIM)}
+
+
+def build_model(model_id: str) -> dict[str, Any]:
+    """Google's Model resource for ``model_id``."""
+    if "embedding" in model_id:
+        methods = ["embedContent", "countTextTokens", "countTokens"]
+        return {"name": f"models/{model_id}", "version": "001", "displayName": model_id, "description": f"Fake {model_id}",
+                "inputTokenLimit": 2048, "outputTokenLimit": 1, "supportedGenerationMethods": methods}
+    methods = ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
+    return {"name": f"models/{model_id}", "version": "001", "displayName": model_id, "description": f"Fake {model_id}",
+            "inputTokenLimit": 1048576, "outputTokenLimit": 65536, "supportedGenerationMethods": methods,
+            "temperature": 1.0, "maxTemperature": 2.0, "topP": 0.95, "topK": 64, "thinking": True}
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def _check_content(content: Any, where: str, strict: bool, check_role: bool = True) -> None:
+    if not isinstance(content, dict):
+        raise _bad(f"Invalid JSON payload received. {where}: expected an object.", where)
+    if check_role and content.get("role") not in (None, "", "user", "model"):
+        raise _bad("Please use a valid role: user, model.", f"{where}.role")
+    parts = field_of(content, "parts")
+    if not isinstance(parts, list) or not parts:
+        raise _bad(f"* {where}.parts: contents.parts must not be empty.\n", f"{where}.parts")
+    for j, part in enumerate(parts):
+        keys = {_camel(k) for k in part} if isinstance(part, dict) else set()
+        unknown = sorted(keys - _PART_FIELDS)
+        if strict and unknown:
+            raise _bad(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at \'{where}.parts[{j}]\': Cannot find field.')
+        if not keys & _DATA_FIELDS:
+            msg = f"* {where}.parts[{j}].data: required oneof field 'data' must have one initialized field\n"
+            raise _bad(msg, f"{where}.parts[{j}].data")
+
+
+def _check_contents(body: dict[str, Any], name: str, strict: bool) -> None:
+    contents = field_of(body, "contents")
+    if not isinstance(contents, list) or not contents:
+        raise _bad(f"* {name}.contents: contents is not specified\n", "contents")
+    for i, content in enumerate(contents):
+        _check_content(content, f"{name}.contents[{i}]", strict)
+    system = field_of(body, "systemInstruction")
+    if system is not None:
+        _check_content(system, f"{name}.system_instruction", strict, check_role=False)
+
+
+def check_request(action: str, model: str, body: Any, strict: bool = True) -> None:
+    """Raise GoogleError for a body Google would refuse for ``models/{model}:{action}``."""
+    body = {} if body is None else body
+    if not isinstance(body, dict):
+        raise _bad("Invalid JSON payload received. Expected an object.")
+    if strict:
+        for key in body:
+            if _camel(key) not in _REQUEST_FIELDS[action]:
+                raise _bad(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.', key)
+    if action in ("generateContent", "streamGenerateContent"):
+        _check_contents(body, "GenerateContentRequest", strict)
+    elif action == "countTokens":
+        inner = field_of(body, "generateContentRequest")
+        if isinstance(inner, dict):
+            _check_contents(inner, "CountTokensRequest.generate_content_request", False)
+        else:
+            _check_contents(body, "CountTokensRequest", strict)
+    elif action == "embedContent":
+        _check_content(field_of(body, "content"), "EmbedContentRequest.content", strict, check_role=False)
+    else:
+        requests = field_of(body, "requests")
+        if not isinstance(requests, list) or not requests:
+            raise _bad("* BatchEmbedContentsRequest.requests: requests is not specified\n", "requests")
+        for i, req in enumerate(requests):
+            where = f"BatchEmbedContentsRequest.requests[{i}]"
+            if field_of(req, "model") not in (None, f"models/{model}", model):
+                raise _bad(f"* {where}.model: model must match the model in the URL (models/{model}).\n", f"{where}.model")
+            _check_content(field_of(req, "content"), f"{where}.content", strict, check_role=False)
+
+
+# -------------------------------------------------------------------------- the fake
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the fake received it (headers lower-cased; ``body`` is parsed JSON or None)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    raw_body: bytes
+    json_error: str | None
+    version: str | None
+    model: str | None
+    action: str | None
+
+    @property
+    def api_key(self) -> str | None:
+        return self.headers.get("x-goog-api-key") or self.query.get("key")
+
+
+@dataclass
+class Script:
+    """A scripted behaviour consumed by the next ``times`` requests whose path contains ``match``."""
+
+    kind: str
+    opts: dict[str, Any] = field(default_factory=dict)
+    times: int | None = 1
+    match: str | None = None
+
+
+def _parse_path(path: str) -> tuple[str | None, str | None, str | None]:
+    found = _PATH_RE.match(path)
+    if not found:
+        return None, None, None
+    rest, action = found["rest"], None
+    if ":" in rest.rsplit("/", 1)[-1]:
+        rest, action = rest.rsplit(":", 1)
+    return found["version"], "" if rest == "models" else rest.removeprefix("models/"), action
+
+
+def _json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    data = json.dumps(obj, indent=2, ensure_ascii=False).encode()
+    return web.Response(status=status, body=data, headers={"Content-Type": "application/json; charset=UTF-8", **(headers or {})})
+
+
+def _drop(request: web.BaseRequest) -> None:
+    if request.transport is not None:
+        request.transport.close()
+
+
+class FakeGemini:
+    """Fake Gemini upstream on 127.0.0.1; see the module docstring."""
+
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        *,
+        models: Iterable[str] | None = None,
+        framing: str = "normal",
+        strict_fields: bool = True,
+        pause: float = 0.01,
+    ) -> None:
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}")
+        self.api_key = api_key
+        self.models = tuple(models) if models is not None else None
+        self.framing = framing
+        self.strict_fields = strict_fields
+        self.pause = pause
+        self.cancelled = threading.Event()
+        self.events_sent = 0
+        self.port = 0
+        self._default_framing = framing
+        self._lock = threading.Condition()
+        self._requests: list[RecordedRequest] = []
+        self._scripts: list[Script] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.ServerRunner | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    # -- lifecycle
+
+    def start(self) -> FakeGemini:
+        if self._thread is not None:
+            raise RuntimeError("FakeGemini already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self._stopping = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"fake-gemini-{self.port}", daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._serve(sock), self._loop).result(10)
+        except BaseException:
+            sock.close()
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._stopping = True
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(15)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(15)
+            loop.close()
+            self._loop = self._thread = self._runner = None
+
+    def __enter__(self) -> FakeGemini:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if not self.port:
+            raise RuntimeError("FakeGemini is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _serve(self, sock: socket.socket) -> None:
+        server = web.Server(self._handle, handler_cancellation=True, access_log=None)
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_asyncgens()
+
+    # -- test-facing API
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of the recorded requests, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        with self._lock:
+            return self._requests[-1]
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self._requests) >= count, timeout):
+                raise TimeoutError(f"fake Gemini got {len(self._requests)} requests, expected {count}")
+            return list(self._requests)
+
+    def reset(self) -> None:
+        """Forget requests and scripts, clear ``cancelled``, restore the default framing."""
+        with self._lock:
+            self._requests.clear()
+            self._scripts.clear()
+            self.events_sent = 0
+        self.cancelled.clear()
+        self.framing = self._default_framing
+
+    def script(self, kind: str, *, times: int | None = 1, match: str | None = None, **opts: Any) -> Script:
+        """Queue a behaviour for the next request(s); ``times=None`` keeps it until reset()."""
+        allowed = _SCRIPT_OPTS.get(kind)
+        if allowed is None:
+            raise ValueError(f"unknown script kind {kind!r}; expected one of {sorted(_SCRIPT_OPTS)}")
+        if extra := set(opts) - allowed:
+            raise TypeError(f"script {kind!r} takes no option(s) {sorted(extra)}")
+        if kind == "reply" and "body" not in opts and "chunks" not in opts:
+            raise TypeError("script 'reply' needs body= and/or chunks=")
+        entry = Script(kind, dict(opts), times, match)
+        with self._lock:
+            self._scripts.append(entry)
+        return entry
+
+    def is_known_model(self, model: str) -> bool:
+        if self.models is not None:
+            return model in self.models
+        return model.rsplit("/", 1)[-1].startswith(("gemini", "text-embedding"))
+
+    def _take_script(self, path: str) -> Script | None:
+        with self._lock:
+            for entry in self._scripts:
+                if entry.match is None or entry.match in path:
+                    if entry.times is not None:
+                        entry.times -= 1
+                        if entry.times <= 0:
+                            self._scripts.remove(entry)
+                    return entry
+        return None
+
+    # -- serving
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            raw = await request.read()
+            body, json_error = None, None
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError as exc:
+                    json_error = str(exc)
+            headers: dict[str, str] = {}
+            for name, value in request.headers.items():
+                key = name.lower()
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
+            rec = RecordedRequest(request.method, request.path, dict(request.query), headers, body, raw, json_error, *_parse_path(request.path))
+            with self._lock:
+                self._requests.append(rec)
+                self._lock.notify_all()
+            try:
+                return await self._dispatch(request, rec)
+            except GoogleError as err:
+                return _json_response(err.body(), err.code, err.headers)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                self.cancelled.set()
+            raise
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    def _check_key(self, rec: RecordedRequest) -> None:
+        key = rec.api_key
+        if key is None:
+            if "authorization" in rec.headers:
+                raise GoogleError(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                                  "login cookie or other valid authentication credential.", "UNAUTHENTICATED")
+            raise GoogleError(403, "Method doesn't allow unregistered callers (callers without established identity). "
+                              "Please use API Key or other form of API consumer identity to call this API.", "PERMISSION_DENIED")
+        if key.strip() != self.api_key:
+            raise _key_invalid()
+
+    async def _dispatch(self, request: web.BaseRequest, rec: RecordedRequest) -> web.StreamResponse:
+        if rec.version is None or rec.model is None:
+            raise GoogleError(404, f"The requested URL {rec.path} was not found on this server.")
+        self._check_key(rec)
+        if rec.json_error is not None:
+            raise _bad(f"Invalid JSON payload received. {rec.json_error}")
+        get = rec.method == "GET" and rec.action is None
+        if not get and (rec.method != "POST" or rec.action not in _REQUEST_FIELDS):
+            raise GoogleError(404, f"Method not found: {rec.method} {rec.path}")
+        if rec.model and not self.is_known_model(rec.model):
+            method = rec.action or "get"
+            raise GoogleError(404, f"models/{rec.model} is not found for API version {rec.version}, or is not supported "
+                              f"for {method}. Call ListModels to see the list of available models and their supported methods.")
+        if not get:
+            check_request(str(rec.action), rec.model, rec.body, self.strict_fields)
+        script = self._take_script(rec.path)
+        kind, opts = (script.kind, script.opts) if script else ("", {})
+        delay = float(opts.get("seconds" if kind == "delay" else "delay", 0))
+        if delay:
+            await asyncio.sleep(delay)
+        streaming = rec.action == "streamGenerateContent"
+        if kind == "error" or (kind == "stream_error" and not streaming):
+            raise _scripted_error(opts)
+        if kind == "raw":
+            data = opts.get("body", b"")
+            ctype = str(opts.get("content_type", "text/html; charset=UTF-8"))
+            hdrs = {"Content-Type": ctype, **opts.get("headers", {})}
+            return web.Response(status=int(opts.get("status", 502)), body=data.encode() if isinstance(data, str) else data, headers=hdrs)
+        if kind == "drop" and not streaming:
+            _drop(request)
+            return web.Response(status=200)
+        if kind == "slow_stream" and not streaming:
+            await asyncio.sleep(float(opts.get("interval", 0.05)) * int(opts.get("max_chunks", 200)))
+        if kind == "reply" and not streaming:
+            reply = opts["body"] if "body" in opts else opts["chunks"][-1]
+            return _json_response(reply, int(opts.get("status", 200)), opts.get("headers"))
+        if streaming:
+            return await self._stream_generate(request, rec, kind, opts)
+        return _json_response(self._answer(rec))
+
+    def _answer(self, rec: RecordedRequest) -> Any:
+        model, action = str(rec.model), rec.action
+        if action == "generateContent":
+            return build_generate_response(rec.body, model)
+        if action == "countTokens":
+            return build_count_tokens_response(rec.body)
+        if action == "embedContent":
+            return {"embedding": _embedding_for(rec.body)}
+        if action == "batchEmbedContents":
+            return {"embeddings": [_embedding_for(r) for r in field_of(rec.body, "requests")]}
+        if model:
+            return build_model(model)
+        ids = list(self.models if self.models is not None else DEFAULT_MODELS)
+        try:
+            size, start = int(rec.query.get("pageSize") or 50), int(rec.query.get("pageToken") or 0)
+        except ValueError:
+            raise _bad("Invalid pageSize or pageToken.") from None
+        page: dict[str, Any] = {"models": [build_model(m) for m in ids[start : start + size]]}
+        if start + size < len(ids):
+            page["nextPageToken"] = str(start + size)
+        return page
+
+    async def _stream_generate(self, request: web.BaseRequest, rec: RecordedRequest, kind: str, opts: dict[str, Any]) -> web.StreamResponse:
+        model, framing, pause = str(rec.model), rec.headers.get("x-fake-framing", self.framing), self.pause
+        if framing not in FRAMINGS:
+            raise _bad(f"x-fake-framing must be one of {FRAMINGS}")
+        error, drop_after = None, None
+        if kind == "slow_stream":
+            chunks = build_slow_chunks(rec.body, model, int(opts.get("max_chunks", 200)))
+            framing, pause = "normal", float(opts.get("interval", 0.05))
+        elif kind == "reply":
+            chunks = list(opts.get("chunks") or [opts["body"]])
+        else:
+            chunks = build_stream_chunks(rec.body, model)
+        if kind == "stream_error":
+            chunks, error = chunks[: int(opts.get("after", 1))], _scripted_error(opts).body()
+        if kind == "drop":
+            drop_after = int(opts.get("after", 1))
+            chunks = chunks[:drop_after]
+        sse = rec.query.get("alt") == "sse"
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream" if sse else "application/json; charset=UTF-8"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        frames = [self._frame(i, event, sse, framing) for i, event in enumerate([*chunks, *([error] if error else [])])]
+        writes = self._group(frames, framing)
+        if not sse and drop_after is None:
+            writes.append((b"[]" if not frames else b"]", 0))
+        try:
+            for i, (data, events) in enumerate(writes):
+                if i:
+                    await asyncio.sleep(pause)
+                await resp.write(data)
+                with self._lock:
+                    self.events_sent += events
+        except ConnectionError:
+            if not self._stopping:
+                self.cancelled.set()
+            return resp
+        if drop_after is not None:
+            await asyncio.sleep(pause)
+            _drop(request)
+        return resp
+
+    @staticmethod
+    def _frame(index: int, event: Any, sse: bool, framing: str) -> bytes:
+        data = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+        if sse:
+            return b"data: " + data + (b"\n\n" if framing == "lf" else b"\r\n\r\n")
+        return (b"[" if index == 0 else b",\r\n") + data
+
+    @staticmethod
+    def _group(frames: list[bytes], framing: str) -> list[tuple[bytes, int]]:
+        """Turn frames into TCP writes, each with the number of events it completes."""
+        if framing == "merged":
+            return [(b"".join(frames[i : i + 3]), len(frames[i : i + 3])) for i in range(0, len(frames), 3)]
+        if framing != "split":
+            return [(f, 1) for f in frames]
+        writes: list[tuple[bytes, int]] = []
+        for f in frames:
+            cuts = sorted({0, 3, 9, len(f) // 2, len(f) - 3, len(f) - 1, len(f)} & set(range(len(f) + 1)))
+            pieces = [f[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+            writes += [(p, 0) for p in pieces[:-1]] + [(pieces[-1], 1)]
+        return writes
