@@ -40,7 +40,9 @@ def _models_table(config: Config) -> Table:
 
 def _banner(config: Config, host: str, port: int, workers: int) -> None:
     console = Console(stderr=True, highlight=False)
-    console.print(f"[bold]genroute {__version__}[/bold] serving the Gemini API on http://{host}:{port}")
+    console.print(
+        f"[bold]genroute {__version__}[/bold] serving the Gemini API on http://{host}:{port}"
+    )
     console.print(f"config: {config.source}; workers: {workers}")
     console.print(_models_table(config))
     if any(e.params.model.startswith("demo/") for e in config.model_list):
@@ -64,7 +66,9 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     config = _load(args.config)
-    logging.basicConfig(level=logging.DEBUG if config.litellm_settings.set_verbose else logging.INFO)
+    logging.basicConfig(
+        level=logging.DEBUG if config.litellm_settings.set_verbose else logging.INFO
+    )
     _banner(config, args.host, args.port, args.workers)
     common = {
         "host": args.host,
@@ -80,11 +84,11 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         if args.config:
             os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-        uvicorn.run("genroute.cli:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]
+        uvicorn.run("genroute.cli:app_from_env", factory=True, workers=args.workers, **common)
     else:
         from genroute.server import create_app
 
-        uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(config), **common)
     return 0
 
 
@@ -102,7 +106,9 @@ def check_config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog="genroute", description="An LLM gateway speaking the Gemini API.")
+    parser = argparse.ArgumentParser(
+        prog="genroute", description="An LLM gateway speaking the Gemini API."
+    )
     parser.add_argument("--version", action="version", version=f"genroute {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="run the proxy server")

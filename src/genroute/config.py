@@ -123,9 +123,7 @@ class RouterSettings(_Strict):
     def _alias_targets(cls, value: Any) -> Any:
         # LiteLLM also allows {"alias": {"model": "group", "hidden": true}}.
         if isinstance(value, Mapping):
-            return {
-                k: (v.get("model") if isinstance(v, Mapping) else v) for k, v in value.items()
-            }
+            return {k: (v.get("model") if isinstance(v, Mapping) else v) for k, v in value.items()}
         return value
 
 

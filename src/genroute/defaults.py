@@ -28,7 +28,10 @@ def default_config(environ: Mapping[str, str] | None = None) -> Config:
         entries.append(
             {
                 "model_name": "text-embedding-*",
-                "params": {"model": "gemini/text-embedding-*", "api_key": f"os.environ/{gemini_key}"},
+                "params": {
+                    "model": "gemini/text-embedding-*",
+                    "api_key": f"os.environ/{gemini_key}",
+                },
                 "model_info": {"mode": "embedding"},
             }
         )

@@ -104,7 +104,9 @@ def build_request(contents: Any, config: Any, kwargs: Mapping[str, Any]) -> Gene
     """A wire request from google-genai style arguments plus keyword conveniences."""
     settings = _plain(config) if config is not None else {}
     if not isinstance(settings, Mapping):
-        raise InvalidRequest(f"config: expected a GenerateContentConfig or a dict, not {type(config).__name__}")
+        raise InvalidRequest(
+            f"config: expected a GenerateContentConfig or a dict, not {type(config).__name__}"
+        )
     body: dict[str, Any] = {"contents": to_contents(contents)}
     generation: dict[str, Any] = {}
     for key, value in settings.items():

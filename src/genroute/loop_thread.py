@@ -16,7 +16,9 @@ class LoopThread:
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="genroute-sdk", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="genroute-sdk", daemon=True
+        )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

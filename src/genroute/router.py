@@ -78,7 +78,10 @@ class Router:
         http: HttpPool | None = None,
     ) -> None:
         if config is None:
-            entries = [e.model_dump(by_alias=False) if isinstance(e, ModelEntry) else dict(e) for e in model_list or []]
+            entries = [
+                e.model_dump(by_alias=False) if isinstance(e, ModelEntry) else dict(e)
+                for e in model_list or []
+            ]
             config = config_from_data(
                 {"model_list": entries, "router_settings": dict(router_settings or {})},
                 source="Router(model_list=...)",
@@ -97,7 +100,9 @@ class Router:
             if "*" in entry.model_name:
                 self._patterns.append((_wildcard(entry.model_name), entry))
             else:
-                self._groups.setdefault(entry.model_name, []).append(self._deploy(entry.model_name, entry))
+                self._groups.setdefault(entry.model_name, []).append(
+                    self._deploy(entry.model_name, entry)
+                )
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Router:
@@ -107,11 +112,15 @@ class Router:
     def _deploy(self, model_name: str, entry: ModelEntry) -> Deployment:
         provider_name, upstream = split_model(entry.params.model)
         params = entry.params
-        default_timeout = self.config.router_settings.timeout or self.config.litellm_settings.request_timeout
+        default_timeout = (
+            self.config.router_settings.timeout or self.config.litellm_settings.request_timeout
+        )
         if params.timeout is None and default_timeout:
             params = params.model_copy(update={"timeout": default_timeout})
         if params.stream_timeout is None and self.config.router_settings.stream_timeout:
-            params = params.model_copy(update={"stream_timeout": self.config.router_settings.stream_timeout})
+            params = params.model_copy(
+                update={"stream_timeout": self.config.router_settings.stream_timeout}
+            )
         spec = DeploymentSpec(provider_name, upstream, params, entry.model_info)
         return Deployment(model_name, entry, spec, build_provider(spec, self._http))
 
@@ -140,7 +149,9 @@ class Router:
                 upstream = entry.params.model
                 for captured in match.groups():
                     upstream = upstream.replace("*", captured, 1)
-                concrete = entry.model_copy(update={"params": entry.params.model_copy(update={"model": upstream})})
+                concrete = entry.model_copy(
+                    update={"params": entry.params.model_copy(update={"model": upstream})}
+                )
                 deployments = [self._deploy(name, concrete)]
                 self._groups[name] = deployments
                 return deployments
@@ -163,11 +174,15 @@ class Router:
 
     # -- the generateContent interface -------------------------------------------------------
 
-    async def generate(self, model: str, request: GenerateContentRequest) -> GenerateContentResponse:
+    async def generate(
+        self, model: str, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
         """One whole response from a deployment of `model`."""
         return await self.pick(model).provider.generate(request)
 
-    def stream(self, model: str, request: GenerateContentRequest) -> AsyncIterator[GenerateContentResponse]:
+    def stream(
+        self, model: str, request: GenerateContentRequest
+    ) -> AsyncIterator[GenerateContentResponse]:
         """The response as chunks, relayed as the upstream sends them."""
         return self.pick(model).provider.stream(request)
 
@@ -194,7 +209,9 @@ class Router:
         info = entry.model_info
         is_demo = entry.params.model.startswith("demo/")
         methods = EMBED_METHODS if info.mode == "embedding" else GENERATE_METHODS
-        description = info.description or (DEMO_NOTICE if is_demo else f"{entry.params.model} via genroute")
+        description = info.description or (
+            DEMO_NOTICE if is_demo else f"{entry.params.model} via genroute"
+        )
         display = info.display_name or (f"{name} (genroute built-in demo)" if is_demo else name)
         if is_demo:
             methods = [*GENERATE_METHODS, "embedContent", "batchEmbedContents"]
@@ -223,11 +240,15 @@ class Router:
 
     # -- SDK conveniences (same call shapes as google-genai) ------------------------------------
 
-    async def agenerate_content(self, model: str, contents: Any, config: Any = None, **kwargs: Any) -> Any:
+    async def agenerate_content(
+        self, model: str, contents: Any, config: Any = None, **kwargs: Any
+    ) -> Any:
         """Async generateContent taking and returning `google.genai.types` objects."""
         from genroute import sdk
 
-        return await sdk.agenerate_content(model=model, contents=contents, config=config, router=self, **kwargs)
+        return await sdk.agenerate_content(
+            model=model, contents=contents, config=config, router=self, **kwargs
+        )
 
     async def agenerate_content_stream(
         self, model: str, contents: Any, config: Any = None, **kwargs: Any
@@ -243,13 +264,19 @@ class Router:
         """Blocking generateContent."""
         from genroute import sdk
 
-        return sdk.generate_content(model=model, contents=contents, config=config, router=self, **kwargs)
+        return sdk.generate_content(
+            model=model, contents=contents, config=config, router=self, **kwargs
+        )
 
-    def generate_content_stream(self, model: str, contents: Any, config: Any = None, **kwargs: Any) -> Any:
+    def generate_content_stream(
+        self, model: str, contents: Any, config: Any = None, **kwargs: Any
+    ) -> Any:
         """Blocking stream, for a plain `for` loop."""
         from genroute import sdk
 
-        return sdk.generate_content_stream(model=model, contents=contents, config=config, router=self, **kwargs)
+        return sdk.generate_content_stream(
+            model=model, contents=contents, config=config, router=self, **kwargs
+        )
 
     async def aclose(self) -> None:
         """Close the pooled HTTP clients."""

@@ -24,11 +24,20 @@ if TYPE_CHECKING:
     from google.genai import types
 
 # keyword → DeploymentParams field, for one-off calls without a Router.
-_DEPLOYMENT_KWARGS = {"api_key", "api_base", "api_version", "timeout", "stream_timeout", "extra_headers"}
+_DEPLOYMENT_KWARGS = {
+    "api_key",
+    "api_base",
+    "api_version",
+    "timeout",
+    "stream_timeout",
+    "extra_headers",
+}
 
 
 def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    deployment = {k: kwargs.pop(k) for k in list(kwargs) if k in _DEPLOYMENT_KWARGS and kwargs[k] is not None}
+    deployment = {
+        k: kwargs.pop(k) for k in list(kwargs) if k in _DEPLOYMENT_KWARGS and kwargs[k] is not None
+    }
     for k in _DEPLOYMENT_KWARGS & set(kwargs):
         kwargs.pop(k)
     return deployment, kwargs
@@ -41,7 +50,9 @@ def _one_off_router(model: str, deployment: dict[str, Any]) -> Router:
     )
 
 
-def _router_for(model: str, router: Router | None, deployment: dict[str, Any]) -> tuple[Router, bool]:
+def _router_for(
+    model: str, router: Router | None, deployment: dict[str, Any]
+) -> tuple[Router, bool]:
     """The Router to use and whether this call owns (and must close) it."""
     if router is None:
         return _one_off_router(model, deployment), True
@@ -105,7 +116,9 @@ def generate_content(
     loop, owned = _loop_for(router)
     try:
         return loop.run(
-            agenerate_content(model=model, contents=contents, config=config, router=router, **kwargs)
+            agenerate_content(
+                model=model, contents=contents, config=config, router=router, **kwargs
+            )
         )
     finally:
         if owned:

@@ -73,7 +73,9 @@ class ProviderFactory(Protocol):
     def __call__(self, spec: DeploymentSpec, http: HttpPool) -> Provider: ...
 
 
-async def embed_one_by_batch(provider: Provider, request: EmbedContentRequest) -> EmbedContentResponse:
+async def embed_one_by_batch(
+    provider: Provider, request: EmbedContentRequest
+) -> EmbedContentResponse:
     """embedContent for providers that only implement the batch form."""
     batch = await provider.batch_embed_contents(BatchEmbedContentsRequest(requests=[request]))
     first = batch.embeddings[0] if batch.embeddings else ContentEmbedding(values=[])

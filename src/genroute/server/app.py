@@ -40,7 +40,13 @@ log = logging.getLogger("genroute.server")
 
 _API_PATH = re.compile(r"/(v1|v1beta|v1alpha)/(models)(/.*)?$")
 _ACTIONS = frozenset(
-    {"generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"}
+    {
+        "generateContent",
+        "streamGenerateContent",
+        "countTokens",
+        "embedContent",
+        "batchEmbedContents",
+    }
 )
 _HEALTH = {"/health/liveliness", "/health/liveness", "/health/readiness", "/health"}
 MAX_PAGE_SIZE = 1000
@@ -130,7 +136,12 @@ class GatewayApp:
             )
 
     async def _dispatch(
-        self, scope: Scope, receive: Receive, send: Send, rid: str, headers: list[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
@@ -145,7 +156,9 @@ class GatewayApp:
         self.auth.check(presented_key(scope, query))
         if action is None:
             if method != "GET":
-                raise GenrouteError(f"{method} is not allowed on {path}", code=405, status="UNIMPLEMENTED")
+                raise GenrouteError(
+                    f"{method} is not allowed on {path}", code=405, status="UNIMPLEMENTED"
+                )
             if model is None:
                 await self._list_models(send, query, headers)
             else:
@@ -153,7 +166,9 @@ class GatewayApp:
                 await asgi.send_bytes(send, 200, data, [JSON_TYPE, *headers])
             return
         if method != "POST":
-            raise GenrouteError(f"{action} needs POST, not {method}", code=405, status="UNIMPLEMENTED")
+            raise GenrouteError(
+                f"{action} needs POST, not {method}", code=405, status="UNIMPLEMENTED"
+            )
         assert model is not None
         await self._post[action](scope, receive, send, normalise_model_name(model), headers)
 
@@ -182,21 +197,38 @@ class GatewayApp:
         return parse_json(await asgi.read_body(scope, receive, self.body_limit), model)
 
     async def _generate(
-        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        model: str,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, GenerateContentRequest)
         response = await self.router.generate(model, request)
         await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
 
     async def _stream(
-        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        model: str,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, GenerateContentRequest)
         sse = query_params(scope).get("alt") == "sse"
-        await streaming.relay(self.router.stream(model, request), receive, send, sse=sse, headers=headers)
+        await streaming.relay(
+            self.router.stream(model, request), receive, send, sse=sse, headers=headers
+        )
 
     async def _count_tokens(
-        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        model: str,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, CountTokensRequest)
         if request.contents is None and request.generate_content_request is None:
@@ -205,14 +237,24 @@ class GatewayApp:
         await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
 
     async def _embed(
-        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        model: str,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, EmbedContentRequest)
         response = await self.router.embed_content(model, request)
         await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
 
     async def _batch_embed(
-        self, scope: Scope, receive: Receive, send: Send, model: str, headers: list[tuple[bytes, bytes]]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        model: str,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, BatchEmbedContentsRequest)
         if not request.requests:

@@ -74,10 +74,7 @@ async def _pump(
 
     async def emit(payload: bytes) -> None:
         nonlocal sent_any
-        if frame is not None:
-            body = frame(payload)
-        else:
-            body = (b",\r\n" if sent_any else b"[") + payload
+        body = frame(payload) if frame is not None else (b",\r\n" if sent_any else b"[") + payload
         sent_any = True
         await send({"type": "http.response.body", "body": body, "more_body": True})
 

@@ -125,7 +125,9 @@ class DemoProvider:
         usage = _usage(count_words(request.contents), len(words))
         return self._chunk(" ".join(words), request, usage, finish)
 
-    async def stream(self, request: GenerateContentRequest) -> AsyncIterator[GenerateContentResponse]:
+    async def stream(
+        self, request: GenerateContentRequest
+    ) -> AsyncIterator[GenerateContentResponse]:
         words, finish = reply_words(request)
         prompt = count_words(request.contents)
         for start in range(0, len(words), WORDS_PER_CHUNK):

@@ -28,7 +28,7 @@ from genroute.wire import (
 )
 
 PROVIDER = "gemini"
-_NO_MODEL = frozenset({"model"})
+_NO_MODEL = {"model"}
 
 
 def model_path(upstream_model: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import TypeVar
@@ -65,7 +64,9 @@ class GeminiProvider:
             self._headers["x-goog-api-key"] = key.strip()
         if spec.params.extra_headers:
             self._headers.update(spec.params.extra_headers)
-        self._timeout = aiohttp.ClientTimeout(total=spec.timeout, sock_connect=min(spec.timeout, 30))
+        self._timeout = aiohttp.ClientTimeout(
+            total=spec.timeout, sock_connect=min(spec.timeout, 30)
+        )
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(spec.stream_timeout, 30), sock_read=spec.stream_timeout
         )
@@ -102,7 +103,9 @@ class GeminiProvider:
     async def generate(self, request: GenerateContentRequest) -> GenerateContentResponse:
         return translate.from_wire(await self._post("generateContent", translate.to_wire(request)))
 
-    async def stream(self, request: GenerateContentRequest) -> AsyncIterator[GenerateContentResponse]:
+    async def stream(
+        self, request: GenerateContentRequest
+    ) -> AsyncIterator[GenerateContentResponse]:
         url = f"{self._model_url}:streamGenerateContent?alt=sse"
         session = self._http.session(url)
         body = translate.to_wire(request)
@@ -120,7 +123,7 @@ class GeminiProvider:
                     yield translate.decode_event(payload)
         except GenrouteError:
             raise
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise UpstreamTimeout(
                 f"gemini upstream stream stalled for {self.spec.stream_timeout:g}s",
                 provider=self.name,
