@@ -28,14 +28,17 @@ from genroute.wire import (
 DEFAULT_API_BASE = "https://generativelanguage.googleapis.com"
 DEFAULT_VERSION = "v1beta"
 KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+BASE_ENV_VARS = ("GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL")
 _VERSIONS = ("/v1", "/v1beta", "/v1alpha")
 
 T = TypeVar("T", bound=WireModel)
 
 
 def versioned_base(api_base: str | None) -> str:
-    """The API root with its version: `api_base` as given if it ends in one, else + /v1beta."""
-    base = (api_base or DEFAULT_API_BASE).rstrip("/")
+    """The API root with its version: `api_base` (else $GEMINI_API_BASE, else
+    $GOOGLE_GEMINI_BASE_URL, else Google's) as given if it ends in one, else + /v1beta."""
+    from_env = next((os.environ[n] for n in BASE_ENV_VARS if os.environ.get(n)), None)
+    base = (api_base or from_env or DEFAULT_API_BASE).strip().rstrip("/")
     return base if base.endswith(_VERSIONS) else f"{base}/{DEFAULT_VERSION}"
 
 
