@@ -14,6 +14,16 @@ what the gateway returned with what the upstream sent.
         fake.script("error", code=429)         # consumed by the next request
         ...
         assert fake.requests[-1].body["contents"]
+
+Script kinds (``fake.script(kind, times=1, match=None, **opts)``; ``times=None`` = until reset,
+``match`` = substring the request path must contain; every kind but "delay" takes ``delay=s``):
+  error         code=500, status, message, details, retry_delay="7s" (429), headers
+  delay         seconds, then the normal answer
+  stream_error  after=1 chunks, then a ``data: {"error": ...}`` event (code, status, message, ...)
+  drop          after=1 chunks, then the connection is closed (non-stream: closed, no answer)
+  slow_stream   interval=0.05, max_chunks=200 ("tick i" chunks); disconnects set ``cancelled``
+  reply         body (JSON reply) and/or chunks (stream events), status=200, headers
+  raw           status=502, body (bytes/str), content_type="text/html; charset=UTF-8", headers
 """
 
 from __future__ import annotations
@@ -28,20 +38,14 @@ import re
 import socket
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 DEFAULT_API_KEY = "upstream-key"
-DEFAULT_MODELS = (
-    "gemini-2.5-flash",
-    "gemini-2.5-pro",
-    "gemini-2.5-flash-lite",
-    "gemini-2.0-flash",
-    "gemini-embedding-001",
-    "text-embedding-004",
-)
+DEFAULT_MODELS: tuple[str, ...] = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
+DEFAULT_MODELS += ("gemini-2.0-flash", "gemini-embedding-001", "text-embedding-004")
 FRAMINGS = ("normal", "split", "merged", "lf")
 EMBED_DIM = 768
 STATUS_BY_CODE = {
@@ -62,128 +66,115 @@ _MESSAGES = {
     "https://developers.generativeai.google/guide/troubleshooting",
     "UNAVAILABLE": "The model is overloaded. Please try again later.",
     "DEADLINE_EXCEEDED": "Deadline expired before operation could complete.",
-    "RESOURCE_EXHAUSTED": "You exceeded your current quota, please check your plan and billing details.",
+    "RESOURCE_EXHAUSTED": "You exceeded your current quota, please check your plan and billing.",
+    "PERMISSION_DENIED": "Method doesn't allow unregistered callers (callers without established "
+    "identity). Please use API Key or other form of API consumer identity to call this API.",
+    "UNAUTHENTICATED": "Request had invalid authentication credentials. Expected OAuth 2 access "
+    "token, login cookie or other valid authentication credential.",
 }
 _RPC = "type.googleapis.com/google.rpc."
-_DATA_FIELDS = frozenset(
-    "text inlineData fileData functionCall functionResponse executableCode codeExecutionResult "
-    "toolCall toolResponse".split()
-)
-_PART_FIELDS = _DATA_FIELDS | {"thought", "thoughtSignature", "videoMetadata", "mediaResolution", "partMetadata"}
-_GENERATE_FIELDS = frozenset(
-    "model contents tools toolConfig safetySettings systemInstruction generationConfig cachedContent "
-    "serviceTier store".split()
-)
-_REQUEST_FIELDS = {
-    "generateContent": _GENERATE_FIELDS,
-    "streamGenerateContent": _GENERATE_FIELDS,
-    "countTokens": frozenset({"contents", "generateContentRequest"}),
-    "embedContent": frozenset({"model", "content", "taskType", "title", "outputDimensionality"}),
-    "batchEmbedContents": frozenset({"requests"}),
-}
-_SCRIPT_OPTS: dict[str, set[str]] = {
-    "error": {"code", "status", "message", "details", "retry_delay", "headers", "delay"},
-    "delay": {"seconds"},
-    "stream_error": {"after", "code", "status", "message", "details", "retry_delay", "delay"},
-    "drop": {"after", "delay"},
-    "slow_stream": {"interval", "max_chunks", "delay"},
-    "reply": {"body", "chunks", "status", "headers", "delay"},
-    "raw": {"status", "body", "content_type", "headers", "delay"},
-}
 _PATH_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1|v1beta|v1alpha)/(?P<rest>.+)$")
 
 
-# ----------------------------------------------------------------------------- errors
+def _names(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_DATA_FIELDS = _names("text inlineData fileData functionCall functionResponse executableCode")
+_DATA_FIELDS |= _names("codeExecutionResult toolCall toolResponse")
+_PART_FIELDS = _DATA_FIELDS | _names(
+    "thought thoughtSignature videoMetadata mediaResolution partMetadata"
+)
+_GENERATE_FIELDS = _names("model contents tools toolConfig safetySettings systemInstruction")
+_GENERATE_FIELDS |= _names("generationConfig cachedContent serviceTier store")
+_REQUEST_FIELDS = {
+    "generateContent": _GENERATE_FIELDS,
+    "streamGenerateContent": _GENERATE_FIELDS,
+    "countTokens": _names("contents generateContentRequest"),
+    "embedContent": _names("model content taskType title outputDimensionality"),
+    "batchEmbedContents": _names("requests"),
+}
+_SCRIPT_OPTS = {
+    "error": _names("code status message details retry_delay headers delay"),
+    "delay": _names("seconds"),
+    "stream_error": _names("after code status message details retry_delay delay"),
+    "drop": _names("after delay"),
+    "slow_stream": _names("interval max_chunks delay"),
+    "reply": _names("body chunks status headers delay"),
+    "raw": _names("status body content_type headers delay"),
+}
+
+# ------------------------------------------------------------------------------ errors
 
 
 class GoogleError(Exception):
-    """An error answered as ``{"error": {code, message, status, details?}}``."""
+    """An error answered as ``{"error": {code, message, status, details?}}``; see ``body()``."""
 
-    def __init__(
-        self,
-        code: int,
-        message: str,
-        status: str | None = None,
-        details: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
+    def __init__(self, code: int, message: str | None = None, status: str | None = None) -> None:
         self.code = code
-        self.message = message
         self.status = status or STATUS_BY_CODE.get(code, "UNKNOWN")
-        self.details = details
-        self.headers = headers or {}
+        self.message = message or _MESSAGES.get(self.status, f"Fake upstream error {code}.")
+        self.details: list[dict[str, Any]] = []
+        self.headers: dict[str, str] = {}
+        super().__init__(self.message)
 
     def body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message, self.status, self.details)
-
-
-def error_body(
-    code: int, message: str, status: str | None = None, details: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """Google's error envelope."""
-    err: dict[str, Any] = {"code": code, "message": message, "status": status or STATUS_BY_CODE.get(code, "UNKNOWN")}
-    if details:
-        err["details"] = details
-    return {"error": err}
+        err = {"code": self.code, "message": self.message, "status": self.status}
+        return {"error": {**err, "details": self.details} if self.details else err}
 
 
 def quota_error(retry_delay: str = "7s", message: str | None = None) -> GoogleError:
     """429 RESOURCE_EXHAUSTED with QuotaFailure, Help and RetryInfo details and Retry-After."""
-    details = [
-        {
-            "@type": _RPC + "QuotaFailure",
-            "violations": [
-                {
-                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-                    "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
-                    "quotaValue": "10",
-                }
-            ],
-        },
-        {"@type": _RPC + "Help", "links": [{"description": "Gemini API rate limits", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+    msg = message or f"{_MESSAGES['RESOURCE_EXHAUSTED']} Please retry in {retry_delay}."
+    err = GoogleError(429, msg)
+    metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+    quota_id = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+    violation = {"quotaMetric": metric, "quotaId": quota_id, "quotaValue": "10"}
+    link = {
+        "description": "Rate limits",
+        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+    }
+    err.details = [
+        {"@type": _RPC + "QuotaFailure", "violations": [violation]},
+        {"@type": _RPC + "Help", "links": [link]},
         {"@type": _RPC + "RetryInfo", "retryDelay": retry_delay},
     ]
-    seconds = math.ceil(float(retry_delay.rstrip("s") or 0))
-    msg = message or f"{_MESSAGES['RESOURCE_EXHAUSTED']} Please retry in {retry_delay}."
-    return GoogleError(429, msg, "RESOURCE_EXHAUSTED", details, {"Retry-After": str(seconds)})
+    err.headers = {"Retry-After": str(math.ceil(float(retry_delay.rstrip("s") or 0)))}
+    return err
 
 
 def _bad(message: str, field_path: str | None = None) -> GoogleError:
-    details = None
+    err = GoogleError(400, message)
     if field_path:
         violation = {"field": field_path, "description": message}
-        details = [{"@type": _RPC + "BadRequest", "fieldViolations": [violation]}]
-    return GoogleError(400, message, "INVALID_ARGUMENT", details)
+        err.details = [{"@type": _RPC + "BadRequest", "fieldViolations": [violation]}]
+    return err
 
 
 def _key_invalid() -> GoogleError:
-    msg = "API key not valid. Please pass a valid API key."
-    info = {"service": "generativelanguage.googleapis.com"}
-    return GoogleError(
-        400,
-        msg,
-        "INVALID_ARGUMENT",
-        [
-            {"@type": _RPC + "ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com", "metadata": info},
-            {"@type": _RPC + "LocalizedMessage", "locale": "en-US", "message": msg},
-        ],
-    )
+    err = GoogleError(400, "API key not valid. Please pass a valid API key.")
+    meta = {"service": "generativelanguage.googleapis.com"}
+    info = {"reason": "API_KEY_INVALID", "domain": "googleapis.com", "metadata": meta}
+    err.details = [
+        {"@type": _RPC + "ErrorInfo", **info},
+        {"@type": _RPC + "LocalizedMessage", "locale": "en-US", "message": err.message},
+    ]
+    return err
 
 
 def _scripted_error(opts: dict[str, Any]) -> GoogleError:
     code = int(opts.get("code", 500))
     if code == 429 and "details" not in opts:
         err = quota_error(str(opts.get("retry_delay", "7s")), opts.get("message"))
-        err.status = opts.get("status") or err.status
-        return err
-    status = opts.get("status") or STATUS_BY_CODE.get(code, "UNKNOWN")
-    message = opts.get("message") or _MESSAGES.get(status, f"Fake upstream error {code} {status}.")
-    return GoogleError(code, message, status, opts.get("details"), opts.get("headers"))
+    else:
+        err = GoogleError(code, opts.get("message"), opts.get("status"))
+        err.details = list(opts.get("details") or [])
+    err.status = opts.get("status") or err.status
+    err.headers.update(opts.get("headers") or {})
+    return err
 
 
-# ------------------------------------------------------------------- request helpers
+# --------------------------------------------------------------------- request helpers
 
 
 def _camel(name: str) -> str:
@@ -206,33 +197,26 @@ def _parts(content: Any) -> list[dict[str, Any]]:
 
 
 def _text_of(content: Any) -> str:
-    texts = [p["text"] for p in _parts(content) if isinstance(p.get("text"), str) and not p.get("thought")]
-    return " ".join(t for t in texts if t)
+    texts = (p.get("text") for p in _parts(content) if not p.get("thought"))
+    return " ".join(t for t in texts if isinstance(t, str) and t)
 
 
 def prompt_tokens(body: Any) -> int:
     """Deterministic token count: whitespace words of text parts, 1 per other part."""
     contents = list(field_of(body, "contents") or [])
-    system = field_of(body, "systemInstruction")
-    if isinstance(system, dict):
-        contents.append(system)
-    n = 0
-    for content in contents:
-        for part in _parts(content):
-            text = part.get("text")
-            n += len(text.split()) if isinstance(text, str) else 1
-    return max(n, 1)
+    contents.append(field_of(body, "systemInstruction"))
+    texts = [p.get("text") for content in contents for p in _parts(content)]
+    return max(1, sum(len(t.split()) if isinstance(t, str) else 1 for t in texts))
 
 
 def reply_text(body: Any) -> str:
     """``"Echo: "`` + the text of the last user turn (or the kinds of its parts)."""
     for content in reversed(list(field_of(body, "contents") or [])):
         if isinstance(content, dict) and (content.get("role") or "user") == "user":
-            text = _text_of(content)
-            if text:
+            if text := _text_of(content):
                 return "Echo: " + text
-            kinds = sorted({_camel(k) for p in _parts(content) for k in p if _camel(k) in _DATA_FIELDS})
-            return "Echo: [" + ", ".join(kinds) + "]"
+            kinds = {_camel(k) for p in _parts(content) for k in p} & _DATA_FIELDS
+            return "Echo: [" + ", ".join(sorted(kinds)) + "]"
     return "Echo: [empty]"
 
 
@@ -243,7 +227,7 @@ def split_text(text: str, pieces: int = 3) -> list[str]:
     return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
 
 
-# ------------------------------------------------------------------- reply builders
+# ---------------------------------------------------------------------- reply builders
 
 
 @dataclass(frozen=True)
@@ -261,12 +245,12 @@ class _Plan:
 def _plan(body: Any, model: str) -> _Plan:
     canon = json.dumps([model, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(canon.encode()).digest()
-    text = reply_text(body)
-    prompt = prompt_tokens(body)
+    text, prompt = reply_text(body), prompt_tokens(body)
+    words = len(text.split()) - 1
     return _Plan(
         model=model,
         text=text,
-        thought=f"**Planning a reply** The user sent {len(text.split()) - 1} words; I will echo them.",
+        thought=f"**Planning a reply** The user sent {words} words; I will echo them.",
         signature=base64.b64encode(b"fake-thought-signature/" + digest[:12]).decode(),
         response_id=base64.urlsafe_b64encode(digest[12:24]).decode(),
         prompt=prompt,
@@ -290,50 +274,51 @@ def _usage(plan: _Plan, candidates: int, thoughts: int) -> dict[str, Any]:
     return usage
 
 
-def _final_candidate_fields(plan: _Plan) -> dict[str, Any]:
-    source = "https://example.com/fake-source"
+def _final_fields(plan: _Plan) -> dict[str, Any]:
+    uri, end = "https://example.com/fake-source", len(plan.text)
     categories = ("HARASSMENT", "HATE_SPEECH", "SEXUALLY_EXPLICIT", "DANGEROUS_CONTENT")
+    support = {
+        "segment": {"startIndex": 0, "endIndex": end, "text": plan.text},
+        "groundingChunkIndices": [0],
+        "confidenceScores": [0.9],
+    }
     return {
         "finishReason": "STOP",
-        "index": 0,
-        "safetyRatings": [{"category": f"HARM_CATEGORY_{c}", "probability": "NEGLIGIBLE"} for c in categories],
-        "citationMetadata": {"citationSources": [{"startIndex": 0, "endIndex": len(plan.text), "uri": source}]},
+        "safetyRatings": [
+            {"category": f"HARM_CATEGORY_{c}", "probability": "NEGLIGIBLE"} for c in categories
+        ],
+        "citationMetadata": {"citationSources": [{"startIndex": 0, "endIndex": end, "uri": uri}]},
         "groundingMetadata": {
             "webSearchQueries": [plan.text[:40]],
-            "groundingChunks": [{"web": {"uri": source, "title": "example.com"}}],
-            "groundingSupports": [
-                {
-                    "segment": {"startIndex": 0, "endIndex": len(plan.text), "text": plan.text},
-                    "groundingChunkIndices": [0],
-                    "confidenceScores": [0.9],
-                }
-            ],
+            "groundingChunks": [{"web": {"uri": uri, "title": "example.com"}}],
+            "groundingSupports": [support],
         },
         "avgLogprobs": plan.avg_logprobs,
-        "futureCandidateField": {"note": "unknown to current SDKs", "level": "candidate"},
+        "futureCandidateField": {"note": "unknown to current SDKs"},
     }
 
 
-def _envelope(plan: _Plan, candidate: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+def _response(
+    plan: _Plan, parts: list[dict[str, Any]], usage: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     return {
-        "candidates": [candidate],
+        "candidates": [{"content": {"role": "model", "parts": parts}, "index": 0, **extra}],
         "usageMetadata": usage,
         "modelVersion": plan.model,
         "responseId": plan.response_id,
-        "futureField": {"note": "unknown to current SDKs", "level": "response", "values": [1, 2, 3]},
+        "futureField": {"note": "unknown to current SDKs", "values": [1, 2, 3]},
     }
-
-
-def _content(*parts: dict[str, Any]) -> dict[str, Any]:
-    return {"role": "model", "parts": list(parts)}
 
 
 def build_generate_response(body: Any, model: str) -> dict[str, Any]:
     """The fake's default ``generateContent`` reply for ``body`` sent to ``model`` (bare id)."""
     plan = _plan(body, model)
-    parts = ({"text": plan.thought, "thought": True}, {"text": plan.text, "thoughtSignature": plan.signature})
-    candidate = {"content": _content(*parts), **_final_candidate_fields(plan)}
-    return _envelope(plan, candidate, _usage(plan, len(plan.text.split()), len(plan.thought.split())))
+    parts: list[dict[str, Any]] = [
+        {"text": plan.thought, "thought": True},
+        {"text": plan.text, "thoughtSignature": plan.signature},
+    ]
+    usage = _usage(plan, len(plan.text.split()), len(plan.thought.split()))
+    return _response(plan, parts, usage, **_final_fields(plan))
 
 
 def build_stream_chunks(body: Any, model: str) -> list[dict[str, Any]]:
@@ -341,54 +326,76 @@ def build_stream_chunks(body: Any, model: str) -> list[dict[str, Any]]:
     text part carrying the thoughtSignature, finishReason and the candidate metadata."""
     plan = _plan(body, model)
     thoughts = len(plan.thought.split())
-    chunks = [_envelope(plan, {"content": _content({"text": plan.thought, "thought": True}), "index": 0}, _usage(plan, 0, thoughts))]
+    chunks = [_response(plan, [{"text": plan.thought, "thought": True}], _usage(plan, 0, thoughts))]
     done = 0
     for piece in split_text(plan.text):
         done += len(piece.split())
-        chunks.append(_envelope(plan, {"content": _content({"text": piece}), "index": 0}, _usage(plan, done, thoughts)))
-    final = {"content": _content({"text": "", "thoughtSignature": plan.signature}), **_final_candidate_fields(plan)}
-    chunks.append(_envelope(plan, final, _usage(plan, done, thoughts)))
-    return chunks
+        chunks.append(_response(plan, [{"text": piece}], _usage(plan, done, thoughts)))
+    final = [{"text": "", "thoughtSignature": plan.signature}]
+    return [*chunks, _response(plan, final, _usage(plan, done, thoughts), **_final_fields(plan))]
 
 
 def build_slow_chunks(body: Any, model: str, count: int) -> list[dict[str, Any]]:
     """``count`` chunks ``"tick i "`` and a final STOP chunk (the ``slow_stream`` script)."""
     plan = _plan(body, model)
-    chunks = [_envelope(plan, {"content": _content({"text": f"tick {i} "}), "index": 0}, _usage(plan, 2 * i + 2, 0)) for i in range(count)]
-    final = {"content": _content({"text": "done"}), "finishReason": "STOP", "index": 0}
-    return [*chunks, _envelope(plan, final, _usage(plan, 2 * count + 1, 0))]
+    ticks = [
+        _response(plan, [{"text": f"tick {i} "}], _usage(plan, 2 * i + 2, 0)) for i in range(count)
+    ]
+    return [
+        *ticks,
+        _response(plan, [{"text": "done"}], _usage(plan, 2 * count + 1, 0), finishReason="STOP"),
+    ]
 
 
 def build_count_tokens_response(body: Any) -> dict[str, Any]:
     inner = field_of(body, "generateContentRequest")
     total = prompt_tokens(inner if isinstance(inner, dict) else body)
-    return {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}
+    return {
+        "totalTokens": total,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}],
+    }
 
 
 def embedding_values(text: str, dim: int = EMBED_DIM) -> list[float]:
-    """Deterministic pseudo-embedding of ``text`` with ``dim`` values in [-1, 1]."""
+    """Deterministic pseudo-embedding of ``text``: ``dim`` values in [-1, 1]."""
     raw = hashlib.shake_256(text.encode()).digest(2 * dim)
-    return [round(int.from_bytes(raw[2 * i : 2 * i + 2], "big") / 32767.5 - 1, 6) for i in range(dim)]
+    return [
+        round(int.from_bytes(raw[i : i + 2], "big") / 32767.5 - 1, 6) for i in range(0, 2 * dim, 2)
+    ]
 
 
-def _embedding_for(request: Any) -> dict[str, Any]:
-    dim = field_of(request, "outputDimensionality")
-    return {"values": embedding_values(_text_of(field_of(request, "content")), int(dim) if dim else EMBED_DIM)}
+def _embedding(request: Any) -> dict[str, Any]:
+    dim = int(field_of(request, "outputDimensionality") or EMBED_DIM)
+    return {"values": embedding_values(_text_of(field_of(request, "content")), dim)}
 
 
 def build_model(model_id: str) -> dict[str, Any]:
     """Google's Model resource for ``model_id``."""
+    model: dict[str, Any] = {"name": f"models/{model_id}", "version": "001"}
+    model["displayName"], model["description"] = model_id, f"Fake {model_id} (genroute tests)."
     if "embedding" in model_id:
         methods = ["embedContent", "countTextTokens", "countTokens"]
-        return {"name": f"models/{model_id}", "version": "001", "displayName": model_id, "description": f"Fake {model_id}",
-                "inputTokenLimit": 2048, "outputTokenLimit": 1, "supportedGenerationMethods": methods}
-    methods = ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
-    return {"name": f"models/{model_id}", "version": "001", "displayName": model_id, "description": f"Fake {model_id}",
-            "inputTokenLimit": 1048576, "outputTokenLimit": 65536, "supportedGenerationMethods": methods,
-            "temperature": 1.0, "maxTemperature": 2.0, "topP": 0.95, "topK": 64, "thinking": True}
+        return {
+            **model,
+            "inputTokenLimit": 2048,
+            "outputTokenLimit": 1,
+            "supportedGenerationMethods": methods,
+        }
+    methods = ["generateContent", "countTokens", "createCachedContent"]
+    model.update(
+        inputTokenLimit=1048576, outputTokenLimit=65536, supportedGenerationMethods=methods
+    )
+    return {
+        **model,
+        "temperature": 1.0,
+        "maxTemperature": 2.0,
+        "topP": 0.95,
+        "topK": 64,
+        "thinking": True,
+    }
 
 
-# ------------------------------------------------------------------------ validation
+# -------------------------------------------------------------------------- validation
 
 
 def _check_content(content: Any, where: str, strict: bool, check_role: bool = True) -> None:
@@ -401,12 +408,18 @@ def _check_content(content: Any, where: str, strict: bool, check_role: bool = Tr
         raise _bad(f"* {where}.parts: contents.parts must not be empty.\n", f"{where}.parts")
     for j, part in enumerate(parts):
         keys = {_camel(k) for k in part} if isinstance(part, dict) else set()
-        unknown = sorted(keys - _PART_FIELDS)
-        if strict and unknown:
-            raise _bad(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at \'{where}.parts[{j}]\': Cannot find field.')
-        if not keys & _DATA_FIELDS:
-            msg = f"* {where}.parts[{j}].data: required oneof field 'data' must have one initialized field\n"
-            raise _bad(msg, f"{where}.parts[{j}].data")
+        if strict and (unknown := sorted(keys - _PART_FIELDS)):
+            raise _bad(
+                f"Invalid JSON payload received. Unknown name \"{unknown[0]}\" at '{where}.parts[{j}]'."
+            )
+        path = f"{where}.parts[{j}].data"
+        if len(data := sorted(keys & _DATA_FIELDS)) > 1:
+            msg = f"Invalid value at '{path}' (oneof), oneof field 'data' is already set. "
+            raise _bad(msg + f"Cannot set '{data[1]}'", path)
+        if not data:
+            raise _bad(
+                f"* {path}: required oneof field 'data' must have one initialized field\n", path
+            )
 
 
 def _check_contents(body: dict[str, Any], name: str, strict: bool) -> None:
@@ -415,8 +428,7 @@ def _check_contents(body: dict[str, Any], name: str, strict: bool) -> None:
         raise _bad(f"* {name}.contents: contents is not specified\n", "contents")
     for i, content in enumerate(contents):
         _check_content(content, f"{name}.contents[{i}]", strict)
-    system = field_of(body, "systemInstruction")
-    if system is not None:
+    if (system := field_of(body, "systemInstruction")) is not None:
         _check_content(system, f"{name}.system_instruction", strict, check_role=False)
 
 
@@ -425,37 +437,37 @@ def check_request(action: str, model: str, body: Any, strict: bool = True) -> No
     body = {} if body is None else body
     if not isinstance(body, dict):
         raise _bad("Invalid JSON payload received. Expected an object.")
-    if strict:
-        for key in body:
-            if _camel(key) not in _REQUEST_FIELDS[action]:
-                raise _bad(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.', key)
-    if action in ("generateContent", "streamGenerateContent"):
+    for key in body if strict else ():
+        if _camel(key) not in _REQUEST_FIELDS[action]:
+            raise _bad(
+                f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.', key
+            )
+    inner = field_of(body, "generateContentRequest")
+    if action == "countTokens" and isinstance(inner, dict):
+        _check_contents(inner, "CountTokensRequest.generate_content_request", False)
+    elif action in ("generateContent", "streamGenerateContent", "countTokens"):
         _check_contents(body, "GenerateContentRequest", strict)
-    elif action == "countTokens":
-        inner = field_of(body, "generateContentRequest")
-        if isinstance(inner, dict):
-            _check_contents(inner, "CountTokensRequest.generate_content_request", False)
-        else:
-            _check_contents(body, "CountTokensRequest", strict)
     elif action == "embedContent":
-        _check_content(field_of(body, "content"), "EmbedContentRequest.content", strict, check_role=False)
+        _check_content(field_of(body, "content"), "EmbedContentRequest.content", strict, False)
     else:
         requests = field_of(body, "requests")
         if not isinstance(requests, list) or not requests:
-            raise _bad("* BatchEmbedContentsRequest.requests: requests is not specified\n", "requests")
+            raise _bad(
+                "* BatchEmbedContentsRequest.requests: requests is not specified\n", "requests"
+            )
         for i, req in enumerate(requests):
             where = f"BatchEmbedContentsRequest.requests[{i}]"
             if field_of(req, "model") not in (None, f"models/{model}", model):
-                raise _bad(f"* {where}.model: model must match the model in the URL (models/{model}).\n", f"{where}.model")
-            _check_content(field_of(req, "content"), f"{where}.content", strict, check_role=False)
+                raise _bad(f"* {where}.model: must match the model in the URL.\n", f"{where}.model")
+            _check_content(field_of(req, "content"), f"{where}.content", strict, False)
 
 
-# -------------------------------------------------------------------------- the fake
+# ----------------------------------------------------------------------------- the fake
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as the fake received it (headers lower-cased; ``body`` is parsed JSON or None)."""
+    """One request as received: lower-cased headers, ``body`` parsed JSON (None if empty/bad)."""
 
     method: str
     path: str
@@ -464,9 +476,9 @@ class RecordedRequest:
     body: Any
     raw_body: bytes
     json_error: str | None
-    version: str | None
-    model: str | None
-    action: str | None
+    version: str | None  # "v1beta", ... ; None when the path is not a Gemini API path
+    model: str | None  # bare model id ("" for the models collection)
+    action: str | None  # "generateContent", ...; None for GET models[/{id}]
 
     @property
     def api_key(self) -> str | None:
@@ -475,17 +487,16 @@ class RecordedRequest:
 
 @dataclass
 class Script:
-    """A scripted behaviour consumed by the next ``times`` requests whose path contains ``match``."""
+    """A behaviour consumed by the next ``times`` requests (None: forever) whose path contains ``match``."""
 
     kind: str
-    opts: dict[str, Any] = field(default_factory=dict)
+    opts: dict[str, Any]
     times: int | None = 1
     match: str | None = None
 
 
 def _parse_path(path: str) -> tuple[str | None, str | None, str | None]:
-    found = _PATH_RE.match(path)
-    if not found:
+    if not (found := _PATH_RE.match(path)):
         return None, None, None
     rest, action = found["rest"], None
     if ":" in rest.rsplit("/", 1)[-1]:
@@ -493,9 +504,12 @@ def _parse_path(path: str) -> tuple[str | None, str | None, str | None]:
     return found["version"], "" if rest == "models" else rest.removeprefix("models/"), action
 
 
-def _json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def _json_response(
+    obj: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     data = json.dumps(obj, indent=2, ensure_ascii=False).encode()
-    return web.Response(status=status, body=data, headers={"Content-Type": "application/json; charset=UTF-8", **(headers or {})})
+    hdrs = {"Content-Type": "application/json; charset=UTF-8", **(headers or {})}
+    return web.Response(status=status, body=data, headers=hdrs)
 
 
 def _drop(request: web.BaseRequest) -> None:
@@ -519,13 +533,12 @@ class FakeGemini:
             raise ValueError(f"framing must be one of {FRAMINGS}")
         self.api_key = api_key
         self.models = tuple(models) if models is not None else None
-        self.framing = framing
+        self.framing = self._default_framing = framing
         self.strict_fields = strict_fields
         self.pause = pause
         self.cancelled = threading.Event()
         self.events_sent = 0
         self.port = 0
-        self._default_framing = framing
         self._lock = threading.Condition()
         self._requests: list[RecordedRequest] = []
         self._scripts: list[Script] = []
@@ -544,10 +557,11 @@ class FakeGemini:
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        self._stopping = False
+        self.port, self._stopping = sock.getsockname()[1], False
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"fake-gemini-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"fake-gemini-{self.port}", daemon=True
+        )
         self._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(self._serve(sock), self._loop).result(10)
@@ -558,6 +572,7 @@ class FakeGemini:
         return self
 
     def stop(self) -> None:
+        """Cancel in-flight responses, close every connection, stop and join the thread."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
@@ -616,11 +631,11 @@ class FakeGemini:
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
         with self._lock:
             if not self._lock.wait_for(lambda: len(self._requests) >= count, timeout):
-                raise TimeoutError(f"fake Gemini got {len(self._requests)} requests, expected {count}")
+                raise TimeoutError(f"fake Gemini got {len(self._requests)} requests, not {count}")
             return list(self._requests)
 
     def reset(self) -> None:
-        """Forget requests and scripts, clear ``cancelled``, restore the default framing."""
+        """Forget requests and scripts, clear ``cancelled``/``events_sent``, restore the framing."""
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
@@ -628,12 +643,15 @@ class FakeGemini:
         self.cancelled.clear()
         self.framing = self._default_framing
 
-    def script(self, kind: str, *, times: int | None = 1, match: str | None = None, **opts: Any) -> Script:
-        """Queue a behaviour for the next request(s); ``times=None`` keeps it until reset()."""
-        allowed = _SCRIPT_OPTS.get(kind)
-        if allowed is None:
-            raise ValueError(f"unknown script kind {kind!r}; expected one of {sorted(_SCRIPT_OPTS)}")
-        if extra := set(opts) - allowed:
+    def script(
+        self, kind: str, *, times: int | None = 1, match: str | None = None, **opts: Any
+    ) -> Script:
+        """Queue a behaviour for the next request(s); kinds and options: module docstring."""
+        if kind not in _SCRIPT_OPTS:
+            raise ValueError(
+                f"unknown script kind {kind!r}; expected one of {sorted(_SCRIPT_OPTS)}"
+            )
+        if extra := set(opts) - _SCRIPT_OPTS[kind]:
             raise TypeError(f"script {kind!r} takes no option(s) {sorted(extra)}")
         if kind == "reply" and "body" not in opts and "chunks" not in opts:
             raise TypeError("script 'reply' needs body= and/or chunks=")
@@ -662,21 +680,23 @@ class FakeGemini:
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        assert task is not None
+        self._tasks.add(task)
         try:
-            raw = await request.read()
+            raw = await request.content.read()  # unlike request.read(), no 1 MiB cap
             body, json_error = None, None
-            if raw:
-                try:
-                    body = json.loads(raw)
-                except ValueError as exc:
-                    json_error = str(exc)
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError as exc:
+                json_error = str(exc)
             headers: dict[str, str] = {}
             for name, value in request.headers.items():
                 key = name.lower()
                 headers[key] = f"{headers[key]}, {value}" if key in headers else value
-            rec = RecordedRequest(request.method, request.path, dict(request.query), headers, body, raw, json_error, *_parse_path(request.path))
+            query, where = dict(request.query), _parse_path(request.path)
+            rec = RecordedRequest(
+                request.method, request.path, query, headers, body, raw, json_error, *where
+            )
             with self._lock:
                 self._requests.append(rec)
                 self._lock.notify_all()
@@ -685,22 +705,16 @@ class FakeGemini:
             except GoogleError as err:
                 return _json_response(err.body(), err.code, err.headers)
         except asyncio.CancelledError:
-            if not self._stopping:
+            if not self._stopping:  # the client went away while we were answering
                 self.cancelled.set()
             raise
         finally:
-            if task is not None:
-                self._tasks.discard(task)
+            self._tasks.discard(task)
 
     def _check_key(self, rec: RecordedRequest) -> None:
-        key = rec.api_key
-        if key is None:
-            if "authorization" in rec.headers:
-                raise GoogleError(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
-                                  "login cookie or other valid authentication credential.", "UNAUTHENTICATED")
-            raise GoogleError(403, "Method doesn't allow unregistered callers (callers without established identity). "
-                              "Please use API Key or other form of API consumer identity to call this API.", "PERMISSION_DENIED")
-        if key.strip() != self.api_key:
+        if rec.api_key is None:
+            raise GoogleError(401 if "authorization" in rec.headers else 403)
+        if rec.api_key.strip() != self.api_key:
             raise _key_invalid()
 
     async def _dispatch(self, request: web.BaseRequest, rec: RecordedRequest) -> web.StreamResponse:
@@ -713,34 +727,41 @@ class FakeGemini:
         if not get and (rec.method != "POST" or rec.action not in _REQUEST_FIELDS):
             raise GoogleError(404, f"Method not found: {rec.method} {rec.path}")
         if rec.model and not self.is_known_model(rec.model):
-            method = rec.action or "get"
-            raise GoogleError(404, f"models/{rec.model} is not found for API version {rec.version}, or is not supported "
-                              f"for {method}. Call ListModels to see the list of available models and their supported methods.")
+            raise GoogleError(
+                404,
+                f"models/{rec.model} is not found for API version {rec.version}, or is not supported for "
+                f"{rec.action or 'get'}. Call ListModels to see the list of available models and their "
+                "supported methods.",
+            )
         if not get:
             check_request(str(rec.action), rec.model, rec.body, self.strict_fields)
         script = self._take_script(rec.path)
         kind, opts = (script.kind, script.opts) if script else ("", {})
-        delay = float(opts.get("seconds" if kind == "delay" else "delay", 0))
-        if delay:
+        if delay := float(opts.get("seconds" if kind == "delay" else "delay", 0)):
             await asyncio.sleep(delay)
         streaming = rec.action == "streamGenerateContent"
         if kind == "error" or (kind == "stream_error" and not streaming):
             raise _scripted_error(opts)
         if kind == "raw":
             data = opts.get("body", b"")
-            ctype = str(opts.get("content_type", "text/html; charset=UTF-8"))
-            hdrs = {"Content-Type": ctype, **opts.get("headers", {})}
-            return web.Response(status=int(opts.get("status", 502)), body=data.encode() if isinstance(data, str) else data, headers=hdrs)
+            hdrs = {
+                "Content-Type": opts.get("content_type", "text/html; charset=UTF-8"),
+                **opts.get("headers", {}),
+            }
+            data = data.encode() if isinstance(data, str) else data
+            return web.Response(status=int(opts.get("status", 502)), body=data, headers=hdrs)
         if kind == "drop" and not streaming:
             _drop(request)
-            return web.Response(status=200)
+            return web.Response()
         if kind == "slow_stream" and not streaming:
-            await asyncio.sleep(float(opts.get("interval", 0.05)) * int(opts.get("max_chunks", 200)))
+            await asyncio.sleep(
+                float(opts.get("interval", 0.05)) * int(opts.get("max_chunks", 200))
+            )
         if kind == "reply" and not streaming:
             reply = opts["body"] if "body" in opts else opts["chunks"][-1]
             return _json_response(reply, int(opts.get("status", 200)), opts.get("headers"))
         if streaming:
-            return await self._stream_generate(request, rec, kind, opts)
+            return await self._stream(request, rec, kind, opts)
         return _json_response(self._answer(rec))
 
     def _answer(self, rec: RecordedRequest) -> Any:
@@ -750,9 +771,9 @@ class FakeGemini:
         if action == "countTokens":
             return build_count_tokens_response(rec.body)
         if action == "embedContent":
-            return {"embedding": _embedding_for(rec.body)}
+            return {"embedding": _embedding(rec.body)}
         if action == "batchEmbedContents":
-            return {"embeddings": [_embedding_for(r) for r in field_of(rec.body, "requests")]}
+            return {"embeddings": [_embedding(r) for r in field_of(rec.body, "requests")]}
         if model:
             return build_model(model)
         ids = list(self.models if self.models is not None else DEFAULT_MODELS)
@@ -765,35 +786,37 @@ class FakeGemini:
             page["nextPageToken"] = str(start + size)
         return page
 
-    async def _stream_generate(self, request: web.BaseRequest, rec: RecordedRequest, kind: str, opts: dict[str, Any]) -> web.StreamResponse:
-        model, framing, pause = str(rec.model), rec.headers.get("x-fake-framing", self.framing), self.pause
+    async def _stream(
+        self, request: web.BaseRequest, rec: RecordedRequest, kind: str, opts: dict[str, Any]
+    ) -> web.StreamResponse:
+        framing, pause = rec.headers.get("x-fake-framing", self.framing), self.pause
         if framing not in FRAMINGS:
             raise _bad(f"x-fake-framing must be one of {FRAMINGS}")
-        error, drop_after = None, None
         if kind == "slow_stream":
-            chunks = build_slow_chunks(rec.body, model, int(opts.get("max_chunks", 200)))
+            chunks = build_slow_chunks(rec.body, str(rec.model), int(opts.get("max_chunks", 200)))
             framing, pause = "normal", float(opts.get("interval", 0.05))
         elif kind == "reply":
             chunks = list(opts.get("chunks") or [opts["body"]])
         else:
-            chunks = build_stream_chunks(rec.body, model)
+            chunks = build_stream_chunks(rec.body, str(rec.model))
+        if kind in ("stream_error", "drop"):
+            chunks = chunks[: int(opts.get("after", 1))]
         if kind == "stream_error":
-            chunks, error = chunks[: int(opts.get("after", 1))], _scripted_error(opts).body()
-        if kind == "drop":
-            drop_after = int(opts.get("after", 1))
-            chunks = chunks[:drop_after]
+            chunks.append(_scripted_error(opts).body())
         sse = rec.query.get("alt") == "sse"
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream" if sse else "application/json; charset=UTF-8"})
+        ctype = "text/event-stream" if sse else "application/json; charset=UTF-8"
+        resp = web.StreamResponse(headers={"Content-Type": ctype})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        frames = [self._frame(i, event, sse, framing) for i, event in enumerate([*chunks, *([error] if error else [])])]
-        writes = self._group(frames, framing)
-        if not sse and drop_after is None:
-            writes.append((b"[]" if not frames else b"]", 0))
+        writes = self._writes(
+            [self._frame(i, c, sse, framing) for i, c in enumerate(chunks)], framing
+        )
+        if not sse and kind != "drop":
+            writes.append((b"]" if chunks else b"[]", 0))
         try:
             for i, (data, events) in enumerate(writes):
                 if i:
-                    await asyncio.sleep(pause)
+                    await asyncio.sleep(pause)  # lets each write reach the client as its own read
                 await resp.write(data)
                 with self._lock:
                     self.events_sent += events
@@ -801,7 +824,7 @@ class FakeGemini:
             if not self._stopping:
                 self.cancelled.set()
             return resp
-        if drop_after is not None:
+        if kind == "drop":
             await asyncio.sleep(pause)
             _drop(request)
         return resp
@@ -814,15 +837,20 @@ class FakeGemini:
         return (b"[" if index == 0 else b",\r\n") + data
 
     @staticmethod
-    def _group(frames: list[bytes], framing: str) -> list[tuple[bytes, int]]:
-        """Turn frames into TCP writes, each with the number of events it completes."""
+    def _writes(frames: list[bytes], framing: str) -> list[tuple[bytes, int]]:
+        """Group frames into TCP writes, each paired with the number of events it completes."""
         if framing == "merged":
-            return [(b"".join(frames[i : i + 3]), len(frames[i : i + 3])) for i in range(0, len(frames), 3)]
+            return [
+                (b"".join(frames[i : i + 3]), len(frames[i : i + 3]))
+                for i in range(0, len(frames), 3)
+            ]
         if framing != "split":
             return [(f, 1) for f in frames]
         writes: list[tuple[bytes, int]] = []
-        for f in frames:
-            cuts = sorted({0, 3, 9, len(f) // 2, len(f) - 3, len(f) - 1, len(f)} & set(range(len(f) + 1)))
+        for f in frames:  # cut inside "data: ", inside the JSON and inside the separator
+            cuts = sorted(
+                {0, 3, 9, len(f) // 2, len(f) - 3, len(f) - 1, len(f)} & set(range(len(f) + 1))
+            )
             pieces = [f[a:b] for a, b in itertools.pairwise(cuts) if b > a]
             writes += [(p, 0) for p in pieces[:-1]] + [(pieces[-1], 1)]
         return writes
