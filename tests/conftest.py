@@ -28,7 +28,11 @@ class Gateway:
     """A `genroute serve` subprocess."""
 
     def __init__(
-        self, config: dict[str, Any] | None, tmp: Path, env: dict[str, str] | None = None
+        self,
+        config: dict[str, Any] | None,
+        tmp: Path,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -37,10 +41,14 @@ class Gateway:
             path = tmp / f"config-{self.port}.yaml"
             path.write_text(yaml.safe_dump(config))
             args += ["--config", str(path)]
+        args += extra_args or []
         self.log_path = tmp / f"gateway-{self.port}.log"
         self._log = self.log_path.open("wb")
         full_env = {
-            k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL")
         }
         full_env.update(env or {})
         self.proc = subprocess.Popen(
@@ -62,7 +70,8 @@ class Gateway:
 
     def log(self) -> str:
         """Everything the process printed so far."""
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
