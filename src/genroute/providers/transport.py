@@ -1,0 +1,92 @@
+"""The HTTP seam every provider uses: one POST for a JSON reply, one for an SSE stream.
+
+Connection failures, timeouts and non-200 replies become `genroute.errors` exceptions;
+the provider's own `map_error` turns its error bodies into Google-shaped ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import aiohttp
+
+from genroute.errors import GenrouteError, UpstreamTimeout, UpstreamUnavailable
+from genroute.http_pool import HttpPool
+from genroute.sse import SSEDecoder
+
+ErrorMapper = Callable[[int, bytes, Mapping[str, str]], GenrouteError]
+
+
+class JsonTransport:
+    """POSTs JSON bodies to one upstream through the shared pool."""
+
+    def __init__(
+        self,
+        http: HttpPool,
+        *,
+        provider: str,
+        timeout: float,
+        stream_timeout: float,
+        map_error: ErrorMapper,
+    ) -> None:
+        self._http = http
+        self._provider = provider
+        self._map_error = map_error
+        self._timeout_s = timeout
+        self._stream_timeout_s = stream_timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 30))
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=min(stream_timeout, 30), sock_read=stream_timeout
+        )
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+        """The body of a 200 reply; any other status raises the mapped error."""
+        session = self._http.session(url)
+        try:
+            async with session.post(url, data=body, headers=headers, timeout=self._timeout) as resp:
+                data = await resp.read()
+                if resp.status != 200:
+                    raise self._map_error(resp.status, data, resp.headers)
+                return data
+        except GenrouteError:
+            raise
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{self._provider} upstream did not answer within {self._timeout_s:g}s",
+                provider=self._provider,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"{self._provider} upstream unreachable: {type(exc).__name__}: {exc}",
+                provider=self._provider,
+            ) from None
+
+    async def stream(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> AsyncIterator[bytes]:
+        """The `data` payload of each SSE event, as the upstream sends them."""
+        session = self._http.session(url)
+        try:
+            async with session.post(
+                url, data=body, headers=headers, timeout=self._stream_timeout
+            ) as resp:
+                if resp.status != 200:
+                    raise self._map_error(resp.status, await resp.read(), resp.headers)
+                decoder = SSEDecoder()
+                async for chunk in resp.content.iter_any():
+                    for payload in decoder.feed(chunk):
+                        yield payload
+                for payload in decoder.flush():
+                    yield payload
+        except GenrouteError:
+            raise
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{self._provider} upstream stream stalled for {self._stream_timeout_s:g}s",
+                provider=self._provider,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"{self._provider} upstream stream broke: {type(exc).__name__}: {exc}",
+                provider=self._provider,
+            ) from None
