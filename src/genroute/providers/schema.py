@@ -41,7 +41,7 @@ def to_json_schema(schema: Any) -> Any:
     out: dict[str, Any] = {}
     nullable = False
     for raw_key, value in schema.items():
-        key = _RENAMED.get(raw_key, raw_key)
+        key: str = _RENAMED.get(raw_key, str(raw_key))
         if key in _DROPPED:
             continue
         if key == "nullable":
