@@ -63,8 +63,8 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
             "model_list[0].params.temprature: unknown field",
         ),
         (
-            {"model_list": [{"model_name": "d", "params": {"model": "openai/gpt-4o"}}]},
-            "provider 'openai' is not served",
+            {"model_list": [{"model_name": "d", "params": {"model": "bedrock/claude-3"}}]},
+            "provider 'bedrock' is not served",
         ),
     ],
 )
