@@ -186,3 +186,12 @@ def test_wrong_method_and_unknown_route(gateway: Gateway) -> None:
     assert status == 405 and json.loads(raw)["error"]["code"] == 405
     status, _, raw = post(gateway, "/nothing/here", BODY)
     assert status == 404 and json.loads(raw)["error"]["status"] == "NOT_FOUND"
+
+
+def test_sdk_sees_413_and_403_too(gateway: Gateway) -> None:
+    with client_for(gateway) as client, pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model="gemini-2.5-flash", contents="x" * 200_000)
+    assert info.value.code == 413
+    with client_for(gateway, key=" ") as blank, pytest.raises(errors.ClientError) as info:
+        blank.models.generate_content(model="gemini-2.5-flash", contents="x")
+    assert (info.value.code, info.value.status) == (403, "PERMISSION_DENIED")
