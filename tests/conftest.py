@@ -15,6 +15,34 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("GENROUTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("GENROUTE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a service is not listening, except in CI (CI=true), where that fails."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return
+    except OSError as exc:
+        message = f"{name} is not reachable on {host}:{port} ({exc})"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}; CI must have it running")
+        pytest.skip(f"{message}; start it to run this test")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A PostgreSQL URL for real tests (the machine's server, database `test`)."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis URL for real tests (the machine's server)."""
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
 
 
 def free_port() -> int:

@@ -8,14 +8,18 @@ The proxy and the SDK share this class.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from genroute.config import Config, DeploymentParams, ModelEntry, config_from_data
-from genroute.errors import InvalidRequest, NotFound
+from genroute.context import CallContext
+from genroute.errors import GenrouteError, InvalidRequest, NotFound
+from genroute.hooks import CallHook, run_after, run_before
 from genroute.http_pool import HttpPool
 from genroute.providers.base import DeploymentSpec, Provider
 from genroute.providers.demo.provider import DEMO_NOTICE
@@ -76,6 +80,7 @@ class Router:
         router_settings: Mapping[str, Any] | None = None,
         allow_ad_hoc_models: bool | None = None,
         http: HttpPool | None = None,
+        hooks: Iterable[CallHook] = (),
     ) -> None:
         if config is None:
             entries = [
@@ -87,6 +92,7 @@ class Router:
                 source="Router(model_list=...)",
             )
         self.config = config
+        self.hooks: list[CallHook] = list(hooks)
         self._http = http or HttpPool()
         self._rng = random.Random()
         self._groups: dict[str, list[Deployment]] = {}
@@ -174,17 +180,81 @@ class Router:
 
     # -- the generateContent interface -------------------------------------------------------
 
+    def _begin(
+        self, model: str, ctx: CallContext | None, operation: str, stream: bool
+    ) -> tuple[CallContext, Deployment]:
+        ctx = ctx or CallContext()
+        ctx.operation, ctx.stream = operation, stream
+        deployment = self.pick(model)
+        ctx.model_group = deployment.model_name
+        ctx.deployment_id = deployment.entry.model_info.id or deployment.spec.params.model
+        ctx.provider = deployment.spec.provider
+        ctx.provider_model = deployment.spec.upstream_model
+        ctx.attempts = 1
+        return ctx, deployment
+
+    @staticmethod
+    def _finish(ctx: CallContext, error: GenrouteError | None) -> None:
+        ctx.finished_at = time.perf_counter()
+        if error is not None:
+            ctx.status_code, ctx.error_status, ctx.error_message = (
+                error.code,
+                error.status,
+                error.message,
+            )
+
+    @staticmethod
+    def _observe(ctx: CallContext, chunk: GenerateContentResponse) -> None:
+        if chunk.usage_metadata is not None:
+            ctx.usage = chunk.usage_metadata
+        if chunk.model_version:
+            ctx.response_model = chunk.model_version
+        for candidate in chunk.candidates or ():
+            if candidate.finish_reason:
+                ctx.finish_reason = candidate.finish_reason
+
     async def generate(
-        self, model: str, request: GenerateContentRequest
+        self, model: str, request: GenerateContentRequest, ctx: CallContext | None = None
     ) -> GenerateContentResponse:
         """One whole response from a deployment of `model`."""
-        return await self.pick(model).provider.generate(request)
+        ctx, deployment = self._begin(model, ctx, "generateContent", False)
+        await run_before(self.hooks, ctx, request)
+        error: GenrouteError | None = None
+        try:
+            response = await deployment.provider.generate(request)
+            self._observe(ctx, response)
+            return response
+        except GenrouteError as exc:
+            error = exc
+            raise
+        finally:
+            self._finish(ctx, error)
+            if self.hooks:
+                await run_after(self.hooks, ctx, error)
 
-    def stream(
-        self, model: str, request: GenerateContentRequest
+    async def stream(
+        self, model: str, request: GenerateContentRequest, ctx: CallContext | None = None
     ) -> AsyncIterator[GenerateContentResponse]:
         """The response as chunks, relayed as the upstream sends them."""
-        return self.pick(model).provider.stream(request)
+        ctx, deployment = self._begin(model, ctx, "streamGenerateContent", True)
+        await run_before(self.hooks, ctx, request)
+        error: GenrouteError | None = None
+        try:
+            async for chunk in deployment.provider.stream(request):
+                if ctx.first_token_at is None:
+                    ctx.first_token_at = time.perf_counter()
+                self._observe(ctx, chunk)
+                yield chunk
+        except GenrouteError as exc:
+            error = exc
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            error = GenrouteError("the client went away before the stream ended", code=499)
+            raise
+        finally:
+            self._finish(ctx, error)
+            if self.hooks:
+                await run_after(self.hooks, ctx, error)
 
     async def count_tokens(self, model: str, request: CountTokensRequest) -> CountTokensResponse:
         """Token count of the request's contents for `model`."""

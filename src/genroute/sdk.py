@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+from genroute.context import CallContext
 from genroute.errors import InvalidRequest
 from genroute.genai_convert import build_request, to_genai_response
 from genroute.loop_thread import LoopThread
@@ -32,6 +33,13 @@ _DEPLOYMENT_KWARGS = {
     "stream_timeout",
     "extra_headers",
 }
+
+
+def _context(kwargs: dict[str, Any]) -> CallContext:
+    """The call's context; `user=` names the end user, as in LiteLLM and OpenAI."""
+    user = kwargs.pop("user", None)
+    metadata = kwargs.pop("metadata", None)
+    return CallContext(end_user=str(user) if user else None, metadata=dict(metadata or {}))
 
 
 def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -68,21 +76,22 @@ async def agenerate_content(
     *, model: str, contents: Any, config: Any = None, router: Router | None = None, **kwargs: Any
 ) -> types.GenerateContentResponse:
     """Generate a whole response asynchronously."""
+    ctx = _context(kwargs)
     deployment, kwargs = _split_kwargs(kwargs)
     request = build_request(contents, config, kwargs)
     use, owned = _router_for(model, router, deployment)
     try:
-        return to_genai_response(await use.generate(model, request))
+        return to_genai_response(await use.generate(model, request, ctx))
     finally:
         if owned:
             await use.aclose()
 
 
 async def _stream(
-    use: Router, owned: bool, model: str, request: Any
+    use: Router, owned: bool, model: str, request: Any, ctx: CallContext
 ) -> AsyncIterator[types.GenerateContentResponse]:
     try:
-        async for chunk in use.stream(model, request):
+        async for chunk in use.stream(model, request, ctx):
             yield to_genai_response(chunk)
     finally:
         if owned:
@@ -93,10 +102,11 @@ async def agenerate_content_stream(
     *, model: str, contents: Any, config: Any = None, router: Router | None = None, **kwargs: Any
 ) -> AsyncIterator[types.GenerateContentResponse]:
     """Await this to get an async iterator of chunks (`async for chunk in await ...`)."""
+    ctx = _context(kwargs)
     deployment, kwargs = _split_kwargs(kwargs)
     request = build_request(contents, config, kwargs)
     use, owned = _router_for(model, router, deployment)
-    return _stream(use, owned, model, request)
+    return _stream(use, owned, model, request, ctx)
 
 
 def _loop_for(router: Router | None) -> tuple[LoopThread, bool]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from genroute.config import Config
+from genroute.context import CallContext, new_request_id
 from genroute.errors import GenrouteError, InvalidRequest, NotFound
 from genroute.router import Router, normalise_model_name
 from genroute.server import asgi, streaming
@@ -52,7 +52,9 @@ _HEALTH = {"/health/liveliness", "/health/liveness", "/health/readiness", "/heal
 MAX_PAGE_SIZE = 1000
 
 W = TypeVar("W", bound=WireModel)
-Handler = Callable[[Scope, Receive, Send, str, list[tuple[bytes, bytes]]], Awaitable[None]]
+Handler = Callable[
+    [Scope, Receive, Send, str, CallContext, list[tuple[bytes, bytes]]], Awaitable[None]
+]
 
 
 def parse_api_path(path: str) -> tuple[str | None, str | None] | None:
@@ -92,6 +94,7 @@ class GatewayApp:
         self.config = config
         self.auth = MasterKeyAuth(config.general_settings.master_key)
         self.body_limit = config.general_settings.max_request_bytes
+        self.end_user_header = config.general_settings.end_user_header.lower().encode("latin-1")
         self._post: dict[str, Handler] = {
             "generateContent": self._generate,
             "streamGenerateContent": self._stream,
@@ -119,7 +122,7 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = asgi.header(scope, b"x-request-id")
-        rid = request_id.decode("latin-1")[:128] if request_id else uuid.uuid4().hex
+        rid = request_id.decode("latin-1")[:128] if request_id else new_request_id()
         headers = [(b"x-request-id", rid.encode("latin-1"))]
         try:
             await self._dispatch(scope, receive, send, rid, headers)
@@ -153,7 +156,8 @@ class GatewayApp:
             raise NotFound(f"no route for {method} {path}")
         model, action = parsed
         query = query_params(scope)
-        self.auth.check(presented_key(scope, query))
+        key = presented_key(scope, query)
+        self.auth.check(key)
         if action is None:
             if method != "GET":
                 raise GenrouteError(
@@ -170,7 +174,11 @@ class GatewayApp:
                 f"{action} needs POST, not {method}", code=405, status="UNIMPLEMENTED"
             )
         assert model is not None
-        await self._post[action](scope, receive, send, normalise_model_name(model), headers)
+        ctx = CallContext(request_id=rid, key_hash=self.auth.key_hash(key))
+        end_user = asgi.header(scope, self.end_user_header)
+        if end_user:
+            ctx.end_user = end_user.decode("utf-8", "replace").strip()[:256] or None
+        await self._post[action](scope, receive, send, normalise_model_name(model), ctx, headers)
 
     async def _health(self, path: str, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         body: dict[str, Any] = {"status": "healthy"}
@@ -202,10 +210,11 @@ class GatewayApp:
         receive: Receive,
         send: Send,
         model: str,
+        ctx: CallContext,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, GenerateContentRequest)
-        response = await self.router.generate(model, request)
+        response = await self.router.generate(model, request, ctx)
         await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
 
     async def _stream(
@@ -214,6 +223,7 @@ class GatewayApp:
         receive: Receive,
         send: Send,
         model: str,
+        ctx: CallContext,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, GenerateContentRequest)
@@ -228,6 +238,7 @@ class GatewayApp:
         receive: Receive,
         send: Send,
         model: str,
+        ctx: CallContext,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, CountTokensRequest)
@@ -242,6 +253,7 @@ class GatewayApp:
         receive: Receive,
         send: Send,
         model: str,
+        ctx: CallContext,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, EmbedContentRequest)
@@ -254,6 +266,7 @@ class GatewayApp:
         receive: Receive,
         send: Send,
         model: str,
+        ctx: CallContext,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, BatchEmbedContentsRequest)

@@ -50,6 +50,11 @@ class MasterKeyAuth:
         """Whether a key is required at all."""
         return self._digest is not None
 
+    @staticmethod
+    def key_hash(key: str | None) -> str | None:
+        """The hex SHA-256 of a presented key, the only form logs and ledgers may hold."""
+        return digest(key).hex() if key else None
+
     def check(self, key: str | None) -> None:
         """Raise PermissionDenied for no key and Unauthenticated for a wrong one."""
         if self._digest is None:
