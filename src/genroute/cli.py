@@ -80,6 +80,8 @@ def serve(args: argparse.Namespace) -> int:
         "log_level": "warning",
         "timeout_graceful_shutdown": 30,
         "backlog": 4096,
+        "proxy_headers": False,
+        "server_header": False,
     }
     if args.workers > 1:
         if args.config:
