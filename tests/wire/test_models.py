@@ -190,3 +190,16 @@ def test_batch_embed_request() -> None:
         }
     )
     assert batch.requests[0].output_dimensionality == 8
+
+
+def test_upstream_bytes_are_sent_as_is_until_the_response_changes() -> None:
+    from genroute.providers.gemini import translate
+
+    raw = b'{"responseId":"r","candidates":[{"finishReason":null,"index":0}],"zNew":1}'
+    response = translate.from_wire(raw)
+    assert dump_json(response) == raw
+    assert dump_json(response.model_copy()) == raw
+    changed = response.model_copy(update={"response_id": "other"})
+    assert orjson.loads(dump_json(changed))["responseId"] == "other"
+    response.model_version = "m"
+    assert orjson.loads(dump_json(response))["modelVersion"] == "m"

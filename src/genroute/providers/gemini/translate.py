@@ -60,13 +60,15 @@ def batch_to_wire(request: BatchEmbedContentsRequest, upstream_model: str) -> by
 def from_wire(body: bytes) -> GenerateContentResponse:
     """Parse a generateContent response (or one stream event's JSON)."""
     try:
-        return GenerateContentResponse.model_validate_json(body)
+        response = GenerateContentResponse.model_validate_json(body)
     except ValidationError as exc:
         raise UpstreamError(
             f"gemini upstream sent a malformed response: {format_validation_error(exc)}",
             code=502,
             provider=PROVIDER,
         ) from None
+    response._raw = body.strip()
+    return response
 
 
 def decode_event(payload: bytes) -> GenerateContentResponse:
