@@ -12,6 +12,7 @@ from genroute.sdk import (
     agenerate_content_stream,
     generate_content,
     generate_content_stream,
+    response_cost,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "agenerate_content_stream",
     "generate_content",
     "generate_content_stream",
+    "response_cost",
 ]

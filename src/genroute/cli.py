@@ -58,7 +58,12 @@ def app_from_env() -> object:
     """ASGI factory for worker processes: loads the config named by $GENROUTE_CONFIG."""
     from genroute.server import create_app
 
-    return create_app(_load(os.environ.get(CONFIG_ENV) or None))
+    config = _load(os.environ.get(CONFIG_ENV) or None)
+    if config.litellm_settings.json_logs:
+        from genroute.observability.logs import json_python_logs
+
+        json_python_logs()
+    return create_app(config)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -69,6 +74,10 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if config.litellm_settings.set_verbose else logging.INFO
     )
+    if config.litellm_settings.json_logs:
+        from genroute.observability.logs import json_python_logs
+
+        json_python_logs()
     _banner(config, args.host, args.port, args.workers)
     common = {
         "host": args.host,
@@ -86,6 +95,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         if args.config:
             os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+        from genroute.observability.metrics import setup_multiprocess_dir
+
+        setup_multiprocess_dir()  # before the workers import prometheus_client
         uvicorn.run("genroute.cli:app_from_env", factory=True, workers=args.workers, **common)
     else:
         from genroute.server import create_app
@@ -122,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path")
     check.set_defaults(func=check_config)
+    from genroute.governance.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import yaml
 from pydantic import (
@@ -25,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from genroute.observability.settings import CallbackRefs, ObservabilitySettings
 from genroute.wire.base import format_validation_error
 
 ENV_PREFIX = "os.environ/"
@@ -53,6 +55,7 @@ class DeploymentParams(_Strict):
     weight: float | None = Field(default=None, ge=0)
     order: int | None = None
     max_parallel_requests: int | None = Field(default=None, ge=1)
+    num_retries: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=1)
     organization: str | None = None
     extra_headers: dict[str, str] | None = None
@@ -106,17 +109,79 @@ class ModelEntry(_Strict):
 
 
 RoutingStrategy = Literal[
-    "simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing"
+    "simple-shuffle",
+    "least-busy",
+    "latency-based-routing",
+    "usage-based-routing",
+    "usage-based-routing-v2",
 ]
+FallbackMap = list[dict[str, list[str]]]
+
+
+class RoutingStrategyArgs(_Strict):
+    """Tuning for the strategies (LiteLLM's `routing_strategy_args`)."""
+
+    lowest_latency_buffer: float = Field(default=0.0, ge=0)
 
 
 class RouterSettings(_Strict):
-    """How the Router picks a deployment in a group and maps client model names."""
+    """How the Router picks, retries, cools down and falls back; see docs/router.md."""
 
     routing_strategy: RoutingStrategy = "simple-shuffle"
+    routing_strategy_args: RoutingStrategyArgs = Field(default_factory=RoutingStrategyArgs)
     model_group_alias: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
+    num_retries: int = Field(default=0, ge=0)
+    retry_after: float = Field(default=0.0, ge=0)
+    retry_backoff_base: float = Field(default=0.5, gt=0)
+    max_retry_backoff: float = Field(default=8.0, ge=0)
+    fallbacks: FallbackMap = Field(default_factory=list)
+    default_fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: FallbackMap = Field(default_factory=list)
+    content_policy_fallbacks: FallbackMap = Field(default_factory=list)
+    max_fallbacks: int = Field(default=5, ge=0)
+    allowed_fails: int = Field(default=3, ge=0)
+    allowed_fails_window: float = Field(default=60.0, gt=0)
+    cooldown_time: float = Field(default=5.0, ge=0)
+    disable_cooldowns: bool = False
+    redis_url: str | None = Field(default=None, repr=False)
+    redis_host: str | None = None
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_password: str | None = Field(default=None, repr=False)
+    redis_key_prefix: str = Field(default="genroute:router", min_length=1)
+    redis_socket_timeout: float = Field(default=0.5, gt=0)
+    redis_reconnect_interval: float = Field(default=5.0, gt=0)
+
+    @field_validator(
+        "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", mode="before"
+    )
+    @classmethod
+    def _fallback_lists(cls, value: Any) -> Any:
+        # LiteLLM's shape: [{"group": ["fallback", ...]}]; a single name may stand alone.
+        if isinstance(value, list):
+            return [
+                {k: [v] if isinstance(v, str) else v for k, v in item.items()}
+                if isinstance(item, Mapping)
+                else item
+                for item in value
+            ]
+        return value
+
+    @model_validator(mode="after")
+    def _one_redis_address(self) -> RouterSettings:
+        if self.redis_url and self.redis_host:
+            raise ValueError("give either redis_url or redis_host, not both")
+        return self
+
+    def redis_connection_url(self) -> str | None:
+        """The Redis URL for shared router state: `redis_url`, else one built from host/port."""
+        if self.redis_url:
+            return self.redis_url
+        if not self.redis_host:
+            return None
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
 
     @field_validator("model_group_alias", mode="before")
     @classmethod
@@ -132,6 +197,9 @@ class GeneralSettings(_Strict):
 
     master_key: str | None = Field(default=None, repr=False)
     database_url: str | None = Field(default=None, repr=False)
+    redis_url: str | None = Field(default=None, repr=False)
+    spend_flush_interval: float = Field(default=1.0, gt=0)
+    key_cache_ttl: float = Field(default=2.0, ge=0)
     max_request_size_mb: float = Field(default=DEFAULT_MAX_REQUEST_MB, gt=0)
     end_user_header: str = "x-genroute-end-user"
 
@@ -154,6 +222,12 @@ class LitellmSettings(_Strict):
     request_timeout: float | None = Field(default=None, gt=0)
     set_verbose: bool = False
     drop_params: bool | None = None
+    # Observability (genroute.observability): JSON request logs and callbacks.
+    json_logs: bool | None = None
+    turn_off_message_logging: bool | None = None
+    callbacks: CallbackRefs = Field(default_factory=list)
+    success_callback: CallbackRefs = Field(default_factory=list)
+    failure_callback: CallbackRefs = Field(default_factory=list)
 
 
 class Config(_Strict):
@@ -163,6 +237,7 @@ class Config(_Strict):
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
     general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     environment_variables: dict[str, str] = Field(default_factory=dict)
     source: str = Field(default="<built-in>", exclude=True)
 

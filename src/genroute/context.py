@@ -20,6 +20,25 @@ def new_request_id() -> str:
 
 
 @dataclass(slots=True)
+class Attempt:
+    """One try of a call on one deployment (perf_counter times); the Router appends these."""
+
+    model_group: str
+    deployment_id: str
+    provider: str
+    started: float
+    ended: float | None = None
+    error_code: int | None = None
+    error_status: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when this attempt served the call (or is still serving a stream)."""
+        return self.error_code is None
+
+
+@dataclass(slots=True)
 class CallContext:
     """One call's identity, routing and timing; shared by hooks, logs and the spend ledger."""
 
@@ -39,7 +58,10 @@ class CallContext:
     provider: str | None = None
     provider_model: str | None = None
     attempts: int = 0
-    fallbacks: list[str] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)  # groups tried after the first
+    attempt_log: list[Attempt] = field(default_factory=list)
+    # Set to [] by content logging (genroute.observability): the Router appends response text.
+    response_text: list[str] | None = None
     # When (perf_counter seconds) and what came back.
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None

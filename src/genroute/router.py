@@ -1,29 +1,36 @@
-"""The Router: model groups, deployment choice, and the one generate/stream interface.
+"""The Router: model groups, deployment choice, retries, fallbacks and cooldowns.
 
 A model name is a group of deployments (`model_list` entries sharing a `model_name`).
 Names may contain `*` wildcards (`gemini-*` → `gemini/gemini-*`), and
 `router_settings.model_group_alias` maps the names clients send on their own to a group.
-The proxy and the SDK share this class.
+Each call goes through `genroute.routing.dispatch`: a routing strategy picks a deployment,
+failures are retried, cool the deployment down and fall back to other groups; with
+`router_settings.redis_url` that state is shared by every genroute process.
+The proxy and the SDK share this class; hooks run once per call, not per attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
-import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-from genroute.config import Config, DeploymentParams, ModelEntry, config_from_data
+from genroute.config import Config, ModelEntry, config_from_data
 from genroute.context import CallContext
-from genroute.errors import GenrouteError, InvalidRequest, NotFound
+from genroute.errors import GenrouteError
 from genroute.hooks import CallHook, run_after, run_before
 from genroute.http_pool import HttpPool
-from genroute.providers.base import DeploymentSpec, Provider
+from genroute.providers.base import DeploymentSpec
 from genroute.providers.demo.provider import DEMO_NOTICE
 from genroute.providers.registry import build_provider, split_model
+from genroute.routing.dispatch import Dispatcher, aclose_quietly, cancelled_error, deadline
+from genroute.routing.groups import Deployment, ModelGroups, normalise_model_name
+from genroute.routing.report import health_report
+from genroute.routing.state import RouterState, build_state
+from genroute.routing.strategies import simple_shuffle
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -36,37 +43,18 @@ from genroute.wire import (
     Model,
 )
 
+__all__ = ["Deployment", "Router", "normalise_model_name"]
+
 GENERATE_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 EMBED_METHODS = ["embedContent", "batchEmbedContents", "countTokens"]
+log = logging.getLogger("genroute.router")
+T = TypeVar("T")
+Stream = tuple[GenerateContentResponse | None, AsyncIterator[GenerateContentResponse]]
 
 
-@dataclass(slots=True)
-class Deployment:
-    """One model_list entry, resolved to its provider."""
-
-    model_name: str
-    entry: ModelEntry
-    spec: DeploymentSpec
-    provider: Provider
-
-    @property
-    def weight(self) -> float:
-        """The simple-shuffle weight: `weight`, else `rpm`, else `tpm`, else 1."""
-        p = self.spec.params
-        for value in (p.weight, p.rpm, p.tpm):
-            if value is not None:
-                return float(value)
-        return 1.0
-
-
-def normalise_model_name(name: str) -> str:
-    """Drop the `models/` prefix the SDKs add; keep any `/` inside the id."""
-    name = name.strip()
-    return name[len("models/") :] if name.startswith("models/") else name
-
-
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    return re.compile("^" + "(.*)".join(re.escape(p) for p in pattern.split("*")) + "$")
+def _tokens(response: GenerateContentResponse | None) -> int:
+    usage = response.usage_metadata if response is not None else None
+    return int(usage.total_token_count or 0) if usage is not None else 0
 
 
 class Router:
@@ -81,6 +69,8 @@ class Router:
         allow_ad_hoc_models: bool | None = None,
         http: HttpPool | None = None,
         hooks: Iterable[CallHook] = (),
+        state: RouterState | None = None,
+        callbacks: Iterable[Any] = (),
     ) -> None:
         if config is None:
             entries = [
@@ -93,29 +83,27 @@ class Router:
             )
         self.config = config
         self.hooks: list[CallHook] = list(hooks)
+        # `callbacks=`: genroute.observability callbacks, run off the request path on queues.
+        self._callbacks: Any = None
+        if callbacks:
+            from genroute.observability import Observability
+
+            self._callbacks = Observability.for_callbacks(list(callbacks))
+            self.hooks.append(self._callbacks.hook)
         self._http = http or HttpPool()
         self._rng = random.Random()
-        self._groups: dict[str, list[Deployment]] = {}
-        self._patterns: list[tuple[re.Pattern[str], ModelEntry]] = []
-        self._aliases = dict(config.router_settings.model_group_alias)
         # An SDK Router without a config may call any `provider/model` directly.
-        self.allow_ad_hoc_models = (
-            not config.model_list if allow_ad_hoc_models is None else allow_ad_hoc_models
-        )
-        for entry in config.model_list:
-            if "*" in entry.model_name:
-                self._patterns.append((_wildcard(entry.model_name), entry))
-            else:
-                self._groups.setdefault(entry.model_name, []).append(
-                    self._deploy(entry.model_name, entry)
-                )
+        ad_hoc = not config.model_list if allow_ad_hoc_models is None else allow_ad_hoc_models
+        self._groups = ModelGroups(config, self._deploy, ad_hoc)
+        self.state: RouterState = state or build_state(config)
+        self._dispatch = Dispatcher(self._groups, self.state, config.router_settings, self._rng)
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Router:
         """A Router for a loaded Config."""
         return cls(config=config, **kwargs)
 
-    def _deploy(self, model_name: str, entry: ModelEntry) -> Deployment:
+    def _deploy(self, model_name: str, entry: ModelEntry, deployment_id: str) -> Deployment:
         provider_name, upstream = split_model(entry.params.model)
         params = entry.params
         default_timeout = (
@@ -128,70 +116,39 @@ class Router:
                 update={"stream_timeout": self.config.router_settings.stream_timeout}
             )
         spec = DeploymentSpec(provider_name, upstream, params, entry.model_info)
-        return Deployment(model_name, entry, spec, build_provider(spec, self._http))
+        provider = build_provider(spec, self._http)
+        return Deployment(model_name, entry, spec, provider, deployment_id)
 
     # -- resolution -------------------------------------------------------------------------
 
     @property
+    def allow_ad_hoc_models(self) -> bool:
+        """Whether any `provider/model` not in the model_list may be called."""
+        return self._groups.allow_ad_hoc_models
+
+    @property
     def model_names(self) -> list[str]:
         """Every concrete group name, then wildcard patterns, then aliases."""
-        patterns = [entry.model_name for _, entry in self._patterns]
-        return [*self._groups, *patterns, *self._aliases]
+        return self._groups.names
 
     def group(self, model: str) -> list[Deployment]:
         """The deployments serving `model`; raises NotFound for an unknown name."""
-        name = normalise_model_name(model)
-        if not name:
-            raise InvalidRequest("model: the model name is empty")
-        found = self._groups.get(name)
-        if found is not None:
-            return found
-        alias = self._aliases.get(name)
-        if alias is not None:
-            return self.group(alias)
-        for pattern, entry in self._patterns:
-            match = pattern.match(name)
-            if match:
-                upstream = entry.params.model
-                for captured in match.groups():
-                    upstream = upstream.replace("*", captured, 1)
-                concrete = entry.model_copy(
-                    update={"params": entry.params.model_copy(update={"model": upstream})}
-                )
-                deployments = [self._deploy(name, concrete)]
-                self._groups[name] = deployments
-                return deployments
-        if self.allow_ad_hoc_models and "/" in name:
-            entry = ModelEntry(model_name=name, params=DeploymentParams(model=name))
-            deployments = [self._deploy(name, entry)]
-            self._groups[name] = deployments
-            return deployments
-        raise NotFound(f"model {name!r} is not served here; GET models lists the models that are")
+        return self._groups.group(model)
 
     def pick(self, model: str) -> Deployment:
-        """Choose one deployment of the group (simple-shuffle, weighted)."""
-        deployments = self.group(model)
-        if len(deployments) == 1:
-            return deployments[0]
-        weights = [d.weight for d in deployments]
-        if not any(weights):
-            return self._rng.choice(deployments)
-        return self._rng.choices(deployments, weights=weights, k=1)[0]
+        """One deployment of the group by weight, ignoring state (for inspection and tests)."""
+        return simple_shuffle(self.group(model), {}, False, self._rng)
 
     # -- the generateContent interface -------------------------------------------------------
 
-    def _begin(
+    def _context(
         self, model: str, ctx: CallContext | None, operation: str, stream: bool
-    ) -> tuple[CallContext, Deployment]:
+    ) -> CallContext:
         ctx = ctx or CallContext()
         ctx.operation, ctx.stream = operation, stream
-        deployment = self.pick(model)
-        ctx.model_group = deployment.model_name
-        ctx.deployment_id = deployment.entry.model_info.id or deployment.spec.params.model
-        ctx.provider = deployment.spec.provider
-        ctx.provider_model = deployment.spec.upstream_model
-        ctx.attempts = 1
-        return ctx, deployment
+        self.group(model)  # an unknown model fails here, before any hook runs
+        ctx.model_group = self._groups.canonical(model)
+        return ctx
 
     @staticmethod
     def _finish(ctx: CallContext, error: GenrouteError | None) -> None:
@@ -212,16 +169,29 @@ class Router:
         for candidate in chunk.candidates or ():
             if candidate.finish_reason:
                 ctx.finish_reason = candidate.finish_reason
+            if ctx.response_text is not None and candidate.content is not None:
+                parts = candidate.content.parts or ()
+                ctx.response_text.extend(p.text for p in parts if p.text and not p.thought)
 
     async def generate(
         self, model: str, request: GenerateContentRequest, ctx: CallContext | None = None
     ) -> GenerateContentResponse:
-        """One whole response from a deployment of `model`."""
-        ctx, deployment = self._begin(model, ctx, "generateContent", False)
+        """One whole response from a deployment of `model` (retried and fallen back)."""
+        ctx = self._context(model, ctx, "generateContent", False)
         await run_before(self.hooks, ctx, request)
         error: GenrouteError | None = None
         try:
-            response = await deployment.provider.generate(request)
+
+            async def attempt(d: Deployment) -> GenerateContentResponse:
+                started = time.perf_counter()
+                try:
+                    async with deadline(d.spec.timeout, f"deployment {d.id}"):
+                        return await d.provider.generate(request)
+                finally:
+                    ctx.upstream_seconds += time.perf_counter() - started
+
+            response, lease = await self._dispatch.run(model, ctx, attempt, stream=False)
+            await lease.finish(None, tokens=_tokens(response))
             self._observe(ctx, response)
             return response
         except GenrouteError as exc:
@@ -235,40 +205,105 @@ class Router:
     async def stream(
         self, model: str, request: GenerateContentRequest, ctx: CallContext | None = None
     ) -> AsyncIterator[GenerateContentResponse]:
-        """The response as chunks, relayed as the upstream sends them."""
-        ctx, deployment = self._begin(model, ctx, "streamGenerateContent", True)
+        """The response as chunks, relayed as the upstream sends them.
+
+        Retries and fallbacks happen only until the first chunk; a failure after it ends
+        the stream with the error (the edge sends it as a final error event).
+        """
+        ctx = self._context(model, ctx, "streamGenerateContent", True)
         await run_before(self.hooks, ctx, request)
         error: GenrouteError | None = None
+        lease = None
+        iterator: AsyncIterator[GenerateContentResponse] | None = None
+        ttft: float | None = None
+
+        async def attempt(d: Deployment) -> Stream:
+            chunks = aiter(d.provider.stream(request))
+            try:
+                async with deadline(d.spec.stream_timeout, f"deployment {d.id} (first chunk)"):
+                    return await anext(chunks), chunks
+            except StopAsyncIteration:
+                return None, chunks
+            except BaseException:
+                await aclose_quietly(chunks)
+                raise
+
         try:
-            async for chunk in deployment.provider.stream(request):
-                if ctx.first_token_at is None:
-                    ctx.first_token_at = time.perf_counter()
+            (first, iterator), lease = await self._dispatch.run(model, ctx, attempt, stream=True)
+            ctx.first_token_at = time.perf_counter()
+            ttft = ctx.first_token_at - lease.attempt.started
+            if first is not None:
+                self._observe(ctx, first)
+                yield first
+            async for chunk in iterator:
                 self._observe(ctx, chunk)
                 yield chunk
         except GenrouteError as exc:
             error = exc
             raise
         except (GeneratorExit, asyncio.CancelledError):
-            error = GenrouteError("the client went away before the stream ended", code=499)
+            error = cancelled_error()
             raise
         finally:
+            if iterator is not None:
+                await aclose_quietly(iterator)
+            if lease is not None:
+                usage = ctx.usage
+                tokens = int(usage.total_token_count or 0) if usage is not None else 0
+                await lease.finish(error, tokens=tokens, ttft=ttft)
             self._finish(ctx, error)
             if self.hooks:
                 await run_after(self.hooks, ctx, error)
 
-    async def count_tokens(self, model: str, request: CountTokensRequest) -> CountTokensResponse:
-        """Token count of the request's contents for `model`."""
-        return await self.pick(model).provider.count_tokens(request)
+    async def _simple(
+        self,
+        model: str,
+        operation: str,
+        call: Callable[[Deployment], Awaitable[T]],
+        ctx: CallContext | None,
+    ) -> T:
+        ctx = self._context(model, ctx, operation, False)
 
-    async def embed_content(self, model: str, request: EmbedContentRequest) -> EmbedContentResponse:
+        async def attempt(d: Deployment) -> T:
+            async with deadline(d.spec.timeout, f"deployment {d.id}"):
+                return await call(d)
+
+        result, lease = await self._dispatch.run(model, ctx, attempt, stream=False, measure=False)
+        await lease.finish(None)
+        ctx.finished_at = time.perf_counter()
+        return result
+
+    async def count_tokens(
+        self, model: str, request: CountTokensRequest, ctx: CallContext | None = None
+    ) -> CountTokensResponse:
+        """Token count of the request's contents for `model`."""
+        return await self._simple(
+            model, "countTokens", lambda d: d.provider.count_tokens(request), ctx
+        )
+
+    async def embed_content(
+        self, model: str, request: EmbedContentRequest, ctx: CallContext | None = None
+    ) -> EmbedContentResponse:
         """One embedding."""
-        return await self.pick(model).provider.embed_content(request)
+        return await self._simple(
+            model, "embedContent", lambda d: d.provider.embed_content(request), ctx
+        )
 
     async def batch_embed_contents(
-        self, model: str, request: BatchEmbedContentsRequest
+        self, model: str, request: BatchEmbedContentsRequest, ctx: CallContext | None = None
     ) -> BatchEmbedContentsResponse:
         """One embedding per inner request, in order."""
-        return await self.pick(model).provider.batch_embed_contents(request)
+        return await self._simple(
+            model, "batchEmbedContents", lambda d: d.provider.batch_embed_contents(request), ctx
+        )
+
+    # -- health ------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        """Each deployment's recent health: cooling down or not, load, latency (no calls)."""
+        deployments = self._groups.all_deployments()
+        stats = await self.state.snapshot([d.id for d in deployments])
+        return health_report(deployments, stats, self.state.backend)
 
     # -- models list -------------------------------------------------------------------------
 
@@ -297,8 +332,7 @@ class Router:
         )
 
     def _entry_for(self, name: str) -> ModelEntry:
-        if name in self._aliases:
-            name = self._aliases[name]
+        name = self._groups.canonical(name)
         for entry in self.config.model_list:
             if entry.model_name == name:
                 return entry
@@ -349,8 +383,11 @@ class Router:
         )
 
     async def aclose(self) -> None:
-        """Close the pooled HTTP clients."""
+        """Flush callbacks; close the pooled HTTP clients and the state's connections."""
+        if self._callbacks is not None:
+            await self._callbacks.aclose()
         await self._http.aclose()
+        await self.state.aclose()
 
     async def __aenter__(self) -> Router:
         return self

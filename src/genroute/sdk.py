@@ -8,6 +8,10 @@
 `contents` and `config` take what google-genai takes (str, dicts, `types.Content`,
 `types.GenerateContentConfig`, ...). Conveniences such as `max_tokens`, `temperature`,
 `api_key` and `api_base` may be given as keyword arguments.
+
+Every response the SDK returns carries its cost in USD: `genroute.response_cost(response)`
+(for a stream, on the chunk that carries the usage, normally the last). None means no
+usage was reported; 0.0 with a logged warning means the model has no known price.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from genroute.context import CallContext
+from genroute.cost import Pricer, pricer_for
 from genroute.errors import InvalidRequest
 from genroute.genai_convert import build_request, to_genai_response
 from genroute.loop_thread import LoopThread
@@ -23,6 +28,10 @@ from genroute.router import Router
 
 if TYPE_CHECKING:
     from google.genai import types
+
+COST_ATTRIBUTE = "_genroute_cost"
+# Prices one-off calls (whose Router lives for one call), so unknown models log once.
+_ONE_OFF_PRICER = Pricer()
 
 # keyword → DeploymentParams field, for one-off calls without a Router.
 _DEPLOYMENT_KWARGS = {
@@ -72,6 +81,40 @@ def _router_for(
     return router, False
 
 
+def response_cost(response: Any) -> float | None:
+    """The cost in USD of a response (or the usage-carrying stream chunk) the SDK returned."""
+    value = getattr(response, COST_ATTRIBUTE, None)
+    return float(value) if value is not None else None
+
+
+def _pricer(router: Router, owned: bool) -> Pricer:
+    if owned:
+        return _ONE_OFF_PRICER
+    pricer = getattr(router, "_sdk_pricer", None)
+    if pricer is None:
+        pricer = pricer_for(router.config.model_list)
+        router._sdk_pricer = pricer  # type: ignore[attr-defined]
+    return pricer
+
+
+def _with_cost(
+    response: types.GenerateContentResponse, ctx: CallContext, pricer: Pricer, wire: Any
+) -> types.GenerateContentResponse:
+    usage = wire.usage_metadata
+    if usage is None:
+        return response
+    if ctx.cost is not None and ctx.finished_at is not None:
+        cost = ctx.cost
+    else:
+        cost = pricer.cost(
+            usage, ctx.provider, ctx.provider_model, ctx.deployment_id, ctx.model_group
+        ).usd
+        if ctx.cost is None and not ctx.stream:
+            ctx.cost = cost
+    setattr(response, COST_ATTRIBUTE, cost)
+    return response
+
+
 async def agenerate_content(
     *, model: str, contents: Any, config: Any = None, router: Router | None = None, **kwargs: Any
 ) -> types.GenerateContentResponse:
@@ -81,7 +124,8 @@ async def agenerate_content(
     request = build_request(contents, config, kwargs)
     use, owned = _router_for(model, router, deployment)
     try:
-        return to_genai_response(await use.generate(model, request, ctx))
+        wire = await use.generate(model, request, ctx)
+        return _with_cost(to_genai_response(wire), ctx, _pricer(use, owned), wire)
     finally:
         if owned:
             await use.aclose()
@@ -91,8 +135,9 @@ async def _stream(
     use: Router, owned: bool, model: str, request: Any, ctx: CallContext
 ) -> AsyncIterator[types.GenerateContentResponse]:
     try:
+        pricer = _pricer(use, owned)
         async for chunk in use.stream(model, request, ctx):
-            yield to_genai_response(chunk)
+            yield _with_cost(to_genai_response(chunk), ctx, pricer, chunk)
     finally:
         if owned:
             await use.aclose()
@@ -168,4 +213,5 @@ __all__ = [
     "agenerate_content_stream",
     "generate_content",
     "generate_content_stream",
+    "response_cost",
 ]

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from genroute.errors import InvalidRequest
 from genroute.http_pool import HttpPool
+from genroute.providers.anthropic import AnthropicProvider
 from genroute.providers.base import DeploymentSpec, Provider, ProviderFactory
 from genroute.providers.demo import DemoProvider
 from genroute.providers.gemini import GeminiProvider
+from genroute.providers.openai import SERVERS as OPENAI_COMPATIBLE
+from genroute.providers.openai import OpenAIProvider
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "gemini": GeminiProvider,
     "demo": DemoProvider,
+    "anthropic": AnthropicProvider,
+    **dict.fromkeys(OPENAI_COMPATIBLE, OpenAIProvider),
 }
 
 # Prefixes LiteLLM uses that map onto a provider genroute serves.
@@ -25,10 +30,9 @@ ALIASES: dict[str, str] = {
 # Prefixes LiteLLM knows that genroute recognises but does not serve in this version.
 NOT_YET_SERVED = frozenset(
     {
-        "openai", "azure", "azure_ai", "anthropic", "vertex_ai", "vertex_ai_beta", "bedrock",
-        "hosted_vllm", "vllm", "ollama", "ollama_chat", "groq", "deepseek", "openrouter",
-        "mistral", "together_ai", "xai", "cohere", "huggingface", "fireworks_ai", "perplexity",
-        "text-completion-openai", "databricks", "watsonx", "sagemaker", "cerebras", "nvidia_nim",
+        "azure_ai", "vertex_ai", "vertex_ai_beta", "bedrock", "cohere", "huggingface",
+        "fireworks_ai", "perplexity", "text-completion-openai", "databricks", "watsonx",
+        "sagemaker", "cerebras", "nvidia_nim",
     }
 )  # fmt: skip
 

@@ -12,6 +12,7 @@ import aiohttp
 
 from genroute.errors import GenrouteError, UpstreamTimeout, UpstreamUnavailable
 from genroute.http_pool import HttpPool
+from genroute.providers.observe import observed_post, observed_stream
 from genroute.sse import SSEDecoder
 
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], GenrouteError]
@@ -39,6 +40,7 @@ class JsonTransport:
             total=None, sock_connect=min(stream_timeout, 30), sock_read=stream_timeout
         )
 
+    @observed_post
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> bytes:
         """The body of a 200 reply; any other status raises the mapped error."""
         session = self._http.session(url)
@@ -61,6 +63,7 @@ class JsonTransport:
                 provider=self._provider,
             ) from None
 
+    @observed_stream
     async def stream(
         self, url: str, body: bytes, headers: Mapping[str, str]
     ) -> AsyncIterator[bytes]:

@@ -21,10 +21,15 @@ from pydantic import ValidationError
 from genroute.config import Config
 from genroute.context import CallContext, new_request_id
 from genroute.errors import GenrouteError, InvalidRequest, NotFound
+from genroute.governance import Governance, build_governance
+from genroute.observability import Observability
+from genroute.observability.metrics import router_cooldowns
 from genroute.router import Router, normalise_model_name
+from genroute.routing import routing_headers, with_routing_headers
 from genroute.server import asgi, streaming
 from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
 from genroute.server.auth import MasterKeyAuth, presented_key, query_params
+from genroute.server.management import ManagementAPI
 from genroute.wire import (
     BatchEmbedContentsRequest,
     CountTokensRequest,
@@ -89,10 +94,19 @@ def parse_json(body: bytes, model: type[W]) -> W:
 class GatewayApp:
     """ASGI callable serving the Gemini API for one Router."""
 
-    def __init__(self, router: Router, config: Config) -> None:
+    def __init__(
+        self,
+        router: Router,
+        config: Config,
+        governance: Governance | None = None,
+        observability: Observability | None = None,
+    ) -> None:
         self.router = router
+        self.observability = observability
         self.config = config
         self.auth = MasterKeyAuth(config.general_settings.master_key)
+        self.governance = governance
+        self.management = ManagementAPI(governance) if governance else None
         self.body_limit = config.general_settings.max_request_bytes
         self.end_user_header = config.general_settings.end_user_header.lower().encode("latin-1")
         self._post: dict[str, Handler] = {
@@ -114,8 +128,14 @@ class GatewayApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.governance is not None:
+                    await self.governance.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.governance is not None:
+                    await self.governance.aclose()
+                if self.observability is not None:
+                    await self.observability.aclose()
                 await self.router.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -153,11 +173,21 @@ class GatewayApp:
             if path in _HEALTH and method in ("GET", "HEAD"):
                 await self._health(path, send, headers)
                 return
+            if path == "/metrics" and method == "GET" and self.observability is not None:
+                await self._metrics(scope, send, headers)
+                return
+            if self.management is not None and self.management.handles(path):
+                await self.management.handle(scope, receive, send, headers)
+                return
             raise NotFound(f"no route for {method} {path}")
         model, action = parsed
         query = query_params(scope)
         key = presented_key(scope, query)
-        self.auth.check(key)
+        caller = None
+        if self.governance is None:
+            self.auth.check(key)
+        else:
+            caller = await self.governance.authenticate(key)
         if action is None:
             if method != "GET":
                 raise GenrouteError(
@@ -178,12 +208,42 @@ class GatewayApp:
         end_user = asgi.header(scope, self.end_user_header)
         if end_user:
             ctx.end_user = end_user.decode("utf-8", "replace").strip()[:256] or None
-        await self._post[action](scope, receive, send, normalise_model_name(model), ctx, headers)
+        if self.governance is not None:
+            self.governance.identify(ctx, caller)
+        name = normalise_model_name(model)
+        if self.observability is None:
+            await self._post[action](scope, receive, send, name, ctx, headers)
+            return
+        edge = self.observability.edge_start(ctx, scope["headers"])
+        error: BaseException | None = None
+        try:
+            await self._post[action](scope, receive, send, name, ctx, headers)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.observability.edge_end(edge, error, operation=action, model=name)
+
+    async def _metrics(self, scope: Scope, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        assert self.observability is not None
+        if self.observability.metrics_require_auth:
+            key = presented_key(scope, query_params(scope))
+            if self.governance is None:
+                self.auth.check(key)
+            else:
+                await self.governance.authenticate(key)
+        rendered = await self.observability.render_metrics()
+        if rendered is None:
+            raise NotFound("metrics are off (observability.metrics.enabled: false)")
+        body, content_type = rendered
+        await asgi.send_bytes(send, 200, body, [(b"content-type", content_type.encode()), *headers])
 
     async def _health(self, path: str, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         body: dict[str, Any] = {"status": "healthy"}
         if path != "/health/liveliness" and path != "/health/liveness":
             body["models"] = self.router.model_names
+        if path == "/health":
+            body.update(await self.router.health())
         await asgi.send_json(send, 200, body, headers)
 
     async def _list_models(
@@ -214,7 +274,12 @@ class GatewayApp:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, GenerateContentRequest)
-        response = await self.router.generate(model, request, ctx)
+        try:
+            response = await self.router.generate(model, request, ctx)
+        finally:
+            headers.extend(routing_headers(ctx))
+        if ctx.cost is not None:
+            headers = [*headers, (b"x-genroute-response-cost", f"{ctx.cost:.10g}".encode())]
         await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
 
     async def _stream(
@@ -229,7 +294,11 @@ class GatewayApp:
         request = await self._body(scope, receive, GenerateContentRequest)
         sse = query_params(scope).get("alt") == "sse"
         await streaming.relay(
-            self.router.stream(model, request), receive, send, sse=sse, headers=headers
+            with_routing_headers(self.router.stream(model, request, ctx), ctx, headers),
+            receive,
+            send,
+            sse=sse,
+            headers=headers,
         )
 
     async def _count_tokens(
@@ -278,4 +347,15 @@ class GatewayApp:
 
 def create_app(config: Config, router: Router | None = None) -> GatewayApp:
     """The ASGI app for a config (the Router is built from it unless given)."""
-    return GatewayApp(router or Router.from_config(config, allow_ad_hoc_models=False), config)
+    governance = build_governance(config)
+    hooks: list[Any] = [governance] if governance is not None else []
+    observability = Observability.from_config(config)
+    if observability.enabled:
+        hooks.append(observability.hook)  # last: it sees what the other hooks filled in
+    if router is None:
+        router = Router.from_config(config, allow_ad_hoc_models=False, hooks=hooks)
+    else:
+        router.hooks.extend(hooks)
+    if observability.metrics is not None:
+        observability.metrics.set_cooldown_source(router_cooldowns(router))
+    return GatewayApp(router, config, governance, observability if observability.enabled else None)

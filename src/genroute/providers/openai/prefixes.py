@@ -16,6 +16,7 @@ deployment's params and the environment into URLs and headers (pure: no I/O).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -27,6 +28,8 @@ from genroute.errors import InvalidRequest
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 AZURE_VERSION_ENV = ("AZURE_API_VERSION", "OPENAI_API_VERSION")
+# OpenAI's reasoning model families (the profile axis: they take no sampling settings).
+REASONING_MODELS = re.compile(r"^(?!.*-chat)(o\d|gpt-5|codex)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +171,9 @@ def endpoint(
             f"config or the {names} environment variable"
         )
     base = base.rstrip("/")
-    max_tokens_field = server.max_tokens_field
-    if server.prefix == "openai" and "api.openai.com" not in base:
-        # Any OpenAI-compatible server behind openai/ + api_base: the field they all take.
-        max_tokens_field = "max_tokens"
+    # openai/ in front of another server: the max-tokens field they all take, key optional.
+    other_server = server.prefix == "openai" and "api.openai.com" not in base
+    max_tokens_field = "max_tokens" if other_server else server.max_tokens_field
     if server.azure:
         version = params.api_version or first_env(AZURE_VERSION_ENV, env)
         version = quote(version or AZURE_DEFAULT_API_VERSION, safe="")
@@ -181,7 +183,7 @@ def endpoint(
     else:
         root = _versioned(base) if server.add_v1 else base
         chat_url, embeddings_url = f"{root}/chat/completions", f"{root}/embeddings"
-    headers = {"content-type": "application/json", "accept": "application/json"}
+    headers = {"content-type": "application/json"}
     key = params.api_key.strip() if params.api_key else first_env(server.key_env, env)
     if key:
         if server.auth == "api-key":
@@ -196,13 +198,21 @@ def endpoint(
         chat_url=chat_url,
         embeddings_url=embeddings_url,
         headers=headers,
-        has_key=bool(key) or not server.key_required,
+        has_key=bool(key) or not server.key_required or other_server,
         max_tokens_field=max_tokens_field,
         top_k=server.top_k,
         reasoning_effort=server.reasoning_effort,
         stream_usage=server.stream_usage,
         renames=server.renames,
     )
+
+
+def takes_sampling(server: CompatServer, model: str) -> bool:
+    """False for OpenAI's reasoning families (o1, o3, o4, gpt-5...), which refuse
+    temperature, top_p, penalties and logprobs; every other model takes them."""
+    if server.prefix not in ("openai", "azure"):
+        return True
+    return REASONING_MODELS.match(model.rsplit("/", 1)[-1].lower()) is None
 
 
 def missing_key_message(server: CompatServer, upstream_model: str) -> str:

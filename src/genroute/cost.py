@@ -1,0 +1,208 @@
+"""The cost of one call in USD, from its usage: pure and small.
+
+Prices come from the deployment's `model_info` when it names any (`input_cost_per_token`,
+`output_cost_per_token`, `cache_read_input_token_cost`, `output_cost_per_reasoning_token`,
+`*_above_200k_tokens`), which is how self-hosted models get a price; otherwise from the
+`genai-prices` package. A model neither knows costs 0, and `Pricer` logs that once per model.
+
+Gemini's usage counts: `promptTokenCount` includes cached tokens, `candidatesTokenCount`
+excludes thinking, which `thoughtsTokenCount` reports and which is billed as output.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+from genroute.config import ModelEntry, ModelInfo
+from genroute.wire import Content, GenerateContentRequest, UsageMetadata
+
+log = logging.getLogger("genroute.cost")
+
+LONG_CONTEXT_TOKENS = 200_000
+CHARS_PER_TOKEN = 4
+# genroute provider name → genai-prices provider id.
+PRICE_PROVIDERS = {
+    "gemini": "google",
+    "google_ai_studio": "google",
+    "vertex_ai": "google",
+    "anthropic": "anthropic",
+    "openai": "openai",
+    "azure": "azure",
+    "groq": "groq",
+    "mistral": "mistral",
+    "deepseek": "deepseek",
+    "bedrock": "aws",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Billable token counts of one call."""
+
+    prompt: int = 0
+    output: int = 0
+    thinking: int = 0
+    cached: int = 0
+    tool_prompt: int = 0
+
+    @classmethod
+    def from_usage(cls, usage: UsageMetadata | None) -> Tokens:
+        """The counts in a Gemini usageMetadata (missing fields count 0)."""
+        if usage is None:
+            return cls()
+        return cls(
+            prompt=usage.prompt_token_count or 0,
+            output=usage.candidates_token_count or 0,
+            thinking=usage.thoughts_token_count or 0,
+            cached=usage.cached_content_token_count or 0,
+            tool_prompt=usage.tool_use_prompt_token_count or 0,
+        )
+
+    @property
+    def input_total(self) -> int:
+        """Every input token, cached ones included."""
+        return self.prompt + self.tool_prompt
+
+    @property
+    def total(self) -> int:
+        """Input plus output plus thinking (what a tpm limit counts)."""
+        return self.input_total + self.output + self.thinking
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """A call's cost; `known` is False when no price was found (then `usd` is 0)."""
+
+    usd: float
+    known: bool = True
+    source: str = "genai-prices"
+
+
+def has_custom_prices(info: ModelInfo | None) -> bool:
+    """Whether model_info sets any per-token price."""
+    return info is not None and (
+        info.input_cost_per_token is not None or info.output_cost_per_token is not None
+    )
+
+
+def custom_cost(tokens: Tokens, info: ModelInfo) -> float:
+    """The cost under the per-token prices in model_info (LiteLLM's keys)."""
+    long = tokens.input_total > LONG_CONTEXT_TOKENS
+    in_price = info.input_cost_per_token or 0.0
+    out_price = info.output_cost_per_token or 0.0
+    if long and info.input_cost_per_token_above_200k_tokens is not None:
+        in_price = info.input_cost_per_token_above_200k_tokens
+    if long and info.output_cost_per_token_above_200k_tokens is not None:
+        out_price = info.output_cost_per_token_above_200k_tokens
+    cached = min(tokens.cached, tokens.input_total)
+    cache_price = info.cache_read_input_token_cost
+    cache_price = in_price if cache_price is None else cache_price
+    think_price = info.output_cost_per_reasoning_token
+    think_price = out_price if think_price is None else think_price
+    return (
+        (tokens.input_total - cached) * in_price
+        + cached * cache_price
+        + tokens.output * out_price
+        + tokens.thinking * think_price
+    )
+
+
+def catalogue_cost(tokens: Tokens, provider: str | None, model: str) -> float | None:
+    """The cost from genai-prices, or None when it does not know the model."""
+    from genai_prices import Usage, calc_price
+
+    provider_id = PRICE_PROVIDERS.get(provider or "")
+    if provider_id is None:
+        return None
+    usage = Usage(
+        input_tokens=tokens.input_total,
+        cache_read_tokens=min(tokens.cached, tokens.input_total),
+        output_tokens=tokens.output + tokens.thinking,
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            price = calc_price(usage, model, provider_id=provider_id)
+    except LookupError:
+        return None
+    return float(price.total_price)
+
+
+def call_cost(
+    usage: UsageMetadata | None, provider: str | None, model: str | None, info: ModelInfo | None
+) -> Cost:
+    """The cost of one call with this usage on this deployment."""
+    tokens = Tokens.from_usage(usage)
+    if info is not None and has_custom_prices(info):
+        return Cost(custom_cost(tokens, info), source="model_info")
+    if model:
+        usd = catalogue_cost(tokens, provider, model)
+        if usd is not None:
+            return Cost(usd)
+    return Cost(0.0, known=False, source="unknown")
+
+
+def _text_chars(contents: list[Content]) -> int:
+    return sum(len(p.text or "") for c in contents for p in c.parts or [])
+
+
+def estimate_usage(request: GenerateContentRequest, output_chars: int) -> UsageMetadata:
+    """A rough usage (4 characters a token) for a stream that ended without one."""
+    prompt_chars = _text_chars(request.contents)
+    if request.system_instruction is not None:
+        prompt_chars += _text_chars([request.system_instruction])
+    prompt = max(1, -(-prompt_chars // CHARS_PER_TOKEN))
+    output = -(-output_chars // CHARS_PER_TOKEN)
+    return UsageMetadata(
+        prompt_token_count=prompt, candidates_token_count=output, total_token_count=prompt + output
+    )
+
+
+class Pricer:
+    """Prices calls for a set of deployments; logs each unpriced model once."""
+
+    def __init__(self, model_infos: dict[str, ModelInfo] | None = None) -> None:
+        self._infos = dict(model_infos or {})
+        self._unknown: set[str] = set()
+
+    def info_for(self, *names: str | None) -> ModelInfo | None:
+        """The model_info of the first name (deployment id, model, group) that has one."""
+        for name in names:
+            if name and name in self._infos:
+                return self._infos[name]
+        return None
+
+    def cost(
+        self,
+        usage: UsageMetadata | None,
+        provider: str | None,
+        model: str | None,
+        *names: str | None,
+        quiet: bool = False,
+    ) -> Cost:
+        """The cost of a call; an unknown model costs 0 and is logged once."""
+        result = call_cost(usage, provider, model, self.info_for(*names))
+        if not result.known and not quiet:
+            label = f"{provider}/{model}" if provider else str(model)
+            if label not in self._unknown:
+                self._unknown.add(label)
+                log.warning(
+                    "no price known for model %s: its calls cost 0 (set "
+                    "model_info.input_cost_per_token and output_cost_per_token to price it)",
+                    label,
+                )
+        return result
+
+
+def pricer_for(entries: list[ModelEntry]) -> Pricer:
+    """A Pricer knowing each model_list entry by its id, its params.model and its name."""
+    infos: dict[str, ModelInfo] = {}
+    for entry in entries:
+        if not has_custom_prices(entry.model_info):
+            continue
+        for name in (entry.model_info.id, entry.params.model, entry.model_name):
+            if name:
+                infos.setdefault(name, entry.model_info)
+    return Pricer(infos)

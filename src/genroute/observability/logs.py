@@ -1,0 +1,131 @@
+"""Structured request logs: one line per request, JSON or readable text.
+
+JSON lines go to stdout (the default), stderr or a file; `format: auto` writes readable
+text when the destination is a terminal and JSON otherwise. Each line is written and
+flushed at once (one small write per request, no thread and no queue), so lines from
+several workers never interleave mid-record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import IO
+
+import orjson
+
+from genroute.observability.records import CallRecord
+from genroute.observability.settings import LogSettings
+
+log = logging.getLogger("genroute.observability")
+
+
+def format_text(record: CallRecord) -> str:
+    """A readable one-line summary of a record."""
+    route = record.model_group or "?"
+    if record.provider_model:
+        route += f" -> {record.provider or '?'}/{record.provider_model}"
+    status = str(record.status_code)
+    if record.error_status:
+        status += f" {record.error_status}"
+    parts = [record.timestamp, status, route]
+    if record.latency_ms is not None:
+        timing = f"{record.latency_ms:.1f}ms"
+        extra = []
+        if record.time_to_first_token_ms is not None:
+            extra.append(f"ttft {record.time_to_first_token_ms:.1f}ms")
+        if record.overhead_ms is not None:
+            extra.append(f"overhead {record.overhead_ms:.2f}ms")
+        parts.append(timing + (f" ({', '.join(extra)})" if extra else ""))
+    if record.input_tokens is not None or record.output_tokens is not None:
+        parts.append(f"tokens {record.input_tokens or 0}->{record.output_tokens or 0}")
+    if record.cost is not None:
+        parts.append(f"${record.cost:.6f}")
+    if record.attempts > 1 or record.fallbacks:
+        parts.append(f"attempts {record.attempts}")
+    if record.fallbacks:
+        parts.append(f"fallbacks {','.join(record.fallbacks)}")
+    for name in ("key_alias", "team_id", "end_user"):
+        value = getattr(record, name)
+        if value:
+            parts.append(f"{name}={value}")
+    parts.append(f"rid={record.request_id}")
+    if record.error_message:
+        parts.append(f"error={record.error_message!r}")
+    line = " ".join(parts)
+    if record.request_contents is not None:
+        line += f"\n  request: {record.request_contents!r}"
+    if record.response_text is not None:
+        line += f"\n  response: {record.response_text!r}"
+    return line
+
+
+class RequestLog:
+    """Writes each record as one line to the configured destination."""
+
+    def __init__(self, settings: LogSettings, *, json_logs: bool | None = None) -> None:
+        self._owned: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        destination = settings.destination
+        if destination == "stdout":
+            self._stream: IO[bytes] = sys.stdout.buffer
+        elif destination == "stderr":
+            self._stream = sys.stderr.buffer
+        else:
+            path = os.path.abspath(os.path.expanduser(destination))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._owned = self._stream = open(path, "ab", buffering=0)  # noqa: SIM115
+        fmt = settings.format
+        if json_logs:
+            fmt = "json"
+        if fmt == "auto":
+            fmt = "text" if self._isatty() else "json"
+        self.json = fmt == "json"
+
+    def _isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def write(self, record: CallRecord) -> None:
+        """Write one record; an I/O error is reported once per failure, never raised."""
+        line = record.to_json() + b"\n" if self.json else (format_text(record) + "\n").encode()
+        try:
+            with self._lock:
+                self._stream.write(line)
+                self._stream.flush()
+        except (OSError, ValueError) as exc:
+            log.warning("request log write failed: %s", exc)
+
+    def close(self) -> None:
+        """Close the log file, if this log opened one."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+
+class JsonLogFormatter(logging.Formatter):
+    """Python log records as JSON lines (`litellm_settings.json_logs`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(data, default=str).decode()
+
+
+def json_python_logs() -> None:
+    """Make every handler of the root logger write JSON (adding a stderr one if none)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.setFormatter(JsonLogFormatter())

@@ -1,0 +1,259 @@
+"""Prometheus metrics, served at `GET /metrics`.
+
+Every metric is read from the finished `CallContext`. Labels that can grow without bound
+(key alias, team, end user) keep their first N distinct values (per worker, N from
+`observability.metrics.label_limits`); later values are counted as `other`.
+
+With `genroute serve --workers N` the CLI sets `PROMETHEUS_MULTIPROC_DIR` (emptied at
+start) before the workers start, and each scrape aggregates every worker's files.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from genroute.context import CallContext
+from genroute.observability.settings import MetricsSettings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+OTHER = "other"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, float("inf"))
+OVERHEAD_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    float("inf"),
+)
+
+CooldownSource = Callable[[], Awaitable[Mapping[str, int]]]
+
+
+class BoundedLabel:
+    """Keeps the first `limit` distinct values of a label; the rest read as `other`."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return ""
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+class Metrics:
+    """The gateway's metrics in a registry of their own (no process-wide state)."""
+
+    def __init__(
+        self, settings: MetricsSettings, *, cooldowns: CooldownSource | None = None
+    ) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._cooldowns = cooldowns
+        self._group = BoundedLabel(settings.limit("model_group"))
+        self._key = BoundedLabel(settings.limit("key_alias"))
+        self._team = BoundedLabel(settings.limit("team_id"))
+        self._user = BoundedLabel(settings.limit("end_user"))
+        r = self.registry
+        route = ["model_group", "deployment"]
+        self.requests = Counter(
+            "genroute_requests",
+            "Requests by model group, deployment, HTTP status and error status.",
+            [*route, "status_code", "error_status", "stream"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "genroute_request_latency_seconds",
+            "Whole-request latency.",
+            route,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "genroute_time_to_first_token_seconds",
+            "Time to the first streamed chunk.",
+            route,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "genroute_gateway_overhead_seconds",
+            "Latency minus time spent waiting on upstreams.",
+            ["model_group"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        who = ["model_group", "key_alias", "team_id", "end_user"]
+        self.tokens = Counter(
+            "genroute_tokens",
+            "Tokens by model group, caller and direction (input/output).",
+            [*who, "direction"],
+            registry=r,
+        )
+        self.cost = Counter("genroute_cost_usd", "Spend in USD.", who, registry=r)
+        self.retries = Counter(
+            "genroute_retries",
+            "Upstream attempts beyond the first, other than fallbacks.",
+            ["model_group"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "genroute_fallbacks", "Fallbacks to another model group.", ["model_group"], registry=r
+        )
+        self.cooldown = Gauge(
+            "genroute_deployments_in_cooldown",
+            "Deployments currently cooling down, by model group.",
+            ["model_group"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.callback_dropped = Counter(
+            "genroute_callback_events_dropped",
+            "Callback events dropped because the callback's queue was full.",
+            ["callback"],
+            registry=r,
+        )
+        self.callback_errors = Counter(
+            "genroute_callback_errors",
+            "Callback invocations that raised or timed out.",
+            ["callback"],
+            registry=r,
+        )
+
+    def observe(self, ctx: CallContext) -> None:
+        """Count one finished call."""
+        group = self._group(ctx.model_group)
+        deployment = ctx.deployment_id or ""
+        self.requests.labels(
+            group,
+            deployment,
+            str(ctx.status_code),
+            ctx.error_status or "",
+            "true" if ctx.stream else "false",
+        ).inc()
+        latency = ctx.latency
+        if latency is not None:
+            self.latency.labels(group, deployment).observe(latency)
+            if ctx.upstream_seconds:
+                self.overhead.labels(group).observe(max(latency - ctx.upstream_seconds, 0.0))
+        ttft = ctx.time_to_first_token
+        if ttft is not None:
+            self.ttft.labels(group, deployment).observe(ttft)
+        usage = ctx.usage
+        cost = ctx.cost
+        if usage is not None or cost:
+            who = (
+                group,
+                self._key(ctx.key_alias),
+                self._team(ctx.team_id),
+                self._user(ctx.end_user),
+            )
+            if usage is not None:
+                if usage.prompt_token_count:
+                    self.tokens.labels(*who, "input").inc(usage.prompt_token_count)
+                output = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+                if output:
+                    self.tokens.labels(*who, "output").inc(output)
+            if cost:
+                self.cost.labels(*who).inc(cost)
+        retries = ctx.attempts - 1 - len(ctx.fallbacks)
+        if retries > 0:
+            self.retries.labels(group).inc(retries)
+        if ctx.fallbacks:
+            self.fallbacks.labels(group).inc(len(ctx.fallbacks))
+
+    def set_cooldown_source(self, source: CooldownSource | None) -> None:
+        """Where `refresh_cooldowns` reads the number of cooling deployments per group."""
+        self._cooldowns = source
+
+    async def refresh_cooldowns(self) -> None:
+        """Read the Router's cooldowns into the gauge (at scrape time)."""
+        if self._cooldowns is None:
+            return
+        try:
+            counts = await self._cooldowns()
+        except Exception:  # a broken accessor must not break /metrics
+            return
+        for group, count in counts.items():
+            self.cooldown.labels(self._group(group)).set(count)
+
+    def process_exit(self) -> None:
+        """In a multi-worker server, drop this worker's live gauges from the aggregate."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def setup_multiprocess_dir(environ: MutableMapping[str, str] | None = None) -> str:
+    """Before workers start: point `PROMETHEUS_MULTIPROC_DIR` at an empty directory.
+
+    A directory the operator set is emptied of stale `.db` files (counted again otherwise);
+    without one, a temporary directory is made and removed when this process exits.
+    """
+    env = os.environ if environ is None else environ
+    path = env.get(MULTIPROC_ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+    else:
+        path = tempfile.mkdtemp(prefix="genroute-metrics-")
+        atexit.register(shutil.rmtree, path, True)
+        env[MULTIPROC_ENV] = path
+    return path
+
+
+def router_cooldowns(router: Any) -> CooldownSource:
+    """A cooldown source reading `Router.health()`: cooling deployments per model group."""
+
+    async def read() -> Mapping[str, int]:
+        report = await router.health()
+        counts: dict[str, int] = {}
+        for item in report.get("healthy_endpoints", []):
+            counts.setdefault(item["model_group"], 0)
+        for item in report.get("unhealthy_endpoints", []):
+            counts[item["model_group"]] = counts.get(item["model_group"], 0) + 1
+        return counts
+
+    return read

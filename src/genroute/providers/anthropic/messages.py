@@ -1,0 +1,343 @@
+"""Gemini `contents` and `systemInstruction` → Anthropic `messages` and `system`. Pure.
+
+- Roles: `user` (or none, or `function`) → user, `model` → assistant. Consecutive turns of
+  one role become one message; a conversation that opens with the model gets a "." user
+  turn in front (Anthropic requires user first).
+- functionCall ↔ tool_use keeps the client's id when it is usable and unused, otherwise a
+  fresh unique one; a functionResponse maps to its call by id, else by name in call order.
+  `tool_result` blocks open the next user message, in call order.
+- Thinking blocks come back from `thoughtSignature` envelopes (see thinking.py).
+- Anything without an Anthropic equivalent whose loss would change the answer is a 400
+  naming the field; harmless leftovers (thought text without a signature, `partMetadata`)
+  are dropped with a debug log.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import mimetypes
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from genroute.errors import InvalidRequest
+from genroute.providers.anthropic.thinking import Block, block_key, blocks_from_signature
+from genroute.providers.anthropic.thinking import standard_base64 as b64
+from genroute.wire import Blob, Content, FileData, FunctionResponse, Part
+
+log = logging.getLogger("genroute.providers.anthropic")
+
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+PDF = "application/pdf"
+PLACEHOLDER_USER_TEXT = "."
+_ID_BAD = re.compile(r"[^A-Za-z0-9_-]")
+_HARMLESS_PART_FIELDS = {"part_metadata", "media_resolution"}
+IdFactory = Callable[[], str]
+
+
+def new_call_id() -> str:
+    """A fresh tool_use id, unique per call."""
+    return f"call_{uuid.uuid4().hex}"
+
+
+@dataclass
+class _Call:
+    client_id: str | None
+    wire_id: str
+    name: str
+    answered: bool = False
+
+
+@dataclass
+class _Message:
+    role: str
+    results: list[Block] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+    thinking_keys: set[tuple[str, str]] = field(default_factory=set)
+    turn_start: int = 0  # text blocks merge only within one Gemini turn
+
+    def content(self) -> list[Block]:
+        return [*self.results, *self.blocks]
+
+
+def system_blocks(system: Content | None) -> list[Block]:
+    """systemInstruction (every part) → a list of text blocks."""
+    blocks: list[Block] = []
+    for j, part in enumerate(system.parts or [] if system else []):
+        if part.text is None or _data_fields(part) - {"text"}:
+            raise InvalidRequest(
+                f"systemInstruction.parts[{j}]: only text parts can be sent to anthropic models"
+            )
+        if part.text:
+            blocks.append({"type": "text", "text": part.text})
+    return blocks
+
+
+class MessageBuilder:
+    """Turns `contents` into Anthropic messages; see the module docstring."""
+
+    def __init__(self, new_id: IdFactory = new_call_id) -> None:
+        self._new_id = new_id
+        self._messages: list[_Message] = []
+        self._open: list[_Call] = []
+        self._used_ids: set[str] = set()
+
+    def build(self, contents: list[Content]) -> list[dict[str, Any]]:
+        for i, content in enumerate(contents):
+            role = _role(content.role, i)
+            message = self._current(role)
+            for j, part in enumerate(content.parts or []):
+                where = f"contents[{i}].parts[{j}]"
+                if role == "assistant":
+                    self._assistant_part(message, part, where)
+                else:
+                    self._user_part(message, part, where)
+        self._check_answers()
+        messages: list[_Message] = []
+        for message in self._messages:
+            if not _worth_sending(message):
+                continue
+            if messages and messages[-1].role == message.role:  # its neighbour was dropped
+                messages[-1].results += message.results
+                messages[-1].blocks += message.blocks
+            else:
+                messages.append(message)
+        if messages and messages[0].role == "assistant":
+            log.debug("conversation opens with the model: a %r user turn is put first", ".")
+            messages.insert(0, _Message("user", blocks=[_text(PLACEHOLDER_USER_TEXT)]))
+        if messages and messages[-1].role == "assistant":
+            _strip_trailing_space(messages[-1].blocks)
+        return [{"role": m.role, "content": m.content()} for m in messages]
+
+    # -- turns
+
+    def _current(self, role: str) -> _Message:
+        """The message a turn of `role` goes into: the last one if it has that role."""
+        if self._messages and self._messages[-1].role == role:
+            self._messages[-1].turn_start = len(self._messages[-1].blocks)
+            return self._messages[-1]
+        if role == "assistant":
+            self._open = []
+        self._messages.append(_Message(role))
+        return self._messages[-1]
+
+    def _check_answers(self) -> None:
+        for index, message in enumerate(self._messages):
+            calls = [b for b in message.blocks if b["type"] == "tool_use"]
+            if message.role != "assistant" or not calls:
+                continue
+            following = self._messages[index + 1] if index + 1 < len(self._messages) else None
+            answered = {r["tool_use_id"] for r in following.results} if following else set()
+            for call in calls:
+                if call["id"] not in answered:
+                    raise InvalidRequest(
+                        f"contents: functionCall {call['name']!r} (id {call['id']!r}) has no "
+                        "functionResponse in the next user turn; anthropic models need one"
+                    )
+
+    # -- parts
+
+    def _assistant_part(self, message: _Message, part: Part, where: str) -> None:
+        carried = blocks_from_signature(part.thought_signature)
+        for block in carried or []:
+            _add_thinking(message, block)
+        if part.thought:
+            if part.text and carried is None:
+                log.debug("%s: thought text without an anthropic signature dropped", where)
+            return
+        if part.thought_signature and carried is None:
+            log.debug("%s: thoughtSignature from another model dropped", where)
+        kinds = _data_fields(part)
+        if part.function_call is not None:
+            call = part.function_call
+            if not call.name:
+                raise InvalidRequest(f"{where}.functionCall.name: required")
+            wire_id = self._call_id(call.id)
+            self._open.append(_Call(call.id, wire_id, call.name))
+            _add_block(
+                message,
+                {"type": "tool_use", "id": wire_id, "name": call.name, "input": call.args or {}},
+            )
+        elif part.text is not None:
+            if part.text:
+                _add_block(message, _text(part.text))
+        elif kinds:
+            field_name = sorted(kinds)[0]
+            raise InvalidRequest(
+                f"{where}.{_camel(field_name)}: anthropic models accept only text and "
+                "functionCall parts in model turns"
+            )
+
+    def _user_part(self, message: _Message, part: Part, where: str) -> None:
+        if part.thought:
+            log.debug("%s: thought part in a user turn dropped", where)
+            return
+        if part.function_response is not None:
+            message.results.append(self._tool_result(part.function_response, where))
+        elif part.text is not None:
+            if part.text:
+                message.blocks.append(_text(part.text))
+        elif part.inline_data is not None:
+            message.blocks.append(inline_block(part.inline_data, f"{where}.inlineData"))
+        elif part.file_data is not None:
+            message.blocks.append(file_block(part.file_data, f"{where}.fileData"))
+        elif kinds := _data_fields(part):
+            raise InvalidRequest(
+                f"{where}.{_camel(sorted(kinds)[0])}: not supported by anthropic models"
+            )
+
+    def _call_id(self, client_id: str | None) -> str:
+        wire_id = _ID_BAD.sub("_", client_id)[:64] if client_id else ""
+        if not wire_id or wire_id in self._used_ids:
+            wire_id = self._new_id()
+        self._used_ids.add(wire_id)
+        return wire_id
+
+    def _tool_result(self, response: FunctionResponse, where: str) -> Block:
+        waiting = [c for c in self._open if not c.answered]
+        call = next((c for c in waiting if response.id and c.client_id == response.id), None)
+        if call is None:
+            call = next((c for c in waiting if c.name == response.name), None)
+        if call is None:
+            raise InvalidRequest(
+                f"{where}.functionResponse: no functionCall {response.name!r}"
+                + (f" with id {response.id!r}" if response.id else "")
+                + " in the model turn before it is waiting for a response"
+            )
+        call.answered = True
+        result: Block = {"type": "tool_result", "tool_use_id": call.wire_id}
+        body = response.response or {}
+        keys = set(body)
+        if keys == {"output"} and isinstance(body["output"], str):
+            text = body["output"]
+        elif keys == {"error"}:
+            error = body["error"]
+            text = error if isinstance(error, str) else orjson.dumps(error).decode()
+            result["is_error"] = True
+        else:
+            text = orjson.dumps(body).decode() if body else ""
+        media = [
+            _media_of_response_part(p, f"{where}.functionResponse.parts[{k}]")
+            for k, p in enumerate((response.model_extra or {}).get("parts") or [])
+        ]
+        if media:
+            result["content"] = ([_text(text)] if text else []) + media
+        elif text:
+            result["content"] = text
+        return result
+
+
+# -- helpers
+
+
+def _role(role: str | None, index: int) -> str:
+    if role in (None, "", "user", "function", "tool"):
+        return "user"
+    if role == "model":
+        return "assistant"
+    raise InvalidRequest(f"contents[{index}].role: {role!r} is not a role; use user or model")
+
+
+def _text(text: str) -> Block:
+    return {"type": "text", "text": text}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(w.title() for w in rest)
+
+
+def _data_fields(part: Part) -> set[str]:
+    """The names of the data fields a part sets (snake_case), extras included."""
+    names = {
+        name
+        for name in type(part).model_fields
+        if getattr(part, name) is not None
+        and name not in {"thought", "thought_signature", *_HARMLESS_PART_FIELDS}
+    }
+    return names | {k for k, v in (part.model_extra or {}).items() if v is not None}
+
+
+def _add_block(message: _Message, block: Block) -> None:
+    last = message.blocks[-1] if len(message.blocks) > message.turn_start else None
+    if block["type"] == "text" and last is not None and last["type"] == "text":
+        last["text"] += block["text"]
+    else:
+        message.blocks.append(block)
+
+
+def _add_thinking(message: _Message, block: Block) -> None:
+    """Insert a thinking block once, ahead of the text run it preceded."""
+    key = block_key(block)
+    if key in message.thinking_keys:
+        return
+    message.thinking_keys.add(key)
+    at = len(message.blocks)
+    while at and message.blocks[at - 1]["type"] == "text":
+        at -= 1
+    message.blocks.insert(at, block)
+
+
+def _worth_sending(message: _Message) -> bool:
+    kinds = {b["type"] for b in message.content()}
+    return bool(kinds - {"thinking", "redacted_thinking"})
+
+
+def _strip_trailing_space(content: list[Block]) -> None:
+    last = content[-1] if content else None
+    if last is not None and last["type"] == "text":
+        last["text"] = last["text"].rstrip()
+        if not last["text"]:
+            content.pop()
+
+
+def inline_block(blob: Blob, where: str) -> Block:
+    """inlineData → an image, PDF document or plain-text document block."""
+    mime = blob.mime_type.split(";")[0].strip().lower()
+    if mime == "image/jpg":
+        mime = "image/jpeg"
+    data = b64(blob.data)
+    if mime in IMAGE_TYPES:
+        return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}
+    if mime == PDF:
+        return {"type": "document", "source": {"type": "base64", "media_type": PDF, "data": data}}
+    if mime == "text/plain":
+        text = base64.b64decode(data).decode("utf-8", "replace")
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+        return {"type": "document", "source": source}
+    raise InvalidRequest(
+        f"{where}.mimeType: {blob.mime_type!r} is not supported by anthropic models "
+        "(images jpeg/png/gif/webp, application/pdf and text/plain are)"
+    )
+
+
+def file_block(file: FileData, where: str) -> Block:
+    """fileData with an http(s) URL → an image or PDF document with a url source."""
+    uri = file.file_uri
+    if not uri.startswith(("https://", "http://")) or "generativelanguage.googleapis.com" in uri:
+        raise InvalidRequest(
+            f"{where}.fileUri: anthropic models can only fetch public http(s) URLs, not {uri!r}"
+        )
+    mime = (file.mime_type or mimetypes.guess_type(uri.split("?")[0])[0] or "").lower()
+    if mime in IMAGE_TYPES or mime == "image/jpg":
+        return {"type": "image", "source": {"type": "url", "url": uri}}
+    if mime == PDF:
+        return {"type": "document", "source": {"type": "url", "url": uri}}
+    raise InvalidRequest(
+        f"{where}.mimeType: {mime or 'unknown'!r} files are not supported by anthropic models "
+        "(image and PDF URLs are)"
+    )
+
+
+def _media_of_response_part(raw: Any, where: str) -> Block:
+    part = Part.model_validate(raw)
+    if part.inline_data is not None:
+        return inline_block(part.inline_data, f"{where}.inlineData")
+    if part.file_data is not None:
+        return file_block(part.file_data, f"{where}.fileData")
+    raise InvalidRequest(f"{where}: only inlineData and fileData parts are supported here")

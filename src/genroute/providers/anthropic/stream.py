@@ -1,0 +1,212 @@
+"""Anthropic Messages SSE events → Gemini stream chunks.
+
+`StreamDecoder.feed(event)` takes one parsed event (`message_start`, `content_block_start`,
+`content_block_delta` with text / input_json / thinking / signature deltas,
+`content_block_stop`, `message_delta`, `message_stop`, `ping`, `error`) and returns the
+chunks it completes, so each is forwarded as soon as it carries something:
+
+- text deltas and (when thoughts are wanted) thinking deltas go out at once;
+- a tool call's `input_json_delta`s are assembled into one functionCall at its block stop;
+  the JSON-output tool's deltas are the answer text and go out at once (unless wrapped);
+- thinking blocks ride on the next part's thoughtSignature (thinking.py);
+- `message_stop` sends the last chunk: finishReason and usageMetadata.
+
+No chunk has `finishReason: null` or an empty `parts` list. An `error` event raises the
+mapped error; `finish()` at end of stream raises if `message_stop` never came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from genroute.errors import UpstreamError
+from genroute.providers.anthropic.errors import PROVIDER, map_error
+from genroute.providers.anthropic.thinking import ThoughtCarrier
+from genroute.providers.anthropic.translate import (
+    ReplyContext,
+    finish_message,
+    finish_reason,
+    json_answer,
+    usage_metadata,
+)
+from genroute.wire import Candidate, Content, FunctionCall, GenerateContentResponse, Part
+
+
+@dataclass
+class _Block:
+    kind: str
+    id: str | None = None
+    name: str | None = None
+    pieces: list[str] = field(default_factory=list)
+    start_input: Any = None
+    signature: str = ""
+    data: str = ""
+    started_text: bool = False
+
+
+class StreamDecoder:
+    """Decodes one Anthropic message stream; see the module docstring."""
+
+    def __init__(self, context: ReplyContext) -> None:
+        self._context = context
+        self._carrier = ThoughtCarrier()
+        self._blocks: dict[int, _Block] = {}
+        self._usage: dict[str, Any] = {}
+        self._model: str | None = None
+        self._id: str | None = None
+        self._stop_reason: str | None = None
+        self._stop_details: Mapping[str, Any] | None = None
+        self.done = False
+
+    def feed(self, event: Mapping[str, Any]) -> list[GenerateContentResponse]:
+        """One parsed SSE `data` payload → the chunks it completes (often none)."""
+        kind = event.get("type")
+        if self.done:
+            return []
+        if kind == "error":
+            raise map_error(500, orjson.dumps(dict(event)), {})
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self._model, self._id = message.get("model"), message.get("id")
+            self._usage.update(message.get("usage") or {})
+            return []
+        if kind == "content_block_start":
+            return self._start(int(event.get("index", 0)), event.get("content_block") or {})
+        if kind == "content_block_delta":
+            return self._delta(int(event.get("index", 0)), event.get("delta") or {})
+        if kind == "content_block_stop":
+            return self._stop(int(event.get("index", 0)))
+        if kind == "message_delta":
+            delta = event.get("delta") or {}
+            self._stop_reason = delta.get("stop_reason") or self._stop_reason
+            self._stop_details = delta.get("stop_details") or self._stop_details
+            usage = event.get("usage") or {}
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+            return []
+        if kind == "message_stop":
+            return [self._final()]
+        return []  # ping, and event types added after this was written
+
+    def finish(self) -> list[GenerateContentResponse]:
+        """At end of stream: nothing more to send, or an error if it was cut short."""
+        if not self.done:
+            raise UpstreamError(
+                "anthropic stream ended before message_stop", code=502, provider=PROVIDER
+            )
+        return []
+
+    # -- blocks
+
+    def _start(self, index: int, block: Mapping[str, Any]) -> list[GenerateContentResponse]:
+        kind = str(block.get("type") or "")
+        state = _Block(kind, id=block.get("id"), name=block.get("name"))
+        self._blocks[index] = state
+        if kind == "redacted_thinking":
+            state.data = str(block.get("data") or "")
+        elif kind == "text" and block.get("text"):
+            return self._text(state, str(block["text"]))
+        elif kind == "thinking" and block.get("thinking"):
+            return self._thought(state, str(block["thinking"]))
+        elif kind == "tool_use":
+            state.start_input = block.get("input")
+        return []
+
+    def _delta(self, index: int, delta: Mapping[str, Any]) -> list[GenerateContentResponse]:
+        state = self._blocks.get(index)
+        if state is None:
+            return []
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return self._text(state, str(delta["text"]))
+        if kind == "thinking_delta" and delta.get("thinking"):
+            return self._thought(state, str(delta["thinking"]))
+        if kind == "signature_delta":
+            state.signature += str(delta.get("signature") or "")
+        elif kind == "input_json_delta" and delta.get("partial_json"):
+            piece = str(delta["partial_json"])
+            state.pieces.append(piece)
+            if self._streams_as_text(state):
+                return self._text(state, piece)
+        return []
+
+    def _stop(self, index: int) -> list[GenerateContentResponse]:
+        state = self._blocks.pop(index, None)
+        if state is None:
+            return []
+        if state.kind == "thinking":
+            text = "".join(state.pieces)
+            self._carrier.add({"type": "thinking", "thinking": text, "signature": state.signature})
+        elif state.kind == "redacted_thinking":
+            self._carrier.add({"type": "redacted_thinking", "data": state.data})
+        elif state.kind == "tool_use":
+            args = self._arguments(state)
+            if state.name == self._context.json_tool:
+                if not state.started_text:
+                    return self._text(state, json_answer(args, self._context))
+                return []
+            call = FunctionCall(id=state.id, name=state.name, args=args)
+            part = Part(function_call=call, thought_signature=self._carrier.for_call())
+            return [self._chunk([part])]
+        return []
+
+    # -- helpers
+
+    def _streams_as_text(self, state: _Block) -> bool:
+        return (
+            state.kind == "tool_use"
+            and state.name is not None
+            and state.name == self._context.json_tool
+            and not self._context.json_wrapped
+        )
+
+    def _arguments(self, state: _Block) -> dict[str, Any]:
+        """The tool input: its JSON deltas joined, else the input of its start event."""
+        raw = "".join(state.pieces).strip()
+        if not raw:
+            return state.start_input if isinstance(state.start_input, dict) else {}
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"anthropic stream sent malformed arguments for tool {state.name!r}",
+                code=502,
+                provider=PROVIDER,
+            ) from None
+        return value if isinstance(value, dict) else {}
+
+    def _text(self, state: _Block, text: str) -> list[GenerateContentResponse]:
+        signature = None if state.started_text else self._carrier.for_text()
+        state.started_text = True
+        return [self._chunk([Part(text=text, thought_signature=signature)])]
+
+    def _thought(self, state: _Block, text: str) -> list[GenerateContentResponse]:
+        state.pieces.append(text)
+        if not self._context.include_thoughts:
+            return []
+        return [self._chunk([Part(text=text, thought=True)])]
+
+    def _final(self) -> GenerateContentResponse:
+        self.done = True
+        parts: list[Part] = []
+        leftover = self._carrier.leftover()
+        if leftover and self._context.include_thoughts:
+            parts.append(Part(text="", thought=True, thought_signature=leftover))
+        chunk = self._chunk(parts)
+        assert chunk.candidates is not None
+        candidate = chunk.candidates[0]
+        candidate.finish_reason = finish_reason(self._stop_reason)
+        candidate.finish_message = finish_message(self._stop_reason, self._stop_details)
+        chunk.usage_metadata = usage_metadata(self._usage)
+        return chunk
+
+    def _chunk(self, parts: list[Part]) -> GenerateContentResponse:
+        content = Content(role="model", parts=parts) if parts else None
+        return GenerateContentResponse(
+            candidates=[Candidate(content=content, index=0)],
+            model_version=self._model,
+            response_id=self._id,
+        )

@@ -1,0 +1,229 @@
+"""Chat Completions stream chunks → Gemini stream chunks.
+
+`StreamDecoder` is fed one SSE `data` payload at a time (bytes or a parsed dict) and
+returns the Gemini chunks it completes, so everything is relayed as it arrives:
+
+* text, refusal and reasoning deltas (`reasoning_content` / `reasoning`, as thought
+  parts when includeThoughts is on) become one chunk each, right away;
+* tool-call deltas are assembled per choice and tool index (ids, names and argument
+  fragments) and sent as complete `functionCall` parts when that choice finishes;
+* finishReason is held back and sent with the usage on the very last chunk, at `[DONE]`;
+  no chunk has `finishReason: null` or empty parts;
+* an `{"error": ...}` event raises the mapped error; a stream that ends without `[DONE]`
+  and without a finish_reason raises too, so a cut-off answer never looks complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from genroute.errors import UpstreamError, UpstreamUnavailable
+from genroute.providers.openai.errors import error_from_object
+from genroute.providers.openai.response import (
+    PROVIDER,
+    call_part,
+    content_text,
+    finish_reason,
+    logprobs_result,
+    reasoning_text,
+    unwrap_json,
+    usage_metadata,
+)
+from genroute.wire import Candidate, Content, GenerateContentResponse, Part, UsageMetadata
+
+DONE = b"[DONE]"
+
+
+@dataclass(slots=True)
+class _ToolCall:
+    id: str | None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Choice:
+    calls: list[_ToolCall] = field(default_factory=list)
+    by_index: dict[int, _ToolCall] = field(default_factory=dict)
+    finish: str | None = None
+    finish_message: str | None = None
+    refused: bool = False
+    texted: bool = False
+    held: list[str] = field(default_factory=list)
+
+
+class StreamDecoder:
+    """Turns OpenAI `chat.completion.chunk` events into GenerateContentResponse chunks."""
+
+    def __init__(
+        self, *, include_thoughts: bool = False, unwrap: str | None = None, provider: str = PROVIDER
+    ) -> None:
+        self._include_thoughts = include_thoughts
+        self._unwrap = unwrap
+        self._provider = provider
+        self._choices: dict[int, _Choice] = {}
+        self._usage: UsageMetadata | None = None
+        self._id: str | None = None
+        self._model: str | None = None
+        self.done = False
+
+    def feed(self, payload: bytes | Mapping[str, Any]) -> list[GenerateContentResponse]:
+        """The chunks completed by one event (`[DONE]` ends the stream)."""
+        if self.done:
+            return []
+        if isinstance(payload, bytes | bytearray):
+            text = bytes(payload).strip()
+            if text == DONE:
+                return self.finish()
+            if not text:
+                return []
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(
+                    f"{self._provider} upstream sent a malformed stream event: "
+                    + text[:200].decode("utf-8", "replace"),
+                    provider=self._provider,
+                ) from None
+        else:
+            obj = payload
+        if not isinstance(obj, Mapping):
+            raise UpstreamError(
+                f"{self._provider} upstream sent a stream event that is no object",
+                provider=self._provider,
+            )
+        if obj.get("error") is not None or obj.get("object") == "error":
+            self.done = True
+            raise error_from_object(obj, 0, {}, self._provider)
+        self._id = self._id or obj.get("id") or None
+        self._model = self._model or obj.get("model") or None
+        if (usage := usage_metadata(obj.get("usage"))) is not None:
+            self._usage = usage
+        candidates = []
+        for position, choice in enumerate(obj.get("choices") or []):
+            if isinstance(choice, Mapping):
+                candidate = self._choice(choice, position)
+                if candidate is not None:
+                    candidates.append(candidate)
+        return [self._chunk(candidates)] if candidates else []
+
+    def _choice(self, choice: Mapping[str, Any], position: int) -> Candidate | None:
+        index = int(choice.get("index", position))
+        state = self._choices.setdefault(index, _Choice())
+        delta = choice.get("delta") or {}
+        parts: list[Part] = []
+        if self._include_thoughts and (thought := reasoning_text(delta)):
+            parts.append(Part(text=thought, thought=True))
+        if text := content_text(delta.get("content")):
+            state.texted = True
+            if self._unwrap is None:
+                parts.append(Part(text=text))
+            else:  # a wrapped JSON answer is held until it is whole, then unwrapped
+                state.held.append(text)
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            parts.append(Part(text=refusal))
+            state.refused = True
+        for call in delta.get("tool_calls") or []:
+            if isinstance(call, Mapping):
+                self._add_call(state, call)
+        if isinstance(legacy := delta.get("function_call"), Mapping):
+            self._add_call(state, {"index": 0, "function": legacy})
+        if reason := finish_reason(choice.get("finish_reason")):
+            state.finish = reason
+            parts += self._flush(state, self._unwrap)
+        result, _ = logprobs_result(choice.get("logprobs"))
+        if not parts and result is None:
+            return None
+        content = Content(role="model", parts=parts) if parts else None
+        return Candidate(content=content, index=index, logprobs_result=result)
+
+    @staticmethod
+    def _add_call(state: _Choice, delta: Mapping[str, Any]) -> None:
+        tool_index, call_id = delta.get("index"), delta.get("id") or None
+        function = delta.get("function") or {}
+        slot = state.by_index.get(tool_index) if isinstance(tool_index, int) else None
+        if slot is None and tool_index is None and state.calls and call_id is None:
+            slot = state.calls[-1]
+        if slot is not None and call_id and slot.id and call_id != slot.id:
+            slot = None  # a server that reuses index 0 for every call
+        if slot is None:
+            slot = _ToolCall(call_id)
+            state.calls.append(slot)
+            if isinstance(tool_index, int):
+                state.by_index[tool_index] = slot
+        slot.id = slot.id or call_id
+        if isinstance(name := function.get("name"), str) and name and not slot.name:
+            slot.name = name
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            slot.arguments.append(arguments)
+        elif isinstance(arguments, Mapping):
+            slot.arguments = [orjson.dumps(arguments).decode()]
+
+    @staticmethod
+    def _flush(state: _Choice, unwrap: str | None) -> list[Part]:
+        parts: list[Part] = []
+        if state.held:
+            parts.append(Part(text=unwrap_json("".join(state.held), unwrap)))
+            state.held.clear()
+        for call in state.calls:
+            made = call_part(call.id, call.name, "".join(call.arguments))
+            if isinstance(made, Part):
+                parts.append(made)
+            else:
+                state.finish, state.finish_message = "MALFORMED_FUNCTION_CALL", made
+        state.calls.clear()
+        state.by_index.clear()
+        return parts
+
+    def finish(self) -> list[GenerateContentResponse]:
+        """The last chunk: tool calls still open, finishReason of every choice, and usage."""
+        if self.done:
+            return []
+        self.done = True
+        candidates = []
+        for index in sorted(self._choices):
+            state = self._choices[index]
+            parts = self._flush(state, self._unwrap)
+            reason = state.finish or "STOP"
+            if state.refused and not state.texted:
+                reason = "SAFETY"
+            candidates.append(
+                Candidate(
+                    content=Content(role="model", parts=parts) if parts else None,
+                    finish_reason=reason,
+                    finish_message=state.finish_message,
+                    index=index,
+                )
+            )
+        if not candidates and self._usage is None:
+            return []
+        return [self._chunk(candidates, self._usage)]
+
+    def end(self) -> list[GenerateContentResponse]:
+        """The upstream closed the stream: finish if every choice did, else raise."""
+        if self.done:
+            return []
+        unfinished = [i for i, c in self._choices.items() if c.finish is None]
+        if unfinished or not self._choices:
+            self.done = True
+            raise UpstreamUnavailable(
+                f"{self._provider} upstream ended the stream before it finished",
+                provider=self._provider,
+            )
+        return self.finish()
+
+    def _chunk(
+        self, candidates: list[Candidate], usage: UsageMetadata | None = None
+    ) -> GenerateContentResponse:
+        return GenerateContentResponse(
+            candidates=candidates or None,
+            usage_metadata=usage,
+            model_version=self._model,
+            response_id=self._id,
+        )

@@ -1,0 +1,187 @@
+"""Model groups: deployments sharing a `model_name`, wildcards, aliases and fallback tables.
+
+A deployment's id is `model_info.id` when the config gives one, else a stable id derived
+from the entry (group, `provider/model`, api_base and its position among identical
+entries): the same config gives the same ids in every process, so cooldowns and usage can
+be shared through Redis. The API key never takes part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from genroute.config import Config, ConfigError, DeploymentParams, ModelEntry, RouterSettings
+from genroute.errors import InvalidRequest, NotFound
+from genroute.providers.base import DeploymentSpec, Provider
+from genroute.routing.retry import FailureKind
+from genroute.routing.state import Limits
+
+Builder = Callable[[str, ModelEntry, str], "Deployment"]
+
+
+@dataclass(slots=True)
+class Deployment:
+    """One model_list entry, resolved to its provider."""
+
+    model_name: str
+    entry: ModelEntry
+    spec: DeploymentSpec
+    provider: Provider
+    id: str = ""
+
+    @property
+    def weight(self) -> float:
+        """The simple-shuffle weight: `weight`, else `rpm`, else `tpm`, else 1."""
+        p = self.spec.params
+        for value in (p.weight, p.rpm, p.tpm):
+            if value is not None:
+                return float(value)
+        return 1.0
+
+    @property
+    def limits(self) -> Limits:
+        """The rpm/tpm/parallel caps of this deployment."""
+        p = self.spec.params
+        return Limits(rpm=p.rpm, tpm=p.tpm, max_parallel=p.max_parallel_requests)
+
+
+def normalise_model_name(name: str) -> str:
+    """Drop the `models/` prefix the SDKs add; keep any `/` inside the id."""
+    name = name.strip()
+    return name[len("models/") :] if name.startswith("models/") else name
+
+
+def wildcard(pattern: str) -> re.Pattern[str]:
+    """A regex for a `model_name` with `*` wildcards; each `*` is a group."""
+    return re.compile("^" + "(.*)".join(re.escape(p) for p in pattern.split("*")) + "$")
+
+
+def derived_id(model_name: str, params: DeploymentParams, occurrence: int) -> str:
+    """A stable, key-free id for an entry without `model_info.id`."""
+    text = "\0".join([model_name, params.model, params.api_base or "", str(occurrence)])
+    return f"{params.model}#{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def _fallback_table(maps: list[dict[str, list[str]]]) -> dict[str, list[str]]:
+    table: dict[str, list[str]] = {}
+    for item in maps:
+        for group, targets in item.items():
+            table.setdefault(group, []).extend(targets)
+    return table
+
+
+class ModelGroups:
+    """Resolves client model names to groups of deployments, and groups to fallbacks."""
+
+    def __init__(self, config: Config, build: Builder, allow_ad_hoc_models: bool) -> None:
+        self._build = build
+        self.allow_ad_hoc_models = allow_ad_hoc_models
+        self._groups: dict[str, list[Deployment]] = {}
+        self._patterns: list[tuple[re.Pattern[str], ModelEntry]] = []
+        self.aliases = dict(config.router_settings.model_group_alias)
+        seen: dict[tuple[str, str, str], int] = {}
+        for entry in config.model_list:
+            if "*" in entry.model_name:
+                self._patterns.append((wildcard(entry.model_name), entry))
+                continue
+            key = (entry.model_name, entry.params.model, entry.params.api_base or "")
+            seen[key] = seen.get(key, -1) + 1
+            ident = entry.model_info.id or derived_id(entry.model_name, entry.params, seen[key])
+            self._groups.setdefault(entry.model_name, []).append(
+                build(entry.model_name, entry, ident)
+            )
+        ids = [d.id for group in self._groups.values() for d in group]
+        if len(ids) != len(set(ids)):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ConfigError(f"{config.source}: model_list: model_info.id {dup!r} is used twice")
+        settings = config.router_settings
+        self._fallbacks = {
+            FailureKind.CONTEXT_WINDOW: _fallback_table(settings.context_window_fallbacks),
+            FailureKind.CONTENT_POLICY: _fallback_table(settings.content_policy_fallbacks),
+        }
+        self._general = _fallback_table(settings.fallbacks)
+        self._default = list(settings.default_fallbacks)
+        self._check_fallbacks(config.source, settings)
+
+    def _check_fallbacks(self, source: str, settings: RouterSettings) -> None:
+        for name in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            for i, item in enumerate(getattr(settings, name)):
+                for group, targets in item.items():
+                    for target in [group, *targets]:
+                        if target != "*" and not self.knows(target):
+                            raise ConfigError(
+                                f"{source}: router_settings.{name}[{i}].{group}: "
+                                f"no model group {target!r} in model_list"
+                            )
+        for target in self._default:
+            if not self.knows(target):
+                raise ConfigError(
+                    f"{source}: router_settings.default_fallbacks: "
+                    f"no model group {target!r} in model_list"
+                )
+
+    def knows(self, name: str) -> bool:
+        """True if `name` is a group, an alias or matches a wildcard entry."""
+        name = normalise_model_name(name)
+        if name in self._groups or name in self.aliases:
+            return True
+        return any(pattern.match(name) for pattern, _ in self._patterns)
+
+    @property
+    def names(self) -> list[str]:
+        """Every concrete group name, then wildcard patterns, then aliases."""
+        patterns = [entry.model_name for _, entry in self._patterns]
+        return [*self._groups, *patterns, *self.aliases]
+
+    def canonical(self, model: str) -> str:
+        """The group name `model` resolves to (aliases followed)."""
+        name = normalise_model_name(model)
+        if not name:
+            raise InvalidRequest("model: the model name is empty")
+        seen: set[str] = set()
+        while name in self.aliases and name not in self._groups and name not in seen:
+            seen.add(name)
+            name = self.aliases[name]
+        return name
+
+    def group(self, model: str) -> list[Deployment]:
+        """The deployments serving `model`; raises NotFound for an unknown name."""
+        name = self.canonical(model)
+        found = self._groups.get(name)
+        if found is not None:
+            return found
+        for pattern, entry in self._patterns:
+            match = pattern.match(name)
+            if match:
+                upstream = entry.params.model
+                for captured in match.groups():
+                    upstream = upstream.replace("*", captured, 1)
+                params = entry.params.model_copy(update={"model": upstream})
+                concrete = entry.model_copy(update={"params": params})
+                ident = entry.model_info.id or derived_id(name, params, 0)
+                deployments = [self._build(name, concrete, ident)]
+                self._groups[name] = deployments
+                return deployments
+        if self.allow_ad_hoc_models and "/" in name:
+            entry = ModelEntry(model_name=name, params=DeploymentParams(model=name))
+            deployments = [self._build(name, entry, derived_id(name, entry.params, 0))]
+            self._groups[name] = deployments
+            return deployments
+        raise NotFound(f"model {name!r} is not served here; GET models lists the models that are")
+
+    def all_deployments(self) -> list[Deployment]:
+        """Every deployment resolved so far (configured groups and wildcard uses)."""
+        return [d for group in self._groups.values() for d in group]
+
+    def fallbacks(self, group: str, kind: FailureKind) -> list[str]:
+        """The groups to try, in order, after `group` failed with a failure of `kind`."""
+        if not kind.falls_back:
+            return []
+        table = self._fallbacks.get(kind, self._general)
+        targets = table.get(group) or table.get("*") or []
+        if not targets and table is self._general:
+            targets = self._default
+        return [self.canonical(t) for t in targets if self.canonical(t) != group]

@@ -1,0 +1,117 @@
+"""Database URLs, the async engine, and the Alembic migrations run at start-up.
+
+    sqlite:///path/genroute.db      → sqlite+aiosqlite (WAL mode, busy timeout)
+    postgresql://user@host:5432/db  → postgresql+asyncpg
+
+Migrations run programmatically on every start (`alembic upgrade head`), under a lock so
+several workers starting at once do not race: a PostgreSQL advisory lock, or a lock file
+next to the SQLite database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger("genroute.store")
+
+DEFAULT_DB_FILE = "genroute.db"
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_LOCK_ID = 0x67656E726F757465  # "genroute"
+
+
+def async_url(url: str) -> str:
+    """The SQLAlchemy async URL for a configured database URL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    else:
+        raise ValueError(
+            f"database_url: unsupported database {backend!r} (use sqlite:///… or postgresql://…)"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def default_url(config_dir: Path | None) -> str:
+    """The default SQLite file, next to the config file (else in the working directory)."""
+    return f"sqlite:///{(config_dir or Path.cwd()) / DEFAULT_DB_FILE}"
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether the URL names a SQLite database."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """A pooled async engine for the URL (WAL mode for SQLite)."""
+    full = async_url(url)
+    if is_sqlite(url):
+        engine = create_async_engine(full, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(full, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _upgrade(connection: Connection) -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+@contextmanager
+def _file_lock(url: str) -> Iterator[None]:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        yield
+        return
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def migrate(engine: AsyncEngine, url: str) -> None:
+    """Bring the database schema up to date (`alembic upgrade head`)."""
+    if is_sqlite(url):
+        lock = _file_lock(url)
+        await asyncio.to_thread(lock.__enter__)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+        finally:
+            lock.__exit__(None, None, None)
+    else:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+    log.debug("database schema is up to date")

@@ -1,0 +1,566 @@
+"""A fake OpenAI Chat Completions upstream (also Azure OpenAI and OpenAI-compatible servers).
+
+``FakeOpenAI`` runs a real aiohttp server on 127.0.0.1 in a background thread, like
+``FakeGemini``. It speaks the real wire format:
+
+* ``POST {prefix}/chat/completions`` (any prefix: ``/v1``, ``/openai/v1``...) with
+  ``Authorization: Bearer <key>``; JSON, or SSE ``data: {...}\\n\\n`` ending ``data: [DONE]``;
+* ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` with an
+  ``api-key`` header (Azure), and the same for ``/embeddings``;
+* ``POST {prefix}/embeddings``.
+
+Every body is validated against the official ``openai`` SDK request types (no unknown
+keys, right shapes; ``validation_problems``) and against OpenAI's own rules on tool-call
+order, ``tool_choice`` and JSON mode; problems are answered as OpenAI does, with a 400
+``{"error": {"message", "type", "param", "code"}}``.
+
+Default reply: "Echo: <last user text>" (media parts as ``[image_url]``...), or "Tool
+results: <id>=<content>; ..." after tool messages, or JSON following a ``json_schema``.
+With ``reasoning_effort`` it also reasons (``reasoning_content``, vLLM/DeepSeek style).
+Scripts (``fake.script(kind, times=1, **opts)``), consumed by the next request(s):
+  reply         text, reasoning, tool_calls=[(name, args), ...], refusal, finish_reason,
+                cached_tokens, interleave (stream tool-call fragments of several calls mixed)
+  error         status=500, message, type, code, param, headers (e.g. retry-after-ms)
+  stream_error  after=2 chunks, then ``data: {"error": ...}`` (message, type, code)
+  raw_chunks    chunks=[dict | str] sent verbatim as SSE events, done=True adds [DONE]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai.types.chat.completion_create_params as chat_params
+import openai.types.embedding_create_params as embed_params
+from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
+
+DEFAULT_KEY = "sk-upstream"
+AZURE_KEY = "azure-upstream-key"
+EXTENSION_KEYS = frozenset({"top_k"})  # what vLLM, Ollama, Together and OpenRouter also take
+EMBED_DIM = 64
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "chat": TypeAdapter(chat_params.CompletionCreateParamsNonStreaming),
+    "chat_stream": TypeAdapter(chat_params.CompletionCreateParamsStreaming),
+    "embeddings": TypeAdapter(embed_params.EmbeddingCreateParams),
+}
+_SCRIPT_OPTS = {
+    "reply": {"text", "reasoning", "tool_calls", "refusal", "finish_reason", "cached_tokens"}
+    | {"interleave"},
+    "error": {"status", "message", "type", "code", "param", "headers"},
+    "stream_error": {"after", "message", "type", "code"},
+    "raw_chunks": {"chunks", "done"},
+}
+
+# ------------------------------------------------------------------ validation
+
+
+def _materialise(value: Any) -> Any:
+    """Validated data with pydantic's lazy iterators consumed (which validates them)."""
+    if isinstance(value, dict):
+        return {k: _materialise(v) for k, v in value.items()}
+    if isinstance(value, str | bytes | int | float | bool) or value is None:
+        return value
+    return [_materialise(v) for v in value]
+
+
+def _lost(sent: Any, kept: Any, path: str) -> Iterator[str]:
+    if isinstance(sent, dict) and isinstance(kept, dict):
+        for key, value in sent.items():
+            where = f"{path}.{key}" if path else key
+            if key not in kept:
+                yield f"{where}: unknown field"
+            else:
+                yield from _lost(value, kept[key], where)
+    elif isinstance(sent, list) and isinstance(kept, list):
+        for i, (a, b) in enumerate(zip(sent, kept, strict=False)):
+            yield from _lost(a, b, f"{path}[{i}]")
+
+
+def validation_problems(
+    kind: str, body: Any, extensions: frozenset[str] = EXTENSION_KEYS
+) -> list[str]:
+    """What the official SDK type for ``kind`` (chat, chat_stream, embeddings) rejects in ``body``."""
+    if not isinstance(body, dict):
+        return ["the body is not a JSON object"]
+    body = {k: v for k, v in body.items() if k not in extensions}
+    try:
+        kept = _materialise(_ADAPTERS[kind].validate_python(body))
+    except ValidationError as exc:
+        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()][:5]
+    return list(_lost(body, kept, ""))
+
+
+def openai_rules(body: dict[str, Any]) -> str | None:
+    """The first of OpenAI's own request rules ``body`` breaks (tool-call order, JSON mode...)."""
+    pending: list[str] = []
+    for i, message in enumerate(body.get("messages") or []):
+        role = message.get("role")
+        if role == "tool":
+            if message.get("tool_call_id") not in pending:
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    f"preceeding message with 'tool_calls'. (messages[{i}])"
+                )
+            pending.remove(message["tool_call_id"])
+            continue
+        if pending:
+            return (
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(pending)}"
+            )
+        if role == "assistant" and message.get("tool_calls"):
+            ids = [c["id"] for c in message["tool_calls"]]
+            if len(set(ids)) != len(ids):
+                return f"Duplicate tool_call ids in messages[{i}].tool_calls: {ids}"
+            pending = ids
+    if pending:
+        return f"tool_call_ids without response messages: {', '.join(pending)}"
+    if "tool_choice" in body and not body.get("tools"):
+        return "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+    if "stream_options" in body and not body.get("stream"):
+        return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+    if (body.get("response_format") or {}).get(
+        "type"
+    ) == "json_object" and "json" not in json.dumps(body.get("messages")).lower():
+        return "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'."
+    return None
+
+
+# ------------------------------------------------------------------------ replies
+
+
+class OpenAIError(Exception):
+    """An error answered with OpenAI's body shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.headers = status, dict(headers or {})
+        self.error = {"message": message, "type": type_, "param": param, "code": code}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error}
+
+
+def _words(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).split()) if value else 0
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a message; media parts as ``[image_url]``, ``[input_audio]``, ``[file]``."""
+    content = message.get("content")
+    if isinstance(content, str) or content is None:
+        return content or ""
+    return " ".join(p["text"] if p["type"] == "text" else f"[{p['type']}]" for p in content)
+
+
+def sample(schema: Any) -> Any:
+    """A small instance of a JSON Schema (enough for structured-output tests)."""
+    if not isinstance(schema, dict):
+        return None
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    kind = next((k for k in kind if k != "null"), None) if isinstance(kind, list) else kind
+    if kind == "object" or "properties" in schema:
+        return {k: sample(v) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [sample(schema.get("items") or {"type": "string"})]
+    return {"string": "text", "integer": 1, "number": 1.5, "boolean": True}.get(str(kind))
+
+
+@dataclass
+class Reply:
+    """One planned answer: what each choice says and the usage."""
+
+    text: str
+    reasoning: str
+    tool_calls: list[tuple[str, str, str]]  # (id, name, arguments JSON)
+    refusal: str
+    finish_reason: str
+    usage: dict[str, Any]
+    interleave: bool = False
+
+
+def plan_reply(body: dict[str, Any], opts: dict[str, Any]) -> Reply:
+    messages = body.get("messages") or []
+    tail = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        tail.insert(0, f"{message['tool_call_id']}={message_text(message)}")
+    if tail:
+        text = "Tool results: " + "; ".join(tail)
+    else:
+        user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        text = "Echo: " + message_text(user)
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        text = json.dumps(sample(fmt["json_schema"].get("schema")))
+    elif fmt.get("type") == "json_object":
+        text = json.dumps({"echo": text})
+    effort = body.get("reasoning_effort")
+    reasoning = opts.get("reasoning", f"Thinking ({effort}) about the reply." if effort else "")
+    calls = [
+        (f"call_{uuid.uuid4().hex[:24]}", name, json.dumps(args))
+        for name, args in opts.get("tool_calls") or []
+    ]
+    text = opts.get("text", "" if calls else text)
+    completion = len(text.split()) + len(reasoning.split()) + 5 * len(calls)
+    prompt = max(1, sum(_words(m.get("content")) for m in messages))
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": opts.get("cached_tokens", 0), "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": len(reasoning.split()),
+            "audio_tokens": 0,
+        },
+    }
+    finish = opts.get("finish_reason", "tool_calls" if calls else "stop")
+    return Reply(
+        text, reasoning, calls, opts.get("refusal", ""), finish, usage, bool(opts.get("interleave"))
+    )
+
+
+def completion(body: dict[str, Any], reply: Reply, ident: str) -> dict[str, Any]:
+    """The non-streamed chat.completion for ``reply``."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": reply.text or None,
+        "refusal": reply.refusal or None,
+    }
+    if reply.reasoning:
+        message["reasoning_content"] = reply.reasoning
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+            for i, n, a in reply.tool_calls
+        ]
+    choices = [
+        {"index": k, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
+        for k in range(int(body.get("n") or 1))
+    ]
+    return {
+        "id": ident,
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": body["model"],
+        "choices": choices,
+        "usage": reply.usage,
+        "system_fingerprint": "fp_fake",
+    }
+
+
+def _pieces(text: str, count: int = 3) -> list[str]:
+    if not text:
+        return []
+    size = max(1, -(-len(text) // count))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def stream_chunks(body: dict[str, Any], reply: Reply, ident: str) -> list[dict[str, Any]]:
+    """The chat.completion.chunk events for ``reply`` (without the final [DONE])."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, k: int = 0) -> dict[str, Any]:
+        choice = {"index": k, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": body["model"],
+            "system_fingerprint": "fp_fake",
+            "choices": [choice],
+        }
+
+    out = []
+    for k in range(int(body.get("n") or 1)):
+        out.append(chunk({"role": "assistant", "content": "", "refusal": None}, k=k))
+        out += [chunk({"reasoning_content": p}, k=k) for p in _pieces(reply.reasoning, 2)]
+        out += [chunk({"content": p}, k=k) for p in _pieces(reply.text)]
+        out += [chunk({"refusal": p}, k=k) for p in _pieces(reply.refusal)]
+        starts, fragments = [], []
+        for t, (call_id, name, args) in enumerate(reply.tool_calls):
+            head = {
+                "index": t,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            starts.append([chunk({"tool_calls": [head]}, k=k)])
+            fragments.append(
+                [
+                    chunk({"tool_calls": [{"index": t, "function": {"arguments": a}}]}, k=k)
+                    for a in _pieces(args)
+                ]
+            )
+        if reply.interleave:
+            out += [c for group in starts for c in group]
+            for row in zip(*fragments, strict=False):
+                out += row
+        else:
+            for head_chunks, frag_chunks in zip(starts, fragments, strict=True):
+                out += head_chunks + frag_chunks
+        out.append(chunk({}, reply.finish_reason, k=k))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        last = chunk({})
+        last["choices"], last["usage"] = [], reply.usage
+        out.append(last)
+    return out
+
+
+def embedding(text: str, dims: int) -> list[float]:
+    raw = hashlib.shake_256(text.encode()).digest(2 * dims)
+    return [
+        round(int.from_bytes(raw[i : i + 2], "big") / 32767.5 - 1, 6) for i in range(0, 2 * dims, 2)
+    ]
+
+
+# ----------------------------------------------------------------------- the fake
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request: lower-cased headers, parsed JSON body, and the Azure deployment if any."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    deployment: str | None
+
+
+class FakeOpenAI:
+    """Fake OpenAI-compatible upstream; see the module docstring."""
+
+    def __init__(
+        self,
+        api_key: str = DEFAULT_KEY,
+        azure_key: str = AZURE_KEY,
+        *,
+        anonymous_models: tuple[str, ...] = (),
+        pause: float = 0.01,
+    ) -> None:
+        self.api_key, self.azure_key = api_key, azure_key
+        self.anonymous_models = anonymous_models
+        self.pause = pause
+        self.port = 0
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._scripts: list[tuple[str, dict[str, Any], int | None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.ServerRunner | None = None
+
+    # -- lifecycle
+
+    def __enter__(self) -> FakeOpenAI:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fake-openai", daemon=True
+        )
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(sock), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(15)
+        loop.close()
+        self._loop = self._thread = None
+
+    async def _serve(self, sock: socket.socket) -> None:
+        server = web.Server(self._handle, access_log=None)
+        self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- test-facing API
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        with self._lock:
+            return self._requests[-1]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._scripts.clear()
+
+    def script(self, kind: str, *, times: int | None = 1, **opts: Any) -> None:
+        """Queue a behaviour for the next ``times`` chat/embeddings requests (None: forever)."""
+        if kind not in _SCRIPT_OPTS:
+            raise ValueError(f"unknown script kind {kind!r}")
+        if extra := set(opts) - _SCRIPT_OPTS[kind]:
+            raise TypeError(f"script {kind!r} takes no option(s) {sorted(extra)}")
+        with self._lock:
+            self._scripts.append((kind, opts, times))
+
+    def _take_script(self) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            if not self._scripts:
+                return None
+            kind, opts, times = self._scripts[0]
+            if times is not None:
+                if times <= 1:
+                    self._scripts.pop(0)
+                else:
+                    self._scripts[0] = (kind, opts, times - 1)
+            return kind, opts
+
+    # -- HTTP
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await self._route(request)
+        except OpenAIError as err:
+            return web.json_response(err.body(), status=err.status, headers=err.headers)
+
+    async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
+        path, parts = request.path, request.path.strip("/").split("/")
+        deployment = None
+        if parts[:2] == ["openai", "deployments"] and len(parts) >= 4:
+            deployment = parts[2]
+            if "api-version" not in request.query:
+                raise OpenAIError(404, "Resource not found", code="404")
+            if request.headers.get("api-key") != self.azure_key:
+                raise OpenAIError(
+                    401,
+                    "Access denied due to invalid subscription key or wrong API endpoint.",
+                    code="401",
+                )
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            raise OpenAIError(400, "We could not parse the JSON body of your request.") from None
+        record = RecordedRequest(
+            request.method,
+            path,
+            dict(request.query),
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            deployment,
+        )
+        with self._lock:
+            self._requests.append(record)
+        if request.method != "POST" or not path.endswith(("/chat/completions", "/embeddings")):
+            raise OpenAIError(404, f"Invalid URL ({request.method} {path})", code="unknown_url")
+        model = body.get("model") if isinstance(body, dict) else None
+        if deployment is None:
+            auth = request.headers.get("authorization")
+            if auth != f"Bearer {self.api_key}" and not (
+                auth is None and model in self.anonymous_models
+            ):
+                shown = (auth or "").removeprefix("Bearer ")[:6]
+                raise OpenAIError(
+                    401, f"Incorrect API key provided: {shown}***.", code="invalid_api_key"
+                )
+        streaming = (
+            path.endswith("/chat/completions")
+            and isinstance(body, dict)
+            and bool(body.get("stream"))
+        )
+        kind = (
+            "embeddings"
+            if path.endswith("/embeddings")
+            else ("chat_stream" if streaming else "chat")
+        )
+        if problems := validation_problems(kind, body):
+            raise OpenAIError(400, "Invalid request body: " + "; ".join(problems))
+        assert isinstance(body, dict)
+        if kind != "embeddings" and (rule := openai_rules(body)):
+            raise OpenAIError(400, rule)
+        script = self._take_script()
+        name, opts = script if script else ("reply", {})
+        if name == "error":
+            status = int(opts.get("status", 500))
+            kind_ = opts.get("type", "server_error" if status >= 500 else "invalid_request_error")
+            message = opts.get("message", f"Fake upstream error {status}.")
+            raise OpenAIError(
+                status, message, kind_, opts.get("code"), opts.get("param"), opts.get("headers")
+            )
+        if kind == "embeddings":
+            texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+            dims = int(body.get("dimensions") or EMBED_DIM)
+            data = [
+                {"object": "embedding", "index": i, "embedding": embedding(t, dims)}
+                for i, t in enumerate(texts)
+            ]
+            tokens = sum(len(t.split()) for t in texts)
+            return web.json_response(
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": body["model"],
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                }
+            )
+        ident = f"chatcmpl-{uuid.uuid4().hex[:20]}"
+        reply = plan_reply(body, opts if name == "reply" else {})
+        if not streaming:
+            return web.json_response(completion(body, reply, ident))
+        chunks: list[Any] = stream_chunks(body, reply, ident)
+        done = True
+        if name == "stream_error":
+            error = {
+                "message": opts.get("message", "The server had an error."),
+                "type": opts.get("type", "server_error"),
+                "param": None,
+                "code": opts.get("code"),
+            }
+            chunks, done = [*chunks[: int(opts.get("after", 2))], {"error": error}], False
+        elif name == "raw_chunks":
+            chunks, done = list(opts["chunks"]), bool(opts.get("done", True))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for event in [*chunks, "[DONE]"] if done else chunks:
+            data = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
+            await response.write(f"data: {data}\n\n".encode())
+            await asyncio.sleep(self.pause)
+        return response

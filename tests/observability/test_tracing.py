@@ -1,0 +1,195 @@
+"""OpenTelemetry spans, checked with the in-memory exporter, through the ASGI app in process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from genroute.config import config_from_data
+from genroute.observability import Observability
+from genroute.observability.settings import tracing_wanted
+from genroute.observability.tracing import Tracing
+from genroute.router import Router
+from genroute.server.app import GatewayApp
+from tests.fakes.gemini_upstream import FakeGemini
+from tests.observability.conftest import asgi_call
+from tests.server.conftest import UPSTREAM_KEY
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_ID = "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+BODY = json.dumps(
+    {
+        "contents": [{"role": "user", "parts": [{"text": "trace me"}]}],
+        "generationConfig": {"maxOutputTokens": 64, "temperature": 0.5},
+    }
+).encode()
+
+
+class Traced:
+    def __init__(self, app: GatewayApp, exporter: InMemorySpanExporter) -> None:
+        self.app = app
+        self.exporter = exporter
+
+    def spans(self, kind: SpanKind) -> list[ReadableSpan]:
+        return [s for s in self.exporter.get_finished_spans() if s.kind == kind]
+
+
+@pytest.fixture
+async def traced(fake: FakeGemini) -> AsyncIterator[Traced]:
+    config = config_from_data(
+        {
+            "model_list": [
+                {
+                    "model_name": "gemini-2.5-flash",
+                    "params": {
+                        "model": "gemini/gemini-2.5-flash",
+                        "api_key": UPSTREAM_KEY,
+                        "api_base": fake.base_url,
+                    },
+                }
+            ],
+            "router_settings": {
+                "num_retries": 1,
+                "retry_backoff_base": 0.01,
+                "max_retry_backoff": 0.01,
+                "disable_cooldowns": True,
+            },
+            "observability": {"logs": {"enabled": False}, "metrics": {"enabled": False}},
+        }
+    )
+    exporter = InMemorySpanExporter()
+    obs = Observability.from_config(config, environ={})
+    assert obs.tracing is None  # no OTEL_* endpoint: off
+    obs.tracing = Tracing(processor=SimpleSpanProcessor(exporter))
+    router = Router.from_config(config, allow_ad_hoc_models=False, hooks=[obs.hook])
+    yield Traced(GatewayApp(router, config, None, obs), exporter)
+    await obs.aclose()
+    await router.aclose()
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+async def test_request_span_follows_genai_conventions(traced: Traced, fake: FakeGemini) -> None:
+    status, headers, body = await asgi_call(
+        traced.app,
+        "POST",
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        BODY,
+        {"traceparent": TRACEPARENT, "x-request-id": "rid-trace-1"},
+    )
+    assert status == 200, body
+    (request,) = traced.spans(SpanKind.SERVER)
+    (attempt,) = traced.spans(SpanKind.CLIENT)
+    assert request.name == "generate_content gemini-2.5-flash"
+    assert f"{request.context.trace_id:032x}" == TRACE_ID
+    assert request.parent is not None and f"{request.parent.span_id:016x}" == PARENT_ID
+    a = attrs(request)
+    usage = json.loads(body)["usageMetadata"]
+    assert a["gen_ai.operation.name"] == "generate_content"
+    assert a["gen_ai.provider.name"] == "gcp.gemini"
+    assert a["gen_ai.request.model"] == "gemini-2.5-flash"
+    assert a["gen_ai.response.model"] == json.loads(body)["modelVersion"]
+    assert a["gen_ai.request.max_tokens"] == 64 and a["gen_ai.request.temperature"] == 0.5
+    assert a["gen_ai.usage.input_tokens"] == usage["promptTokenCount"]
+    assert a["gen_ai.usage.output_tokens"] == usage["candidatesTokenCount"] + usage.get(
+        "thoughtsTokenCount", 0
+    )
+    assert a["gen_ai.response.finish_reasons"] == ("STOP",)
+    assert a["genroute.request_id"] == "rid-trace-1" == headers["x-request-id"]
+    assert a["http.response.status_code"] == 200 and a["genroute.attempts"] == 1
+    assert request.status.status_code != StatusCode.ERROR
+    # The attempt is a CLIENT child, and its context went upstream as `traceparent`.
+    assert attempt.parent is not None and attempt.parent.span_id == request.context.span_id
+    assert attrs(attempt)["gen_ai.request.model"] == "gemini-2.5-flash"
+    assert attrs(attempt)["server.address"] == "127.0.0.1"
+    sent = fake.last_request.headers["traceparent"]
+    assert sent == f"00-{TRACE_ID}-{attempt.context.span_id:016x}-01"
+    # The span starts when the request arrived and ends when it finished.
+    assert request.start_time is not None and attempt.start_time is not None
+    assert request.end_time is not None and attempt.end_time is not None
+    assert request.start_time <= attempt.start_time <= attempt.end_time <= request.end_time
+
+
+async def test_each_attempt_is_a_child_span(traced: Traced, fake: FakeGemini) -> None:
+    fake.script("error", code=503)
+    status, _, _ = await asgi_call(
+        traced.app, "POST", "/v1beta/models/gemini-2.5-flash:generateContent", BODY
+    )
+    assert status == 200
+    (request,) = traced.spans(SpanKind.SERVER)
+    attempts = sorted(traced.spans(SpanKind.CLIENT), key=lambda s: s.start_time or 0)
+    assert len(attempts) == 2
+    assert all(s.parent and s.parent.span_id == request.context.span_id for s in attempts)
+    assert attempts[0].status.status_code == StatusCode.ERROR
+    assert attrs(attempts[0])["http.response.status_code"] == 503
+    assert attrs(attempts[0])["error.type"] == "UNAVAILABLE"
+    assert attrs(attempts[1])["http.response.status_code"] == 200
+    assert attrs(request)["genroute.attempts"] == 2
+    sent = [r.headers["traceparent"][:-3] for r in fake.requests]  # without the flags
+    assert sent == [f"00-{s.context.trace_id:032x}-{s.context.span_id:016x}" for s in attempts]
+
+
+async def test_failed_and_streamed_calls(traced: Traced, fake: FakeGemini) -> None:
+    fake.script("error", code=400, status="INVALID_ARGUMENT", message="bad thing")
+    status, _, _ = await asgi_call(
+        traced.app, "POST", "/v1beta/models/gemini-2.5-flash:generateContent", BODY
+    )
+    assert status == 400
+    (failed,) = traced.spans(SpanKind.SERVER)
+    assert failed.status.status_code == StatusCode.ERROR
+    assert attrs(failed)["error.type"] == "INVALID_ARGUMENT"
+    assert attrs(failed)["http.response.status_code"] == 400
+    assert f"{failed.context.trace_id:032x}" != TRACE_ID  # no traceparent: a new trace
+    traced.exporter.clear()
+    status, _, body = await asgi_call(
+        traced.app,
+        "POST",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+        BODY,
+        query=b"alt=sse",
+    )
+    assert status == 200 and body.count(b"data: ") >= 2
+    (stream,) = traced.spans(SpanKind.SERVER)
+    assert attrs(stream)["gen_ai.request.stream"] is True
+    assert attrs(stream)["gen_ai.response.time_to_first_chunk"] > 0
+    assert attrs(stream)["gen_ai.response.finish_reasons"] == ("STOP",)
+    assert len(traced.spans(SpanKind.CLIENT)) == 1
+
+
+async def test_unknown_model_gets_a_span_at_the_edge(traced: Traced) -> None:
+    status, _, _ = await asgi_call(
+        traced.app,
+        "POST",
+        "/v1beta/models/nope:generateContent",
+        BODY,
+        {"traceparent": TRACEPARENT},
+    )
+    assert status == 404
+    (span,) = traced.spans(SpanKind.SERVER)
+    assert attrs(span)["error.type"] == "NOT_FOUND"
+    assert f"{span.context.trace_id:032x}" == TRACE_ID
+
+
+def test_tracing_switch() -> None:
+    assert not tracing_wanted("auto", {})
+    assert tracing_wanted("auto", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert tracing_wanted("auto", {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"})
+    assert not tracing_wanted(
+        "auto", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}
+    )
+    assert not tracing_wanted(
+        "auto", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}
+    )
+    assert tracing_wanted(True, {}) and not tracing_wanted(
+        False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "x"}
+    )

@@ -1,0 +1,127 @@
+"""genroute.cost: prices from model_info and genai-prices, tiers, unknown models, the SDK."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import genroute
+from genroute.config import ModelInfo
+from genroute.cost import Pricer, Tokens, call_cost, estimate_usage, pricer_for
+from genroute.router import Router
+from genroute.wire import GenerateContentRequest, UsageMetadata
+
+
+def usage(prompt: int, output: int, thinking: int = 0, cached: int = 0) -> UsageMetadata:
+    return UsageMetadata(
+        prompt_token_count=prompt,
+        candidates_token_count=output,
+        thoughts_token_count=thinking or None,
+        cached_content_token_count=cached or None,
+        total_token_count=prompt + output + thinking,
+    )
+
+
+def test_tokens_from_usage() -> None:
+    tokens = Tokens.from_usage(usage(100, 20, thinking=30, cached=40))
+    assert (tokens.prompt, tokens.output, tokens.thinking, tokens.cached) == (100, 20, 30, 40)
+    assert tokens.total == 150
+    assert Tokens.from_usage(None).total == 0
+
+
+def test_custom_prices_cover_cached_thinking_and_long_context() -> None:
+    info = ModelInfo(
+        input_cost_per_token=1e-6,
+        output_cost_per_token=4e-6,
+        cache_read_input_token_cost=0.25e-6,
+        output_cost_per_reasoning_token=3e-6,
+        input_cost_per_token_above_200k_tokens=2e-6,
+        output_cost_per_token_above_200k_tokens=8e-6,
+    )
+    cost = call_cost(usage(1000, 100, thinking=50, cached=400), "vllm", "mine", info)
+    assert cost.source == "model_info" and cost.known
+    assert cost.usd == pytest.approx(600e-6 + 400 * 0.25e-6 + 100 * 4e-6 + 50 * 3e-6)
+    long = call_cost(usage(250_000, 100), "vllm", "mine", info)
+    assert long.usd == pytest.approx(250_000 * 2e-6 + 100 * 8e-6)
+    # Without a reasoning or cache price, thinking is output and cached tokens are input.
+    plain = ModelInfo(input_cost_per_token=1e-6, output_cost_per_token=2e-6)
+    assert call_cost(usage(10, 10, 10, 5), None, "x", plain).usd == pytest.approx(10e-6 + 40e-6)
+
+
+def test_gemini_prices_from_genai_prices() -> None:
+    cost = call_cost(
+        usage(1_000_000, 100_000, thinking=100_000), "gemini", "gemini-2.5-flash", None
+    )
+    assert cost.known and cost.source == "genai-prices"
+    # $0.30 / M input, $2.50 / M output (thinking billed as output).
+    assert cost.usd == pytest.approx(0.30 + 0.5)
+    cached = call_cost(usage(1_000_000, 0, cached=1_000_000), "gemini", "gemini-2.5-flash", None)
+    assert cached.usd == pytest.approx(0.03)
+    short = call_cost(usage(100_000, 0), "gemini", "gemini-2.5-pro", None).usd
+    long = call_cost(usage(300_000, 0), "gemini", "gemini-2.5-pro", None).usd
+    assert long / 300_000 > short / 100_000  # the long-context tier costs more per token
+
+
+def test_unknown_model_costs_zero_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    pricer = Pricer()
+    with caplog.at_level(logging.WARNING, logger="genroute.cost"):
+        for _ in range(3):
+            cost = pricer.cost(usage(10, 10), "gemini", "no-such-model-xyz")
+            assert cost.usd == 0.0 and not cost.known
+        pricer.cost(usage(10, 10), "demo", "echo")
+    messages = [r.message for r in caplog.records]
+    assert len(messages) == 2
+    assert "gemini/no-such-model-xyz" in messages[0] and "input_cost_per_token" in messages[0]
+
+
+def test_pricer_for_finds_entries_by_id_model_and_name() -> None:
+    router = Router(
+        [
+            {
+                "model_name": "local",
+                "params": {"model": "demo/llama"},
+                "model_info": {"id": "dep-1", "input_cost_per_token": 1.0},
+            }
+        ]
+    )
+    pricer = pricer_for(router.config.model_list)
+    assert pricer.info_for("dep-1") is pricer.info_for("demo/llama") is pricer.info_for("local")
+    assert pricer.cost(usage(3, 0), "demo", "llama", "unknown-id", "local").usd == 3.0
+
+
+def test_estimate_usage_for_streams_without_one() -> None:
+    request = GenerateContentRequest.model_validate(
+        {
+            "contents": [{"parts": [{"text": "x" * 40}]}],
+            "systemInstruction": {"parts": [{"text": "y" * 8}]},
+        }
+    )
+    estimated = estimate_usage(request, output_chars=21)
+    assert estimated.prompt_token_count == 12 and estimated.candidates_token_count == 6
+
+
+PRICED = [
+    {
+        "model_name": "demo",
+        "params": {"model": "demo/echo"},
+        "model_info": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002},
+    }
+]
+
+
+async def test_sdk_reports_the_cost_of_its_responses() -> None:
+    async with Router(PRICED) as router:
+        response = await genroute.agenerate_content(
+            model="demo", contents="hello there", router=router, user="erin"
+        )
+        assert genroute.response_cost(response) == pytest.approx(2 * 0.001 + 10 * 0.002)
+        stream = await genroute.agenerate_content_stream(
+            model="demo", contents="hello there", router=router
+        )
+        chunks = [chunk async for chunk in stream]
+        costs = [genroute.response_cost(c) for c in chunks]
+        assert costs[-1] == pytest.approx(0.022)
+    unpriced = await genroute.agenerate_content(model="demo/echo", contents="hi")
+    assert genroute.response_cost(unpriced) == 0.0
+    assert genroute.response_cost(object()) is None
