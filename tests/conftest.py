@@ -15,6 +15,11 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# Provider keys and base URLs from the developer's shell must not leak into test gateways.
+PROVIDER_ENV_PREFIXES = (
+    "GEMINI_", "GOOGLE_API_KEY", "GOOGLE_GEMINI_", "OPENAI_", "AZURE_", "ANTHROPIC_", "GROQ_",
+    "DEEPSEEK_", "OPENROUTER_", "MISTRAL_", "TOGETHER", "XAI_", "HOSTED_VLLM_", "OLLAMA_",
+)  # fmt: skip
 POSTGRES_URL = os.environ.get("GENROUTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GENROUTE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -72,12 +77,7 @@ class Gateway:
         args += extra_args or []
         self.log_path = tmp / f"gateway-{self.port}.log"
         self._log = self.log_path.open("wb")
-        full_env = {
-            k: v
-            for k, v in os.environ.items()
-            if k
-            not in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL")
-        }
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_ENV_PREFIXES)}
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT
