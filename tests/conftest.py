@@ -24,6 +24,11 @@ POSTGRES_URL = os.environ.get("GENROUTE_TEST_POSTGRES", "postgresql://postgres@1
 REDIS_URL = os.environ.get("GENROUTE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+def in_ci() -> bool:
+    """Whether this run is CI's (CI=true), where missing prerequisites fail instead of skip."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def require_service(name: str, host: str, port: int) -> None:
     """Skip when a service is not listening, except in CI (CI=true), where that fails."""
     try:
@@ -31,7 +36,7 @@ def require_service(name: str, host: str, port: int) -> None:
             return
     except OSError as exc:
         message = f"{name} is not reachable on {host}:{port} ({exc})"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail(f"{message}; CI must have it running")
         pytest.skip(f"{message}; start it to run this test")
 
