@@ -264,3 +264,16 @@ async def test_budget_overshoot_with_calls_in_flight(env: Env) -> None:
     second = await env.key(max_budget=20 * CALL_COST + 1e-9)
     await env.call(second)
     assert 19 <= await waves(second, REQUEST) <= 21
+
+
+async def test_a_stream_without_usage_is_estimated(env: Env) -> None:
+    ctx = CallContext(stream=True, model_group="demo", provider="demo", provider_model="echo")
+    ctx.first_token_at = ctx.started
+    ctx.response_text = ["x" * 40]
+    env.gov.price(ctx, REQUEST)
+    assert ctx.cost_estimated is True
+    # "hello there" is 3 tokens at 4 characters a token; 40 characters of answer are 10.
+    assert ctx.cost == pytest.approx(3 * 0.001 + 10 * 0.002)
+    failed = CallContext(model_group="demo")
+    env.gov.price(failed, REQUEST)
+    assert failed.cost == 0.0 and not failed.cost_estimated

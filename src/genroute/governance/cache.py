@@ -27,6 +27,7 @@ from genroute.store.repo import Store
 log = logging.getLogger("genroute.governance")
 
 CHANNEL = "genroute:invalidate"
+MAX_ENTRIES = 100_000
 Entity = tuple[str, str]
 
 
@@ -63,9 +64,17 @@ class EntityCache:
             raise
         finally:
             self._loading.pop(entity, None)
-        self._rows[entity] = (time.monotonic() + self.ttl, row)
+        self._remember(entity, row)
         future.set_result(row)
         return row
+
+    def _remember(self, entity: Entity, row: dict[str, Any] | None) -> None:
+        now = time.monotonic()
+        if len(self._rows) >= MAX_ENTRIES:  # unknown keys are cached too: stay bounded
+            self._rows = {k: v for k, v in self._rows.items() if v[0] > now}
+            if len(self._rows) >= MAX_ENTRIES:
+                self._rows.clear()
+        self._rows[entity] = (now + self.ttl, row)
 
     def spend(self, kind: str, ident: str, row: dict[str, Any]) -> float:
         """The row's spend plus what this instance has spent and not yet written."""

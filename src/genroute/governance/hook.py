@@ -256,12 +256,15 @@ class Governance:
         """Set `ctx.cost` from its usage (estimated for a stream that reported none)."""
         usage = ctx.usage
         if usage is None and ctx.stream and request is not None and ctx.first_token_at:
-            usage = estimate_usage(request, 0)
+            output_chars = sum(len(t) for t in ctx.response_text or ())
+            usage = estimate_usage(request, output_chars)
             ctx.cost_estimated = True
-        cost = self.pricer.cost(
+        if usage is None:
+            ctx.cost = 0.0
+            return
+        ctx.cost = self.pricer.cost(
             usage, ctx.provider, ctx.provider_model, ctx.deployment_id, ctx.model_group
-        )
-        ctx.cost = cost.usd if usage is not None else 0.0
+        ).usd
 
     async def after_call(self, ctx: CallContext, error: GenrouteError | None) -> None:
         """Price the call, release its limits and queue its ledger row."""

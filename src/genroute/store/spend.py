@@ -91,7 +91,10 @@ async def spend_report(
     column = GROUPS[group_by]
     keys: list[Any] = []
     if by_day:
-        keys.append(func.date(SpendLog.start_time).label("day"))
+        start: Any = SpendLog.start_time
+        if store.engine.dialect.name == "postgresql":
+            start = func.timezone("UTC", start)  # days in UTC, whatever the server's zone
+        keys.append(func.date(start).label("day"))
     keys.append(column.label("group"))
     query = where.apply(
         select(
