@@ -125,3 +125,33 @@ async def test_sdk_reports_the_cost_of_its_responses() -> None:
     unpriced = await genroute.agenerate_content(model="demo/echo", contents="hi")
     assert genroute.response_cost(unpriced) == 0.0
     assert genroute.response_cost(object()) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("gemini", "gemini-2.5-flash"),
+        ("gemini", "gemini-2.5-pro"),
+        ("openai", "gpt-4o"),
+        ("anthropic", "claude-sonnet-4-5"),
+    ],
+)
+def test_cached_rates_match_genai_prices_exactly(provider: str, model: str) -> None:
+    from genai_prices import Usage, calc_price
+
+    from genroute.cost import PRICE_PROVIDERS, Tokens, catalogue_cost
+
+    for prompt, cached, output, thinking in [
+        (10, 0, 5, 0),
+        (1000, 400, 300, 50),
+        (250_000, 1000, 2000, 0),
+        (199_999, 0, 1, 0),
+        (200_001, 0, 1, 0),
+    ]:
+        tokens = Tokens(prompt=prompt, output=output, thinking=thinking, cached=cached)
+        ours = catalogue_cost(tokens, provider, model)
+        usage = Usage(
+            input_tokens=prompt, cache_read_tokens=cached, output_tokens=output + thinking
+        )
+        theirs = float(calc_price(usage, model, provider_id=PRICE_PROVIDERS[provider]).total_price)
+        assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12), (model, prompt)

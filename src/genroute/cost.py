@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
 
 from genroute.config import ModelEntry, ModelInfo
 from genroute.wire import Content, GenerateContentRequest, UsageMetadata
@@ -109,25 +111,88 @@ def custom_cost(tokens: Tokens, info: ModelInfo) -> float:
     )
 
 
-def catalogue_cost(tokens: Tokens, provider: str | None, model: str) -> float | None:
-    """The cost from genai-prices, or None when it does not know the model."""
-    from genai_prices import Usage, calc_price
+@dataclass(frozen=True, slots=True)
+class _Rates:
+    """USD per token of one catalogue model at one price tier."""
 
+    input: float
+    cached: float
+    output: float
+
+
+_NO_RATES = _Rates(-1.0, -1.0, -1.0)
+_tiers_cache: dict[tuple[str, str, date], tuple[Any, Any, tuple[int, ...]] | None] = {}
+_rates_cache: dict[tuple[str, str, date, tuple[bool, ...]], _Rates] = {}
+
+
+def _tier_starts(model_price: Any) -> tuple[int, ...]:
+    """Every input-token threshold at which one of the model's prices changes."""
+    starts: set[int] = set()
+    for value in vars(model_price).values():
+        for tier in getattr(value, "tiers", None) or ():
+            starts.add(int(tier.start))
+    return tuple(sorted(starts))
+
+
+def _catalogue_model(
+    provider_id: str, model: str, today: date
+) -> tuple[Any, Any, tuple[int, ...]] | None:
+    key = (provider_id, model, today)
+    if key not in _tiers_cache:
+        from genai_prices import data_snapshot
+
+        try:
+            provider, info = data_snapshot.get_snapshot().find_provider_model(
+                model, None, provider_id, None
+            )
+        except LookupError:
+            _tiers_cache[key] = None
+        else:
+            starts = _tier_starts(info.get_prices(datetime.now(tz=UTC)))
+            _tiers_cache[key] = (provider, info, starts)
+    return _tiers_cache[key]
+
+
+def _probe(provider: Any, info: Any, input_tokens: int, cached: int, output: int) -> float:
+    from genai_prices import Usage
+
+    usage = Usage(input_tokens=input_tokens, cache_read_tokens=cached, output_tokens=output)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(info.calc_price(usage, provider).total_price)
+
+
+def catalogue_cost(tokens: Tokens, provider: str | None, model: str) -> float | None:
+    """The cost from genai-prices, or None when it does not know the model.
+
+    genai-prices computes in Decimal and costs ~90 µs a call, so each model's per-token rates
+    are read from it once per price tier (tiers switch on total input tokens, as in
+    genai-prices: a tier applies when the input is over its start) and per day."""
     provider_id = PRICE_PROVIDERS.get(provider or "")
     if provider_id is None:
         return None
-    usage = Usage(
-        input_tokens=tokens.input_total,
-        cache_read_tokens=min(tokens.cached, tokens.input_total),
-        output_tokens=tokens.output + tokens.thinking,
-    )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            price = calc_price(usage, model, provider_id=provider_id)
-    except LookupError:
+    today = date.today()
+    found = _catalogue_model(provider_id, model, today)
+    if found is None:
         return None
-    return float(price.total_price)
+    price_provider, info, starts = found
+    input_total = tokens.input_total
+    tier = tuple(input_total > start for start in starts)
+    key = (provider_id, model, today, tier)
+    rates = _rates_cache.get(key, _NO_RATES)
+    if rates is _NO_RATES:
+        probe = max(input_total, 1)
+        base = _probe(price_provider, info, probe, 0, 0)
+        all_cached = _probe(price_provider, info, probe, probe, 0)
+        with_output = _probe(price_provider, info, probe, 0, probe)
+        rates = _Rates(base / probe, all_cached / probe, (with_output - base) / probe)
+        _rates_cache[key] = rates
+    cached = min(tokens.cached, input_total)
+    return (
+        (input_total - cached) * rates.input
+        + cached * rates.cached
+        + (tokens.output + tokens.thinking) * rates.output
+    )
 
 
 def call_cost(
