@@ -191,9 +191,15 @@ def test_sdk_stream_record(gateway: Gateway, logdir: Path) -> None:
         client.models.generate_content_stream(model="gemini-2.5-flash", contents="stream me")
     )
     assert chunks
-    rows = [
-        r for r in records(logdir / "requests.log") if r.get("stream") and r["status_code"] == 200
-    ]
+    rows: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 5
+    while not rows and time.monotonic() < deadline:
+        time.sleep(0.02)
+        rows = [
+            r
+            for r in records(logdir / "requests.log")
+            if r.get("stream") and r["status_code"] == 200
+        ]
     assert rows, "no record for a completed stream"
     assert rows[-1]["time_to_first_token_ms"] > 0 and rows[-1]["finish_reason"] == "STOP"
 

@@ -1,17 +1,22 @@
 """Structured request logs: one line per request, JSON or readable text.
 
 JSON lines go to stdout (the default), stderr or a file; `format: auto` writes readable
-text when the destination is a terminal and JSON otherwise. Each line is written and
-flushed at once (one small write per request, no thread and no queue), so lines from
-several workers never interleave mid-record.
+text when the destination is a terminal and JSON otherwise. Lines are handed to a writer
+thread, which wakes every 50 ms and writes whatever has queued up in one go, so a slow stdout (a full pipe, a
+busy log collector) never blocks the event loop and a busy gateway makes few syscalls.
+Each write holds whole lines (at most 4 KiB when several lines are joined, the size a
+pipe writes atomically), so lines from several workers never interleave mid-record.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import queue
 import sys
 import threading
+import time
 from typing import IO
 
 import orjson
@@ -62,12 +67,19 @@ def format_text(record: CallRecord) -> str:
     return line
 
 
+ATOMIC_WRITE = 4096
+WRITE_INTERVAL = 0.05
+_STOP = b""
+
+
 class RequestLog:
-    """Writes each record as one line to the configured destination."""
+    """Writes each record as one line to the configured destination, off the event loop."""
 
     def __init__(self, settings: LogSettings, *, json_logs: bool | None = None) -> None:
         self._owned: IO[bytes] | None = None
-        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         destination = settings.destination
         if destination == "stdout":
             self._stream: IO[bytes] = sys.stdout.buffer
@@ -91,17 +103,62 @@ class RequestLog:
             return False
 
     def write(self, record: CallRecord) -> None:
-        """Write one record; an I/O error is reported once per failure, never raised."""
+        """Queue one record for the writer thread (started on first use)."""
         line = record.to_json() + b"\n" if self.json else (format_text(record) + "\n").encode()
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="genroute-request-log", daemon=True
+                    )
+                    self._thread.start()
+                    atexit.register(self.flush)
+        self._queue.put(line)
+
+    def _run(self) -> None:
+        # Wake on a timer rather than per line: a blocked getter would be woken by every
+        # put, and each wake-up costs the event loop's thread a GIL hand-off.
+        stopping = False
+        while not stopping:
+            time.sleep(WRITE_INTERVAL)
+            lines: list[bytes] = []
+            while True:
+                try:
+                    lines.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in lines:
+                stopping = True
+                lines = [line for line in lines if line != _STOP]
+            if lines:
+                self._write_lines(lines)
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        batch: list[bytes] = []
+        size = 0
         try:
-            with self._lock:
-                self._stream.write(line)
-                self._stream.flush()
+            for line in lines:
+                if batch and size + len(line) > ATOMIC_WRITE:
+                    self._stream.write(b"".join(batch))
+                    batch, size = [], 0
+                batch.append(line)
+                size += len(line)
+            if batch:
+                self._stream.write(b"".join(batch))
+            self._stream.flush()
         except (OSError, ValueError) as exc:
             log.warning("request log write failed: %s", exc)
 
+    def flush(self) -> None:
+        """Write everything queued so far and wait for it (the writer thread stops)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout=10)
+
     def close(self) -> None:
-        """Close the log file, if this log opened one."""
+        """Write what is queued, then close the log file if this log opened one."""
+        self.flush()
         if self._owned is not None:
             self._owned.close()
             self._owned = None

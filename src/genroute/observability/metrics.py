@@ -79,6 +79,7 @@ class Metrics:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry(auto_describe=True)
         self._cooldowns = cooldowns
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._group = BoundedLabel(settings.limit("model_group"))
         self._key = BoundedLabel(settings.limit("key_alias"))
         self._team = BoundedLabel(settings.limit("team_id"))
@@ -149,11 +150,21 @@ class Metrics:
             registry=r,
         )
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: prometheus-client's lookup takes a lock and
+        several µs, and the label sets are bounded by the label limits anyway."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe(self, ctx: CallContext) -> None:
         """Count one finished call."""
         group = self._group(ctx.model_group)
         deployment = ctx.deployment_id or ""
-        self.requests.labels(
+        self._child(
+            self.requests,
             group,
             deployment,
             str(ctx.status_code),
@@ -162,12 +173,13 @@ class Metrics:
         ).inc()
         latency = ctx.latency
         if latency is not None:
-            self.latency.labels(group, deployment).observe(latency)
+            self._child(self.latency, group, deployment).observe(latency)
             if ctx.upstream_seconds:
-                self.overhead.labels(group).observe(max(latency - ctx.upstream_seconds, 0.0))
+                overhead = max(latency - ctx.upstream_seconds, 0.0)
+                self._child(self.overhead, group).observe(overhead)
         ttft = ctx.time_to_first_token
         if ttft is not None:
-            self.ttft.labels(group, deployment).observe(ttft)
+            self._child(self.ttft, group, deployment).observe(ttft)
         usage = ctx.usage
         cost = ctx.cost
         if usage is not None or cost:
@@ -179,12 +191,12 @@ class Metrics:
             )
             if usage is not None:
                 if usage.prompt_token_count:
-                    self.tokens.labels(*who, "input").inc(usage.prompt_token_count)
+                    self._child(self.tokens, *who, "input").inc(usage.prompt_token_count)
                 output = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
                 if output:
-                    self.tokens.labels(*who, "output").inc(output)
+                    self._child(self.tokens, *who, "output").inc(output)
             if cost:
-                self.cost.labels(*who).inc(cost)
+                self._child(self.cost, *who).inc(cost)
         retries = ctx.attempts - 1 - len(ctx.fallbacks)
         if retries > 0:
             self.retries.labels(group).inc(retries)
