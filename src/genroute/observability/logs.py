@@ -69,6 +69,7 @@ def format_text(record: CallRecord) -> str:
 
 ATOMIC_WRITE = 4096
 WRITE_INTERVAL = 0.05
+MAX_QUEUED = 100_000  # lines waiting for a stalled destination before new ones are dropped
 _STOP = b""
 
 
@@ -80,6 +81,7 @@ class RequestLog:
         self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self.dropped = 0
         destination = settings.destination
         if destination == "stdout":
             self._stream: IO[bytes] = sys.stdout.buffer
@@ -113,6 +115,11 @@ class RequestLog:
                     )
                     self._thread.start()
                     atexit.register(self.flush)
+        if self._queue.qsize() >= MAX_QUEUED:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                log.warning("request log destination is stalled: %d records dropped", self.dropped)
+            return
         self._queue.put(line)
 
     def _run(self) -> None:
