@@ -271,3 +271,12 @@ def test_health(gateway: Gateway) -> None:
     for path in ("/health/liveliness", "/health/readiness"):
         with urllib.request.urlopen(gateway.base_url + path, timeout=5) as resp:
             assert resp.status == 200 and json.loads(resp.read())["status"] == "healthy"
+
+
+def test_count_and_embed_replies_say_where_they_were_routed(gateway: Gateway) -> None:
+    body = {"contents": [{"parts": [{"text": "a b"}]}]}
+    status, headers, _ = post(gateway, "/v1beta/models/gemini-pro:countTokens", body)
+    assert status == 200 and headers["x-genroute-model-group"] == "gemini-2.5-flash"
+    embed = {"content": {"parts": [{"text": "x"}]}}
+    status, headers, _ = post(gateway, "/v1beta/models/text-embedding-004:embedContent", embed)
+    assert status == 200 and headers["x-genroute-attempts"] == "1"

@@ -313,8 +313,7 @@ class GatewayApp:
         request = await self._body(scope, receive, CountTokensRequest)
         if request.contents is None and request.generate_content_request is None:
             raise InvalidRequest("contents: required (or generateContentRequest)")
-        response = await self.router.count_tokens(model, request)
-        await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+        await self._reply(send, self.router.count_tokens(model, request, ctx), ctx, headers)
 
     async def _embed(
         self,
@@ -326,8 +325,7 @@ class GatewayApp:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, EmbedContentRequest)
-        response = await self.router.embed_content(model, request)
-        await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+        await self._reply(send, self.router.embed_content(model, request, ctx), ctx, headers)
 
     async def _batch_embed(
         self,
@@ -341,7 +339,21 @@ class GatewayApp:
         request = await self._body(scope, receive, BatchEmbedContentsRequest)
         if not request.requests:
             raise InvalidRequest("requests: at least one request is needed")
-        response = await self.router.batch_embed_contents(model, request)
+        call = self.router.batch_embed_contents(model, request, ctx)
+        await self._reply(send, call, ctx, headers)
+
+    @staticmethod
+    async def _reply(
+        send: Send,
+        call: Awaitable[WireModel],
+        ctx: CallContext,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Await a routed call and send its reply, with the routing headers either way."""
+        try:
+            response = await call
+        finally:
+            headers.extend(routing_headers(ctx))
         await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
 
 
