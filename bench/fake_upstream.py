@@ -1,4 +1,4 @@
-"""A fast fake Gemini upstream for the genroute benchmark.
+"""A fast fake Gemini (and OpenAI Chat Completions) upstream for the genroute benchmark.
 
 A raw asyncio ``Protocol`` HTTP/1.1 server (on uvloop when available) with pre-rendered
 responses, so that it is not the bottleneck of the benchmark:
@@ -8,16 +8,24 @@ responses, so that it is not the bottleneck of the benchmark:
   (``data: {json}\\r\\n\\r\\n``, deltas, ``finishReason`` and ``usageMetadata`` on the last),
   sent with ``Transfer-Encoding: chunked``, one chunk per event; without ``alt=sse`` the
   same five objects as one JSON array;
+* ``POST .../chat/completions`` → an OpenAI ``chat.completion`` (~0.9 KB, with ``usage``), or
+  with ``"stream": true`` in the body 7 ``chat.completion.chunk`` SSE events
+  (``data: {json}\\n\\n``: the role, 5 content deltas, ``finish_reason: stop``), an 8th with
+  ``usage`` and ``choices: []`` when ``stream_options.include_usage`` is true, then
+  ``data: [DONE]``; it needs ``Authorization: Bearer …`` (else OpenAI's 401);
+* ``POST /v1/traces`` → 200 with an empty OTLP/HTTP response, a sink for genroute's spans;
 * ``GET /__stats`` → ``{"paths": {"POST /path?alt": count, ...}}``, the request lines seen
   (query parameter names only), so the benchmark can show which upstream path each gateway calls;
 * anything else → a Google-shaped 404, logged once per path on stderr.
 
 A request without ``x-goog-api-key`` (or ``?key=``, which Google also accepts) gets Google's
 403 ``PERMISSION_DENIED``. Request bodies are read by ``Content-Length`` or chunked framing
-and ignored. Keep-alive is the default; ``Connection: close`` is honoured. ``--delay-ms``
+and ignored, except that a Chat Completions body is searched for ``"stream": true`` and
+``"include_usage": true``. Keep-alive is the default; ``Connection: close`` is honoured. ``--delay-ms``
 holds each response back to simulate model latency (for a stream, before the first event).
 
-Run: ``python bench/fake_upstream.py --port 18000 [--delay-ms 0]``.
+Run: ``python bench/fake_upstream.py --port 18000 [--port 18001 ...] [--delay-ms 0]``: every
+``--port`` is served by the same process, with shared counts.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from typing import Any, cast
@@ -128,6 +137,78 @@ R_403 = _http(
 )
 R_400 = _http("400 Bad Request", JSON, _dumps(_error(400, "INVALID_ARGUMENT", "bad request")))
 
+# ---- OpenAI Chat Completions
+OPENAI_MODEL = "gpt-4o-mini-2024-07-18"
+_OAI_ID = "chatcmpl-BeNcHfAkE0000000000000000000"
+_OAI_HEAD = {"id": _OAI_ID, "created": 1764440000, "model": OPENAI_MODEL}
+
+
+def _openai_usage(completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": 61,
+        "completion_tokens": completion,
+        "total_tokens": 61 + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _openai_completion() -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": EXPECTED_TEXT,
+        "refusal": None,
+        "annotations": [],
+    }
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+    out: dict[str, Any] = {**_OAI_HEAD, "object": "chat.completion", "choices": [choice]}
+    out |= {"usage": _openai_usage(61), "service_tier": "default"}
+    out["system_fingerprint"] = "fp_bench0001"
+    return out
+
+
+def _openai_chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    out: dict[str, Any] = {**_OAI_HEAD, "object": "chat.completion.chunk"}
+    out |= {"service_tier": "default", "system_fingerprint": "fp_bench0001", "choices": [choice]}
+    return out
+
+
+def _sse(events: list[dict[str, Any]]) -> bytes:
+    data = [_chunk(b"data: " + _dumps(e) + b"\n\n") for e in events]
+    return b"".join(data) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+
+_OAI_CHUNKS = [_openai_chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+_OAI_CHUNKS += [_openai_chunk({"content": piece}, None) for piece in STREAM_PIECES]
+_OAI_CHUNKS.append(_openai_chunk({}, "stop"))
+_OAI_USAGE_CHUNK = {**_OAI_HEAD, "object": "chat.completion.chunk", "service_tier": "default"}
+_OAI_USAGE_CHUNK |= {"system_fingerprint": "fp_bench0001", "choices": []}
+_OAI_USAGE_CHUNK["usage"] = _openai_usage(61)
+
+R_OAI_JSON = _http("200 OK", b"application/json", _dumps(_openai_completion()))
+R_OAI_SSE = _chunked_head(SSE) + _sse(_OAI_CHUNKS)
+R_OAI_SSE_USAGE = _chunked_head(SSE) + _sse([*_OAI_CHUNKS, _OAI_USAGE_CHUNK])
+_OAI_401 = {
+    "error": {
+        "message": "You didn't provide an API key. You need to provide your API key in an "
+        "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+}
+R_OAI_401 = _http("401 Unauthorized", b"application/json", _dumps(_OAI_401))
+R_TRACES = _http("200 OK", b"application/x-protobuf", b"")
+_STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
+_INCLUDE_USAGE = re.compile(rb'"include_usage"\s*:\s*true')
+_NO_DELAY = (R_403, R_400, R_OAI_401, R_TRACES)
+
 
 class Stats:
     """Request counts per method and path, shared by every connection."""
@@ -165,7 +246,7 @@ class Upstream(asyncio.Protocol):
             if parsed is None:
                 return
             response, close = parsed
-            if self.delay > 0 and response is not R_403 and response is not R_400:
+            if self.delay > 0 and response not in _NO_DELAY:
                 self.busy = True
                 loop = asyncio.get_running_loop()
                 loop.call_later(self.delay, self._send_delayed, response, close)
@@ -212,10 +293,11 @@ class Upstream(asyncio.Protocol):
             stop = start + int(headers.get(b"content-length", b"0") or 0)
             if len(buf) < stop:
                 return None
+        body = bytes(buf[start:stop])  # for a chunked body, with its framing: only searched
         del buf[:stop]
         conn = headers.get(b"connection", b"").lower()
         close = conn == b"close" or (version == b"HTTP/1.0" and conn != b"keep-alive")
-        return self._route(method, target, headers), close
+        return self._route(method, target, headers, body), close
 
     def _chunked_end(self, pos: int) -> int | None:
         buf = self.buf
@@ -233,7 +315,9 @@ class Upstream(asyncio.Protocol):
             if len(buf) < pos:
                 return None
 
-    def _route(self, method: bytes, target: bytes, headers: dict[bytes, bytes]) -> bytes:
+    def _route(
+        self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> bytes:
         path, _, query = target.partition(b"?")
         key = f"{method.decode(errors='replace')} {path.decode(errors='replace')}"
         if query:  # parameter names only: a `key=` value is a secret
@@ -246,6 +330,14 @@ class Upstream(asyncio.Protocol):
             print(f"fake_upstream: first request to {key}", file=sys.stderr, flush=True)
         if method != b"POST":
             return _http("404 Not Found", JSON, _dumps(_error(404, "NOT_FOUND", key)))
+        if path.endswith(b"/chat/completions"):
+            if not headers.get(b"authorization", b"").startswith(b"Bearer "):
+                return R_OAI_401
+            if not _STREAM_TRUE.search(body):
+                return R_OAI_JSON
+            return R_OAI_SSE_USAGE if _INCLUDE_USAGE.search(body) else R_OAI_SSE
+        if path == b"/v1/traces":
+            return R_TRACES
         has_key = bool(headers.get(b"x-goog-api-key")) or b"key=" in query
         if path.endswith(b":generateContent"):
             return R_JSON if has_key else R_403
@@ -259,34 +351,40 @@ class Upstream(asyncio.Protocol):
         self.transport = None
 
 
-async def serve(host: str, port: int, delay_ms: float) -> None:
-    """Serve until SIGTERM/SIGINT."""
+async def serve(host: str, ports: list[int], delay_ms: float) -> None:
+    """Serve every port until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
     stats = Stats()
-    server = await loop.create_server(
-        lambda: Upstream(stats, delay_ms / 1000.0), host, port, backlog=4096, reuse_address=True
-    )
+    servers = [
+        await loop.create_server(
+            lambda: Upstream(stats, delay_ms / 1000.0), host, port, backlog=4096, reuse_address=True
+        )
+        for port in ports
+    ]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"fake_upstream: listening on http://{host}:{port} (pid {os.getpid()})", flush=True)
-    async with server:
-        await stop.wait()
+    where = ", ".join(f"http://{host}:{port}" for port in ports)
+    print(f"fake_upstream: listening on {where} (pid {os.getpid()})", flush=True)
+    await stop.wait()
+    for server in servers:
+        server.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=18000)
+    parser.add_argument("--port", type=int, action="append", help="repeatable; default 18000")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="simulated model latency")
     args = parser.parse_args()
+    ports = args.port or [18000]
     try:
         import uvloop
     except ImportError:  # plain asyncio still works, only slower
         print("fake_upstream: uvloop not found, using asyncio", file=sys.stderr)
-        asyncio.run(serve(args.host, args.port, args.delay_ms))
+        asyncio.run(serve(args.host, ports, args.delay_ms))
     else:
-        uvloop.run(serve(args.host, args.port, args.delay_ms))
+        uvloop.run(serve(args.host, ports, args.delay_ms))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,12 @@ class Procs:
         self.started: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, name: str, argv: list[str], cpu: str | None, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        cpu: str | None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         cmd = (["taskset", "-c", cpu] if cpu is not None else []) + argv
@@ -31,13 +36,17 @@ class Procs:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, apart from our Ctrl-C
                 env=env,
-                cwd=self.cwd,
+                cwd=cwd or self.cwd,
             )
         self.started.append(proc)
         return proc
 
     def stop_all(self) -> None:
-        live = [p for p in self.started if p.poll() is None]
+        self.stop([p.pid for p in self.started])
+
+    def stop(self, pids: list[int]) -> None:
+        """SIGTERM these servers' process groups, wait up to 15 s, then SIGKILL what is left."""
+        live = [p for p in self.started if p.pid in pids and p.poll() is None]
         for proc in live:
             for sig in (signal.SIGCONT, signal.SIGTERM):
                 signal_group(proc.pid, sig)

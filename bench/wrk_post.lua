@@ -1,11 +1,13 @@
--- wrk script for bench/run.py: POST one Gemini generateContent body to BENCH_PATH with the
--- key BENCH_KEY, and print a one-line JSON summary (prefixed BENCH_JSON) when done.
--- Latencies are in microseconds; for a stream, a request completes with its last byte.
+-- wrk script for bench/run.py: POST BENCH_BODY (a Gemini generateContent body, or a Chat
+-- Completions body for direct-openai) to BENCH_PATH, the key BENCH_KEY in the header
+-- BENCH_KEY_HEADER (default x-goog-api-key), and print a one-line JSON summary (prefixed
+-- BENCH_JSON) when done. Latencies are in microseconds; a request completes with its last byte.
 wrk.method = "POST"
 wrk.path = assert(os.getenv("BENCH_PATH"), "BENCH_PATH not set")
 wrk.body = assert(os.getenv("BENCH_BODY"), "BENCH_BODY not set")
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["x-goog-api-key"] = assert(os.getenv("BENCH_KEY"), "BENCH_KEY not set")
+wrk.headers[os.getenv("BENCH_KEY_HEADER") or "x-goog-api-key"] =
+  assert(os.getenv("BENCH_KEY"), "BENCH_KEY not set")
 
 function done(summary, latency, requests)
   local e = summary.errors

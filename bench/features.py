@@ -1,0 +1,580 @@
+"""The feature comparisons of bench/run.py (`--suite features`), each measured side by side.
+
+Four groups, each started, checked, measured and stopped on its own, with its own `direct`
+baseline measured in the same turns (targets alternate run by run, over several rounds):
+
+* `translated`: the Gemini API in, OpenAI Chat Completions out. genroute and LiteLLM both
+  serve `gpt-4o-mini` → `openai/gpt-4o-mini` at the fake upstream's `/v1`; the baseline is
+  wrk posting the equivalent Chat Completions body straight to the fake (`direct-openai`);
+* `router`: one deployment against the same group with three (distinct `model_info.id`,
+  one fake upstream port each, `simple-shuffle`);
+* `keys`: no master key and no database (no governance at all), the master key alone
+  (which turns on the SQLite ledger), a virtual key on SQLite, a virtual key on PostgreSQL;
+* `observability`: request logs, metrics and OTLP tracing (to the fake's `/v1/traces`)
+  all on, against all off.
+
+Rows aggregate the rounds: req/s is all requests over all measured time; p50 and p99 are
+the medians of the rounds' values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness import (
+    LEAN_OBSERVABILITY,
+    LOGS,
+    UPSTREAM_KEY,
+    WORK,
+    BenchError,
+    Target,
+    measure_run,
+    ms,
+    pause,
+    request,
+    start_genroute,
+    start_litellm,
+    upstream_paths,
+    verify,
+)
+from proctools import Procs, tree_mib
+
+PG_DB = "genroute_bench"
+PG_URL = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
+NON_STREAM = (("generate", 1, 1), ("generate", 32, 2))
+BOTH = (*NON_STREAM, ("stream", 1, 1), ("stream", 32, 2))
+STRIP_ON_SAVE = ("key",)  # never written to results.json: secrets
+
+
+@dataclass
+class Group:
+    """One feature comparison: its targets, the aggregated rows and what they say."""
+
+    name: str
+    title: str
+    baseline: str  # the `direct` target of this group
+    reference: str  # the target the others are compared with
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--feature-duration", type=float, default=3.0, help="seconds per measured feature run"
+    )
+    parser.add_argument(
+        "--feature-warmup", type=float, default=1.0, help="seconds of warm-up per feature run"
+    )
+    parser.add_argument(
+        "--feature-rounds", type=int, default=3, help="rounds of the feature runs (interleaved)"
+    )
+    parser.add_argument(
+        "--features",
+        default="translated,router,keys,observability",
+        help="which feature groups to run (comma-separated)",
+    )
+
+
+def add_arguments_check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    chosen = [g.strip() for g in args.features.split(",") if g.strip()]
+    if unknown := set(chosen) - set(GROUPS):
+        parser.error(f"unknown feature groups: {', '.join(sorted(unknown))}")
+    args.feature_groups = [g for g in GROUPS if g in chosen]
+    if not 0 < args.feature_duration <= 60 or not 1 <= args.feature_rounds <= 20:
+        parser.error("--feature-duration must be in (0, 60] and --feature-rounds in [1, 20]")
+
+
+def print_row(row: dict[str, Any]) -> None:
+    flag = f"  !! {row['errors']} errors" if row["errors"] else ""
+    print(
+        f" {row['rps']:9.0f} req/s  p50 {row['p50_us'] / 1000:7.2f} ms"
+        f"  p99 {row['p99_us'] / 1000:7.2f} ms{flag}"
+    )
+
+
+# ---------------------------------------------------------------- configs and starts
+
+
+def write_config(name: str, config: dict[str, Any]) -> Any:
+    """The config in its own folder (so a SQLite ledger lands there), as JSON (= YAML)."""
+    folder = WORK / "features" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    path = folder / "config.yaml"
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def gemini_entry(port: int, dep_id: str | None = None) -> dict[str, Any]:
+    params = {"model": "gemini/gemini-2.5-flash", "api_key": UPSTREAM_KEY}
+    params["api_base"] = f"http://127.0.0.1:{port}"
+    entry: dict[str, Any] = {"model_name": "bench-model", "params": params}
+    if dep_id:
+        entry["model_info"] = {"id": dep_id}
+    return entry
+
+
+def genroute(
+    ctx: Ctx,
+    name: str,
+    config: dict[str, Any],
+    key: str,
+    model: str = "bench-model",
+    env: dict[str, str] | None = None,
+) -> Target:
+    conf = write_config(name, config)
+    port, pid, start_s = start_genroute(ctx.procs, name, conf, ctx.args.cpus.target, env)
+    return Target(name, port, model, pid, key, start_s=start_s)
+
+
+@dataclass
+class Ctx:
+    """What every group needs: the run's arguments, processes, master key and upstream."""
+
+    args: argparse.Namespace
+    procs: Procs
+    key: str
+    direct: Target
+
+    @property
+    def ports(self) -> list[int]:
+        return list(self.args.upstream_ports)
+
+
+# ---------------------------------------------------------------- the groups
+
+
+def translated(ctx: Ctx, group: Group) -> list[Target]:
+    port = ctx.ports[0]
+    base = f"http://127.0.0.1:{port}/v1"
+    direct = Target("direct-openai", port, "gpt-4o-mini", ctx.direct.pgid, UPSTREAM_KEY, "openai")
+    direct.is_upstream = True
+    params = {"model": "openai/gpt-4o-mini", "api_key": UPSTREAM_KEY, "api_base": base}
+    config: dict[str, Any] = {"model_list": [{"model_name": "gpt-4o-mini", "params": params}]}
+    config["general_settings"] = {"master_key": ctx.key}
+    targets = [direct, genroute(ctx, "genroute-openai", config, ctx.key, "gpt-4o-mini")]
+    if ctx.args.litellm is None:
+        group.notes.append("LiteLLM left out (not installed or failed earlier in this run)")
+        return targets
+    lconf: dict[str, Any] = {
+        "model_list": [{"model_name": "gpt-4o-mini", "litellm_params": params}]
+    }
+    lconf |= {"litellm_settings": {"telemetry": False, "set_verbose": False}}
+    lconf["general_settings"] = {"master_key": ctx.key}
+    try:
+        lite = start_litellm(
+            ctx.procs,
+            "litellm-openai",
+            ctx.args.litellm,
+            write_config("litellm-openai", lconf),
+            ctx.args.cpus.target,
+        )
+    except BenchError as exc:
+        group.notes.append(f"LiteLLM left out: {str(exc).splitlines()[0]}")
+        return targets
+    lite.model, lite.key = "gpt-4o-mini", ctx.key
+    return [*targets, lite]
+
+
+def router(ctx: Ctx, group: Group) -> list[Target]:
+    master = {"master_key": ctx.key}
+    one = {"model_list": [gemini_entry(ctx.ports[0], "dep-a")], "general_settings": master}
+    three = {
+        "model_list": [
+            gemini_entry(port, dep)
+            for port, dep in zip(ctx.ports, ("dep-a", "dep-b", "dep-c"), strict=True)
+        ],
+        "router_settings": {"routing_strategy": "simple-shuffle"},
+        "general_settings": master,
+    }
+    return [
+        ctx.direct,
+        genroute(ctx, "router-1-deployment", one, ctx.key),
+        genroute(ctx, "router-3-deployments", three, ctx.key),
+    ]
+
+
+def pg(*cmd: str) -> subprocess.CompletedProcess[str]:
+    argv = [cmd[0], "-h", "127.0.0.1", "-U", "postgres", *cmd[1:]]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def virtual_key(target: Target, master: str) -> str:
+    body = json.dumps({"key_alias": f"bench-{target.name}"})
+    status, _, data = request(
+        target.port, "POST", "/key/generate", {"x-goog-api-key": master}, body
+    )
+    if status != 200:
+        raise BenchError(f"{target.name}: /key/generate returned {status}: {data[:300]!r}")
+    return str(json.loads(data)["key"])
+
+
+def keys(ctx: Ctx, group: Group) -> list[Target]:
+    model_list = [gemini_entry(ctx.ports[0])]
+    targets = [ctx.direct, genroute(ctx, "keys-open", {"model_list": model_list}, ctx.key)]
+    master = {"model_list": model_list, "general_settings": {"master_key": ctx.key}}
+    targets.append(genroute(ctx, "keys-master-sqlite", master, ctx.key))
+    vkey = genroute(ctx, "keys-vkey-sqlite", master, ctx.key)
+    vkey.key = virtual_key(vkey, ctx.key)
+    targets.append(vkey)
+    if shutil.which("createdb") is None:
+        group.notes.append("PostgreSQL left out: createdb not found")
+        return targets
+    pg("dropdb", "--if-exists", PG_DB)
+    made = pg("createdb", PG_DB)
+    if made.returncode != 0:
+        group.notes.append(f"PostgreSQL left out: createdb failed: {made.stderr.strip()[:200]}")
+        return targets
+    ctx.args.pg_created = True
+    general = {"master_key": ctx.key, "database_url": PG_URL}
+    target = genroute(
+        ctx, "keys-vkey-postgres", {"model_list": model_list, "general_settings": general}, ctx.key
+    )
+    target.key = virtual_key(target, ctx.key)
+    return [*targets, target]
+
+
+def observability(ctx: Ctx, group: Group) -> list[Target]:
+    model_list = [gemini_entry(ctx.ports[0])]
+    general = {"master_key": ctx.key}
+    on = {"logs": {"enabled": True, "format": "json"}, "metrics": {"enabled": True}}
+    on["tracing"] = {"enabled": True}
+    sink = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{ctx.ports[0]}/v1/traces"}
+    conf_on = {"model_list": model_list, "general_settings": general, "observability": on}
+    conf_off = {"model_list": model_list, "general_settings": general}
+    conf_off["observability"] = LEAN_OBSERVABILITY
+    conf_default = {"model_list": model_list, "general_settings": general}
+    conf_default["observability"] = {"tracing": {"enabled": False}}
+    return [
+        ctx.direct,
+        genroute(ctx, "obs-all-on", conf_on, ctx.key, env=sink),
+        genroute(ctx, "obs-no-tracing", conf_default, ctx.key),
+        genroute(ctx, "obs-all-off", conf_off, ctx.key),
+    ]
+
+
+# name: (title, how to start its targets, scenarios, the reference target)
+GROUPS: dict[str, tuple[str, Callable[[Ctx, Group], list[Target]], tuple[Any, ...], str]] = {
+    "translated": (
+        "Translated path: Gemini API in, OpenAI Chat Completions out",
+        translated,
+        BOTH,
+        "genroute-openai",
+    ),
+    "router": (
+        "Router: one deployment vs three with simple-shuffle",
+        router,
+        NON_STREAM,
+        "router-1-deployment",
+    ),
+    "keys": ("Keys and spend ledger", keys, NON_STREAM, "keys-master-sqlite"),
+    "observability": (
+        "Observability: logs + metrics + tracing on vs all off",
+        observability,
+        NON_STREAM,
+        "obs-all-off",
+    ),
+}
+DESCRIBE = {
+    "direct-openai": "wrk → fake `/v1/chat/completions` (no gateway)",
+    "genroute-openai": "genroute, `openai/gpt-4o-mini`, master key",
+    "litellm-openai": "LiteLLM, `openai/gpt-4o-mini`, master key, no DB",
+    "direct": "wrk → fake Gemini (no gateway)",
+    "router-1-deployment": "one deployment (`dep-a`)",
+    "router-3-deployments": "three deployments (`dep-a/b/c`, 3 upstream ports), simple-shuffle",
+    "keys-open": "no master key, no database: no governance",
+    "keys-master-sqlite": "master key only (→ SQLite ledger `genroute.db`)",
+    "keys-vkey-sqlite": "virtual key, SQLite ledger",
+    "keys-vkey-postgres": "virtual key, PostgreSQL ledger",
+    "obs-all-on": "JSON request log + /metrics + OTLP tracing to the fake's `/v1/traces`",
+    "obs-no-tracing": "JSON request log + /metrics, no tracing (the default without OTLP)",
+    "obs-all-off": "logs, metrics and tracing off (`genroute-lean`)",
+}
+
+
+# ---------------------------------------------------------------- checks
+
+
+def deployments_used(target: Target, tries: int = 30) -> dict[str, int]:
+    """Which `x-genroute-deployment` served each of `tries` calls."""
+    seen: dict[str, int] = {}
+    for _ in range(tries):
+        status, headers, _ = request(
+            target.port, "POST", target.path("generate"), target.headers(), target.body("generate")
+        )
+        dep = headers.get("x-genroute-deployment", "?") if status == 200 else f"HTTP {status}"
+        seen[dep] = seen.get(dep, 0) + 1
+    return seen
+
+
+def ledger_rows(target: Target, master: str) -> int | None:
+    """Calls in the spend ledger (GET /global/spend/report), None if it cannot be read."""
+    status, _, data = request(
+        target.port, "GET", "/global/spend/report?group_by=model", {"x-goog-api-key": master}
+    )
+    if status != 200:
+        return None
+    return sum(int(row.get("requests", 0)) for row in json.loads(data))
+
+
+def after_measuring(ctx: Ctx, group: Group, targets: list[Target], served: dict[str, int]) -> None:
+    """What each group checks once its load is done (every target is running again)."""
+    by_name = {t.name: t for t in targets}
+    if group.name == "keys":
+        time.sleep(2.5)  # the ledger is flushed every second
+        for name in ("keys-master-sqlite", "keys-vkey-sqlite", "keys-vkey-postgres"):
+            if name in by_name:
+                rows = ledger_rows(by_name[name], ctx.key)
+                group.notes.append(
+                    f"{name}: {rows if rows is not None else '?'} ledger rows for "
+                    f"{served.get(name, 0)} calls completed (by wrk, warm-ups included, and "
+                    "the checks; wrk does not count the calls it cuts off at the end of a run)"
+                )
+    if group.name == "observability" and "obs-all-on" in by_name:
+        on = by_name["obs-all-on"]
+        time.sleep(6)  # the span processor exports every 5 s
+        exports = upstream_paths(ctx.ports[0]).get("POST /v1/traces", 0)
+        status, _, data = request(on.port, "GET", "/metrics")
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in data.decode(errors="replace").splitlines()
+            if line.startswith("genroute_requests_total{")
+        )
+        lines = (LOGS / "obs-all-on.log").read_bytes().count(b"\n")
+        group.notes.append(
+            f"obs-all-on: {exports} OTLP exports received by the sink, /metrics ({status}) "
+            f"counted {counted:.0f} requests, {lines} log lines, for {served.get('obs-all-on', 0)} "
+            "calls completed"
+        )
+
+
+# ---------------------------------------------------------------- running a group
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rounds of one (target, mode, c)."""
+    first = runs[0]
+    row = {k: first[k] for k in ("target", "mode", "conns", "threads")}
+    seconds = sum(r["duration_us"] for r in runs) / 1e6
+    row |= {"rounds": len(runs), "requests": sum(r["requests"] for r in runs)}
+    row |= {"rps": row["requests"] / seconds, "errors": sum(r["errors"] for r in runs)}
+    for key in ("p50_us", "p90_us", "p99_us"):
+        row[key] = statistics.median(r[key] for r in runs)
+    row["p50_spread_us"] = max(r["p50_us"] for r in runs) - min(r["p50_us"] for r in runs)
+    for key in ("target_cpu_pct", "upstream_cpu_pct", "wrk_cpu_pct", "other_cpu_pct"):
+        row[key] = statistics.fmean(r[key] for r in runs)
+    return row
+
+
+def run_group(ctx: Ctx, name: str) -> Group:
+    title, start, scenarios, reference = GROUPS[name]
+    baseline = "direct-openai" if name == "translated" else "direct"
+    group = Group(name, title, baseline, reference)
+    started = len(ctx.procs.started)
+    print(f"\n== {name}: {title}")
+    try:
+        targets = start(ctx, group)
+        for target in targets:
+            verify(target, ctx.ports[0])
+            target.idle_rss_mib = tree_mib(target.pgid, "VmRSS")
+            print(f"verified {target.name:20} (upstream {target.upstream_paths})")
+        if name == "router":
+            for target in targets[1:]:
+                used = deployments_used(target)
+                group.notes.append(f"{target.name}: 30 check calls served by {used}")
+                if target.name.startswith("router-3") and len(used) < 2:
+                    raise BenchError(f"{target.name}: one deployment served every call: {used}")
+        served = {t.name: 2 for t in targets}
+        if name == "router":
+            served = {t.name: 32 for t in targets}
+        runs: list[dict[str, Any]] = []
+        durations = (ctx.args.feature_warmup, ctx.args.feature_duration)
+        for rnd in range(ctx.args.feature_rounds):
+            for mode, conns, threads in scenarios:
+                for target in targets:
+                    pause(targets, target)
+                    print(
+                        f"  r{rnd + 1} {target.name:20} {mode:8} c={conns:<3}", end="", flush=True
+                    )
+                    row = measure_run(
+                        target, mode, conns, threads, durations, ctx.args.cpus, ctx.direct.pgid
+                    )
+                    row["round"] = rnd + 1
+                    runs.append(row)
+                    served[target.name] += row["requests"] + row.get("warmup_requests", 0)
+                    print_row(row)
+        pause(targets, None)
+        after_measuring(ctx, group, targets, served)
+        group.runs = runs
+        keys_ = dict.fromkeys((r["target"], r["mode"], r["conns"]) for r in runs)
+        group.rows = [
+            aggregate([r for r in runs if (r["target"], r["mode"], r["conns"]) == k]) for k in keys_
+        ]
+        for target in targets:
+            target.peak_rss_mib = tree_mib(target.pgid, "VmHWM")
+            info = {k: v for k, v in vars(target).items() if k not in STRIP_ON_SAVE}
+            group.targets.append(info | {"describe": DESCRIBE.get(target.name, "")})
+        summarise(group)
+    finally:
+        ctx.procs.stop([p.pid for p in ctx.procs.started[started:]])
+        if name == "keys" and getattr(ctx.args, "pg_created", False):
+            pg("dropdb", "--if-exists", PG_DB)
+    return group
+
+
+def run_all(args: argparse.Namespace, procs: Procs, key: str, direct: Target) -> list[Group]:
+    ctx = Ctx(args, procs, key, direct)
+    groups = []
+    for name in args.feature_groups:
+        try:
+            groups.append(run_group(ctx, name))
+        except (BenchError, OSError, ValueError, KeyError) as exc:
+            print(f"feature group {name} failed: {exc}")
+            failed = Group(name, GROUPS[name][0], "", "")
+            failed.notes.append(f"⚠ not measured: {str(exc).splitlines()[0][:300]}")
+            groups.append(failed)
+    return groups
+
+
+# ---------------------------------------------------------------- report
+
+
+def _row(group: Group, target: str, mode: str, conns: int) -> dict[str, Any] | None:
+    return next(
+        (r for r in group.rows if (r["target"], r["mode"], r["conns"]) == (target, mode, conns)),
+        None,
+    )
+
+
+def added(group: Group, target: str, mode: str = "generate") -> float | None:
+    """p50 at c=1 over the group's direct baseline, in µs."""
+    row, base = _row(group, target, mode, 1), _row(group, group.baseline, mode, 1)
+    return row["p50_us"] - base["p50_us"] if row and base else None
+
+
+def rps(group: Group, target: str, mode: str = "generate") -> float | None:
+    row = _row(group, target, mode, 32)
+    return row["rps"] if row else None
+
+
+def _vs(group: Group, target: str, ref: str, limit_ms: float | None = None) -> str:
+    """`target` against `ref`: p50 at c=1 and req/s at c=32."""
+    a, b, ra, rb = added(group, target), added(group, ref), rps(group, target), rps(group, ref)
+    if a is None or b is None or ra is None or rb is None:
+        return f"{target} vs {ref}: not measured"
+    verdict = ""
+    if limit_ms is not None:
+        met = (a - b) / 1000 < limit_ms
+        verdict = f" (target < {limit_ms:g} ms: {'met' if met else '**not met**'})"
+    return (
+        f"{target} vs {ref}: p50 at c=1 {'+' if a >= b else ''}{ms(a - b)} ms{verdict}; "
+        f"req/s at c=32 {ra:.0f} vs {rb:.0f} ({100 * (ra / rb - 1):+.0f}%)"
+    )
+
+
+def summarise(group: Group) -> None:
+    out = group.summary
+    if group.name == "translated":
+        for mode in ("generate", "stream"):
+            g, lt = rps(group, "genroute-openai", mode), rps(group, "litellm-openai", mode)
+            if g and lt:
+                out.append(
+                    f"{mode}, req/s at c=32: genroute {g:.0f}, LiteLLM {lt:.0f}: "
+                    f"genroute/LiteLLM = **{g / lt:.1f}x**"
+                )
+            parts = []
+            for name in ("genroute-openai", "litellm-openai"):
+                row, add = _row(group, name, mode, 1), added(group, name, mode)
+                if row and add is not None:
+                    parts.append(
+                        f"{name} p50 {ms(row['p50_us'])} / p99 {ms(row['p99_us'])} ms, "
+                        f"+p50 over direct-openai {ms(add)} ms"
+                    )
+            if parts:
+                out.append(f"{mode}, c=1: " + "; ".join(parts))
+    elif group.name == "router":
+        out.append(_vs(group, "router-3-deployments", "router-1-deployment"))
+    elif group.name == "keys":
+        out.append(_vs(group, "keys-master-sqlite", "keys-open"))
+        for name in ("keys-vkey-sqlite", "keys-vkey-postgres"):
+            if _row(group, name, "generate", 1):
+                out.append(_vs(group, name, "keys-master-sqlite", 0.5))
+    elif group.name == "observability":
+        out.append(_vs(group, "obs-all-on", "obs-all-off", 0.3))
+        out.append(_vs(group, "obs-no-tracing", "obs-all-off"))
+
+
+def header(env: dict[str, str], args: argparse.Namespace) -> str:
+    """The top of results.md when only the feature suite ran."""
+    return (
+        f"# genroute benchmark (features only), {env['date']}\n\n"
+        f"- machine: {env['machine']}\n"
+        f"- versions: genroute {env['genroute']}, LiteLLM {env['litellm']}, wrk {env['wrk']}, "
+        f"Python {env['python']}\n"
+        f"- pinning: {args.cpus.describe()}; targets not being measured are paused (SIGSTOP)\n"
+    )
+
+
+def report(groups: list[Group], args: argparse.Namespace) -> str:
+    if not groups:
+        return ""
+    out = [
+        "",
+        "## Feature comparisons",
+        "",
+        f"Each group is started, checked (200 and the expected text), measured and stopped on "
+        f"its own. Runs of {args.feature_duration:g} s after a {args.feature_warmup:g} s warm-up, "
+        f"{args.feature_rounds} rounds with the targets alternating run by run; req/s is over "
+        "all rounds, p50/p99 the median of the rounds, `spread` the range of the rounds' p50. "
+        "`+p50` is over the group's own direct baseline in the same rounds; `Δp50` and "
+        "`req/s vs ref` compare with the group's reference target (in bold).",
+    ]
+    for group in groups:
+        out += ["", f"### {group.title}", ""]
+        if group.rows:
+            out.append(
+                "| target | setup | mode | c | req/s | p50 ms | p99 ms | +p50 ms | Δp50 ms "
+                "| req/s vs ref | spread ms | errors | CPU% target | CPU% other |"
+            )
+            out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for r in group.rows:
+            base = _row(group, group.baseline, r["mode"], r["conns"])
+            ref = _row(group, group.reference, r["mode"], r["conns"])
+            direct = r["target"] == group.baseline
+            add = "-" if direct or not base else ms(r["p50_us"] - base["p50_us"])
+            delta = "-" if direct or not ref or ref is r else ms(r["p50_us"] - ref["p50_us"])
+            versus = "-" if direct or not ref or ref is r else f"{100 * r['rps'] / ref['rps']:.0f}%"
+            name = f"**{r['target']}**" if r["target"] == group.reference else r["target"]
+            errors = f"**{r['errors']}** ⚠" if r["errors"] else "0"
+            out.append(
+                f"| {name} | {DESCRIBE.get(r['target'], '')} | {r['mode']} | {r['conns']} "
+                f"| {r['rps']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {add} | {delta} "
+                f"| {versus} | {ms(r['p50_spread_us'])} | {errors} | {r['target_cpu_pct']:.0f} "
+                f"| {r['other_cpu_pct']:.0f} |"
+            )
+        if group.targets:
+            paths = {
+                t["name"]: ", ".join(f"`{p}`" for p in t["upstream_paths"]) for t in group.targets
+            }
+            rss = ", ".join(
+                f"{t['name']} {t['idle_rss_mib']:.0f}/{t['peak_rss_mib']:.0f}"
+                for t in group.targets
+                if not t["is_upstream"]
+            )
+            out += ["", f"- idle/peak RSS MiB: {rss}"]
+            if group.name == "translated":
+                out += [f"- upstream paths of {name}: {p}" for name, p in paths.items() if p]
+        out += [f"- {line}" for line in group.summary]
+        out += [f"- {note}" for note in group.notes]
+    return "\n".join(out) + "\n"
