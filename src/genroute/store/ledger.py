@@ -30,6 +30,7 @@ log = logging.getLogger("genroute.ledger")
 
 DEFAULT_QUEUE = 50_000
 DEFAULT_BATCH = 1_000
+INSERT_SLICE = 100  # rows per INSERT statement
 
 
 @dataclass(slots=True)
@@ -121,7 +122,12 @@ async def write_batch(store: Store, records: list[SpendRecord]) -> Totals:
     """Insert the rows and add their cost to the totals, in one transaction."""
     totals = Totals.of(records)
     async with store.session.begin() as session:
-        await session.execute(insert(SpendLog), [asdict(r) for r in records])
+        # Rows go in slices: SQLAlchemy prepares each statement's parameters on the event
+        # loop's thread, so one statement of thousands of rows would stall every request.
+        for start in range(0, len(records), INSERT_SLICE):
+            rows = [asdict(r) for r in records[start : start + INSERT_SLICE]]
+            await session.execute(insert(SpendLog), rows)
+            await asyncio.sleep(0)
         for table, pk, amounts in (
             (VirtualKey, VirtualKey.token, totals.key),
             (Team, Team.team_id, totals.team),
