@@ -125,7 +125,7 @@ class RoutingStrategyArgs(_Strict):
 
 
 class RouterSettings(_Strict):
-    """How the Router picks, retries, cools down and falls back; see docs/router.md."""
+    """How the Router picks, retries, cools down and falls back; see the README, "Router"."""
 
     routing_strategy: RoutingStrategy = "simple-shuffle"
     routing_strategy_args: RoutingStrategyArgs = Field(default_factory=RoutingStrategyArgs)

@@ -9,7 +9,7 @@
     settings.py   the typed `observability:` config section
     core.py       `Observability`, which ties them to a Router hook and the HTTP edge
 
-See docs/observability.md.
+See the README, "Logging and observability".
 """
 
 from __future__ import annotations
