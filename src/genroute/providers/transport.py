@@ -12,6 +12,7 @@ import aiohttp
 
 from genroute.errors import GenrouteError, UpstreamTimeout, UpstreamUnavailable
 from genroute.http_pool import HttpPool
+from genroute.providers.base import DeploymentSpec
 from genroute.providers.observe import observed_post, observed_stream
 from genroute.sse import SSEDecoder
 
@@ -38,6 +39,19 @@ class JsonTransport:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 30))
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(stream_timeout, 30), sock_read=stream_timeout
+        )
+
+    @classmethod
+    def for_deployment(
+        cls, http: HttpPool, spec: DeploymentSpec, *, provider: str, map_error: ErrorMapper
+    ) -> JsonTransport:
+        """A transport with the deployment's `timeout` and `stream_timeout`."""
+        return cls(
+            http,
+            provider=provider,
+            timeout=spec.timeout,
+            stream_timeout=spec.stream_timeout,
+            map_error=map_error,
         )
 
     @observed_post

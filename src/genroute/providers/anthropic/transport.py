@@ -71,12 +71,8 @@ class AnthropicProvider:
             self._headers["x-api-key"] = key.strip()
         if spec.params.extra_headers:
             self._headers.update(spec.params.extra_headers)
-        self._transport = JsonTransport(
-            http,
-            provider=self.name,
-            timeout=spec.timeout,
-            stream_timeout=spec.stream_timeout,
-            map_error=map_error,
+        self._transport = JsonTransport.for_deployment(
+            http, spec, provider=self.name, map_error=map_error
         )
 
     async def generate(self, request: GenerateContentRequest) -> GenerateContentResponse:

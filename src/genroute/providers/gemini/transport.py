@@ -62,12 +62,8 @@ class GeminiProvider:
             self._headers["x-goog-api-key"] = key.strip()
         if spec.params.extra_headers:
             self._headers.update(spec.params.extra_headers)
-        self._transport = JsonTransport(
-            http,
-            provider=self.name,
-            timeout=spec.timeout,
-            stream_timeout=spec.stream_timeout,
-            map_error=translate.map_error,
+        self._transport = JsonTransport.for_deployment(
+            http, spec, provider=self.name, map_error=translate.map_error
         )
 
     async def _call(self, action: str, body: bytes, reply: type[T]) -> T:

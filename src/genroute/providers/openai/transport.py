@@ -62,12 +62,8 @@ class OpenAIProvider:
             ),
             renames=self._endpoint.renames,
         )
-        self._transport = JsonTransport(
-            http,
-            provider=self.name,
-            timeout=spec.timeout,
-            stream_timeout=spec.stream_timeout,
-            map_error=partial(map_error, provider=self.name),
+        self._transport = JsonTransport.for_deployment(
+            http, spec, provider=self.name, map_error=partial(map_error, provider=self.name)
         )
 
     def _chat(self, request: GenerateContentRequest, stream: bool) -> translate.ChatRequest:
