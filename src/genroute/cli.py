@@ -47,8 +47,9 @@ def _banner(config: Config, host: str, port: int, workers: int) -> None:
     console.print(_models_table(config))
     if any(e.params.model.startswith("demo/") for e in config.model_list):
         console.print(
-            "[yellow]No provider key found (GEMINI_API_KEY / GOOGLE_API_KEY): serving the "
-            "built-in 'demo' model, which is local and deterministic, not a real LLM.[/yellow]"
+            "[yellow]No provider key found (GEMINI_API_KEY, GOOGLE_API_KEY, OPENAI_API_KEY, "
+            "ANTHROPIC_API_KEY): serving the built-in 'demo' model, which is local and "
+            "deterministic, not a real LLM.[/yellow]"
         )
     if config.general_settings.master_key is None:
         console.print("[yellow]No master_key configured: every caller is accepted.[/yellow]")
