@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -55,6 +56,16 @@ def _banner(config: Config, host: str, port: int, workers: int) -> None:
         console.print("[yellow]No master_key configured: every caller is accepted.[/yellow]")
 
 
+def settle_heap() -> None:
+    """Once the app is built: move every object made so far out of the collector's sight
+    (`gc.freeze`) and collect the young generation less often. The startup heap (pydantic
+    schemas, SQLAlchemy, OpenTelemetry, ...) is large and lives for the whole process, and
+    re-scanning it on every full collection cost ~25 % of the CPU per request."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(7000, 20, 20)
+
+
 def app_from_env() -> object:
     """ASGI factory for worker processes: loads the config named by $GENROUTE_CONFIG."""
     from genroute.server import create_app
@@ -64,7 +75,9 @@ def app_from_env() -> object:
         from genroute.observability.logs import json_python_logs
 
         json_python_logs()
-    return create_app(config)
+    app = create_app(config)
+    settle_heap()
+    return app
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -103,7 +116,9 @@ def serve(args: argparse.Namespace) -> int:
     else:
         from genroute.server import create_app
 
-        uvicorn.run(create_app(config), **common)
+        app = create_app(config)
+        settle_heap()
+        uvicorn.run(app, **common)
     return 0
 
 
