@@ -6,7 +6,8 @@ the provider's own `map_error` turns its error bodies into Google-shaped ones.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import aiohttp
 
@@ -54,28 +55,34 @@ class JsonTransport:
             map_error=map_error,
         )
 
+    @contextmanager
+    def _failures(self, timed_out: str, broke: str) -> Iterator[None]:
+        """Timeouts and connection errors as genroute errors; mapped errors pass as they are."""
+        try:
+            yield
+        except GenrouteError:
+            raise
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{self._provider} {timed_out}", provider=self._provider
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"{self._provider} {broke}: {type(exc).__name__}: {exc}", provider=self._provider
+            ) from None
+
     @observed_post
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> bytes:
         """The body of a 200 reply; any other status raises the mapped error."""
         session = self._http.session(url)
-        try:
+        with self._failures(
+            f"upstream did not answer within {self._timeout_s:g}s", "upstream unreachable"
+        ):
             async with session.post(url, data=body, headers=headers, timeout=self._timeout) as resp:
                 data = await resp.read()
                 if resp.status != 200:
                     raise self._map_error(resp.status, data, resp.headers)
                 return data
-        except GenrouteError:
-            raise
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"{self._provider} upstream did not answer within {self._timeout_s:g}s",
-                provider=self._provider,
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"{self._provider} upstream unreachable: {type(exc).__name__}: {exc}",
-                provider=self._provider,
-            ) from None
 
     @observed_stream
     async def stream(
@@ -83,7 +90,9 @@ class JsonTransport:
     ) -> AsyncIterator[bytes]:
         """The `data` payload of each SSE event, as the upstream sends them."""
         session = self._http.session(url)
-        try:
+        with self._failures(
+            f"upstream stream stalled for {self._stream_timeout_s:g}s", "upstream stream broke"
+        ):
             async with session.post(
                 url, data=body, headers=headers, timeout=self._stream_timeout
             ) as resp:
@@ -95,15 +104,3 @@ class JsonTransport:
                         yield payload
                 for payload in decoder.flush():
                     yield payload
-        except GenrouteError:
-            raise
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"{self._provider} upstream stream stalled for {self._stream_timeout_s:g}s",
-                provider=self._provider,
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                f"{self._provider} upstream stream broke: {type(exc).__name__}: {exc}",
-                provider=self._provider,
-            ) from None
