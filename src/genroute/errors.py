@@ -1,23 +1,60 @@
-"""genroute's exception tree, and its mapping to Google's error JSON.
+"""genroute's exception tree, its failure reasons, and its mapping to Google's error JSON.
 
-    GenrouteError                 code, status, message, details, retry_after, provider
-    ├── InvalidRequest            400 INVALID_ARGUMENT   (names the bad field)
-    ├── Unauthenticated           401 UNAUTHENTICATED
-    ├── PermissionDenied          403 PERMISSION_DENIED
-    ├── NotFound                  404 NOT_FOUND
-    ├── PayloadTooLarge           413 INVALID_ARGUMENT
-    ├── RateLimited               429 RESOURCE_EXHAUSTED (with RetryInfo)
-    └── UpstreamError             an upstream's own code and status, passed on
-        ├── UpstreamTimeout       504 DEADLINE_EXCEEDED
-        └── UpstreamUnavailable   503 UNAVAILABLE (connection refused, reset, ...)
+    GenrouteError                   code, status, message, details, retry_after, provider, reason
+    ├── ConfigError                 the configuration is invalid (start-up; names the key)
+    ├── InvalidRequest              400 INVALID_ARGUMENT   (names the bad field)
+    │   └── PayloadTooLarge         413 INVALID_ARGUMENT
+    ├── Unauthenticated             401 UNAUTHENTICATED
+    ├── PermissionDenied            403 PERMISSION_DENIED
+    ├── NotFound                    404 NOT_FOUND
+    ├── StoreError                  a management request the store refuses (400, 404, 409)
+    ├── RateLimited                 429 RESOURCE_EXHAUSTED (with RetryInfo)
+    │   └── GroupRateLimited        every deployment of a group is at a cap or rate limited
+    ├── GroupUnavailable            503 UNAVAILABLE: every deployment of a group cooling down
+    ├── ServiceUnavailable          503 UNAVAILABLE: a store or cache genroute needs is down
+    └── UpstreamError               an upstream's own code and status, passed on
+        ├── UpstreamTimeout         504 DEADLINE_EXCEEDED
+        ├── UpstreamUnavailable     503 UNAVAILABLE (connection refused, reset, ...)
+        └── UpstreamMalformed       502 UNAVAILABLE (an answer that is not the API's shape)
 
-Inside genroute code raises these; only the HTTP edge turns them into JSON bodies.
+Every error carries a `FailureReason`. Provider error mappers set it from what the upstream
+said (its status, its error code, its message); retries, cooldowns and fallbacks switch on
+it and never on message text. Inside genroute code raises these; only the HTTP edge turns
+them into JSON bodies.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import Any
+
+__all__ = [
+    "STATUS_BY_CODE",
+    "ConfigError",
+    "FailureReason",
+    "GenrouteError",
+    "GroupRateLimited",
+    "GroupUnavailable",
+    "InvalidRequest",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
+    "ServiceUnavailable",
+    "StoreError",
+    "Unauthenticated",
+    "UpstreamError",
+    "UpstreamMalformed",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "cancelled",
+    "parse_retry_after",
+    "parse_retry_delay",
+    "reason_for_code",
+    "retry_delay_text",
+    "status_for",
+]
 
 STATUS_BY_CODE: dict[int, str] = {
     400: "INVALID_ARGUMENT",
@@ -38,6 +75,79 @@ STATUS_BY_CODE: dict[int, str] = {
 }
 
 
+class FailureReason(enum.Enum):
+    """Why a call failed, as routing, logs and metrics tell failures apart.
+
+    reason           retried  cools down  falls back through
+    RATE_LIMIT       yes      yes         fallbacks / default_fallbacks
+    OVERLOADED       yes      yes         fallbacks / default_fallbacks
+    TIMEOUT          yes      yes         fallbacks / default_fallbacks
+    UNREACHABLE      yes      yes         fallbacks / default_fallbacks
+    UPSTREAM_5XX     yes      yes         fallbacks / default_fallbacks
+    MALFORMED        yes      yes         fallbacks / default_fallbacks
+    AUTH             no       yes         fallbacks / default_fallbacks  (our key upstream)
+    NOT_FOUND        no       yes         fallbacks / default_fallbacks  (the upstream model)
+    CONTEXT_WINDOW   no       no          context_window_fallbacks
+    CONTENT_POLICY   no       no          content_policy_fallbacks
+    NO_DEPLOYMENT    no       no          fallbacks / default_fallbacks  (all cooling/capped)
+    BAD_REQUEST      no       no          (nothing: the request itself is wrong)
+    DENIED           no       no          (nothing: genroute refused the caller's key)
+    CANCELLED        no       no          (nothing: the client went away)
+    INTERNAL         no       no          (nothing: a bug in genroute)
+    """
+
+    RATE_LIMIT = "rate_limit"
+    OVERLOADED = "overloaded"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    UPSTREAM_5XX = "upstream_5xx"
+    MALFORMED = "malformed"
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    CONTEXT_WINDOW = "context_window"
+    CONTENT_POLICY = "content_policy"
+    NO_DEPLOYMENT = "no_deployment"
+    BAD_REQUEST = "bad_request"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another attempt in the same group."""
+        return self in _RETRYABLE
+
+    @property
+    def cools_down(self) -> bool:
+        """Counts towards the deployment's cooldown."""
+        return self in _RETRYABLE or self in (FailureReason.AUTH, FailureReason.NOT_FOUND)
+
+    @property
+    def falls_back(self) -> bool:
+        """Worth trying another group."""
+        return self not in _FINAL
+
+
+_RETRYABLE = frozenset(
+    {
+        FailureReason.RATE_LIMIT,
+        FailureReason.OVERLOADED,
+        FailureReason.TIMEOUT,
+        FailureReason.UNREACHABLE,
+        FailureReason.UPSTREAM_5XX,
+        FailureReason.MALFORMED,
+    }
+)
+_FINAL = frozenset(
+    {
+        FailureReason.BAD_REQUEST,
+        FailureReason.DENIED,
+        FailureReason.CANCELLED,
+        FailureReason.INTERNAL,
+    }
+)
+
+
 def status_for(code: int) -> str:
     """The google.rpc status name that fits an HTTP code."""
     if code in STATUS_BY_CODE:
@@ -45,6 +155,25 @@ def status_for(code: int) -> str:
     if 400 <= code < 500:
         return "FAILED_PRECONDITION"
     return "UNKNOWN" if code < 500 else "INTERNAL"
+
+
+def reason_for_code(code: int) -> FailureReason:
+    """The failure reason an HTTP status means when nothing more specific is known."""
+    if code == 429:
+        return FailureReason.RATE_LIMIT
+    if code in (408, 504):
+        return FailureReason.TIMEOUT
+    if code in (503, 529):
+        return FailureReason.OVERLOADED
+    if code in (401, 403):
+        return FailureReason.AUTH
+    if code == 404:
+        return FailureReason.NOT_FOUND
+    if code == 499:
+        return FailureReason.CANCELLED
+    if 400 <= code < 500:
+        return FailureReason.BAD_REQUEST
+    return FailureReason.UPSTREAM_5XX
 
 
 def retry_delay_text(seconds: float) -> str:
@@ -59,6 +188,7 @@ class GenrouteError(Exception):
 
     code: int = 500
     status: str = "INTERNAL"
+    default_reason: FailureReason = FailureReason.INTERNAL
 
     def __init__(
         self,
@@ -69,6 +199,7 @@ class GenrouteError(Exception):
         details: list[dict[str, Any]] | None = None,
         retry_after: float | None = None,
         provider: str | None = None,
+        reason: FailureReason | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -81,6 +212,10 @@ class GenrouteError(Exception):
         self.details = list(details) if details else []
         self.retry_after = retry_after
         self.provider = provider
+        self.reason = reason or self._reason_from_code(code)
+
+    def _reason_from_code(self, code: int | None) -> FailureReason:
+        return self.default_reason if code is None else reason_for_code(code)
 
     def to_body(self) -> dict[str, Any]:
         """Google's error JSON: `{"error": {"code", "message", "status", "details"?}}`."""
@@ -109,11 +244,31 @@ class GenrouteError(Exception):
         return f"{type(self).__name__}({self.code} {self.status}: {self.message!r})"
 
 
+class ConfigError(GenrouteError):
+    """The configuration is invalid; the message names the key and its place."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message, code=500, status="FAILED_PRECONDITION", reason=FailureReason.INTERNAL
+        )
+
+
 class InvalidRequest(GenrouteError):
     """The request is malformed or a field has the wrong type or value."""
 
     code = 400
     status = "INVALID_ARGUMENT"
+    default_reason = FailureReason.BAD_REQUEST
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is over the configured limit."""
+
+    code = 413
+    status = "INVALID_ARGUMENT"
+
+    def _reason_from_code(self, code: int | None) -> FailureReason:
+        return FailureReason.BAD_REQUEST
 
 
 class Unauthenticated(GenrouteError):
@@ -121,6 +276,7 @@ class Unauthenticated(GenrouteError):
 
     code = 401
     status = "UNAUTHENTICATED"
+    default_reason = FailureReason.DENIED
 
 
 class PermissionDenied(GenrouteError):
@@ -128,6 +284,7 @@ class PermissionDenied(GenrouteError):
 
     code = 403
     status = "PERMISSION_DENIED"
+    default_reason = FailureReason.DENIED
 
 
 class NotFound(GenrouteError):
@@ -135,13 +292,16 @@ class NotFound(GenrouteError):
 
     code = 404
     status = "NOT_FOUND"
+    default_reason = FailureReason.BAD_REQUEST
 
 
-class PayloadTooLarge(GenrouteError):
-    """The request body is over the configured limit."""
+class StoreError(GenrouteError):
+    """A management request the store refuses (unknown row, duplicate alias...)."""
 
-    code = 413
-    status = "INVALID_ARGUMENT"
+    default_reason = FailureReason.BAD_REQUEST
+
+    def __init__(self, message: str, code: int = 400) -> None:
+        super().__init__(message, code=code, reason=FailureReason.BAD_REQUEST)
 
 
 class RateLimited(GenrouteError):
@@ -149,6 +309,38 @@ class RateLimited(GenrouteError):
 
     code = 429
     status = "RESOURCE_EXHAUSTED"
+    default_reason = FailureReason.RATE_LIMIT
+
+
+class GroupRateLimited(RateLimited):
+    """Every deployment of a group is at its rpm/tpm cap or cooling after rate limits (429)."""
+
+    default_reason = FailureReason.NO_DEPLOYMENT
+
+    def _reason_from_code(self, code: int | None) -> FailureReason:
+        return FailureReason.NO_DEPLOYMENT
+
+
+class GroupUnavailable(GenrouteError):
+    """Every deployment of a group is cooling down after failures (503 UNAVAILABLE)."""
+
+    code = 503
+    status = "UNAVAILABLE"
+    default_reason = FailureReason.NO_DEPLOYMENT
+
+    def _reason_from_code(self, code: int | None) -> FailureReason:
+        return FailureReason.NO_DEPLOYMENT
+
+
+class ServiceUnavailable(GenrouteError):
+    """A store or cache genroute needs for this call cannot be reached (503, retry later)."""
+
+    code = 503
+    status = "UNAVAILABLE"
+    default_reason = FailureReason.INTERNAL
+
+    def _reason_from_code(self, code: int | None) -> FailureReason:
+        return FailureReason.INTERNAL
 
 
 class UpstreamError(GenrouteError):
@@ -156,6 +348,7 @@ class UpstreamError(GenrouteError):
 
     code = 502
     status = "UNAVAILABLE"
+    default_reason = FailureReason.UPSTREAM_5XX
 
 
 class UpstreamTimeout(UpstreamError):
@@ -163,6 +356,10 @@ class UpstreamTimeout(UpstreamError):
 
     code = 504
     status = "DEADLINE_EXCEEDED"
+    default_reason = FailureReason.TIMEOUT
+
+    def _reason_from_code(self, code: int | None) -> FailureReason:
+        return FailureReason.TIMEOUT
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -170,6 +367,26 @@ class UpstreamUnavailable(UpstreamError):
 
     code = 503
     status = "UNAVAILABLE"
+    default_reason = FailureReason.UNREACHABLE
+
+    def _reason_from_code(self, code: int | None) -> FailureReason:
+        return FailureReason.UNREACHABLE
+
+
+class UpstreamMalformed(UpstreamError):
+    """The upstream answered 200 with something that is not its API's shape."""
+
+    code = 502
+    status = "UNAVAILABLE"
+    default_reason = FailureReason.MALFORMED
+
+    def _reason_from_code(self, code: int | None) -> FailureReason:
+        return FailureReason.MALFORMED
+
+
+def cancelled(message: str = "the client went away before the call ended") -> GenrouteError:
+    """What a call the client abandoned is recorded as (499 CANCELLED)."""
+    return GenrouteError(message, code=499, reason=FailureReason.CANCELLED)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -180,7 +397,7 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if seconds >= 0 and math.isfinite(seconds) else None
 
 
 def parse_retry_delay(details: list[dict[str, Any]]) -> float | None:
@@ -192,7 +409,8 @@ def parse_retry_delay(details: list[dict[str, Any]]) -> float | None:
             delay = detail.get("retryDelay")
             if isinstance(delay, str) and delay.endswith("s"):
                 try:
-                    return float(delay[:-1])
+                    seconds = float(delay[:-1])
                 except ValueError:
                     return None
+                return seconds if seconds >= 0 and math.isfinite(seconds) else None
     return None

@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from genroute.config import config_from_data
 from genroute.observability import Observability
-from genroute.observability.settings import tracing_wanted
+from genroute.config.observability import tracing_wanted
 from genroute.observability.tracing import Tracing
 from genroute.router import Router
 from genroute.server.app import GatewayApp

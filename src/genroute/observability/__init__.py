@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from genroute.observability.callbacks import Callback
     from genroute.observability.core import Observability, ObservabilityHook
     from genroute.observability.records import CallRecord
-    from genroute.observability.settings import ObservabilitySettings
+    from genroute.config.observability import ObservabilitySettings
 
 __all__ = ["CallRecord", "Callback", "Observability", "ObservabilityHook", "ObservabilitySettings"]
 

@@ -27,7 +27,7 @@ from genroute.observability.callbacks import Dispatcher, Sink, load_object
 from genroute.observability.logs import RequestLog
 from genroute.observability.metrics import CooldownSource, Metrics
 from genroute.observability.records import Redactor, build_record, contents_text, finish_context
-from genroute.observability.settings import (
+from genroute.config.observability import (
     JsonlCallback,
     ObjectCallback,
     ObservabilitySettings,

@@ -22,7 +22,7 @@ from typing import IO
 import orjson
 
 from genroute.observability.records import CallRecord
-from genroute.observability.settings import LogSettings
+from genroute.config.observability import LogSettings
 
 log = logging.getLogger("genroute.observability")
 

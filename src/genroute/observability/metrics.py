@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 
 from genroute.context import CallContext
-from genroute.observability.settings import MetricsSettings
+from genroute.config.observability import MetricsSettings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"

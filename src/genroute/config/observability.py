@@ -9,8 +9,7 @@
       callback_queue_size: 1000
 
 `litellm_settings.json_logs`, `callbacks`, `success_callback`, `failure_callback` and
-`turn_off_message_logging` are read too (see `genroute.config`). This module imports nothing
-from the rest of genroute, so `genroute.config` can use it.
+`turn_off_message_logging` are read too (see `genroute.config.general`).
 """
 
 from __future__ import annotations

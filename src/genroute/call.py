@@ -1,0 +1,208 @@
+"""One call through the pipeline, and the interface every layer and every provider implements.
+
+`Call` says who is calling, for which model and operation, and by when. It is immutable:
+a layer that needs to tell the layers inside it something (the observer of upstream
+requests, say) passes them a copy made with `Call.with_upstream`. What a layer learns
+about the call it writes on the one record it owns, which outer layers read afterwards:
+
+    call.route   RouteRecord   written by the Router: group, deployment, attempts, fallbacks
+    call.meter   Meter         written by the metering layer: usage, finish reason, cost
+
+`ModelAPI` is the Gemini model API as five methods. Providers implement it for one
+deployment; the Router implements it for every model group; each pipeline layer
+(observed, governed, metered) implements it by wrapping the next one.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    BatchEmbedContentsResponse,
+    CountTokensRequest,
+    CountTokensResponse,
+    EmbedContentRequest,
+    EmbedContentResponse,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    UsageMetadata,
+)
+
+__all__ = [
+    "ANONYMOUS",
+    "Attempt",
+    "Call",
+    "Caller",
+    "Meter",
+    "ModelAPI",
+    "Operation",
+    "RouteRecord",
+    "UpstreamObserver",
+    "new_request_id",
+]
+
+#: Wraps one upstream HTTP request (timing it, a trace span) and yields headers to add to
+#: it (`traceparent`). Set by the observability layer; None when nothing observes.
+UpstreamObserver = Callable[[str], AbstractContextManager[Mapping[str, str]]]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def new_request_id() -> str:
+    """A random 32-hex-digit id (not a secret: `random`, no system call per request)."""
+    return f"{random.getrandbits(128):032x}"
+
+
+class Operation(enum.Enum):
+    """The five operations of the model API, named as the Gemini API names its methods."""
+
+    GENERATE = "generateContent"
+    STREAM = "streamGenerateContent"
+    COUNT_TOKENS = "countTokens"
+    EMBED = "embedContent"
+    BATCH_EMBED = "batchEmbedContents"
+
+    @property
+    def generates(self) -> bool:
+        """Whether the operation produces model output (generateContent or its stream)."""
+        return self in (Operation.GENERATE, Operation.STREAM)
+
+    @property
+    def embeds(self) -> bool:
+        """Whether the operation produces embeddings."""
+        return self in (Operation.EMBED, Operation.BATCH_EMBED)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the key (its hash, never the key), its team and user, the end user."""
+
+    key_hash: str | None = None
+    key_alias: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    end_user: str | None = None
+    metadata: Mapping[str, Any] = _EMPTY
+
+
+ANONYMOUS = Caller()
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of a call on one deployment (perf_counter times)."""
+
+    model_group: str
+    deployment_id: str
+    provider: str
+    started: float
+    ended: float | None = None
+    error_code: int | None = None
+    error_status: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when this attempt served the call (or is still serving a stream)."""
+        return self.error_code is None
+
+
+@dataclass(slots=True)
+class RouteRecord:
+    """Where a call went; written by the Router only."""
+
+    group: str | None = None
+    deployment_id: str | None = None
+    provider: str | None = None
+    provider_model: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)  # groups tried after the first
+    upstream_seconds: float = 0.0
+
+    @property
+    def routed(self) -> bool:
+        """Whether at least one deployment was tried."""
+        return bool(self.attempts)
+
+
+@dataclass(slots=True)
+class Meter:
+    """What came back and what it cost; written by the metering layer only."""
+
+    usage: UsageMetadata | None = None
+    finish_reason: str | None = None
+    response_model: str | None = None
+    first_chunk_at: float | None = None  # perf_counter time of a stream's first chunk
+    output_chars: int = 0  # text characters generated (for estimating a stream's usage)
+    input_tokens: int | None = None  # embeddings: tokens embedded (reported or estimated)
+    cost: float | None = None
+    cost_estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call: who, which model, which operation, by when; and the records layers write."""
+
+    operation: Operation
+    model: str  # the model name the client asked for, without `models/`
+    caller: Caller = ANONYMOUS
+    request_id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.perf_counter)
+    deadline: float | None = None  # perf_counter time after which no upstream is tried
+    trace_headers: tuple[tuple[str, str], ...] = ()  # incoming traceparent / tracestate
+    upstream: UpstreamObserver | None = None
+    route: RouteRecord = field(default_factory=RouteRecord)
+    meter: Meter = field(default_factory=Meter)
+
+    @property
+    def stream(self) -> bool:
+        """Whether this is a streamed generateContent."""
+        return self.operation is Operation.STREAM
+
+    def with_upstream(self, observer: UpstreamObserver | None) -> Call:
+        """This call, for the layers inside: with `observer` around each upstream request."""
+        return replace(self, upstream=observer)
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Seconds left before the deadline (None without one; never below 0)."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - (time.perf_counter() if now is None else now))
+
+
+class ModelAPI(Protocol):
+    """The Gemini model API: what a provider, the Router and every pipeline layer serve."""
+
+    async def generate(
+        self, call: Call, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
+        """One whole response."""
+        ...
+
+    def stream(
+        self, call: Call, request: GenerateContentRequest
+    ) -> AsyncIterator[GenerateContentResponse]:
+        """The response as chunks, as they arrive."""
+        ...
+
+    async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
+        """The token count of a request's contents."""
+        ...
+
+    async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
+        """One embedding."""
+        ...
+
+    async def batch_embed(
+        self, call: Call, request: BatchEmbedContentsRequest
+    ) -> BatchEmbedContentsResponse:
+        """One embedding per inner request, in order."""
+        ...

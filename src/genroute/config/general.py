@@ -1,0 +1,50 @@
+"""`general_settings` (master key, storage, request limits) and `litellm_settings`."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from genroute.config.base import Strict
+from genroute.config.observability import CallbackRefs
+
+__all__ = ["DEFAULT_MAX_REQUEST_MB", "GeneralSettings", "LitellmSettings"]
+
+DEFAULT_MAX_REQUEST_MB = 32.0
+
+
+class GeneralSettings(Strict):
+    """Gateway-wide settings: the master key, storage and request limits."""
+
+    master_key: str | None = Field(default=None, repr=False)
+    database_url: str | None = Field(default=None, repr=False)
+    redis_url: str | None = Field(default=None, repr=False)
+    spend_flush_interval: float = Field(default=1.0, gt=0)
+    key_cache_ttl: float = Field(default=2.0, ge=0)
+    max_request_size_mb: float = Field(default=DEFAULT_MAX_REQUEST_MB, gt=0)
+    end_user_header: str = "x-genroute-end-user"
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("master_key must not be empty")
+        return value
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The body size limit in bytes."""
+        return int(self.max_request_size_mb * 1024 * 1024)
+
+
+class LitellmSettings(Strict):
+    """The part of LiteLLM's `litellm_settings` that genroute honours."""
+
+    request_timeout: float | None = Field(default=None, gt=0)
+    set_verbose: bool = False
+    drop_params: bool | None = None
+    # Observability (genroute.observability): JSON request logs and callbacks.
+    json_logs: bool | None = None
+    turn_off_message_logging: bool | None = None
+    callbacks: CallbackRefs = Field(default_factory=list)
+    success_callback: CallbackRefs = Field(default_factory=list)
+    failure_callback: CallbackRefs = Field(default_factory=list)
