@@ -32,11 +32,8 @@ class WireModel(BaseModel):
 def dump_json(obj: WireModel) -> bytes:
     """Serialise a wire object to compact JSON bytes, camelCase, without None fields.
 
-    An object that carries the exact upstream JSON it was parsed from (`_raw`) is sent as
-    those bytes."""
-    raw: bytes | None = getattr(obj, "_raw", None)
-    if raw is not None:
-        return raw
+    Unknown fields an upstream sent are kept and written back, so a Gemini response
+    passes through without loss, and any edit made to it on the way is written too."""
     return obj.__pydantic_serializer__.to_json(obj, by_alias=True, exclude_none=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import PrivateAttr
+
 from genroute.wire.base import WireModel
 from genroute.wire.content import Content
 
@@ -26,6 +28,8 @@ class EmbedContentResponse(WireModel):
     """The reply of `:embedContent`."""
 
     embedding: ContentEmbedding
+    # Tokens embedded, when the upstream says (OpenAI does, Gemini does not); never sent on.
+    _input_tokens: int | None = PrivateAttr(default=None)
 
 
 class BatchEmbedContentsRequest(WireModel):
@@ -38,3 +42,5 @@ class BatchEmbedContentsResponse(WireModel):
     """The reply of `:batchEmbedContents`, one embedding per request, in order."""
 
     embeddings: list[ContentEmbedding]
+    # Tokens embedded over every request, when the upstream says; never sent on.
+    _input_tokens: int | None = PrivateAttr(default=None)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
-
-from pydantic import PrivateAttr
 
 from genroute.wire.base import WireModel
 from genroute.wire.content import Content
@@ -91,24 +88,6 @@ class GenerateContentResponse(WireModel):
     response_id: str | None = None
     create_time: str | None = None
     model_status: dict[str, Any] | None = None
-    # The upstream's exact JSON when this object was parsed from a Gemini upstream and not
-    # changed since: the edge sends it as is (lossless, and no re-encoding on the hot path).
-    # Code that changes a response must build a new one (model_copy drops this).
-    _raw: bytes | None = PrivateAttr(default=None)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name != "_raw" and self.__pydantic_private__:
-            self.__pydantic_private__["_raw"] = None
-        super().__setattr__(name, value)
-
-    def model_copy(
-        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
-    ) -> GenerateContentResponse:
-        """A copy; with `update`, it no longer stands for the upstream's exact bytes."""
-        copy = super().model_copy(update=update, deep=deep)
-        if update:
-            copy._raw = None
-        return copy
 
     @property
     def text(self) -> str:
