@@ -1,13 +1,15 @@
 """genroute: call any LLM through Google's Gemini generateContent API.
 
-The SDK functions take the `google.genai.types` objects people already use and return
-`google.genai.types.GenerateContentResponse`; `Router` serves several model groups.
+`Client` and the module-level functions take the `google.genai.types` objects people
+already use and return `google.genai.types` responses; `Router` routes wire-model calls
+over model groups; every error is a `GenrouteError`. See docs/sdk.md.
 """
 
 from genroute._version import __version__
 from genroute.errors import GenrouteError
-from genroute.router import Router
+from genroute.routing import Router
 from genroute.sdk import (
+    Client,
     agenerate_content,
     agenerate_content_stream,
     generate_content,
@@ -16,6 +18,7 @@ from genroute.sdk import (
 )
 
 __all__ = [
+    "Client",
     "GenrouteError",
     "Router",
     "__version__",

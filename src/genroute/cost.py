@@ -213,6 +213,11 @@ def _text_chars(contents: list[Content]) -> int:
     return sum(len(p.text or "") for c in contents for p in c.parts or [])
 
 
+def text_tokens(contents: list[Content]) -> int:
+    """An estimate of the tokens in the text of some contents (4 characters a token, >= 1)."""
+    return max(1, -(-_text_chars(contents) // CHARS_PER_TOKEN))
+
+
 def estimate_usage(request: GenerateContentRequest, output_chars: int) -> UsageMetadata:
     """A rough usage (4 characters a token) for a stream that ended without one."""
     prompt_chars = _text_chars(request.contents)

@@ -49,6 +49,7 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "cancelled",
+    "outcome",
     "parse_retry_after",
     "parse_retry_delay",
     "reason_for_code",
@@ -387,6 +388,19 @@ class UpstreamMalformed(UpstreamError):
 def cancelled(message: str = "the client went away before the call ended") -> GenrouteError:
     """What a call the client abandoned is recorded as (499 CANCELLED)."""
     return GenrouteError(message, code=499, reason=FailureReason.CANCELLED)
+
+
+def outcome(error: BaseException | None) -> tuple[int, str | None, str | None]:
+    """(HTTP status, google.rpc status, message) a call that ended with `error` is recorded
+    with: 200 for none, the error's own for a GenrouteError, 499 for a client that went
+    away (cancellation, a closed stream, a dropped connection), else 500."""
+    if error is None:
+        return 200, None, None
+    if isinstance(error, GenrouteError):
+        return error.code, error.status, error.message
+    if isinstance(error, ConnectionError | GeneratorExit) or not isinstance(error, Exception):
+        return 499, status_for(499), "the client went away"
+    return 500, status_for(500), f"internal error: {type(error).__name__}"
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -79,13 +79,19 @@ class MetricsSettings(_Strict):
 
     enabled: bool = True
     require_auth: bool = False
-    label_limits: dict[Literal["key_alias", "end_user", "team_id", "model_group"], int] = Field(
-        default_factory=dict
-    )
+    label_limits: dict[
+        Literal["key_alias", "end_user", "team_id", "model_group", "deployment"], int
+    ] = Field(default_factory=dict)
 
     def limit(self, label: str) -> int:
         """How many distinct values a label keeps before the rest become `other`."""
-        defaults = {"key_alias": 50, "end_user": 50, "team_id": 50, "model_group": 200}
+        defaults = {
+            "key_alias": 50,
+            "end_user": 50,
+            "team_id": 50,
+            "model_group": 200,
+            "deployment": 200,
+        }
         return self.label_limits.get(label, defaults.get(label, 50))  # type: ignore[call-overload]
 
 

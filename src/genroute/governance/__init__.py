@@ -1,4 +1,9 @@
-"""Virtual keys, teams and end users; budgets, rate limits and cost; the spend ledger hook.
+"""Virtual keys, teams and end users; budgets, rate limits and the spend ledger.
+
+    service.py  Governance: authentication, admission and settlement of calls
+    layer.py    Governed: the pipeline layer that admits and settles every operation
+    cache.py    a short-TTL cache of key, team and end-user rows, and unwritten spend
+    limits.py   rpm/tpm/parallel limits in memory or in Redis
 
 `build_governance(config)` is None when neither a master key nor a database is configured
 (the gateway is then open, as without this package). Otherwise the store is the configured
@@ -11,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from genroute.config import Config
-from genroute.cost import pricer_for
-from genroute.governance.hook import Governance, model_allowed
+from genroute.governance.layer import Governed
 from genroute.governance.limits import LimitCheck, Limiter, MemoryLimiter, RedisLimiter
+from genroute.governance.service import Admission, Governance, model_allowed
 from genroute.store import Store, default_url
 
 
@@ -48,7 +53,6 @@ def build_governance(config: Config) -> Governance | None:
     settings = config.general_settings
     return Governance(
         Store(url),
-        pricer=pricer_for(config.model_list),
         master_key=settings.master_key,
         limiter=limiter,
         redis=redis,
@@ -58,7 +62,9 @@ def build_governance(config: Config) -> Governance | None:
 
 
 __all__ = [
+    "Admission",
     "Governance",
+    "Governed",
     "LimitCheck",
     "Limiter",
     "MemoryLimiter",

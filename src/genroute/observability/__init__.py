@@ -6,38 +6,20 @@
     tracing.py    GenAI-convention spans, OTLP export, traceparent in and out
     metrics.py    Prometheus metrics for GET /metrics (multi-worker aware)
     records.py    the CallRecord every sink shares
-    settings.py   the typed `observability:` config section
-    core.py       `Observability`, which ties them to a Router hook and the HTTP edge
+    core.py       `Observability`, which ties them together
+    layer.py      `Observed`, the pipeline layer that records every call
 
-See the README, "Logging and observability".
+The settings of the `observability:` config section are in `genroute.config.observability`.
+
+See docs/observability.md.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from genroute.config.observability import ObservabilitySettings
+from genroute.observability.callbacks import Callback
+from genroute.observability.core import Observability
+from genroute.observability.layer import Observed
+from genroute.observability.records import CallRecord
 
-if TYPE_CHECKING:
-    from genroute.observability.callbacks import Callback
-    from genroute.observability.core import Observability, ObservabilityHook
-    from genroute.observability.records import CallRecord
-    from genroute.config.observability import ObservabilitySettings
-
-__all__ = ["CallRecord", "Callback", "Observability", "ObservabilityHook", "ObservabilitySettings"]
-
-_WHERE = {
-    "Callback": "callbacks",
-    "CallRecord": "records",
-    "Observability": "core",
-    "ObservabilityHook": "core",
-    "ObservabilitySettings": "settings",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that importing genroute (whose config reads `settings`) stays light.
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'genroute.observability' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"genroute.observability.{module}"), name)
+__all__ = ["CallRecord", "Callback", "Observability", "ObservabilitySettings", "Observed"]

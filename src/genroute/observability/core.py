@@ -1,14 +1,12 @@
-"""`Observability`: logs, metrics, traces and callbacks behind one Router hook.
+"""`Observability`: the request log, metrics, traces and callbacks of one gateway or Client.
 
-    obs = Observability.from_config(config)          # None when everything is off
-    router = Router(config=config, hooks=[obs.hook])
+    obs = Observability.from_config(config)
+    api = Observed(inner, obs)                 # genroute.observability.layer
 
-The hook's `before_call` starts the request span and installs a per-call upstream observer
-(`genroute.providers.transport.upstream_observer`) that times each upstream HTTP request
-into `ctx.upstream_seconds`, opens one child span per attempt and injects `traceparent`.
-`after_call` builds one `CallRecord` and hands it to the log, the metrics and the callback
-queues. The HTTP edge calls `edge_end` so that requests refused before the Router's hooks
-ran (bad JSON, unknown model, a budget hook's refusal) are recorded too.
+The observed layer calls `start` when a call begins (the request span) and `finish` when
+it ends, however it ends; `finish` builds one `CallRecord` and hands it to the log, the
+metrics, the trace and the callback queues. Calls the HTTP edge refuses before they reach
+the pipeline (a malformed body, say) are recorded with `refused`.
 """
 
 from __future__ import annotations
@@ -16,17 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar, Token
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from genroute.context import CallContext
-from genroute.errors import GenrouteError
-from genroute.observability.callbacks import Dispatcher, Sink, load_object
-from genroute.observability.logs import RequestLog
-from genroute.observability.metrics import CooldownSource, Metrics
-from genroute.observability.records import Redactor, build_record, contents_text, finish_context
+from genroute.call import Call
 from genroute.config.observability import (
     JsonlCallback,
     ObjectCallback,
@@ -34,7 +25,11 @@ from genroute.config.observability import (
     WebhookCallback,
     tracing_wanted,
 )
-from genroute.providers.observe import upstream_observer
+from genroute.errors import ConfigError
+from genroute.observability.callbacks import Dispatcher, Sink, load_object
+from genroute.observability.logs import RequestLog
+from genroute.observability.metrics import CooldownSource, Metrics
+from genroute.observability.records import Redactor, build_record, contents_text
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -42,92 +37,9 @@ if TYPE_CHECKING:
     from genroute.config import Config
     from genroute.observability.tracing import Tracing
 
+__all__ = ["Observability", "build_sinks"]
+
 log = logging.getLogger("genroute.observability")
-MAX_LIVE_CALLS = 100_000
-
-
-class _Call:
-    """One call in flight: its request span and the observer of its upstream requests."""
-
-    __slots__ = ("ctx", "request", "span", "tracing", "upstream_seconds")
-
-    def __init__(
-        self, ctx: CallContext, request: Any, span: Span | None, tracing: Tracing | None
-    ) -> None:
-        self.ctx = ctx
-        self.request = request
-        self.span = span
-        self.tracing = tracing
-        self.upstream_seconds = 0.0
-
-    @contextmanager
-    def upstream(self, url: str) -> Iterator[Mapping[str, str]]:
-        ctx = self.ctx
-        if ctx.finished_at is not None:  # a stale observer left in this task's context
-            yield {}
-            return
-        started = time.perf_counter()
-        try:
-            if self.span is not None and self.tracing is not None:
-                with self.tracing.attempt(self.span, ctx, url) as headers:
-                    yield headers
-            else:
-                yield {}
-        finally:
-            # Kept apart: the Router may time its attempts into ctx.upstream_seconds itself.
-            self.upstream_seconds += time.perf_counter() - started
-
-
-class _Edge:
-    """A request at the HTTP edge: whether the Router's hooks recorded it."""
-
-    __slots__ = ("ctx", "otel_token", "recorded", "var_token")
-
-    def __init__(self, ctx: CallContext, otel_token: object | None) -> None:
-        self.ctx = ctx
-        self.otel_token = otel_token
-        self.recorded = False
-        self.var_token: Token[_Edge | None] | None = None
-
-
-_edge: ContextVar[_Edge | None] = ContextVar("genroute_edge_call", default=None)
-
-
-class ObservabilityHook:
-    """The CallHook that feeds every finished Router call to `Observability.finish`."""
-
-    def __init__(self, obs: Observability) -> None:
-        self._obs = obs
-        self._live: dict[int, _Call] = {}
-
-    async def before_call(self, ctx: CallContext, request: Any) -> None:
-        obs = self._obs
-        tracing = obs.tracing
-        span = tracing.start_call(ctx, request) if tracing is not None else None
-        call = _Call(ctx, request if obs.redactor is not None else None, span, tracing)
-        if obs.redactor is not None:
-            ctx.response_text = []  # the Router collects the answer's text
-        if len(self._live) >= MAX_LIVE_CALLS:  # calls refused by a later hook never finish
-            self._live.clear()
-        self._live[id(ctx)] = call
-        upstream_observer.set(call.upstream)
-
-    async def after_call(self, ctx: CallContext, error: GenrouteError | None) -> None:
-        call = self._live.pop(id(ctx), None)
-        if call is not None and not ctx.upstream_seconds:
-            ctx.upstream_seconds = call.upstream_seconds
-        edge = _edge.get()
-        if edge is not None and edge.ctx is ctx:
-            edge.recorded = True
-        self._obs.finish(ctx, call)
-
-    def take(self, ctx: CallContext) -> _Call | None:
-        """Forget a call the Router will not finish (refused by a later hook)."""
-        return self._live.pop(id(ctx), None)
-
-    async def aclose(self) -> None:
-        """Flush and close every sink (called by `Router.aclose`)."""
-        await self._obs.aclose()
 
 
 class Observability:
@@ -149,12 +61,11 @@ class Observability:
         self.callbacks = callbacks if callbacks is not None and callbacks.sinks else None
         self.redactor = redactor
         self.metrics_require_auth = metrics_require_auth
-        self.hook = ObservabilityHook(self)
         self._closed = False
 
     @property
     def enabled(self) -> bool:
-        """Whether any sink is on (else the hook need not be installed)."""
+        """Whether any sink is on (else the observed layer need not be installed)."""
         return any(x is not None for x in (self.logs, self.metrics, self.tracing, self.callbacks))
 
     @classmethod
@@ -187,7 +98,7 @@ class Observability:
         server: bool = False,
         source: str = "observability",
     ) -> Observability:
-        """Build from settings (or their dict), e.g. for an SDK Router's `hooks=[obs.hook]`."""
+        """Build from settings (or their dict), e.g. for `genroute.Client(observability=...)`."""
         if not isinstance(settings, ObservabilitySettings):
             settings = ObservabilitySettings.model_validate(dict(settings))
         if litellm_settings is None:
@@ -224,66 +135,80 @@ class Observability:
 
     @classmethod
     def for_callbacks(cls, callbacks: Sequence[Any], *, queue_size: int = 1000) -> Observability:
-        """Callbacks only: what `Router(callbacks=[...])` installs."""
+        """Callbacks only: what `genroute.Client(callbacks=[...])` installs."""
+        observability = cls()
+        observability.add_callbacks(callbacks, queue_size=queue_size)
+        return observability
+
+    def add_callbacks(self, callbacks: Sequence[Any], *, queue_size: int = 1000) -> None:
+        """Also tell these callback objects (or functions) about every finished call."""
         sinks = [
             Sink(_name_of(cb), cb, queue_size=queue_size) for cb in callbacks if cb is not None
         ]
-        return cls(callbacks=Dispatcher(sinks))
-
-    # -- the HTTP edge ----------------------------------------------------------------------
-
-    def edge_start(self, ctx: CallContext, headers: Sequence[tuple[bytes, bytes]]) -> _Edge:
-        """At the edge, before the Router: honour an incoming `traceparent`."""
-        token = self.tracing.attach_incoming(headers) if self.tracing is not None else None
-        edge = _Edge(ctx, token)
-        edge.var_token = _edge.set(edge)
-        return edge
-
-    def edge_end(
-        self, edge: _Edge, error: BaseException | None, *, operation: str, model: str
-    ) -> None:
-        """After the edge handled a call: record it if the Router's hooks did not."""
-        ctx = edge.ctx
-        try:
-            if not edge.recorded:
-                if ctx.model_group is None:
-                    ctx.operation, ctx.model_group = operation, model
-                finish_context(ctx, error)
-                call = self.hook.take(ctx)
-                if call is None and self.tracing is not None:
-                    call = _Call(ctx, None, self.tracing.start_call(ctx, None), self.tracing)
-                self.finish(ctx, call)
-        except Exception:
-            log.exception("observability failed for request %s", ctx.request_id)
-        finally:
-            if edge.var_token is not None:
-                _edge.reset(edge.var_token)
-            if edge.otel_token is not None and self.tracing is not None:
-                self.tracing.detach(edge.otel_token)
-
-    # -- the end of every call --------------------------------------------------------------
-
-    def finish(self, ctx: CallContext, call: _Call | None) -> None:
-        """Feed a finished call to every sink."""
-        span = call.span if call is not None else None
-        if span is not None and self.tracing is not None:
-            self.tracing.end_call(span, ctx)
-        if self.metrics is not None:
-            self.metrics.observe(ctx)
-        if self.logs is None and self.callbacks is None:
+        if not sinks:
             return
-        record = build_record(ctx)
-        if span is not None:
+        existing = self.callbacks.sinks if self.callbacks is not None else []
+        self.callbacks = Dispatcher([*existing, *sinks])
+
+    # -- the start and end of every call --------------------------------------------------
+
+    def start(self, call: Call, request: Any) -> Span | None:
+        """The call's request span (None when tracing is off)."""
+        return self.tracing.start_call(call, request) if self.tracing is not None else None
+
+    def finish(
+        self,
+        call: Call,
+        error: BaseException | None,
+        *,
+        finished: float,
+        span: Span | None = None,
+        request: Any = None,
+        response_text: str | None = None,
+    ) -> None:
+        """Feed a finished call to every sink; never raises."""
+        try:
+            self._finish(call, error, finished, span, request, response_text)
+        except Exception:
+            log.exception("observability failed for request %s", call.request_id)
+
+    def _finish(
+        self,
+        call: Call,
+        error: BaseException | None,
+        finished: float,
+        span: Span | None,
+        request: Any,
+        response_text: str | None,
+    ) -> None:
+        if self.metrics is None and self.logs is None and self.callbacks is None and span is None:
+            return
+        record = build_record(call, error, finished)
+        if span is not None and self.tracing is not None:
+            self.tracing.end_call(span, record, finished)
             sc = span.get_span_context()
             record.trace_id, record.span_id = f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
-        if self.redactor is not None and call is not None and call.request is not None:
-            record.request_contents = self.redactor(contents_text(call.request))
-            if ctx.response_text is not None:
-                record.response_text = self.redactor("".join(ctx.response_text))
+        if self.metrics is not None:
+            self.metrics.observe(record)
+        if self.logs is None and self.callbacks is None:
+            return
+        if self.redactor is not None:
+            if request is not None and getattr(request, "contents", None) is not None:
+                record.request_contents = self.redactor(contents_text(request))
+            if response_text is not None:
+                record.response_text = self.redactor(response_text)
         if self.logs is not None:
             self.logs.write(record)
         if self.callbacks is not None:
             self.callbacks.emit(record)
+
+    def refused(self, call: Call, error: BaseException) -> None:
+        """Record a call the edge refused before it reached the pipeline."""
+        try:
+            span = self.start(call, None)
+        except Exception:
+            span = None
+        self.finish(call, error, finished=time.perf_counter(), span=span)
 
     async def render_metrics(self) -> tuple[bytes, str] | None:
         """The /metrics exposition, or None when metrics are off."""
@@ -321,7 +246,6 @@ def build_sinks(
     source: str = "<config>",
 ) -> list[Sink]:
     """One Sink per configured callback (`observability.callbacks` and LiteLLM's keys)."""
-    from genroute.config import ConfigError
     from genroute.observability.sinks import JsonlFile, Webhook
 
     specs: list[tuple[str, Any]] = [(s.events, s) for s in settings.callbacks]

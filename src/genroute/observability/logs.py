@@ -21,8 +21,8 @@ from typing import IO
 
 import orjson
 
-from genroute.observability.records import CallRecord
 from genroute.config.observability import LogSettings
+from genroute.observability.records import CallRecord
 
 log = logging.getLogger("genroute.observability")
 

@@ -1,6 +1,6 @@
 """Prometheus metrics, served at `GET /metrics`.
 
-Every metric is read from the finished `CallContext`. Labels that can grow without bound
+Every metric is read from the finished call's `CallRecord`. Labels that can grow without bound
 (key alias, team, end user) keep their first N distinct values (per worker, N from
 `observability.metrics.label_limits`); later values are counted as `other`.
 
@@ -27,8 +27,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from genroute.context import CallContext
 from genroute.config.observability import MetricsSettings
+from genroute.observability.records import CallRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"
@@ -81,6 +81,7 @@ class Metrics:
         self._cooldowns = cooldowns
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._group = BoundedLabel(settings.limit("model_group"))
+        self._deployment = BoundedLabel(settings.limit("deployment"))
         self._key = BoundedLabel(settings.limit("key_alias"))
         self._team = BoundedLabel(settings.limit("team_id"))
         self._user = BoundedLabel(settings.limit("end_user"))
@@ -159,49 +160,45 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def observe(self, ctx: CallContext) -> None:
+    def observe(self, record: CallRecord) -> None:
         """Count one finished call."""
-        group = self._group(ctx.model_group)
-        deployment = ctx.deployment_id or ""
+        group = self._group(record.model_group)
+        deployment = self._deployment(record.deployment_id)
         self._child(
             self.requests,
             group,
             deployment,
-            str(ctx.status_code),
-            ctx.error_status or "",
-            "true" if ctx.stream else "false",
+            str(record.status_code),
+            record.error_status or "",
+            "true" if record.stream else "false",
         ).inc()
-        latency = ctx.latency
+        latency = record.latency_ms
         if latency is not None:
-            self._child(self.latency, group, deployment).observe(latency)
-            if ctx.upstream_seconds:
-                overhead = max(latency - ctx.upstream_seconds, 0.0)
-                self._child(self.overhead, group).observe(overhead)
-        ttft = ctx.time_to_first_token
+            self._child(self.latency, group, deployment).observe(latency / 1000)
+            if record.overhead_ms is not None:
+                self._child(self.overhead, group).observe(record.overhead_ms / 1000)
+        ttft = record.time_to_first_token_ms
         if ttft is not None:
-            self._child(self.ttft, group, deployment).observe(ttft)
-        usage = ctx.usage
-        cost = ctx.cost
-        if usage is not None or cost:
+            self._child(self.ttft, group, deployment).observe(ttft / 1000)
+        cost = record.cost
+        if record.input_tokens is not None or record.output_tokens is not None or cost:
             who = (
                 group,
-                self._key(ctx.key_alias),
-                self._team(ctx.team_id),
-                self._user(ctx.end_user),
+                self._key(record.key_alias),
+                self._team(record.team_id),
+                self._user(record.end_user),
             )
-            if usage is not None:
-                if usage.prompt_token_count:
-                    self._child(self.tokens, *who, "input").inc(usage.prompt_token_count)
-                output = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
-                if output:
-                    self._child(self.tokens, *who, "output").inc(output)
+            if record.input_tokens:
+                self._child(self.tokens, *who, "input").inc(record.input_tokens)
+            if record.output_tokens:
+                self._child(self.tokens, *who, "output").inc(record.output_tokens)
             if cost:
                 self._child(self.cost, *who).inc(cost)
-        retries = ctx.attempts - 1 - len(ctx.fallbacks)
+        retries = record.attempts - 1 - len(record.fallbacks)
         if retries > 0:
-            self.retries.labels(group).inc(retries)
-        if ctx.fallbacks:
-            self.fallbacks.labels(group).inc(len(ctx.fallbacks))
+            self._child(self.retries, group).inc(retries)
+        if record.fallbacks:
+            self._child(self.fallbacks, group).inc(len(record.fallbacks))
 
     def set_cooldown_source(self, source: CooldownSource | None) -> None:
         """Where `refresh_cooldowns` reads the number of cooling deployments per group."""

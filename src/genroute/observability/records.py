@@ -1,13 +1,13 @@
 """The one record per request that logs, callbacks and webhooks all share.
 
-`CallRecord` is built once from a finished `CallContext` (and, when content logging is
-on, the request and the response text). It never holds a key: only the key's alias.
-Times are milliseconds; `overhead_ms` is latency minus the time spent waiting on upstreams.
+`CallRecord` is built once from a finished `Call` (its caller, `call.route` and
+`call.meter`) and the error it ended with, if any (and, when content logging is on, the
+request and the response text). It never holds a key: only the key's alias. Times are
+milliseconds; `overhead_ms` is latency minus the time spent waiting on upstreams.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from dataclasses import dataclass, field, fields
@@ -15,8 +15,17 @@ from typing import Any
 
 import orjson
 
-from genroute.context import CallContext
-from genroute.errors import GenrouteError, status_for
+from genroute.call import Call
+from genroute.errors import outcome
+from genroute.wire import UsageMetadata
+
+__all__ = [
+    "REDACTED",
+    "CallRecord",
+    "Redactor",
+    "build_record",
+    "contents_text",
+]
 
 REDACTED = "[REDACTED]"
 
@@ -92,70 +101,55 @@ def _iso(epoch: float) -> str:
     return f"{whole}.{int(epoch * 1000) % 1000:03d}Z"
 
 
-def finish_context(ctx: CallContext, error: BaseException | None) -> None:
-    """Fill in the end of a call that did not reach the Router's own bookkeeping."""
-    if ctx.finished_at is None:
-        ctx.finished_at = time.perf_counter()
-    if isinstance(error, GenrouteError):
-        ctx.status_code, ctx.error_status = error.code, error.status
-        ctx.error_message = error.message
-    elif isinstance(error, ConnectionAbortedError | asyncio.CancelledError):
-        ctx.status_code, ctx.error_status = 499, status_for(499)
-        ctx.error_message = "the client went away"
-    elif error is not None:
-        ctx.status_code, ctx.error_status = 500, status_for(500)
-        ctx.error_message = f"internal error: {type(error).__name__}"
-
-
-def build_record(ctx: CallContext, *, metadata: bool = True) -> CallRecord:
-    """The record of a finished call."""
-    usage = ctx.usage
-    latency = ctx.latency
-    upstream = ctx.upstream_seconds or None
-    overhead = None
-    if latency is not None and upstream is not None:
-        overhead = max(latency - upstream, 0.0)
-    finished = time.time() - (time.perf_counter() - (ctx.finished_at or time.perf_counter()))
-    error_status = ctx.error_status
-    if error_status is None and ctx.status_code >= 400:
-        error_status = status_for(ctx.status_code)
+def build_record(
+    call: Call, error: BaseException | None, finished: float, *, metadata: bool = True
+) -> CallRecord:
+    """The record of a call that ended at perf_counter time `finished`."""
+    meter, route, caller = call.meter, call.route, call.caller
+    usage = meter.usage
+    latency = finished - call.started
+    upstream = route.upstream_seconds or None
+    overhead = None if upstream is None else max(latency - upstream, 0.0)
+    ttft = None if meter.first_chunk_at is None else meter.first_chunk_at - call.started
+    status_code, error_status, error_message = outcome(error)
+    ended = time.time() - (time.perf_counter() - finished)
+    fallbacks = list(route.fallbacks)
     return CallRecord(
-        timestamp=_iso(finished),
-        request_id=ctx.request_id,
-        operation=ctx.operation,
-        stream=ctx.stream,
-        model_group=ctx.model_group,
-        deployment_id=ctx.deployment_id,
-        provider=ctx.provider,
-        provider_model=ctx.provider_model,
-        response_model=ctx.response_model,
-        key_alias=ctx.key_alias,
-        team_id=ctx.team_id,
-        user_id=ctx.user_id,
-        end_user=ctx.end_user,
-        status_code=ctx.status_code,
+        timestamp=_iso(ended),
+        request_id=call.request_id,
+        operation=call.operation.value,
+        stream=call.stream,
+        model_group=route.group or call.model,
+        deployment_id=route.deployment_id,
+        provider=route.provider,
+        provider_model=route.provider_model,
+        response_model=meter.response_model,
+        key_alias=caller.key_alias,
+        team_id=caller.team_id,
+        user_id=caller.user_id,
+        end_user=caller.end_user,
+        status_code=status_code,
         error_status=error_status,
-        error_message=ctx.error_message,
-        finish_reason=ctx.finish_reason,
+        error_message=error_message,
+        finish_reason=meter.finish_reason,
         input_tokens=usage.prompt_token_count if usage else None,
-        output_tokens=_output_tokens(ctx),
+        output_tokens=_output_tokens(usage),
         total_tokens=usage.total_token_count if usage else None,
         cached_tokens=usage.cached_content_token_count if usage else None,
         reasoning_tokens=usage.thoughts_token_count if usage else None,
-        cost=ctx.cost,
+        cost=meter.cost,
         latency_ms=_ms(latency),
-        time_to_first_token_ms=_ms(ctx.time_to_first_token),
+        time_to_first_token_ms=_ms(ttft),
         upstream_ms=_ms(upstream),
         overhead_ms=_ms(overhead),
-        attempts=ctx.attempts,
-        fallbacks=list(ctx.fallbacks),
-        metadata=dict(ctx.metadata) if metadata else {},
+        attempts=len(route.attempts),
+        fallbacks=fallbacks,
+        metadata=dict(caller.metadata) if metadata else {},
     )
 
 
-def _output_tokens(ctx: CallContext) -> int | None:
+def _output_tokens(usage: UsageMetadata | None) -> int | None:
     """Candidates plus thinking tokens: what the provider bills as output."""
-    usage = ctx.usage
     if usage is None or usage.candidates_token_count is None:
         return None
     return usage.candidates_token_count + (usage.thoughts_token_count or 0)

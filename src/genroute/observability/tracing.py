@@ -15,12 +15,11 @@ when off, this module is not even imported.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -28,26 +27,19 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from genroute._version import __version__
-from genroute.context import CallContext
+from genroute.call import Call
 from genroute.errors import GenrouteError
+from genroute.observability.records import CallRecord
+from genroute.providers.catalog import otel_name
 
-# genroute provider prefix -> gen_ai.provider.name (well-known values of the conventions).
-PROVIDER_NAMES = {
-    "gemini": "gcp.gemini",
-    "google_ai_studio": "gcp.gemini",
-    "vertex_ai": "gcp.vertex_ai",
-    "openai": "openai",
-    "azure": "azure.ai.openai",
-    "azure_ai": "azure.ai.inference",
-    "anthropic": "anthropic",
-    "bedrock": "aws.bedrock",
-    "cohere": "cohere",
-    "deepseek": "deepseek",
-    "groq": "groq",
-    "mistral": "mistral_ai",
-    "perplexity": "perplexity",
-    "xai": "x_ai",
-    "watsonx": "ibm.watsonx.ai",
+__all__ = ["Tracing", "provider_name"]
+
+OPERATIONS = {
+    "generateContent": "generate_content",
+    "streamGenerateContent": "generate_content",
+    "countTokens": "count_tokens",
+    "embedContent": "embeddings",
+    "batchEmbedContents": "embeddings",
 }
 
 
@@ -55,7 +47,7 @@ def provider_name(provider: str | None) -> str:
     """The `gen_ai.provider.name` for a genroute provider prefix."""
     if not provider:
         return "unknown"
-    return PROVIDER_NAMES.get(provider, provider)
+    return otel_name(provider)
 
 
 def _epoch_ns(perf: float) -> int:
@@ -87,29 +79,17 @@ class Tracing:
         self.tracer = self.provider.get_tracer("genroute", __version__)
         self.request_kind = request_kind
 
-    # -- the edge ---------------------------------------------------------------------------
-
-    @staticmethod
-    def attach_incoming(headers: Sequence[tuple[bytes, bytes]]) -> object:
-        """Make an incoming `traceparent` the current parent; returns a token for `detach`."""
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-        return otel_context.attach(propagate.extract(carrier))
-
-    @staticmethod
-    def detach(token: object) -> None:
-        """Undo `attach_incoming`."""
-        otel_context.detach(token)  # type: ignore[arg-type]
-
     # -- the request span -------------------------------------------------------------------
 
-    def start_call(self, ctx: CallContext, request: Any) -> Span:
-        """The request span, started at the call's start, as a child of the current span."""
-        operation = "generate_content"
+    def start_call(self, call: Call, request: Any) -> Span:
+        """The request span, started at the call's start; its parent is the incoming
+        `traceparent` when the call came with one."""
+        operation = OPERATIONS.get(call.operation.value, call.operation.value)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,
-            "gen_ai.request.model": ctx.model_group or "",
-            "gen_ai.request.stream": ctx.stream,
-            "genroute.request_id": ctx.request_id,
+            "gen_ai.request.model": call.model,
+            "gen_ai.request.stream": call.stream,
+            "genroute.request_id": call.request_id,
         }
         config = getattr(request, "generation_config", None)
         if config is not None:
@@ -127,70 +107,66 @@ class Tracing:
             stops = getattr(config, "stop_sequences", None)
             if stops:
                 attributes["gen_ai.request.stop_sequences"] = list(stops)
+        parent = propagate.extract(dict(call.trace_headers)) if call.trace_headers else None
         return self.tracer.start_span(
-            f"{operation} {ctx.model_group}",
+            f"{operation} {call.model}",
+            context=parent,
             kind=self.request_kind,
             attributes=attributes,
-            start_time=_epoch_ns(ctx.started),
+            start_time=_epoch_ns(call.started),
         )
 
-    def end_call(self, span: Span, ctx: CallContext) -> None:
+    def end_call(self, span: Span, record: CallRecord, finished: float) -> None:
         """Set what the finished call learned, then end the span at the call's end."""
         attrs: dict[str, Any] = {
-            "gen_ai.provider.name": provider_name(ctx.provider),
-            "genroute.model_group": ctx.model_group or "",
-            "genroute.attempts": ctx.attempts,
-            "http.response.status_code": ctx.status_code,
+            "gen_ai.provider.name": provider_name(record.provider),
+            "genroute.model_group": record.model_group or "",
+            "genroute.attempts": record.attempts,
+            "http.response.status_code": record.status_code,
         }
         for name, value in (
-            ("gen_ai.response.model", ctx.response_model or ctx.provider_model),
-            ("genroute.deployment_id", ctx.deployment_id),
-            ("genroute.provider_model", ctx.provider_model),
-            ("genroute.key_alias", ctx.key_alias),
-            ("genroute.team_id", ctx.team_id),
-            ("genroute.end_user", ctx.end_user),
-            ("genroute.cost_usd", ctx.cost),
+            ("gen_ai.response.model", record.response_model or record.provider_model),
+            ("genroute.deployment_id", record.deployment_id),
+            ("genroute.provider_model", record.provider_model),
+            ("genroute.key_alias", record.key_alias),
+            ("genroute.team_id", record.team_id),
+            ("genroute.end_user", record.end_user),
+            ("genroute.cost_usd", record.cost),
+            ("gen_ai.usage.input_tokens", record.input_tokens),
+            ("gen_ai.usage.output_tokens", record.output_tokens),
         ):
             if value is not None:
                 attrs[name] = value
-        if ctx.fallbacks:
-            attrs["genroute.fallbacks"] = list(ctx.fallbacks)
-        if ctx.finish_reason:
-            attrs["gen_ai.response.finish_reasons"] = [ctx.finish_reason]
-        usage = ctx.usage
-        if usage is not None:
-            if usage.prompt_token_count is not None:
-                attrs["gen_ai.usage.input_tokens"] = usage.prompt_token_count
-            if usage.candidates_token_count is not None:
-                attrs["gen_ai.usage.output_tokens"] = usage.candidates_token_count + (
-                    usage.thoughts_token_count or 0
-                )
-            if usage.thoughts_token_count:
-                attrs["gen_ai.usage.reasoning.output_tokens"] = usage.thoughts_token_count
-            if usage.cached_content_token_count:
-                attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cached_content_token_count
-        ttft = ctx.time_to_first_token
-        if ttft is not None:
-            attrs["gen_ai.response.time_to_first_chunk"] = ttft
+        if record.fallbacks:
+            attrs["genroute.fallbacks"] = list(record.fallbacks)
+        if record.finish_reason:
+            attrs["gen_ai.response.finish_reasons"] = [record.finish_reason]
+        if record.reasoning_tokens:
+            attrs["gen_ai.usage.reasoning.output_tokens"] = record.reasoning_tokens
+        if record.cached_tokens:
+            attrs["gen_ai.usage.cache_read.input_tokens"] = record.cached_tokens
+        if record.time_to_first_token_ms is not None:
+            attrs["gen_ai.response.time_to_first_chunk"] = record.time_to_first_token_ms / 1000
         span.set_attributes(attrs)
-        if ctx.error_status is not None:
-            span.set_attribute("error.type", ctx.error_status)
-            span.set_status(Status(StatusCode.ERROR, ctx.error_message or ctx.error_status))
-        end = _epoch_ns(ctx.finished_at) if ctx.finished_at is not None else None
-        span.end(end_time=end)
+        if record.error_status is not None:
+            span.set_attribute("error.type", record.error_status)
+            span.set_status(Status(StatusCode.ERROR, record.error_message or record.error_status))
+        span.end(end_time=_epoch_ns(finished))
 
     # -- one span per upstream attempt ------------------------------------------------------
 
     @contextmanager
-    def attempt(self, parent: Span, ctx: CallContext, url: str) -> Iterator[dict[str, str]]:
+    def attempt(self, parent: Span, call: Call, url: str) -> Iterator[dict[str, str]]:
         """A CLIENT span around one upstream HTTP request; yields headers to add to it."""
         parts = urlsplit(url)
+        route = call.route
+        operation = OPERATIONS.get(call.operation.value, call.operation.value)
         attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "generate_content",
-            "gen_ai.provider.name": provider_name(ctx.provider),
-            "gen_ai.request.model": ctx.provider_model or "",
-            "genroute.deployment_id": ctx.deployment_id or "",
-            "genroute.attempt": ctx.attempts,
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": provider_name(route.provider),
+            "gen_ai.request.model": route.provider_model or "",
+            "genroute.deployment_id": route.deployment_id or "",
+            "genroute.attempt": len(route.attempts),
             "http.request.method": "POST",
             "server.address": parts.hostname or "",
             "url.full": f"{parts.scheme}://{parts.netloc}{parts.path}",
@@ -198,7 +174,7 @@ class Tracing:
         if parts.port:
             attributes["server.port"] = parts.port
         span = self.tracer.start_span(
-            f"generate_content {ctx.provider_model}",
+            f"{operation} {route.provider_model}",
             context=trace.set_span_in_context(parent),
             kind=SpanKind.CLIENT,
             attributes=attributes,

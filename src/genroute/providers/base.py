@@ -1,29 +1,36 @@
 """The interface every provider implements, and the resolved deployment it serves.
 
-A provider instance serves one deployment (one upstream model with its key and base URL).
-Streaming returns an async iterator of chunks in the canonical wire model; errors are
-raised as `genroute.errors` exceptions, never as a vendor's own.
+A provider instance serves one deployment (one upstream model with its key and base URL)
+behind `genroute.call.ModelAPI`: the same five methods the Router and every pipeline layer
+serve, each taking the `Call` first. Streaming returns an async iterator of chunks in the
+canonical wire model; errors are raised as `genroute.errors` exceptions carrying a
+`FailureReason`, never as a vendor's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from genroute.call import Call, ModelAPI
 from genroute.config import DeploymentParams, ModelInfo
-from genroute.http_pool import HttpPool
 from genroute.wire import (
     BatchEmbedContentsRequest,
-    BatchEmbedContentsResponse,
     ContentEmbedding,
-    CountTokensRequest,
-    CountTokensResponse,
     EmbedContentRequest,
     EmbedContentResponse,
-    GenerateContentRequest,
-    GenerateContentResponse,
 )
+
+if TYPE_CHECKING:
+    from genroute.providers.transport import Transport
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DeploymentSpec",
+    "Provider",
+    "ProviderFactory",
+    "embed_one_by_batch",
+]
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -47,36 +54,31 @@ class DeploymentSpec:
         """Seconds allowed until the first byte of a stream, and between reads."""
         return self.params.stream_timeout or self.timeout
 
+    @property
+    def drop_params(self) -> bool:
+        """Leave out what the upstream cannot take instead of refusing the request."""
+        return bool(self.params.drop_params)
 
-class Provider(Protocol):
-    """One upstream deployment behind the generateContent interface."""
+
+class Provider(ModelAPI, Protocol):
+    """One upstream deployment behind the model API."""
 
     name: str
     spec: DeploymentSpec
 
-    async def generate(self, request: GenerateContentRequest) -> GenerateContentResponse: ...
-
-    def stream(self, request: GenerateContentRequest) -> AsyncIterator[GenerateContentResponse]: ...
-
-    async def count_tokens(self, request: CountTokensRequest) -> CountTokensResponse: ...
-
-    async def embed_content(self, request: EmbedContentRequest) -> EmbedContentResponse: ...
-
-    async def batch_embed_contents(
-        self, request: BatchEmbedContentsRequest
-    ) -> BatchEmbedContentsResponse: ...
-
 
 class ProviderFactory(Protocol):
-    """Builds a provider for a deployment; given the shared HTTP pool."""
+    """Builds a provider for a deployment; given the shared HTTP transport."""
 
-    def __call__(self, spec: DeploymentSpec, http: HttpPool) -> Provider: ...
+    def __call__(self, spec: DeploymentSpec, transport: Transport) -> Provider: ...
 
 
 async def embed_one_by_batch(
-    provider: Provider, request: EmbedContentRequest
+    provider: Provider, call: Call, request: EmbedContentRequest
 ) -> EmbedContentResponse:
     """embedContent for providers that only implement the batch form."""
-    batch = await provider.batch_embed_contents(BatchEmbedContentsRequest(requests=[request]))
+    batch = await provider.batch_embed(call, BatchEmbedContentsRequest(requests=[request]))
     first = batch.embeddings[0] if batch.embeddings else ContentEmbedding(values=[])
-    return EmbedContentResponse(embedding=first)
+    response = EmbedContentResponse(embedding=first)
+    response._input_tokens = batch._input_tokens
+    return response

@@ -1,54 +1,323 @@
-"""The HTTP seam every provider uses: one POST for a JSON reply, one for an SSE stream.
+"""The HTTP seam every provider sends through, and the two transports behind it.
 
-Connection failures, timeouts and non-200 replies become `genroute.errors` exceptions;
-the provider's own `map_error` turns its error bodies into Google-shaped ones.
+    Transport           protocol: `send(HttpRequest) -> HttpResponse`, `aclose()`
+    ├── AiohttpTransport    the network: one pooled aiohttp session per upstream origin
+    └── MockTransport       in memory: a handler answers each request (tests)
+    JsonTransport       what providers use: a JSON POST, or an SSE stream of payloads,
+                        over any Transport; observed per request, errors mapped
+
+A transport raises `TimeoutError` when a timeout elapses and `ConnectionError` (an
+`OSError`) when the connection cannot be made or breaks; `JsonTransport` turns those into
+`UpstreamTimeout` / `UpstreamUnavailable`, and a reply other than 200 into the provider's
+own `map_error(status, body, headers)`. The caller closes each response (`aclose()`, or
+`async with`); closing one that was not read to its end drops its connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager
+import inspect
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
+from genroute._version import __version__
 from genroute.errors import GenrouteError, UpstreamTimeout, UpstreamUnavailable
-from genroute.http_pool import HttpPool
-from genroute.providers.base import DeploymentSpec
-from genroute.providers.observe import observed_post, observed_stream
 from genroute.sse import SSEDecoder
 
+if TYPE_CHECKING:
+    from genroute.call import Call
+    from genroute.providers.base import DeploymentSpec
+
+__all__ = [
+    "USER_AGENT",
+    "AiohttpTransport",
+    "Body",
+    "ErrorMapper",
+    "Handler",
+    "HttpRequest",
+    "HttpResponse",
+    "JsonTransport",
+    "MockTransport",
+    "Timeout",
+    "Transport",
+]
+
+USER_AGENT = f"genroute/{__version__}"
+
+#: A response body: all of it, or its chunks as they arrive (sync or async).
+Body = bytes | Iterable[bytes] | AsyncIterable[bytes]
+#: A provider's error mapper: (HTTP status, body, headers) → the error to raise.
 ErrorMapper = Callable[[int, bytes, Mapping[str, str]], GenrouteError]
 
 
-class JsonTransport:
-    """POSTs JSON bodies to one upstream through the shared pool."""
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """Seconds allowed: for the whole exchange, to connect, and between two reads."""
+
+    total: float | None = None
+    connect: float | None = None
+    read: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One upstream HTTP request."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    timeout: Timeout = Timeout()
+
+
+class HttpResponse:
+    """An upstream reply: status and headers at once, the body read whole or as chunks.
+
+    `content` is the body (bytes) or its chunks (an iterable or async iterable of bytes);
+    `on_close` releases what the transport holds (the connection), once.
+    """
+
+    __slots__ = ("_closed", "_content", "_on_close", "headers", "status")
 
     def __init__(
         self,
-        http: HttpPool,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        content: Body = b"",
+        *,
+        on_close: Callable[[], object] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers: Mapping[str, str] = (
+            headers
+            if isinstance(headers, CIMultiDictProxy | CIMultiDict)
+            else CIMultiDictProxy(CIMultiDict(headers or {}))
+        )
+        self._content = content
+        self._on_close = on_close
+        self._closed = False
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        if isinstance(self._content, bytes):
+            return self._content
+        return b"".join([chunk async for chunk in self.iter_chunks()])
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body in the pieces it arrives in (split anywhere, even inside an event)."""
+        content = self._content
+        if isinstance(content, bytes):
+            if content:
+                yield content
+        elif isinstance(content, AsyncIterable):
+            async for chunk in content:
+                yield chunk
+        else:
+            for chunk in content:
+                yield chunk
+
+    async def aclose(self) -> None:
+        """Release the response; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_close is not None:
+            result = self._on_close()
+            if inspect.isawaitable(result):
+                await result
+
+    async def __aenter__(self) -> HttpResponse:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Transport(Protocol):
+    """Sends HTTP requests upstream; raises TimeoutError or ConnectionError on failure."""
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        """The response once its status and headers are in; the caller closes it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release every connection; safe to call twice."""
+        ...
+
+
+# -- the network ----------------------------------------------------------------------------
+
+
+class AiohttpTransport:
+    """Keeps one `aiohttp.ClientSession` per scheme://host:port, made on first use inside
+    the running event loop and shared by every deployment on that origin."""
+
+    def __init__(self, *, limit_per_host: int = 0, keepalive_timeout: float = 60.0) -> None:
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        self._limit_per_host = limit_per_host
+        self._keepalive_timeout = keepalive_timeout
+
+    def _session(self, url: str) -> aiohttp.ClientSession:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        session = self._sessions.get(origin)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                limit_per_host=self._limit_per_host,
+                keepalive_timeout=self._keepalive_timeout,
+                ttl_dns_cache=300,
+                enable_cleanup_closed=False,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"user-agent": USER_AGENT},
+                skip_auto_headers=("Accept-Encoding",),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+            self._sessions[origin] = session
+        return session
+
+    def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(timeout)
+        if found is None:
+            found = aiohttp.ClientTimeout(
+                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
+            )
+            self._timeouts[timeout] = found
+        return found
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        session = self._session(request.url)
+        try:
+            response = await session.request(
+                request.method,
+                request.url,
+                data=request.body or None,
+                headers=request.headers,
+                timeout=self._client_timeout(request.timeout),
+            )
+        except TimeoutError:
+            raise
+        except aiohttp.ClientError as exc:
+            raise _broken(exc) from exc
+
+        def close() -> None:
+            if response.content.at_eof():
+                response.release()  # read to the end: the connection goes back to the pool
+            else:
+                response.close()  # a stream left early: the connection cannot be reused
+
+        return HttpResponse(response.status, response.headers, _chunks(response), on_close=close)
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+def _broken(exc: aiohttp.ClientError) -> ConnectionError:
+    return ConnectionError(f"{type(exc).__name__}: {exc}")
+
+
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.content.iter_any():
+            yield chunk
+    except TimeoutError:
+        raise
+    except aiohttp.ClientError as exc:
+        raise _broken(exc) from exc
+
+
+# -- in memory ------------------------------------------------------------------------------
+
+#: Answers one request in place of the network; may be async, may raise TimeoutError or
+#: ConnectionError as a real transport would.
+Handler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
+
+
+class MockTransport:
+    """A transport that asks `handler` instead of the network; keeps every request sent."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[HttpRequest] = []
+        self.closed = False
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.requests.append(request)
+        response = self.handler(request)
+        if inspect.isawaitable(response):
+            response = await response
+        return response
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+# -- what providers use ---------------------------------------------------------------------
+
+_NO_HEADERS: AbstractContextManager[Mapping[str, str]] = nullcontext({})
+
+
+def _describe(exc: OSError) -> str:
+    if type(exc) is ConnectionError and str(exc):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class JsonTransport:
+    """POSTs JSON bodies to one upstream over a Transport.
+
+    When `call.upstream` is set, each request runs inside `call.upstream(url)` (a stream's
+    for as long as it lasts) and carries the headers it yields (`traceparent`).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
         *,
         provider: str,
         timeout: float,
         stream_timeout: float,
         map_error: ErrorMapper,
     ) -> None:
-        self._http = http
+        self._transport = transport
         self._provider = provider
         self._map_error = map_error
         self._timeout_s = timeout
         self._stream_timeout_s = stream_timeout
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 30))
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=min(stream_timeout, 30), sock_read=stream_timeout
-        )
+        self._timeout = Timeout(total=timeout, connect=min(timeout, 30))
+        self._stream_timeout = Timeout(connect=min(stream_timeout, 30), read=stream_timeout)
 
     @classmethod
     def for_deployment(
-        cls, http: HttpPool, spec: DeploymentSpec, *, provider: str, map_error: ErrorMapper
+        cls, transport: Transport, spec: DeploymentSpec, *, provider: str, map_error: ErrorMapper
     ) -> JsonTransport:
-        """A transport with the deployment's `timeout` and `stream_timeout`."""
+        """A JsonTransport with the deployment's `timeout` and `stream_timeout`."""
         return cls(
-            http,
+            transport,
             provider=provider,
             timeout=spec.timeout,
             stream_timeout=spec.stream_timeout,
@@ -66,41 +335,43 @@ class JsonTransport:
             raise UpstreamTimeout(
                 f"{self._provider} {timed_out}", provider=self._provider
             ) from None
-        except aiohttp.ClientError as exc:
+        except OSError as exc:
             raise UpstreamUnavailable(
-                f"{self._provider} {broke}: {type(exc).__name__}: {exc}", provider=self._provider
+                f"{self._provider} {broke}: {_describe(exc)}", provider=self._provider
             ) from None
 
-    @observed_post
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], call: Call) -> bytes:
         """The body of a 200 reply; any other status raises the mapped error."""
-        session = self._http.session(url)
-        with self._failures(
-            f"upstream did not answer within {self._timeout_s:g}s", "upstream unreachable"
-        ):
-            async with session.post(url, data=body, headers=headers, timeout=self._timeout) as resp:
-                data = await resp.read()
-                if resp.status != 200:
-                    raise self._map_error(resp.status, data, resp.headers)
-                return data
+        with call.upstream(url) if call.upstream is not None else _NO_HEADERS as extra:
+            sent = {**headers, **extra} if extra else headers
+            request = HttpRequest("POST", url, sent, body, self._timeout)
+            with self._failures(
+                f"upstream did not answer within {self._timeout_s:g}s", "upstream unreachable"
+            ):
+                async with await self._transport.send(request) as response:
+                    data = await response.read()
+            if response.status != 200:
+                raise self._map_error(response.status, data, response.headers)
+            return data
 
-    @observed_stream
     async def stream(
-        self, url: str, body: bytes, headers: Mapping[str, str]
+        self, url: str, body: bytes, headers: Mapping[str, str], call: Call
     ) -> AsyncIterator[bytes]:
         """The `data` payload of each SSE event, as the upstream sends them."""
-        session = self._http.session(url)
-        with self._failures(
-            f"upstream stream stalled for {self._stream_timeout_s:g}s", "upstream stream broke"
-        ):
-            async with session.post(
-                url, data=body, headers=headers, timeout=self._stream_timeout
-            ) as resp:
-                if resp.status != 200:
-                    raise self._map_error(resp.status, await resp.read(), resp.headers)
-                decoder = SSEDecoder()
-                async for chunk in resp.content.iter_any():
-                    for payload in decoder.feed(chunk):
+        with call.upstream(url) if call.upstream is not None else _NO_HEADERS as extra:
+            sent = {**headers, **extra} if extra else headers
+            request = HttpRequest("POST", url, sent, body, self._stream_timeout)
+            with self._failures(
+                f"upstream stream stalled for {self._stream_timeout_s:g}s",
+                "upstream stream broke",
+            ):
+                async with await self._transport.send(request) as response:
+                    if response.status != 200:
+                        data = await response.read()
+                        raise self._map_error(response.status, data, response.headers)
+                    decoder = SSEDecoder()
+                    async for chunk in response.iter_chunks():
+                        for payload in decoder.feed(chunk):
+                            yield payload
+                    for payload in decoder.flush():
                         yield payload
-                for payload in decoder.flush():
-                    yield payload

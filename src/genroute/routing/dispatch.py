@@ -10,7 +10,9 @@ For the client's group, then each of its fallback groups in turn:
      the failure is retryable (`genroute.routing.retry`) and retries are left, go to 1.
      A retry on the same deployment waits an exponential backoff that honours the
      upstream's Retry-After; a retry on another deployment does not wait.
-Each attempt is appended to `ctx.attempt_log`; the group fallen back to, to `ctx.fallbacks`.
+Whether a failure is retried, cools the deployment down or falls back is decided by its
+`FailureReason` (the table in `genroute.errors`). Each attempt is appended to
+`call.route.attempts`, and each group fallen back to, to `call.route.fallbacks`.
 """
 
 from __future__ import annotations
@@ -26,17 +28,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from genroute.call import Attempt, Call
 from genroute.config import RouterSettings
-from genroute.context import Attempt, CallContext
-from genroute.errors import GenrouteError, UpstreamTimeout
-from genroute.routing.groups import Deployment, ModelGroups
-from genroute.routing.retry import (
-    FailureKind,
+from genroute.errors import (
+    FailureReason,
+    GenrouteError,
     GroupRateLimited,
     GroupUnavailable,
-    backoff_delay,
-    classify,
+    UpstreamTimeout,
+    cancelled,
 )
+from genroute.routing.groups import Deployment, ModelGroups
+from genroute.routing.retry import backoff_delay
 from genroute.routing.state import (
     COOL_RATE_LIMIT,
     USAGE_WINDOW,
@@ -46,18 +49,28 @@ from genroute.routing.state import (
 )
 from genroute.routing.strategies import strategy_for
 
+__all__ = ["Dispatcher", "Lease", "aclose_quietly", "deadline", "exhausted"]
+
 log = logging.getLogger("genroute.router")
 T = TypeVar("T")
 MAX_ACQUIRE_RACES = 5
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def deadline(seconds: float, what: str) -> AsyncIterator[None]:
-    """Raise UpstreamTimeout naming `what` when the block takes over `seconds`."""
+async def deadline(seconds: float, what: str, call: Call | None = None) -> AsyncIterator[None]:
+    """Raise UpstreamTimeout naming `what` when the block takes over `seconds`, or runs past
+    the call's own deadline (the client's `X-Server-Timeout`), whichever comes first."""
+    remaining = call.remaining() if call is not None else None
+    limit = seconds if remaining is None else min(seconds, remaining)
     try:
-        async with asyncio.timeout(seconds):
+        async with asyncio.timeout(limit):
             yield
     except TimeoutError:
+        if remaining is not None and remaining <= seconds:
+            raise UpstreamTimeout(
+                f"{what}: the call's deadline passed before the upstream answered"
+            ) from None
         raise UpstreamTimeout(f"{what} did not answer within {seconds:g}s") from None
 
 
@@ -67,11 +80,6 @@ async def aclose_quietly(iterator: AsyncIterator[Any]) -> None:
     if aclose is not None:
         with contextlib.suppress(Exception):
             await aclose()
-
-
-def cancelled_error() -> GenrouteError:
-    """What a call the client abandoned is recorded as."""
-    return GenrouteError("the client went away before the call ended", code=499)
 
 
 @dataclass(slots=True)
@@ -89,7 +97,7 @@ class Lease:
 
     async def finish(
         self, error: GenrouteError | None, *, tokens: int = 0, ttft: float | None = None
-    ) -> FailureKind | None:
+    ) -> FailureReason | None:
         """Release the deployment, record timings and usage, count a failure."""
         if self.done:
             return None
@@ -109,12 +117,13 @@ class Lease:
         self.attempt.error_code = error.code
         self.attempt.error_status = error.status
         self.attempt.error_message = error.message
-        kind = classify(error)
-        if kind.cools_down and self.may_cool:
+        reason = error.reason
+        if reason.cools_down and self.may_cool:
+            rate_limited = reason is FailureReason.RATE_LIMIT
             cooled = await self.state.record_failure(
                 self.deployment.id,
                 self.policy,
-                rate_limited=kind is FailureKind.RATE_LIMIT,
+                rate_limited=rate_limited,
                 retry_after=error.retry_after,
             )
             if cooled:
@@ -122,11 +131,11 @@ class Lease:
                     "deployment %s of %s is cooling down after %s (last: %s %s)",
                     self.deployment.id,
                     self.deployment.model_name,
-                    "a rate limit" if kind is FailureKind.RATE_LIMIT else "failures",
+                    "a rate limit" if rate_limited else "failures",
                     error.code,
                     error.status,
                 )
-        return kind
+        return reason
 
 
 class Dispatcher:
@@ -138,11 +147,13 @@ class Dispatcher:
         state: RouterState,
         settings: RouterSettings,
         rng: random.Random,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.groups = groups
         self.state = state
         self.settings = settings
         self.rng = rng
+        self.sleep = sleep
         self.strategy = strategy_for(settings)
         self.policy = CooldownPolicy(
             allowed_fails=settings.allowed_fails,
@@ -153,8 +164,7 @@ class Dispatcher:
 
     async def run(
         self,
-        model: str,
-        ctx: CallContext,
+        call: Call,
         op: Callable[[Deployment], Awaitable[T]],
         *,
         stream: bool,
@@ -164,28 +174,27 @@ class Dispatcher:
 
         `measure`: count the attempts' latency (generate and stream calls, not countTokens
         or embeddings)."""
-        chain = [self.groups.canonical(model)]
+        chain = [self.groups.canonical(call.model)]
         last: GenrouteError | None = None
         index = -1
         while index + 1 < len(chain):
             index += 1
             group = chain[index]
             if index:
-                ctx.fallbacks.append(group)
+                call.route.fallbacks.append(group)
             try:
-                return await self._run_group(group, ctx, op, stream, measure)
+                return await self._run_group(group, call, op, stream, measure)
             except GenrouteError as exc:
                 last = exc
-                kind = classify(exc)
-                if not kind.falls_back:
+                if not exc.reason.falls_back:
                     raise
                 if index == 0:
-                    more = self.groups.fallbacks(group, kind)[: self.settings.max_fallbacks]
+                    more = self.groups.fallbacks(group, exc.reason)[: self.settings.max_fallbacks]
                     chain += [g for g in dict.fromkeys(more) if g not in chain]
                 if index + 1 < len(chain):
                     log.info(
                         "request %s: %s failed (%s %s); falling back to %s",
-                        ctx.request_id,
+                        call.request_id,
                         group,
                         exc.code,
                         exc.status,
@@ -201,13 +210,15 @@ class Dispatcher:
     async def _run_group(
         self,
         group: str,
-        ctx: CallContext,
+        call: Call,
         op: Callable[[Deployment], Awaitable[T]],
         stream: bool,
         measure: bool,
     ) -> tuple[T, Lease]:
         deployments = self.groups.group(group)
-        may_cool = len(deployments) > 1 or bool(self.groups.fallbacks(group, FailureKind.TRANSIENT))
+        may_cool = len(deployments) > 1 or bool(
+            self.groups.fallbacks(group, FailureReason.UPSTREAM_5XX)
+        )
         failed: list[str] = []
         last: GenrouteError | None = None
         tries = races = 0
@@ -229,7 +240,7 @@ class Dispatcher:
                 )
                 if delay is None:
                     raise last
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
             if not await self.state.acquire(deployment.id, deployment.limits):
                 races += 1
                 if races >= MAX_ACQUIRE_RACES:
@@ -239,19 +250,19 @@ class Dispatcher:
                     )
                 continue
             tries += 1
-            lease = self._start(ctx, group, deployment, stream, may_cool)
+            lease = self._start(call, group, deployment, stream, may_cool)
             lease.measure = measure
             try:
                 result = await op(deployment)
             except GenrouteError as exc:
-                kind = await lease.finish(exc)
+                reason = await lease.finish(exc)
                 last = exc
-                if kind is None or not kind.retryable or tries > self._retries(deployment):
+                if reason is None or not reason.retryable or tries > self._retries(deployment):
                     raise
                 failed.append(deployment.id)
                 log.info(
                     "request %s: attempt %d on %s failed (%s %s); retrying",
-                    ctx.request_id,
+                    call.request_id,
                     tries,
                     deployment.id,
                     exc.code,
@@ -259,20 +270,20 @@ class Dispatcher:
                 )
                 continue
             except BaseException:
-                await lease.finish(cancelled_error())
+                await lease.finish(cancelled())
                 raise
             return result, lease
 
     def _start(
-        self, ctx: CallContext, group: str, deployment: Deployment, stream: bool, may_cool: bool
+        self, call: Call, group: str, deployment: Deployment, stream: bool, may_cool: bool
     ) -> Lease:
-        ctx.attempts += 1
-        ctx.model_group = group
-        ctx.deployment_id = deployment.id
-        ctx.provider = deployment.spec.provider
-        ctx.provider_model = deployment.spec.upstream_model
+        route = call.route
+        route.group = group
+        route.deployment_id = deployment.id
+        route.provider = deployment.spec.provider
+        route.provider_model = deployment.spec.upstream_model
         attempt = Attempt(group, deployment.id, deployment.spec.provider, time.perf_counter())
-        ctx.attempt_log.append(attempt)
+        route.attempts.append(attempt)
         return Lease(self.state, self.policy, deployment, attempt, stream, may_cool)
 
     async def _pick(

@@ -4,22 +4,37 @@ A deployment's id is `model_info.id` when the config gives one, else a stable id
 from the entry (group, `provider/model`, api_base and its position among identical
 entries): the same config gives the same ids in every process, so cooldowns and usage can
 be shared through Redis. The API key never takes part.
+
+Names that match a wildcard entry (`gemini-*`) each get a deployment of their own, built on
+first use and kept in a least-recently-used cache of `WILDCARD_CACHE` names, so clients
+sending many distinct names cannot grow memory without bound.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from genroute.config import Config, ConfigError, DeploymentParams, ModelEntry, RouterSettings
-from genroute.errors import InvalidRequest, NotFound
+from genroute.config import Config, DeploymentParams, ModelEntry, RouterSettings
+from genroute.errors import ConfigError, FailureReason, InvalidRequest, NotFound
 from genroute.providers.base import DeploymentSpec, Provider
-from genroute.routing.retry import FailureKind
 from genroute.routing.state import Limits
 
+__all__ = [
+    "WILDCARD_CACHE",
+    "Builder",
+    "Deployment",
+    "ModelGroups",
+    "derived_id",
+    "normalise_model_name",
+    "wildcard",
+]
+
 Builder = Callable[[str, ModelEntry, str], "Deployment"]
+WILDCARD_CACHE = 1024
 
 
 @dataclass(slots=True)
@@ -76,10 +91,20 @@ def _fallback_table(maps: list[dict[str, list[str]]]) -> dict[str, list[str]]:
 class ModelGroups:
     """Resolves client model names to groups of deployments, and groups to fallbacks."""
 
-    def __init__(self, config: Config, build: Builder, allow_ad_hoc_models: bool) -> None:
+    def __init__(
+        self,
+        config: Config,
+        build: Builder,
+        allow_ad_hoc_models: bool,
+        *,
+        wildcard_cache: int = WILDCARD_CACHE,
+    ) -> None:
         self._build = build
         self.allow_ad_hoc_models = allow_ad_hoc_models
         self._groups: dict[str, list[Deployment]] = {}
+        # Deployments built for names matching a wildcard (or ad hoc), least recent first.
+        self._dynamic: OrderedDict[str, list[Deployment]] = OrderedDict()
+        self._dynamic_limit = max(1, wildcard_cache)
         self._patterns: list[tuple[re.Pattern[str], ModelEntry]] = []
         self.aliases = dict(config.router_settings.model_group_alias)
         seen: dict[tuple[str, str, str], int] = {}
@@ -99,8 +124,8 @@ class ModelGroups:
             raise ConfigError(f"{config.source}: model_list: model_info.id {dup!r} is used twice")
         settings = config.router_settings
         self._fallbacks = {
-            FailureKind.CONTEXT_WINDOW: _fallback_table(settings.context_window_fallbacks),
-            FailureKind.CONTENT_POLICY: _fallback_table(settings.content_policy_fallbacks),
+            FailureReason.CONTEXT_WINDOW: _fallback_table(settings.context_window_fallbacks),
+            FailureReason.CONTENT_POLICY: _fallback_table(settings.content_policy_fallbacks),
         }
         self._general = _fallback_table(settings.fallbacks)
         self._default = list(settings.default_fallbacks)
@@ -153,6 +178,17 @@ class ModelGroups:
         found = self._groups.get(name)
         if found is not None:
             return found
+        found = self._dynamic.get(name)
+        if found is not None:
+            self._dynamic.move_to_end(name)
+            return found
+        deployments = self._resolve_dynamic(name)
+        self._dynamic[name] = deployments
+        if len(self._dynamic) > self._dynamic_limit:
+            self._dynamic.popitem(last=False)
+        return deployments
+
+    def _resolve_dynamic(self, name: str) -> list[Deployment]:
         for pattern, entry in self._patterns:
             match = pattern.match(name)
             if match:
@@ -162,25 +198,22 @@ class ModelGroups:
                 params = entry.params.model_copy(update={"model": upstream})
                 concrete = entry.model_copy(update={"params": params})
                 ident = entry.model_info.id or derived_id(name, params, 0)
-                deployments = [self._build(name, concrete, ident)]
-                self._groups[name] = deployments
-                return deployments
+                return [self._build(name, concrete, ident)]
         if self.allow_ad_hoc_models and "/" in name:
             entry = ModelEntry(model_name=name, params=DeploymentParams(model=name))
-            deployments = [self._build(name, entry, derived_id(name, entry.params, 0))]
-            self._groups[name] = deployments
-            return deployments
+            return [self._build(name, entry, derived_id(name, entry.params, 0))]
         raise NotFound(f"model {name!r} is not served here; GET models lists the models that are")
 
     def all_deployments(self) -> list[Deployment]:
-        """Every deployment resolved so far (configured groups and wildcard uses)."""
-        return [d for group in self._groups.values() for d in group]
+        """Every configured deployment, then those built for recently used wildcard names."""
+        groups = [*self._groups.values(), *self._dynamic.values()]
+        return [d for group in groups for d in group]
 
-    def fallbacks(self, group: str, kind: FailureKind) -> list[str]:
-        """The groups to try, in order, after `group` failed with a failure of `kind`."""
-        if not kind.falls_back:
+    def fallbacks(self, group: str, reason: FailureReason) -> list[str]:
+        """The groups to try, in order, after `group` failed for `reason`."""
+        if not reason.falls_back:
             return []
-        table = self._fallbacks.get(kind, self._general)
+        table = self._fallbacks.get(reason, self._general)
         targets = table.get(group) or table.get("*") or []
         if not targets and table is self._general:
             targets = self._default

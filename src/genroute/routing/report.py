@@ -15,34 +15,38 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from genroute.context import CallContext
+from genroute.call import RouteRecord
 from genroute.errors import GenrouteError
 from genroute.routing.groups import Deployment
 from genroute.routing.state import DeploymentStats
 from genroute.wire import GenerateContentResponse
 
+__all__ = ["health_report", "routing_headers", "with_routing_headers"]
+
 
 def _ascii(text: str) -> bytes:
-    return text.encode("ascii", "replace")
+    """Header-safe text: ASCII, with control characters (CR, LF, NUL) replaced."""
+    cleaned = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return cleaned.encode("ascii", "replace")
 
 
-def routing_headers(ctx: CallContext) -> list[tuple[bytes, bytes]]:
+def routing_headers(route: RouteRecord) -> list[tuple[bytes, bytes]]:
     """The x-genroute-* headers for a call the Router has routed (none if it never was)."""
-    if ctx.attempts == 0 or ctx.model_group is None:
+    if not route.attempts or route.group is None:
         return []
     headers = [
-        (b"x-genroute-model-group", _ascii(ctx.model_group)),
-        (b"x-genroute-deployment", _ascii(ctx.deployment_id or "")),
-        (b"x-genroute-attempts", str(ctx.attempts).encode()),
+        (b"x-genroute-model-group", _ascii(route.group)),
+        (b"x-genroute-deployment", _ascii(route.deployment_id or "")),
+        (b"x-genroute-attempts", str(len(route.attempts)).encode()),
     ]
-    if ctx.fallbacks:
-        headers.append((b"x-genroute-fallback", _ascii(",".join(ctx.fallbacks))))
+    if route.fallbacks:
+        headers.append((b"x-genroute-fallback", _ascii(",".join(route.fallbacks))))
     return headers
 
 
 async def with_routing_headers(
     chunks: AsyncIterator[GenerateContentResponse],
-    ctx: CallContext,
+    route: RouteRecord,
     headers: list[tuple[bytes, bytes]],
 ) -> AsyncIterator[GenerateContentResponse]:
     """Relay `chunks`, adding the routing headers to `headers` when the first chunk (or an
@@ -52,16 +56,16 @@ async def with_routing_headers(
         try:
             async for chunk in inner:
                 if not added:
-                    headers.extend(routing_headers(ctx))
+                    headers.extend(routing_headers(route))
                     added = True
                 yield chunk
         except GenrouteError:
             if not added:
-                headers.extend(routing_headers(ctx))
+                headers.extend(routing_headers(route))
                 added = True
             raise
     if not added:
-        headers.extend(routing_headers(ctx))
+        headers.extend(routing_headers(route))
 
 
 def health_report(

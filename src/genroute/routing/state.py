@@ -13,12 +13,25 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from genroute.config import Config
+__all__ = [
+    "COOL_FAILURE",
+    "COOL_RATE_LIMIT",
+    "USAGE_WINDOW",
+    "Clock",
+    "CooldownPolicy",
+    "DeploymentStats",
+    "Limits",
+    "LocalState",
+    "RouterState",
+    "cooldown_seconds",
+    "ema",
+]
+
+Clock = Callable[[], float]
 
 USAGE_WINDOW = 60.0
 TPM_BUCKET = 5.0
@@ -137,10 +150,14 @@ class _Local:
 
 
 class LocalState:
-    """RouterState in this process's memory (one event loop, so no locks are needed)."""
+    """RouterState in this process's memory (one event loop, so no locks are needed).
 
-    def __init__(self) -> None:
+    `clock` gives the time in seconds (monotonic by default); tests pass their own to move
+    windows and cooldowns forward without sleeping."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
         self._items: dict[str, _Local] = {}
+        self._clock = clock
 
     @property
     def backend(self) -> str:
@@ -176,11 +193,11 @@ class LocalState:
         )
 
     async def snapshot(self, ids: Sequence[str]) -> dict[str, DeploymentStats]:
-        now = time.time()
+        now = self._clock()
         return {i: self._stats(self._get(i), now) for i in ids}
 
     async def acquire(self, deployment_id: str, limits: Limits) -> bool:
-        now = time.time()
+        now = self._clock()
         item = self._get(deployment_id)
         if self._stats(item, now).at_cap(limits):
             return False
@@ -194,7 +211,7 @@ class LocalState:
         item = self._get(deployment_id)
         item.in_flight = max(0, item.in_flight - 1)
         if tokens:
-            item.tokens.append((time.time(), tokens))
+            item.tokens.append((self._clock(), tokens))
             item.token_sum += tokens
         if latency is not None:
             item.latency = ema(item.latency, latency)
@@ -210,7 +227,7 @@ class LocalState:
         rate_limited: bool,
         retry_after: float | None,
     ) -> bool:
-        now = time.time()
+        now = self._clock()
         item = self._get(deployment_id)
         item.fails.append(now)
         while item.fails and item.fails[0] <= now - max(policy.window, 600):
@@ -227,19 +244,3 @@ class LocalState:
 
     async def aclose(self) -> None:
         return None
-
-
-def build_state(config: Config) -> RouterState:
-    """Redis-backed state when router_settings names a Redis, else in-memory state."""
-    settings = config.router_settings
-    url = settings.redis_connection_url()
-    if not url:
-        return LocalState()
-    from genroute.routing.redis_state import RedisState  # redis is imported only if used
-
-    return RedisState(
-        url,
-        prefix=settings.redis_key_prefix,
-        socket_timeout=settings.redis_socket_timeout,
-        reconnect_interval=settings.redis_reconnect_interval,
-    )

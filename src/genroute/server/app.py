@@ -6,6 +6,9 @@ Routes (any path prefix before the version is accepted, as the SDKs keep base-UR
     GET  {v}/models        GET {v}/models/{model}
     GET  /health/liveliness  GET /health/readiness
 Every error is Google's `{"error": {"code", "message", "status", "details"?}}`.
+
+The edge authenticates the caller, reads and validates the body, builds the `Call` and
+hands it to the pipeline (`genroute.pipeline`), whose layers do everything else.
 """
 
 from __future__ import annotations
@@ -13,19 +16,17 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
 
+from genroute.call import Call, Caller, Operation, new_request_id
 from genroute.config import Config
-from genroute.context import CallContext, new_request_id
 from genroute.errors import GenrouteError, InvalidRequest, NotFound
-from genroute.governance import Governance, build_governance
-from genroute.observability import Observability
-from genroute.observability.metrics import router_cooldowns
-from genroute.router import Router, normalise_model_name
-from genroute.routing import routing_headers, with_routing_headers
+from genroute.pipeline import Pipeline, build_pipeline
+from genroute.routing import Router, normalise_model_name, routing_headers, with_routing_headers
 from genroute.server import asgi, streaming
 from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
 from genroute.server.auth import MasterKeyAuth, presented_key, query_params
@@ -43,23 +44,16 @@ from genroute.wire import (
 
 log = logging.getLogger("genroute.server")
 
+__all__ = ["GatewayApp", "create_app", "parse_api_path", "parse_json"]
+
 _API_PATH = re.compile(r"/(v1|v1beta|v1alpha)/(models)(/.*)?$")
-_ACTIONS = frozenset(
-    {
-        "generateContent",
-        "streamGenerateContent",
-        "countTokens",
-        "embedContent",
-        "batchEmbedContents",
-    }
-)
+_ACTIONS = frozenset(op.value for op in Operation)
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _HEALTH = {"/health/liveliness", "/health/liveness", "/health/readiness", "/health"}
 MAX_PAGE_SIZE = 1000
 
 W = TypeVar("W", bound=WireModel)
-Handler = Callable[
-    [Scope, Receive, Send, str, CallContext, list[tuple[bytes, bytes]]], Awaitable[None]
-]
+Handler = Callable[[Scope, Receive, Send, Call, list[tuple[bytes, bytes]]], Awaitable[None]]
 
 
 def parse_api_path(path: str) -> tuple[str | None, str | None] | None:
@@ -91,24 +85,33 @@ def parse_json(body: bytes, model: type[W]) -> W:
         raise InvalidRequest(f"Invalid request: {format_validation_error(exc)}") from None
 
 
-class GatewayApp:
-    """ASGI callable serving the Gemini API for one Router."""
+def _deadline(scope: Scope, started: float) -> float | None:
+    """The call's deadline from `X-Server-Timeout` (seconds), which the Google SDKs send
+    when a client sets a timeout."""
+    value = asgi.header(scope, b"x-server-timeout")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return started + seconds if 0 < seconds < 86_400 else None
 
-    def __init__(
-        self,
-        router: Router,
-        config: Config,
-        governance: Governance | None = None,
-        observability: Observability | None = None,
-    ) -> None:
-        self.router = router
-        self.observability = observability
+
+class GatewayApp:
+    """ASGI callable serving the Gemini API through one pipeline."""
+
+    def __init__(self, pipeline: Pipeline, config: Config) -> None:
+        self.pipeline = pipeline
+        self.router: Router = pipeline.router
+        self.observability = pipeline.observability
+        self.governance = pipeline.governance
         self.config = config
         self.auth = MasterKeyAuth(config.general_settings.master_key)
-        self.governance = governance
-        self.management = ManagementAPI(governance) if governance else None
+        self.management = ManagementAPI(self.governance) if self.governance else None
         self.body_limit = config.general_settings.max_request_bytes
         self.end_user_header = config.general_settings.end_user_header.lower().encode("latin-1")
+        self._tracing = self.observability is not None and self.observability.tracing is not None
         self._post: dict[str, Handler] = {
             "generateContent": self._generate,
             "streamGenerateContent": self._stream,
@@ -128,21 +131,21 @@ class GatewayApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.governance is not None:
-                    await self.governance.start()
+                try:
+                    await self.pipeline.start()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.governance is not None:
-                    await self.governance.aclose()
-                if self.observability is not None:
-                    await self.observability.aclose()
-                await self.router.aclose()
+                await self.pipeline.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = asgi.header(scope, b"x-request-id")
-        rid = request_id.decode("latin-1")[:128] if request_id else new_request_id()
+        rid = _clean_id(request_id) if request_id else new_request_id()
         headers = [(b"x-request-id", rid.encode("latin-1"))]
         try:
             await self._dispatch(scope, receive, send, rid, headers)
@@ -183,11 +186,11 @@ class GatewayApp:
         model, action = parsed
         query = query_params(scope)
         key = presented_key(scope, query)
-        caller = None
+        row = None
         if self.governance is None:
             self.auth.check(key)
         else:
-            caller = await self.governance.authenticate(key)
+            row = await self.governance.authenticate(key)
         if action is None:
             if method != "GET":
                 raise GenrouteError(
@@ -204,25 +207,37 @@ class GatewayApp:
                 f"{action} needs POST, not {method}", code=405, status="UNIMPLEMENTED"
             )
         assert model is not None
-        ctx = CallContext(request_id=rid, key_hash=self.auth.key_hash(key))
-        end_user = asgi.header(scope, self.end_user_header)
-        if end_user:
-            ctx.end_user = end_user.decode("utf-8", "replace").strip()[:256] or None
+        call = self._call(scope, Operation(action), normalise_model_name(model), key, row, rid)
+        await self._post[action](scope, receive, send, call, headers)
+
+    def _call(
+        self,
+        scope: Scope,
+        operation: Operation,
+        model: str,
+        key: str | None,
+        row: dict[str, Any] | None,
+        rid: str,
+    ) -> Call:
+        end_user = None
+        raw = asgi.header(scope, self.end_user_header)
+        if raw:
+            end_user = raw.decode("utf-8", "replace").strip()[:256] or None
+        key_hash = self.auth.key_hash(key)
         if self.governance is not None:
-            self.governance.identify(ctx, caller)
-        name = normalise_model_name(model)
-        if self.observability is None:
-            await self._post[action](scope, receive, send, name, ctx, headers)
-            return
-        edge = self.observability.edge_start(ctx, scope["headers"])
-        error: BaseException | None = None
-        try:
-            await self._post[action](scope, receive, send, name, ctx, headers)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self.observability.edge_end(edge, error, operation=action, model=name)
+            caller = self.governance.caller(key_hash, row, end_user)
+        else:
+            caller = Caller(key_hash=key_hash, end_user=end_user)
+        trace: tuple[tuple[str, str], ...] = ()
+        if self._tracing:
+            trace = tuple(
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in scope["headers"]
+                if k in _TRACE_HEADERS
+            )
+        call = Call(operation, model, caller, rid, trace_headers=trace)
+        deadline = _deadline(scope, call.started)
+        return call if deadline is None else replace(call, deadline=deadline)
 
     async def _metrics(self, scope: Scope, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         assert self.observability is not None
@@ -256,45 +271,44 @@ class GatewayApp:
         except ValueError:
             raise InvalidRequest("pageSize and pageToken must be whole numbers") from None
         size = max(1, min(size, MAX_PAGE_SIZE))
+        start = max(0, start)
         page = models[start : start + size]
         more = str(start + size) if start + size < len(models) else None
         reply = ListModelsResponse(models=page, next_page_token=more)
         await asgi.send_bytes(send, 200, dump_json(reply), [JSON_TYPE, *headers])
 
-    async def _body(self, scope: Scope, receive: Receive, model: type[W]) -> W:
-        return parse_json(await asgi.read_body(scope, receive, self.body_limit), model)
+    async def _body(self, scope: Scope, receive: Receive, call: Call, model: type[W]) -> W:
+        """The validated body; a refusal is recorded as the call's outcome."""
+        try:
+            return parse_json(await asgi.read_body(scope, receive, self.body_limit), model)
+        except (GenrouteError, ConnectionAbortedError) as exc:
+            if self.observability is not None:
+                self.observability.refused(call, exc)
+            raise
 
     async def _generate(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        model: str,
-        ctx: CallContext,
+        call: Call,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        request = await self._body(scope, receive, GenerateContentRequest)
-        try:
-            response = await self.router.generate(model, request, ctx)
-        finally:
-            headers.extend(routing_headers(ctx))
-        if ctx.cost is not None:
-            headers = [*headers, (b"x-genroute-response-cost", f"{ctx.cost:.10g}".encode())]
-        await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+        request = await self._body(scope, receive, call, GenerateContentRequest)
+        await self._reply(send, self.pipeline.generate(call, request), call, headers)
 
     async def _stream(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        model: str,
-        ctx: CallContext,
+        call: Call,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        request = await self._body(scope, receive, GenerateContentRequest)
+        request = await self._body(scope, receive, call, GenerateContentRequest)
         sse = query_params(scope).get("alt") == "sse"
         await streaming.relay(
-            with_routing_headers(self.router.stream(model, request, ctx), ctx, headers),
+            with_routing_headers(self.pipeline.stream(call, request), call.route, headers),
             receive,
             send,
             sse=sse,
@@ -306,68 +320,68 @@ class GatewayApp:
         scope: Scope,
         receive: Receive,
         send: Send,
-        model: str,
-        ctx: CallContext,
+        call: Call,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        request = await self._body(scope, receive, CountTokensRequest)
+        request = await self._body(scope, receive, call, CountTokensRequest)
         if request.contents is None and request.generate_content_request is None:
-            raise InvalidRequest("contents: required (or generateContentRequest)")
-        await self._reply(send, self.router.count_tokens(model, request, ctx), ctx, headers)
+            error = InvalidRequest("contents: required (or generateContentRequest)")
+            if self.observability is not None:
+                self.observability.refused(call, error)
+            raise error
+        await self._reply(send, self.pipeline.count_tokens(call, request), call, headers)
 
     async def _embed(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        model: str,
-        ctx: CallContext,
+        call: Call,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        request = await self._body(scope, receive, EmbedContentRequest)
-        await self._reply(send, self.router.embed_content(model, request, ctx), ctx, headers)
+        request = await self._body(scope, receive, call, EmbedContentRequest)
+        await self._reply(send, self.pipeline.embed(call, request), call, headers)
 
     async def _batch_embed(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        model: str,
-        ctx: CallContext,
+        call: Call,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        request = await self._body(scope, receive, BatchEmbedContentsRequest)
+        request = await self._body(scope, receive, call, BatchEmbedContentsRequest)
         if not request.requests:
-            raise InvalidRequest("requests: at least one request is needed")
-        call = self.router.batch_embed_contents(model, request, ctx)
-        await self._reply(send, call, ctx, headers)
+            error = InvalidRequest("requests: at least one request is needed")
+            if self.observability is not None:
+                self.observability.refused(call, error)
+            raise error
+        await self._reply(send, self.pipeline.batch_embed(call, request), call, headers)
 
     @staticmethod
     async def _reply(
         send: Send,
-        call: Awaitable[WireModel],
-        ctx: CallContext,
+        work: Awaitable[WireModel],
+        call: Call,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        """Await a routed call and send its reply, with the routing headers either way."""
+        """Await the pipeline's answer and send it, with the routing headers either way."""
         try:
-            response = await call
+            response = await work
         finally:
-            headers.extend(routing_headers(ctx))
+            headers.extend(routing_headers(call.route))
+        cost = call.meter.cost
+        if cost is not None:
+            headers.append((b"x-genroute-response-cost", f"{cost:.10g}".encode()))
         await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+
+
+def _clean_id(raw: bytes) -> str:
+    """A client's x-request-id, made safe to echo: printable ASCII, at most 128 characters."""
+    text = raw.decode("latin-1")[:128]
+    return "".join(c for c in text if " " < c <= "~") or new_request_id()
 
 
 def create_app(config: Config, router: Router | None = None) -> GatewayApp:
     """The ASGI app for a config (the Router is built from it unless given)."""
-    governance = build_governance(config)
-    hooks: list[Any] = [governance] if governance is not None else []
-    observability = Observability.from_config(config)
-    if observability.enabled:
-        hooks.append(observability.hook)  # last: it sees what the other hooks filled in
-    if router is None:
-        router = Router.from_config(config, allow_ad_hoc_models=False, hooks=hooks)
-    else:
-        router.hooks.extend(hooks)
-    if observability.metrics is not None:
-        observability.metrics.set_cooldown_source(router_cooldowns(router))
-    return GatewayApp(router, config, governance, observability if observability.enabled else None)
+    return GatewayApp(build_pipeline(config, router=router, server=True), config)

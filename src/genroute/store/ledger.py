@@ -21,7 +21,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, insert, update
 
-from genroute.context import CallContext
+from genroute.call import Call
 from genroute.cost import Tokens
 from genroute.store.models import EndUser, SpendLog, Team, VirtualKey
 from genroute.store.repo import Store, utcnow
@@ -62,35 +62,44 @@ class SpendRecord:
     stream: bool = False
 
     @classmethod
-    def from_context(cls, ctx: CallContext) -> SpendRecord:
-        """The record of a finished call."""
-        tokens = Tokens.from_usage(ctx.usage)
-        latency, ttft = ctx.latency, ctx.time_to_first_token
-        elapsed = time.perf_counter() - ctx.started
+    def of(
+        cls,
+        call: Call,
+        *,
+        status_code: int,
+        error_status: str | None,
+        finished: float,
+    ) -> SpendRecord:
+        """The record of a finished call (`finished`: its perf_counter end time)."""
+        meter, route, caller = call.meter, call.route, call.caller
+        tokens = Tokens.from_usage(meter.usage)
+        latency = finished - call.started
+        ttft = None if meter.first_chunk_at is None else meter.first_chunk_at - call.started
+        elapsed = time.perf_counter() - call.started
         return cls(
-            request_id=ctx.request_id,
+            request_id=call.request_id,
             start_time=datetime.fromtimestamp(time.time() - elapsed, utcnow().tzinfo),
-            operation=ctx.operation,
-            status_code=ctx.status_code,
-            key_hash=ctx.key_hash,
-            key_alias=ctx.key_alias,
-            team_id=ctx.team_id,
-            user_id=ctx.user_id,
-            end_user=ctx.end_user,
-            model_group=ctx.model_group,
-            deployment_id=ctx.deployment_id,
-            provider=ctx.provider,
-            provider_model=ctx.provider_model,
-            error_status=ctx.error_status,
+            operation=call.operation.value,
+            status_code=status_code,
+            key_hash=caller.key_hash,
+            key_alias=caller.key_alias,
+            team_id=caller.team_id,
+            user_id=caller.user_id,
+            end_user=caller.end_user,
+            model_group=route.group or call.model,
+            deployment_id=route.deployment_id,
+            provider=route.provider,
+            provider_model=route.provider_model,
+            error_status=error_status,
             prompt_tokens=tokens.input_total,
             output_tokens=tokens.output,
             thinking_tokens=tokens.thinking,
             cached_tokens=tokens.cached,
-            cost=ctx.cost or 0.0,
-            cost_estimated=ctx.cost_estimated,
-            latency_ms=None if latency is None else latency * 1000,
+            cost=meter.cost or 0.0,
+            cost_estimated=meter.cost_estimated,
+            latency_ms=latency * 1000,
             ttft_ms=None if ttft is None else ttft * 1000,
-            stream=ctx.stream,
+            stream=call.stream,
         )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from genroute.errors import StoreError
 from genroute.store.engine import create_engine, migrate
 from genroute.store.models import Base, EndUser, Team, VirtualKey
 
@@ -34,14 +35,6 @@ BUDGETED_FIELDS = (
 )
 KIND_TABLE: dict[str, type[Base]] = {"key": VirtualKey, "team": Team, "end_user": EndUser}
 KIND_PK = {"key": "token", "team": "team_id", "end_user": "end_user_id"}
-
-
-class StoreError(Exception):
-    """A management request the store refuses (unknown row, duplicate alias...)."""
-
-    def __init__(self, message: str, code: int = 400) -> None:
-        super().__init__(message)
-        self.message, self.code = message, code
 
 
 def parse_duration(value: str) -> timedelta:

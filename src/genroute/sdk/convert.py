@@ -14,7 +14,25 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from genroute.errors import InvalidRequest
-from genroute.wire import GenerateContentRequest, GenerateContentResponse, format_validation_error
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    BatchEmbedContentsResponse,
+    CountTokensRequest,
+    CountTokensResponse,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    format_validation_error,
+)
+
+__all__ = [
+    "build_count_request",
+    "build_embed_request",
+    "build_request",
+    "to_contents",
+    "to_genai_count",
+    "to_genai_embed",
+    "to_genai_response",
+]
 
 # GenerateContentConfig keys that live at the top of the request, not in generationConfig.
 _REQUEST_LEVEL = {
@@ -138,8 +156,64 @@ def build_request(contents: Any, config: Any, kwargs: Mapping[str, Any]) -> Gene
         raise InvalidRequest(format_validation_error(exc)) from None
 
 
+def build_count_request(
+    contents: Any, config: Any, kwargs: Mapping[str, Any]
+) -> CountTokensRequest:
+    """A countTokens request: the contents, and the config's system instruction and tools
+    (as a whole generateContentRequest, so that every upstream counts them)."""
+    if kwargs:
+        raise TypeError(f"unexpected keyword argument {next(iter(kwargs))!r}")
+    inner = build_request(contents, config, {})
+    if inner.system_instruction is None and inner.tools is None:
+        return CountTokensRequest(contents=inner.contents)
+    return CountTokensRequest(generate_content_request=inner)
+
+
+_EMBED_CONFIG = {"task_type", "title", "output_dimensionality"}
+
+
+def build_embed_request(
+    model: str, contents: Any, config: Any, kwargs: Mapping[str, Any]
+) -> BatchEmbedContentsRequest:
+    """One embed request per content: a string, or a list of strings or Content items."""
+    if kwargs:
+        raise TypeError(f"unexpected keyword argument {next(iter(kwargs))!r}")
+    settings = _plain(config) if config is not None else {}
+    if not isinstance(settings, Mapping):
+        raise InvalidRequest(
+            f"config: expected an EmbedContentConfig or a dict, not {type(config).__name__}"
+        )
+    extra = {k: v for k, v in settings.items() if k in _EMBED_CONFIG}
+    items = contents if isinstance(contents, list | tuple) else [contents]
+    if not items:
+        raise InvalidRequest("contents: at least one content to embed is needed")
+    requests = []
+    for raw in items:
+        item = _plain(raw)
+        content = item if _is_content(item) else {"parts": [_as_part(item)]}
+        requests.append({"model": f"models/{model}", "content": content, **extra})
+    try:
+        return BatchEmbedContentsRequest.model_validate({"requests": requests})
+    except ValidationError as exc:
+        raise InvalidRequest(format_validation_error(exc)) from None
+
+
 def to_genai_response(response: GenerateContentResponse) -> Any:
     """The wire response as a `google.genai.types.GenerateContentResponse`."""
     from google.genai import types
 
     return types.GenerateContentResponse._from_response(response=response.to_dict(), kwargs={})
+
+
+def to_genai_count(response: CountTokensResponse) -> Any:
+    """The wire reply as a `google.genai.types.CountTokensResponse`."""
+    from google.genai import types
+
+    return types.CountTokensResponse._from_response(response=response.to_dict(), kwargs={})
+
+
+def to_genai_embed(response: BatchEmbedContentsResponse) -> Any:
+    """The wire reply as a `google.genai.types.EmbedContentResponse` (one per content)."""
+    from google.genai import types
+
+    return types.EmbedContentResponse._from_response(response=response.to_dict(), kwargs={})

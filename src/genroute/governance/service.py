@@ -1,11 +1,10 @@
 """Governance: who may call, within which budgets and limits, and what each call cost.
 
-`Governance.authenticate` runs at the HTTP edge (master key or a valid virtual key);
-`before_call` and `after_call` make it a `CallHook` on the Router, so the proxy and the SDK
-share it. Before a call: the key's and team's model lists, blocked rows, budgets (spend in
-the database plus this instance's spend not yet written) and rpm/tpm/parallel limits of
-the key, its team and the end user. After it: the cost (see `genroute.cost`), the limits
-released, and one row queued for the spend ledger.
+`Governance` holds the store, the short-TTL cache of key, team and end-user rows, the
+limiter and the spend ledger writer. The HTTP edge calls `authenticate` (master key or a
+valid virtual key) and `caller` (who the call is for); the pipeline's governed layer
+(`genroute.governance.layer.Governed`) calls `admit` before every operation and `settle`
+after it, so the proxy and the SDK share them.
 
 Budget overshoot: a call's cost is only known when it ends. A call is admitted while
 spend + reservations < max_budget, where each call in flight reserves the budget's
@@ -21,17 +20,19 @@ from __future__ import annotations
 import fnmatch
 import hmac
 import logging
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from genroute.context import CallContext
-from genroute.cost import Pricer, Tokens, estimate_usage
-from genroute.errors import GenrouteError, PermissionDenied, RateLimited, Unauthenticated
-from genroute.governance.cache import EntityCache
+from genroute.call import Call, Caller
+from genroute.cost import Tokens
+from genroute.errors import PermissionDenied, RateLimited, Unauthenticated
+from genroute.governance.cache import Entity, EntityCache
 from genroute.governance.limits import LimitCheck, Limiter, MemoryLimiter, Ticket
 from genroute.store.ledger import LedgerWriter, SpendRecord
 from genroute.store.repo import Store, hash_key, utcnow
-from genroute.wire import GenerateContentRequest, WireModel
+
+__all__ = ["ALL_MODELS", "Admission", "Governance", "model_allowed"]
 
 log = logging.getLogger("genroute.governance")
 
@@ -59,14 +60,22 @@ def _expired(row: dict[str, Any]) -> bool:
     return isinstance(expires, str) and datetime.fromisoformat(expires) <= utcnow()
 
 
+@dataclass(slots=True)
+class Admission:
+    """What `admit` took for one call, so that `settle` gives back exactly that."""
+
+    ticket: Ticket
+    held: list[tuple[Entity, float]] = field(default_factory=list)
+
+
 class Governance:
-    """Keys, budgets, limits and spend, as the edge's authenticator and a Router hook."""
+    """Keys, budgets, limits and spend: the edge's authenticator and the governed layer's
+    admission and settlement."""
 
     def __init__(
         self,
         store: Store,
         *,
-        pricer: Pricer | None = None,
         master_key: str | None = None,
         limiter: Limiter | None = None,
         redis: Any = None,
@@ -74,7 +83,6 @@ class Governance:
         flush_interval: float = 1.0,
     ) -> None:
         self.store = store
-        self.pricer = pricer or Pricer()
         self._master = hash_key(master_key).encode() if master_key else None
         self.redis = redis
         self.limiter: Limiter = limiter or MemoryLimiter()
@@ -82,8 +90,6 @@ class Governance:
         self.ledger = LedgerWriter(
             store, flush_interval=flush_interval, on_commit=self.cache.committed
         )
-        self._admitted: dict[int, tuple[Ticket, list[tuple[tuple[str, str], float]]]] = {}
-        self._prompts: dict[int, GenerateContentRequest] = {}
 
     async def start(self) -> None:
         """Migrate the database and start the ledger writer and cache listener."""
@@ -150,14 +156,27 @@ class Governance:
                 details=[_error_info("API_KEY_EXPIRED")],
             )
 
-    def identify(self, ctx: CallContext, row: dict[str, Any] | None) -> None:
-        """Copy a key's identity onto the call."""
-        if row is not None:
-            ctx.key_alias = row.get("key_alias")
-            ctx.team_id = row.get("team_id")
-            ctx.user_id = row.get("user_id")
+    @staticmethod
+    def caller(
+        key_hash: str | None,
+        row: dict[str, Any] | None,
+        end_user: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Caller:
+        """Who a call is for: the key (by hash), its alias, team and user, the end user."""
+        caller = Caller(key_hash=key_hash, end_user=end_user)
+        if metadata:
+            caller = replace(caller, metadata=metadata)
+        if row is None:
+            return caller
+        return replace(
+            caller,
+            key_alias=row.get("key_alias"),
+            team_id=row.get("team_id"),
+            user_id=row.get("user_id"),
+        )
 
-    # -- CallHook ------------------------------------------------------------------------------
+    # -- admission and settlement ----------------------------------------------------------
 
     def _check_budget(self, kind: str, ident: str, row: dict[str, Any], label: str) -> bool:
         """Refuse a call on a spent budget; True when the budget is to be tracked."""
@@ -183,40 +202,44 @@ class Governance:
             )
         return True
 
-    async def _rows(self, ctx: CallContext) -> list[tuple[str, str, dict[str, Any], str]]:
+    async def _rows(self, caller: Caller) -> list[tuple[str, str, dict[str, Any], str]]:
         rows: list[tuple[str, str, dict[str, Any], str]] = []
-        if ctx.key_hash and not self.is_master(ctx.key_hash):
-            key = await self.cache.get("key", ctx.key_hash)
+        team_id = caller.team_id
+        if caller.key_hash and not self.is_master(caller.key_hash):
+            key = await self.cache.get("key", caller.key_hash)
             if key is not None:
                 self._check_key(key)
-                self.identify(ctx, key)
+                team_id = key.get("team_id")
                 label = f"key {key.get('key_alias') or key.get('key_name')!r}"
-                rows.append(("key", ctx.key_hash, key, label))
-        if ctx.team_id:
-            team = await self.cache.get("team", ctx.team_id)
+                rows.append(("key", caller.key_hash, key, label))
+        if team_id:
+            team = await self.cache.get("team", team_id)
             if team is not None:
-                rows.append(("team", ctx.team_id, team, f"team {ctx.team_id!r}"))
-        if ctx.end_user:
-            user = await self.cache.get("end_user", ctx.end_user)
+                rows.append(("team", team_id, team, f"team {team_id!r}"))
+        if caller.end_user:
+            user = await self.cache.get("end_user", caller.end_user)
             if user is None:
-                await self.store.ensure_end_user(ctx.end_user)
-                self.cache.forget("end_user", ctx.end_user)
-                user = await self.cache.get("end_user", ctx.end_user)
+                await self.store.ensure_end_user(caller.end_user)
+                self.cache.forget("end_user", caller.end_user)
+                user = await self.cache.get("end_user", caller.end_user)
             if user is not None:
-                rows.append(("end_user", ctx.end_user, user, f"end user {ctx.end_user!r}"))
+                rows.append(("end_user", caller.end_user, user, f"end user {caller.end_user!r}"))
         return rows
 
-    async def before_call(self, ctx: CallContext, request: WireModel) -> None:
-        """Refuse the call (403 model/blocked, 429 budget/limit) or count it."""
-        rows = await self._rows(ctx)
+    async def admit(self, call: Call, group: str, estimate: float) -> Admission:
+        """Refuse the call (403 model/blocked, 429 budget/limit) or count it in.
+
+        `group` is the model group the call's model resolves to; `estimate` a guess at the
+        call's cost in USD (reserved on budgets that have no typical call cost yet)."""
+        rows = await self._rows(call.caller)
         checks: list[LimitCheck] = []
-        budgets: list[tuple[str, str]] = []
+        budgets: list[Entity] = []
         for kind, ident, row, label in rows:
             if row.get("blocked"):
                 raise PermissionDenied(f"The {label} is blocked.")
-            if kind != "end_user" and not model_allowed(row.get("models"), ctx.model_group):
+            if kind != "end_user" and not model_allowed(row.get("models"), group):
                 raise PermissionDenied(
-                    f"The {label} may not use model {ctx.model_group!r}; "
+                    f"The {label} may not use model {group!r}; "
                     f"it may use: {', '.join(row['models'])}",
                     details=[_error_info("MODEL_NOT_ALLOWED")],
                 )
@@ -232,55 +255,31 @@ class Governance:
                 )
             )
         ticket = await self.limiter.admit(checks)
-        estimate = 0.0
-        if isinstance(request, GenerateContentRequest):
-            self._prompts[id(ctx)] = request
-            if budgets:
-                estimate = self._estimate(ctx, request)
-        self._admitted[id(ctx)] = (ticket, self.cache.begin(budgets, estimate))
+        return Admission(ticket, self.cache.begin(budgets, estimate))
 
-    def _estimate(self, ctx: CallContext, request: GenerateContentRequest) -> float:
-        """A guess at a call's cost before it runs: its prompt, and maxOutputTokens of output
-        when the request sets it (the worst case), else as much output as prompt."""
-        guess = estimate_usage(request, 0)
-        output = guess.prompt_token_count or 0
-        config = request.generation_config
-        if config is not None and config.max_output_tokens:
-            output = config.max_output_tokens
-        guess.candidates_token_count = output
-        return self.pricer.cost(
-            guess, ctx.provider, ctx.provider_model, ctx.deployment_id, ctx.model_group, quiet=True
-        ).usd
-
-    def price(self, ctx: CallContext, request: GenerateContentRequest | None) -> None:
-        """Set `ctx.cost` from its usage (estimated for a stream that reported none)."""
-        usage = ctx.usage
-        if usage is None and ctx.stream and request is not None and ctx.first_token_at:
-            output_chars = sum(len(t) for t in ctx.response_text or ())
-            usage = estimate_usage(request, output_chars)
-            ctx.cost_estimated = True
-        if usage is None:
-            ctx.cost = 0.0
-            return
-        ctx.cost = self.pricer.cost(
-            usage, ctx.provider, ctx.provider_model, ctx.deployment_id, ctx.model_group
-        ).usd
-
-    async def after_call(self, ctx: CallContext, error: GenrouteError | None) -> None:
-        """Price the call, release its limits and queue its ledger row."""
-        request = self._prompts.pop(id(ctx), None)
-        if ctx.cost is None:
-            self.price(ctx, request)
-        cost = ctx.cost or 0.0
-        admitted = self._admitted.pop(id(ctx), None)
-        if admitted is not None:
-            ticket, held = admitted
-            self.cache.end(held, cost)
-            await self.limiter.release(ticket, Tokens.from_usage(ctx.usage).total)
-        if ctx.key_hash:
-            self.cache.add_pending("key", ctx.key_hash, cost)
-        if ctx.team_id:
-            self.cache.add_pending("team", ctx.team_id, cost)
-        if ctx.end_user:
-            self.cache.add_pending("end_user", ctx.end_user, cost)
-        await self.ledger.submit(SpendRecord.from_context(ctx))
+    async def settle(
+        self,
+        call: Call,
+        admission: Admission | None,
+        *,
+        status_code: int,
+        error_status: str | None,
+        finished: float,
+    ) -> None:
+        """A call ended: free its reservations and limits, note its spend, queue its ledger
+        row. `admission` is None for a call refused before it was admitted."""
+        cost = call.meter.cost or 0.0
+        caller = call.caller
+        if admission is not None:
+            self.cache.end(admission.held, cost)
+            await self.limiter.release(admission.ticket, Tokens.from_usage(call.meter.usage).total)
+        if caller.key_hash:
+            self.cache.add_pending("key", caller.key_hash, cost)
+        if caller.team_id:
+            self.cache.add_pending("team", caller.team_id, cost)
+        if caller.end_user:
+            self.cache.add_pending("end_user", caller.end_user, cost)
+        record = SpendRecord.of(
+            call, status_code=status_code, error_status=error_status, finished=finished
+        )
+        await self.ledger.submit(record)

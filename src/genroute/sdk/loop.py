@@ -8,6 +8,8 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
+__all__ = ["LoopThread"]
+
 T = TypeVar("T")
 
 
@@ -37,6 +39,15 @@ class LoopThread:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 self.run(aclose())
+
+    @classmethod
+    def run_once(cls, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one coroutine on a loop thread of its own, then stop it."""
+        loop = cls()
+        try:
+            return loop.run(coro)
+        finally:
+            loop.close()
 
     def close(self) -> None:
         """Stop the loop and join the thread."""

@@ -1,0 +1,165 @@
+"""The governed layer: every operation admitted by the key's rules, and settled after.
+
+Around each of the five operations (generateContent, streams, countTokens, embedContent,
+batchEmbedContents) it
+  1. resolves the model to its group (404 for a name no group serves),
+  2. admits the call: the key's and team's model lists (403), blocked rows, budgets and
+     rpm/tpm/parallel limits of the key, its team and the end user (429), reserving the
+     call's likely cost on each budget;
+  3. calls the next layer;
+  4. settles in a `finally`, whatever happened further in (an error, a cancellation, a
+     client that left mid-stream): the limits and reservations it took are given back,
+     the spend is noted, and one row is queued for the spend ledger.
+
+Cost comes from `call.meter`, which the metering layer inside this one fills in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from genroute.call import Call, ModelAPI
+from genroute.cost import Pricer, estimate_usage, text_tokens
+from genroute.errors import outcome
+from genroute.governance.service import Admission, Governance
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    BatchEmbedContentsResponse,
+    Content,
+    CountTokensRequest,
+    CountTokensResponse,
+    EmbedContentRequest,
+    EmbedContentResponse,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    UsageMetadata,
+)
+
+__all__ = ["Governed", "GroupResolver"]
+
+log = logging.getLogger("genroute.governance")
+T = TypeVar("T")
+
+
+class GroupResolver(Protocol):
+    """What the governed layer asks of the Router: a model's group, and how it is priced."""
+
+    def resolve(self, model: str) -> str:
+        """The group serving `model` (NotFound when none does)."""
+        ...
+
+    def price_facts(self, group: str) -> tuple[str, str, str]:
+        """(provider, upstream model, deployment id) of the group's first deployment."""
+        ...
+
+
+class Governed:
+    """Admits and settles every call around the next layer (see the module docstring)."""
+
+    def __init__(
+        self, inner: ModelAPI, governance: Governance, groups: GroupResolver, pricer: Pricer
+    ) -> None:
+        self.inner = inner
+        self.governance = governance
+        self.groups = groups
+        self.pricer = pricer
+
+    def _estimate(self, group: str, usage: UsageMetadata) -> float:
+        provider, model, deployment_id = self.groups.price_facts(group)
+        return self.pricer.cost(usage, provider, model, deployment_id, group, quiet=True).usd
+
+    def _generate_estimate(self, group: str, request: GenerateContentRequest) -> float:
+        """The prompt, and maxOutputTokens of output when set (the worst case), else as
+        much output as prompt."""
+        guess = estimate_usage(request, 0)
+        output = guess.prompt_token_count or 0
+        config = request.generation_config
+        if config is not None and config.max_output_tokens:
+            output = config.max_output_tokens
+        guess.candidates_token_count = output
+        return self._estimate(group, guess)
+
+    async def _admit(self, call: Call, estimate: Callable[[str], float]) -> Admission:
+        group = self.groups.resolve(call.model)
+        return await self.governance.admit(call, group, estimate(group))
+
+    async def _settle(
+        self, call: Call, admission: Admission | None, error: BaseException | None
+    ) -> None:
+        status_code, error_status, _ = outcome(error)
+        try:
+            await self.governance.settle(
+                call,
+                admission,
+                status_code=status_code,
+                error_status=error_status,
+                finished=time.perf_counter(),
+            )
+        except Exception:
+            log.exception("settling request %s failed", call.request_id)
+
+    async def _around(
+        self, call: Call, estimate: Callable[[str], float], work: Callable[[], Awaitable[T]]
+    ) -> T:
+        admission = await self._admit(call, estimate)
+        error: BaseException | None = None
+        try:
+            return await work()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await self._settle(call, admission, error)
+
+    async def generate(
+        self, call: Call, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
+        return await self._around(
+            call,
+            lambda group: self._generate_estimate(group, request),
+            lambda: self.inner.generate(call, request),
+        )
+
+    async def stream(
+        self, call: Call, request: GenerateContentRequest
+    ) -> AsyncIterator[GenerateContentResponse]:
+        admission = await self._admit(call, lambda g: self._generate_estimate(g, request))
+        error: BaseException | None = None
+        try:
+            async for chunk in self.inner.stream(call, request):
+                yield chunk
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await self._settle(call, admission, error)
+
+    async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
+        return await self._around(
+            call, lambda group: 0.0, lambda: self.inner.count_tokens(call, request)
+        )
+
+    def _embed_estimate(self, group: str, contents: list[Content]) -> float:
+        tokens = text_tokens(contents)
+        return self._estimate(
+            group, UsageMetadata(prompt_token_count=tokens, total_token_count=tokens)
+        )
+
+    async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
+        return await self._around(
+            call,
+            lambda group: self._embed_estimate(group, [request.content]),
+            lambda: self.inner.embed(call, request),
+        )
+
+    async def batch_embed(
+        self, call: Call, request: BatchEmbedContentsRequest
+    ) -> BatchEmbedContentsResponse:
+        return await self._around(
+            call,
+            lambda group: self._embed_estimate(group, [r.content for r in request.requests]),
+            lambda: self.inner.batch_embed(call, request),
+        )

@@ -1,0 +1,142 @@
+"""Composing the pipeline from a config: which layers, in which order, sharing what.
+
+`build_pipeline` builds the Router (the providers behind it), the pricer, and the
+governance and observability the config turns on, then wraps them outermost first:
+
+    Observed      when any log, metric, trace or callback is on
+    Governed      when a master key or a database is configured (proxy), never in the SDK
+    Metered       always: usage and cost of every call
+    Router        model groups, strategies, retries, fallbacks, cooldowns
+
+`Pipeline` serves the same five methods as the outermost layer, and owns the start-up
+(database migrations, the ledger writer) and the shutdown (flushing every queue, closing
+connections) of everything it built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any
+
+from genroute.call import Call, ModelAPI
+from genroute.config import Config
+from genroute.cost import Pricer, pricer_for
+from genroute.governance import Governance, Governed, build_governance
+from genroute.observability import Observability, Observed
+from genroute.observability.metrics import router_cooldowns
+from genroute.pipeline.metering import Metered
+from genroute.routing import Router
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    BatchEmbedContentsResponse,
+    CountTokensRequest,
+    CountTokensResponse,
+    EmbedContentRequest,
+    EmbedContentResponse,
+    GenerateContentRequest,
+    GenerateContentResponse,
+)
+
+__all__ = ["Pipeline", "build_pipeline"]
+
+
+class Pipeline:
+    """The composed layers, and what they need started and closed."""
+
+    generate: Callable[[Call, GenerateContentRequest], Coroutine[Any, Any, GenerateContentResponse]]
+    stream: Callable[[Call, GenerateContentRequest], AsyncIterator[GenerateContentResponse]]
+    count_tokens: Callable[[Call, CountTokensRequest], Coroutine[Any, Any, CountTokensResponse]]
+    embed: Callable[[Call, EmbedContentRequest], Coroutine[Any, Any, EmbedContentResponse]]
+    batch_embed: Callable[
+        [Call, BatchEmbedContentsRequest], Coroutine[Any, Any, BatchEmbedContentsResponse]
+    ]
+
+    def __init__(
+        self,
+        api: ModelAPI,
+        *,
+        router: Router,
+        pricer: Pricer,
+        governance: Governance | None = None,
+        observability: Observability | None = None,
+    ) -> None:
+        self.api = api
+        self.router = router
+        self.pricer = pricer
+        self.governance = governance
+        self.observability = observability
+        # The outermost layer's own methods: no extra frame per call.
+        self.generate = api.generate
+        self.stream = api.stream
+        self.count_tokens = api.count_tokens
+        self.embed = api.embed
+        self.batch_embed = api.batch_embed
+        self._started = False
+        self._closed = False
+
+    async def start(self) -> None:
+        """Migrate the database and start background writers (idempotent)."""
+        if self._started:
+            return
+        self._started = True
+        if self.governance is not None:
+            await self.governance.start()
+
+    async def aclose(self) -> None:
+        """Write every queued ledger row, flush logs, callbacks and traces, close
+        connections; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.governance is not None:
+            await self.governance.aclose()
+        if self.observability is not None:
+            await self.observability.aclose()
+        await self.router.aclose()
+
+
+def build_pipeline(
+    config: Config,
+    *,
+    router: Router | None = None,
+    server: bool = True,
+    governance: Governance | bool | None = None,
+    observability: Observability | None = None,
+    callbacks: Sequence[Any] = (),
+    pricer: Pricer | None = None,
+) -> Pipeline:
+    """The pipeline for a config.
+
+    `server`: the proxy's pipeline (governance and observability from the config) or the
+    SDK's (neither, unless given). `governance`: None builds it from the config when
+    `server` is true, False turns it off, or give one. `observability`: built from the
+    config (proxy) unless given; `callbacks` are added to it."""
+    if router is None:
+        router = Router.from_config(config, allow_ad_hoc_models=False if server else None)
+    pricer = pricer or pricer_for(config.model_list)
+    gov: Governance | None
+    if isinstance(governance, Governance):
+        gov = governance
+    elif governance is None and server:
+        gov = build_governance(config)
+    else:
+        gov = None
+    obs = observability
+    if obs is None:
+        obs = Observability.from_config(config, server=True) if server else Observability()
+    if callbacks:
+        obs.add_callbacks(callbacks)
+    if obs.metrics is not None:
+        obs.metrics.set_cooldown_source(router_cooldowns(router))
+    api: ModelAPI = Metered(router, pricer)
+    if gov is not None:
+        api = Governed(api, gov, router, pricer)
+    if obs.enabled:
+        api = Observed(api, obs)
+    return Pipeline(
+        api,
+        router=router,
+        pricer=pricer,
+        governance=gov,
+        observability=obs if obs.enabled else None,
+    )

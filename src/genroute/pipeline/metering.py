@@ -1,0 +1,120 @@
+"""The metering layer: what came back from every call, and what it cost.
+
+It sits just outside the Router, so it sees the answer the client gets and knows the
+deployment that served it (`call.route`). On `call.meter` it records the usage, the
+finish reason and the model version, the time of a stream's first chunk, and the cost in
+USD (see `genroute.cost`):
+
+- generateContent and streams: priced from the usage the upstream reported; a stream that
+  ended without usage is priced from an estimate (its prompt, and the characters it
+  produced, at four characters a token) and marked `cost_estimated`;
+- embeddings: priced from the tokens the upstream reported (OpenAI does), else estimated
+  from the text embedded;
+- countTokens: free.
+
+Outer layers (governance, observability), the HTTP edge and the SDK read `call.meter`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from genroute.call import Call, Meter, ModelAPI
+from genroute.cost import Pricer, estimate_usage, text_tokens
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    BatchEmbedContentsResponse,
+    Content,
+    CountTokensRequest,
+    CountTokensResponse,
+    EmbedContentRequest,
+    EmbedContentResponse,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    UsageMetadata,
+)
+
+__all__ = ["Metered", "observe_chunk"]
+
+
+def observe_chunk(meter: Meter, chunk: GenerateContentResponse) -> None:
+    """Note what one response (or stream chunk) says: usage, model, finish, text size."""
+    if chunk.usage_metadata is not None:
+        meter.usage = chunk.usage_metadata
+    if chunk.model_version:
+        meter.response_model = chunk.model_version
+    for candidate in chunk.candidates or ():
+        if candidate.finish_reason:
+            meter.finish_reason = candidate.finish_reason
+        content = candidate.content
+        if content is not None and content.parts:
+            meter.output_chars += sum(len(p.text) for p in content.parts if p.text)
+
+
+class Metered:
+    """Records usage and cost of every call on `call.meter`, around the next layer."""
+
+    def __init__(self, inner: ModelAPI, pricer: Pricer) -> None:
+        self.inner = inner
+        self.pricer = pricer
+
+    def _price(self, call: Call, usage: UsageMetadata | None) -> float:
+        route = call.route
+        return self.pricer.cost(
+            usage, route.provider, route.provider_model, route.deployment_id, route.group
+        ).usd
+
+    async def generate(
+        self, call: Call, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
+        response = await self.inner.generate(call, request)
+        meter = call.meter
+        observe_chunk(meter, response)
+        meter.cost = self._price(call, meter.usage) if meter.usage is not None else 0.0
+        return response
+
+    async def stream(
+        self, call: Call, request: GenerateContentRequest
+    ) -> AsyncIterator[GenerateContentResponse]:
+        meter = call.meter
+        try:
+            async for chunk in self.inner.stream(call, request):
+                if meter.first_chunk_at is None:
+                    meter.first_chunk_at = time.perf_counter()
+                observe_chunk(meter, chunk)
+                yield chunk
+        finally:
+            usage = meter.usage
+            if usage is None and meter.first_chunk_at is not None:
+                usage = estimate_usage(request, meter.output_chars)
+                meter.cost_estimated = True
+            meter.cost = self._price(call, usage) if usage is not None else 0.0
+
+    async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
+        response = await self.inner.count_tokens(call, request)
+        call.meter.cost = 0.0
+        return response
+
+    def _embedded(self, call: Call, reported: int | None, contents: list[Content]) -> None:
+        meter = call.meter
+        tokens = reported
+        if tokens is None:
+            tokens = text_tokens(contents)
+            meter.cost_estimated = True
+        meter.input_tokens = tokens
+        usage = UsageMetadata(prompt_token_count=tokens, total_token_count=tokens)
+        meter.usage = usage
+        meter.cost = self._price(call, usage)
+
+    async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
+        response = await self.inner.embed(call, request)
+        self._embedded(call, response._input_tokens, [request.content])
+        return response
+
+    async def batch_embed(
+        self, call: Call, request: BatchEmbedContentsRequest
+    ) -> BatchEmbedContentsResponse:
+        response = await self.inner.batch_embed(call, request)
+        self._embedded(call, response._input_tokens, [r.content for r in request.requests])
+        return response
