@@ -1,4 +1,4 @@
-"""The `genroute` command: `serve` the gateway, `check-config` a file, print the `version`."""
+"""`genroute serve` (the gateway on uvicorn) and `genroute check-config` (a config, checked)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,17 @@ import argparse
 import gc
 import logging
 import os
-import sys
-from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from genroute._version import __version__
-from genroute.config import Config, ConfigError, load_config
+from genroute.config import Config, load_config
 from genroute.defaults import default_config
 
+__all__ = ["CONFIG_ENV", "app_from_env", "check_config", "serve", "settle_heap"]
+
 CONFIG_ENV = "GENROUTE_CONFIG"
-err_console = Console(stderr=True)
 
 
 def _load(path: str | None) -> Config:
@@ -112,7 +111,7 @@ def serve(args: argparse.Namespace) -> int:
         from genroute.observability.metrics import setup_multiprocess_dir
 
         setup_multiprocess_dir()  # before the workers import prometheus_client
-        uvicorn.run("genroute.cli:app_from_env", factory=True, workers=args.workers, **common)
+        uvicorn.run("genroute.cli.serve:app_from_env", factory=True, workers=args.workers, **common)
     else:
         from genroute.server import create_app
 
@@ -125,58 +124,10 @@ def serve(args: argparse.Namespace) -> int:
 def check_config(args: argparse.Namespace) -> int:
     """Validate a config without serving."""
     config = load_config(args.path)
-    from genroute.router import Router
+    from genroute.routing import Router
 
     Router.from_config(config, allow_ad_hoc_models=False)
     console = Console(highlight=False)
     console.print(f"[green]{args.path}: OK[/green] ({len(config.model_list)} deployments)")
     console.print(_models_table(config))
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="genroute", description="An LLM gateway speaking the Gemini API."
-    )
-    parser.add_argument("--version", action="version", version=f"genroute {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="run the proxy server")
-    run.add_argument("--config", help="YAML config (default: the embedded default)")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=4000)
-    run.add_argument("--workers", type=int, default=1)
-    run.set_defaults(func=serve)
-    check = sub.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("path")
-    check.set_defaults(func=check_config)
-    from genroute.governance.cli import add_commands
-
-    add_commands(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `genroute` command."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "workers", 1) < 1:
-        err_console.print("error: --workers must be at least 1")
-        return 2
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        err_console.print(f"[red]config error[/red]\n{exc}", highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        from genroute.errors import GenrouteError
-
-        if isinstance(exc, GenrouteError):
-            err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
-            return 2
-        raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())
