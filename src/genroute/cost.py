@@ -18,25 +18,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from genroute.config import ModelEntry, ModelInfo
+from genroute.providers.catalog import price_provider_id
 from genroute.wire import Content, GenerateContentRequest, UsageMetadata
 
 log = logging.getLogger("genroute.cost")
 
 LONG_CONTEXT_TOKENS = 200_000
 CHARS_PER_TOKEN = 4
-# genroute provider name → genai-prices provider id.
-PRICE_PROVIDERS = {
-    "gemini": "google",
-    "google_ai_studio": "google",
-    "vertex_ai": "google",
-    "anthropic": "anthropic",
-    "openai": "openai",
-    "azure": "azure",
-    "groq": "groq",
-    "mistral": "mistral",
-    "deepseek": "deepseek",
-    "bedrock": "aws",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +156,7 @@ def catalogue_cost(tokens: Tokens, provider: str | None, model: str) -> float | 
     genai-prices computes in Decimal and costs ~90 µs a call, so each model's per-token rates
     are read from it once per price tier (tiers switch on total input tokens, as in
     genai-prices: a tier applies when the input is over its start) and per day."""
-    provider_id = PRICE_PROVIDERS.get(provider or "")
+    provider_id = price_provider_id(provider)
     if provider_id is None:
         return None
     today = date.today()

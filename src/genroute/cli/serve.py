@@ -12,7 +12,8 @@ from rich.table import Table
 
 from genroute._version import __version__
 from genroute.config import Config, load_config
-from genroute.defaults import default_config
+from genroute.defaults import DEFAULT_PROVIDERS, default_config
+from genroute.providers.catalog import facts_for
 
 __all__ = ["CONFIG_ENV", "app_from_env", "check_config", "serve", "settle_heap"]
 
@@ -46,10 +47,11 @@ def _banner(config: Config, host: str, port: int, workers: int) -> None:
     console.print(f"config: {config.source}; workers: {workers}")
     console.print(_models_table(config))
     if any(e.params.model.startswith("demo/") for e in config.model_list):
+        facts = [facts_for(prefix) for prefix in DEFAULT_PROVIDERS]
+        looked_for = ", ".join(var for f in facts if f is not None for var in f.key_env)
         console.print(
-            "[yellow]No provider key found (GEMINI_API_KEY, GOOGLE_API_KEY, OPENAI_API_KEY, "
-            "ANTHROPIC_API_KEY): serving the built-in 'demo' model, which is local and "
-            "deterministic, not a real LLM.[/yellow]"
+            f"[yellow]No provider key found ({looked_for}): serving the built-in 'demo' "
+            "model, which is local and deterministic, not a real LLM.[/yellow]"
         )
     if config.general_settings.master_key is None:
         console.print("[yellow]No master_key configured: every caller is accepted.[/yellow]")
