@@ -9,7 +9,7 @@ import pytest
 import genroute
 from genroute.config import ModelInfo
 from genroute.cost import Pricer, Tokens, call_cost, estimate_usage, pricer_for
-from genroute.router import Router
+from genroute.routing import Router
 from genroute.wire import GenerateContentRequest, UsageMetadata
 
 
@@ -111,14 +111,10 @@ PRICED = [
 
 
 async def test_sdk_reports_the_cost_of_its_responses() -> None:
-    async with Router(PRICED) as router:
-        response = await genroute.agenerate_content(
-            model="demo", contents="hello there", router=router, user="erin"
-        )
+    async with genroute.Client(PRICED) as client:
+        response = await client.agenerate_content(model="demo", contents="hello there", user="erin")
         assert genroute.response_cost(response) == pytest.approx(2 * 0.001 + 10 * 0.002)
-        stream = await genroute.agenerate_content_stream(
-            model="demo", contents="hello there", router=router
-        )
+        stream = await client.agenerate_content_stream(model="demo", contents="hello there")
         chunks = [chunk async for chunk in stream]
         costs = [genroute.response_cost(c) for c in chunks]
         assert costs[-1] == pytest.approx(0.022)
@@ -139,7 +135,8 @@ async def test_sdk_reports_the_cost_of_its_responses() -> None:
 def test_cached_rates_match_genai_prices_exactly(provider: str, model: str) -> None:
     from genai_prices import Usage, calc_price
 
-    from genroute.cost import PRICE_PROVIDERS, Tokens, catalogue_cost
+    from genroute.cost import Tokens, catalogue_cost
+    from genroute.providers.catalog import price_provider_id
 
     for prompt, cached, output, thinking in [
         (10, 0, 5, 0),
@@ -153,5 +150,7 @@ def test_cached_rates_match_genai_prices_exactly(provider: str, model: str) -> N
         usage = Usage(
             input_tokens=prompt, cache_read_tokens=cached, output_tokens=output + thinking
         )
-        theirs = float(calc_price(usage, model, provider_id=PRICE_PROVIDERS[provider]).total_price)
+        theirs = float(
+            calc_price(usage, model, provider_id=price_provider_id(provider)).total_price
+        )
         assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12), (model, prompt)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import collections
 
 import pytest
+from genroute.routing import Router, normalise_model_name
 
 from genroute.errors import InvalidRequest, NotFound
-from genroute.router import Router, normalise_model_name
 from genroute.wire import GenerateContentRequest
+from tests.calls import call
 
 
 def make(entries: list[dict[str, object]], **settings: object) -> Router:
@@ -96,9 +97,9 @@ async def test_generate_through_the_demo() -> None:
     request = GenerateContentRequest.model_validate(
         {"contents": [{"parts": [{"text": "one two"}]}]}
     )
-    response = await router.generate("d", request)
+    response = await router.generate(call("d"), request)
     assert response.text.endswith("You said: one two")
-    chunks = [c async for c in router.stream("d", request)]
+    chunks = [c async for c in router.stream(call("d", stream=True), request)]
     assert "".join(c.text for c in chunks) == response.text
     assert chunks[-1].candidates is not None and chunks[-1].candidates[0].finish_reason == "STOP"
     assert all(c.candidates and c.candidates[0].finish_reason is None for c in chunks[:-1])

@@ -13,7 +13,7 @@ from google.genai import types
 
 import genroute
 from genroute.errors import InvalidRequest, NotFound
-from genroute.genai_convert import build_request, to_contents
+from genroute.sdk.convert import build_request, to_contents
 from tests.fakes.gemini_upstream import FakeGemini
 
 SEED_NON_STREAMING = """
@@ -194,22 +194,36 @@ def test_bad_arguments_are_clear() -> None:
         build_request("hi", {"temperature": "hot"}, {})
 
 
-async def test_router_methods_and_errors() -> None:
-    async with genroute.Router(
+async def test_client_methods_and_errors() -> None:
+    async with genroute.Client(
         [{"model_name": "fast", "params": {"model": "demo/echo"}}]
-    ) as router:
-        response = await router.agenerate_content(model="fast", contents="via router")
-        assert (response.text or "").endswith("You said: via router")
-        stream = await router.agenerate_content_stream(model="fast", contents="s")
+    ) as client:
+        response = await client.agenerate_content(model="fast", contents="via client")
+        assert (response.text or "").endswith("You said: via client")
+        stream = await client.agenerate_content_stream(model="fast", contents="s")
         assert [c async for c in stream]
+        count = await client.acount_tokens(model="fast", contents="one two three")
+        assert isinstance(count, types.CountTokensResponse) and count.total_tokens == 3
+        embedded = await client.aembed_content(model="fast", contents=["a", "b c"])
+        assert isinstance(embedded, types.EmbedContentResponse)
+        assert embedded.embeddings is not None and len(embedded.embeddings) == 2
         with pytest.raises(NotFound):
-            await router.agenerate_content(model="other", contents="x")
+            await client.agenerate_content(model="other", contents="x")
         with pytest.raises(InvalidRequest, match="api_base"):
-            await router.agenerate_content(model="fast", contents="x", api_base="http://elsewhere")
+            await client.agenerate_content(model="fast", contents="x", api_base="http://elsewhere")
 
 
-def test_router_sync_methods_reuse_one_loop() -> None:
+def test_client_blocking_methods_reuse_one_loop() -> None:
+    with genroute.Client([{"model_name": "fast", "params": {"model": "demo/echo"}}]) as client:
+        first = client.generate_content(model="fast", contents="one")
+        second = [c.text for c in client.generate_content_stream(model="fast", contents="two")]
+        assert (first.text or "").endswith("one")
+        assert "".join(t or "" for t in second).endswith("two")
+        assert client.count_tokens(model="fast", contents="a b").total_tokens == 2
+        assert len(client.embed_content(model="fast", contents="a").embeddings or []) == 1
+
+
+def test_router_routes_wire_models_only() -> None:
     router = genroute.Router([{"model_name": "fast", "params": {"model": "demo/echo"}}])
-    first = router.generate_content(model="fast", contents="one")
-    second = [c.text for c in router.generate_content_stream(model="fast", contents="two")]
-    assert (first.text or "").endswith("one") and "".join(t or "" for t in second).endswith("two")
+    for name in ("agenerate_content", "generate_content", "generate_content_stream"):
+        assert not hasattr(router, name)

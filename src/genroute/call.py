@@ -90,7 +90,7 @@ class Caller:
     team_id: str | None = None
     user_id: str | None = None
     end_user: str | None = None
-    metadata: Mapping[str, Any] = _EMPTY
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 ANONYMOUS = Caller()

@@ -1,7 +1,8 @@
 """Governance in process, on real SQLite and PostgreSQL: keys, budgets, limits, the ledger.
 
-A Router with the demo model (priced in model_info) and the Governance hook; calls go
-through `authenticate` as the HTTP edge does, then the Router.
+The pipeline of the proxy (governed → metered → Router) over the demo model, priced in
+model_info; calls go through `authenticate` as the HTTP edge does, then the pipeline. The
+limiter and key expiry run on clocks the tests move.
 """
 
 from __future__ import annotations
@@ -10,19 +11,27 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from genroute.context import CallContext
-from genroute.cost import pricer_for
+from genroute.call import Call, Operation
+from genroute.config import config_from_data
 from genroute.errors import GenrouteError, PermissionDenied, RateLimited, Unauthenticated
-from genroute.governance import Governance
-from genroute.router import Router
+from genroute.governance import Governance, MemoryLimiter
+from genroute.observability import Observability
+from genroute.pipeline import Pipeline, build_pipeline
 from genroute.store import Store, hash_key
 from genroute.store.models import SpendLog
-from genroute.wire import GenerateContentRequest
+from genroute.store.repo import utcnow
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    CountTokensRequest,
+    EmbedContentRequest,
+    GenerateContentRequest,
+)
 
 MASTER = "sk-master-test"
 PRICES = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}
@@ -37,34 +46,60 @@ REQUEST = GenerateContentRequest.model_validate(
 )
 
 
+class Clock:
+    """A wall clock the test moves: the middle of a minute unless told otherwise."""
+
+    def __init__(self) -> None:
+        self.now = (time.time() // 60) * 60 + 30
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class Env:
     store: Store
     gov: Governance
-    router: Router
+    pipeline: Pipeline
+    clock: Clock
+
+    async def start(
+        self,
+        key: str | None = None,
+        end_user: str | None = None,
+        model: str = "demo",
+        operation: Operation = Operation.GENERATE,
+    ) -> Call:
+        """A Call as the edge builds it: the key authenticated, its caller identified."""
+        row = await self.gov.authenticate(key)
+        caller = self.gov.caller(hash_key(key) if key else None, row, end_user)
+        return Call(operation, model, caller)
 
     async def call(
         self, key: str | None = None, end_user: str | None = None, model: str = "demo"
     ) -> float:
-        row = await self.gov.authenticate(key)
-        ctx = CallContext(key_hash=hash_key(key) if key else None, end_user=end_user)
-        self.gov.identify(ctx, row)
-        await self.router.generate(model, REQUEST, ctx)
-        assert ctx.cost is not None
-        return ctx.cost
+        call = await self.start(key, end_user, model)
+        await self.pipeline.generate(call, REQUEST)
+        assert call.meter.cost is not None
+        return call.meter.cost
 
     async def key(self, **fields: Any) -> str:
         return str((await self.store.create_key(fields))["key"])
 
 
+def governed_pipeline(gov: Governance, models: list[dict[str, Any]] = MODELS) -> Pipeline:
+    config = config_from_data({"model_list": models})
+    return build_pipeline(config, governance=gov, observability=Observability())
+
+
 @pytest.fixture
 async def env(store: Store) -> AsyncIterator[Env]:
-    gov = Governance(store, pricer=pricer_for(Router(MODELS).config.model_list), master_key=MASTER)
-    await gov.start()
-    router = Router(MODELS, hooks=[gov])
-    yield Env(store, gov, router)
-    await gov.aclose()
-    await router.aclose()
+    clock = Clock()
+    gov = Governance(store, master_key=MASTER, limiter=MemoryLimiter(clock))
+    pipeline = governed_pipeline(gov)
+    await pipeline.start()
+    yield Env(store, gov, pipeline, clock)
+    await pipeline.aclose()
 
 
 async def _outcomes(calls: list[Any]) -> tuple[int, list[BaseException]]:
@@ -102,8 +137,9 @@ async def test_auth_at_the_edge(env: Env) -> None:
     blocked = await env.key(blocked=True)
     with pytest.raises(PermissionDenied, match="blocked"):
         await env.gov.authenticate(blocked)
-    expired = await env.key(duration="1s")
-    await asyncio.sleep(1.1)
+    expired = await env.key(duration="1h")
+    assert await env.gov.authenticate(expired) is not None
+    env.gov.now = lambda: utcnow() + timedelta(hours=1, seconds=1)
     with pytest.raises(Unauthenticated, match="expired"):
         await env.gov.authenticate(expired)
 
@@ -150,26 +186,21 @@ async def test_end_user_created_on_first_sight_and_budgeted(env: Env) -> None:
     await env.call(MASTER, "someone-else")
 
 
-def _fresh_minute() -> None:
-    if time.time() % 60 > 57:
-        time.sleep(60 - time.time() % 60 + 0.05)
-
-
 async def test_rpm_limit_under_concurrency(env: Env) -> None:
-    _fresh_minute()
     key = await env.key(rpm_limit=10)
     ok, errors = await _outcomes([env.call(key) for _ in range(30)])
     assert ok == 10 and len(errors) == 20
     err = errors[0]
     assert isinstance(err, RateLimited) and err.code == 429
-    assert err.retry_after is not None and 0 < err.retry_after <= 60
+    assert err.retry_after == 30  # the clock is half-way through its minute
+    env.clock.now += 30
+    await env.call(key)  # a new minute
     body = err.to_body()["error"]
     assert body["status"] == "RESOURCE_EXHAUSTED"
     assert any(d["@type"].endswith("RetryInfo") for d in body["details"])
 
 
 async def test_tpm_and_team_limits(env: Env) -> None:
-    _fresh_minute()
     key = await env.key(tpm_limit=20)  # each call uses 12 tokens
     await env.call(key)
     await env.call(key)
@@ -183,12 +214,10 @@ async def test_tpm_and_team_limits(env: Env) -> None:
 
 async def test_parallel_limit(env: Env) -> None:
     key = await env.key(max_parallel_requests=2)
-    row = await env.gov.authenticate(key)
+    call = await env.start(key, operation=Operation.STREAM)
 
     def open_stream() -> AsyncIterator[Any]:
-        ctx = CallContext(key_hash=hash_key(key))
-        env.gov.identify(ctx, row)
-        return env.router.stream("demo", REQUEST, ctx)
+        return env.pipeline.stream(Call(Operation.STREAM, "demo", call.caller), REQUEST)
 
     first, second, third = open_stream(), open_stream(), open_stream()
     await anext(first)  # type: ignore[arg-type]
@@ -213,38 +242,37 @@ async def test_changes_take_effect_without_restart(env: Env) -> None:
 
 
 async def test_unknown_model_costs_zero(env: Env, caplog: pytest.LogCaptureFixture) -> None:
-    router = Router([{"model_name": "free", "params": {"model": "demo/free"}}], hooks=[env.gov])
+    pipeline = governed_pipeline(
+        env.gov, [{"model_name": "free", "params": {"model": "demo/free"}}]
+    )
     try:
         for _ in range(3):
-            ctx = CallContext(key_hash=hash_key(MASTER))
-            await router.generate("free", REQUEST, ctx)
-            assert ctx.cost == 0.0
+            call = await env.start(MASTER, model="free")
+            await pipeline.generate(call, REQUEST)
+            assert call.meter.cost == 0.0
     finally:
-        await router.aclose()
+        await pipeline.router.aclose()
     warnings = [r for r in caplog.records if "no price known for model demo/free" in r.message]
     assert len(warnings) == 1
 
 
 async def test_budget_overshoot_with_calls_in_flight(env: Env) -> None:
     """With a slow upstream many calls are in flight at once; reservations bound overshoot."""
-    for deployment in env.router.group("demo"):
+    for deployment in env.pipeline.router.group("demo"):
         fast = deployment.provider.generate
 
-        async def slow(request: GenerateContentRequest, fast: Any = fast) -> Any:
+        async def slow(call: Call, request: GenerateContentRequest, fast: Any = fast) -> Any:
             await asyncio.sleep(0.02)
-            return await fast(request)
+            return await fast(call, request)
 
         deployment.provider.generate = slow  # type: ignore[method-assign]
 
     async def waves(key: str, request: GenerateContentRequest) -> int:
         served = 0
-        row = await env.gov.authenticate(key)
         for _ in range(3):
 
             async def one() -> None:
-                ctx = CallContext(key_hash=hash_key(key))
-                env.gov.identify(ctx, row)
-                await env.router.generate("demo", request, ctx)
+                await env.pipeline.generate(await env.start(key), request)
 
             ok, errors = await _outcomes([one() for _ in range(50)])
             assert all(isinstance(e, RateLimited) for e in errors)
@@ -266,14 +294,117 @@ async def test_budget_overshoot_with_calls_in_flight(env: Env) -> None:
     assert 19 <= await waves(second, REQUEST) <= 21
 
 
-async def test_a_stream_without_usage_is_estimated(env: Env) -> None:
-    ctx = CallContext(stream=True, model_group="demo", provider="demo", provider_model="echo")
-    ctx.first_token_at = ctx.started
-    ctx.response_text = ["x" * 40]
-    env.gov.price(ctx, REQUEST)
-    assert ctx.cost_estimated is True
-    # "hello there" is 3 tokens at 4 characters a token; 40 characters of answer are 10.
-    assert ctx.cost == pytest.approx(3 * 0.001 + 10 * 0.002)
-    failed = CallContext(model_group="demo")
-    env.gov.price(failed, REQUEST)
-    assert failed.cost == 0.0 and not failed.cost_estimated
+COUNT = CountTokensRequest.model_validate({"contents": [{"parts": [{"text": "a b c"}]}]})
+EMBED = EmbedContentRequest.model_validate({"content": {"parts": [{"text": "x" * 40}]}})
+BATCH = BatchEmbedContentsRequest.model_validate(
+    {"requests": [{"content": {"parts": [{"text": "y" * 8}]}}] * 3}
+)
+
+
+async def _other_operations(env: Env, key: str, model: str) -> list[Call]:
+    calls = [
+        await env.start(key, model=model, operation=op)
+        for op in (Operation.COUNT_TOKENS, Operation.EMBED, Operation.BATCH_EMBED)
+    ]
+    await env.pipeline.count_tokens(calls[0], COUNT)
+    await env.pipeline.embed(calls[1], EMBED)
+    await env.pipeline.batch_embed(calls[2], BATCH)
+    return calls
+
+
+async def test_every_operation_is_governed_and_in_the_ledger(env: Env) -> None:
+    key = await env.key(models=["demo"])
+    for op in (Operation.COUNT_TOKENS, Operation.EMBED, Operation.BATCH_EMBED):
+        call = await env.start(key, model="other", operation=op)
+        request: Any = {
+            Operation.COUNT_TOKENS: COUNT,
+            Operation.EMBED: EMBED,
+            Operation.BATCH_EMBED: BATCH,
+        }[op]
+        method = {
+            Operation.COUNT_TOKENS: env.pipeline.count_tokens,
+            Operation.EMBED: env.pipeline.embed,
+            Operation.BATCH_EMBED: env.pipeline.batch_embed,
+        }[op]
+        with pytest.raises(PermissionDenied, match="may not use model 'other'") as err:
+            await method(call, request)
+        assert err.value.code == 403
+    count, embed, batch = await _other_operations(env, key, "demo")
+    assert count.meter.cost == 0.0
+    # Embeddings: no usage from the upstream, so 4 characters a token, at the input price.
+    assert embed.meter.input_tokens == 10 and embed.meter.cost == pytest.approx(10 * 0.001)
+    assert batch.meter.input_tokens == 6 and batch.meter.cost == pytest.approx(6 * 0.001)
+    assert embed.meter.cost_estimated and batch.meter.cost_estimated
+    await env.gov.ledger.flush()
+    async with env.store.session() as session:
+        rows = (await session.execute(select(SpendLog).order_by(SpendLog.id))).scalars().all()
+    assert [(r.operation, r.prompt_tokens) for r in rows] == [
+        ("countTokens", 0),
+        ("embedContent", 10),
+        ("batchEmbedContents", 6),
+    ]
+    stored = await env.store.get("key", hash_key(key))
+    assert stored is not None and stored["spend"] == pytest.approx(16 * 0.001)
+
+
+async def test_rate_limits_count_every_operation(env: Env) -> None:
+    key = await env.key(rpm_limit=3)
+    await _other_operations(env, key, "demo")
+    with pytest.raises(RateLimited, match="rpm_limit is 3"):
+        await env.call(key)
+
+
+class Refuser:
+    """A layer inside governance that refuses every call (a guardrail, say)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def generate(self, call: Call, request: GenerateContentRequest) -> Any:
+        raise PermissionDenied("refused by a later layer")
+
+    def stream(self, call: Call, request: GenerateContentRequest) -> AsyncIterator[Any]:
+        return self._refuse()
+
+    async def _refuse(self) -> AsyncIterator[Any]:
+        raise PermissionDenied("refused by a later layer")
+        yield  # pragma: no cover
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_refusal_further_in_gives_back_what_governance_took(env: Env) -> None:
+    from genroute.governance import Governed
+
+    key = await env.key(max_parallel_requests=1, rpm_limit=100)
+    inner = env.pipeline.api
+    assert isinstance(inner, Governed)
+    refusing = Governed(Refuser(inner.inner), env.gov, env.pipeline.router, env.pipeline.pricer)
+    for _ in range(3):
+        with pytest.raises(PermissionDenied, match="later layer"):
+            await refusing.generate(await env.start(key), REQUEST)
+        with pytest.raises(PermissionDenied, match="later layer"):
+            async for _chunk in refusing.stream(
+                await env.start(key, operation=Operation.STREAM), REQUEST
+            ):
+                pass
+    # The parallel slot was given back each time: the next call is served.
+    assert await env.call(key) == pytest.approx(CALL_COST)
+
+
+async def test_a_cancelled_call_gives_back_its_slot(env: Env) -> None:
+    key = await env.key(max_parallel_requests=1)
+    for deployment in env.pipeline.router.group("demo"):
+
+        async def hang(call: Call, request: GenerateContentRequest) -> Any:
+            await asyncio.Event().wait()
+
+        deployment.provider.generate = hang  # type: ignore[method-assign]
+    task = asyncio.ensure_future(env.pipeline.generate(await env.start(key), REQUEST))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    state = env.gov.limiter
+    assert isinstance(state, MemoryLimiter) and not state._parallel

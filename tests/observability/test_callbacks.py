@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from genroute import Client
 from genroute.config import ConfigError, config_from_data
 from genroute.observability import Callback, CallRecord, Observability
 from genroute.observability.callbacks import Dispatcher, Sink
 from genroute.observability.sinks import JsonlFile, Webhook
-from genroute.router import Router
 
 DEMO = [{"model_name": "demo", "params": {"model": "demo/echo"}}]
 
@@ -61,14 +61,14 @@ async def until(condition: Any, seconds: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_sdk_router_callbacks_success_and_stream_end() -> None:
+async def test_sdk_client_callbacks_success_and_stream_end() -> None:
     plain, streamed = Recorder(), StreamRecorder()
-    router = Router(DEMO, callbacks=[plain, streamed])
-    response = await router.agenerate_content(model="demo", contents="hi there", user="bob")
-    assert "hi there" in response.text
-    stream = await router.agenerate_content_stream(model="demo", contents="streamed")
+    client = Client(DEMO, callbacks=[plain, streamed])
+    response = await client.agenerate_content(model="demo", contents="hi there", user="bob")
+    assert "hi there" in (response.text or "")
+    stream = await client.agenerate_content_stream(model="demo", contents="streamed")
     assert [c async for c in stream]
-    await router.aclose()  # flushes the queues
+    await client.aclose()  # flushes the queues
     assert [kind for kind, _ in plain.events] == ["success", "success"]
     assert [kind for kind, _ in streamed.events] == ["success", "stream_end"]
     record = plain.events[0][1]
@@ -79,16 +79,17 @@ async def test_sdk_router_callbacks_success_and_stream_end() -> None:
 
 
 async def test_slow_and_failing_callbacks_leave_requests_unchanged() -> None:
-    baseline = Router(DEMO)
-    busy = Router(DEMO, callbacks=[Raises(), Sleeps(), SleepsInSyncCode()])
-    hooks = busy._callbacks
-    assert hooks is not None
+    baseline = Client(DEMO)
+    busy = Client(DEMO, callbacks=[Raises(), Sleeps(), SleepsInSyncCode()])
+    obs = busy.pipeline.observability
+    assert obs is not None and obs.callbacks is not None
 
-    async def timed(router: Router) -> tuple[list[str], float]:
-        texts, worst = [], 0.0
+    async def timed(client: Client) -> tuple[list[str | None], float]:
+        texts: list[str | None] = []
+        worst = 0.0
         for i in range(20):
             started = time.perf_counter()
-            response = await router.agenerate_content(model="demo", contents=f"call {i}")
+            response = await client.agenerate_content(model="demo", contents=f"call {i}")
             worst = max(worst, time.perf_counter() - started)
             texts.append(response.text)
         return texts, worst
@@ -97,10 +98,10 @@ async def test_slow_and_failing_callbacks_leave_requests_unchanged() -> None:
     texts, worst = await timed(busy)
     assert texts == expected
     assert worst < base_worst + 0.05, (worst, base_worst)  # the 1 s and 0.5 s sleeps never show
-    raising = next(s for s in hooks.callbacks.sinks if s.name == "Raises")
+    raising = next(s for s in obs.callbacks.sinks if s.name == "Raises")
     await until(lambda: raising.errors == 20)
     await baseline.aclose()
-    await hooks.callbacks.aclose(drain_seconds=0.2)  # the sleepers would take 20 s to drain
+    await obs.callbacks.aclose(drain_seconds=0.2)  # the sleepers would take 20 s to drain
     await busy.aclose()
 
 

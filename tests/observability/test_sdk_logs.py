@@ -1,4 +1,4 @@
-"""Records from SDK calls (a Router with the observability hook), content opt-in, text format."""
+"""Records from SDK calls (a Client with observability), content opt-in, text format."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from genroute.context import CallContext
+from genroute import Client
+from genroute.call import Attempt, Call, Caller, Operation
 from genroute.observability import Observability
 from genroute.observability.logs import format_text
 from genroute.observability.metrics import BoundedLabel
 from genroute.observability.records import build_record
-from genroute.router import Router
 from genroute.wire import UsageMetadata
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.server.conftest import UPSTREAM_KEY
@@ -26,7 +26,7 @@ def read(path: Path) -> list[dict[str, Any]]:
 async def test_sdk_call_record(fake: FakeGemini, tmp_path: Path) -> None:
     log = tmp_path / "sdk.log"
     obs = Observability.from_settings({"logs": {"destination": str(log), "format": "json"}})
-    router = Router(
+    client = Client(
         [
             {
                 "model_name": "fast",
@@ -37,13 +37,12 @@ async def test_sdk_call_record(fake: FakeGemini, tmp_path: Path) -> None:
                 },
             }
         ],
-        hooks=[obs.hook],
+        observability=obs,
     )
-    response = await router.agenerate_content(
+    response = await client.agenerate_content(
         model="fast", contents="hello sdk", user="carol", metadata={"job": "nightly"}
     )
-    await router.aclose()
-    await obs.aclose()
+    await client.aclose()
     (rec,) = read(log)
     usage = response.usage_metadata
     assert usage is not None
@@ -75,14 +74,13 @@ async def test_content_is_opt_in_and_redacted(tmp_path: Path) -> None:
             "metrics": {"enabled": False},
         }
     )
-    router = Router([{"model_name": "demo", "params": {"model": "demo/echo"}}], hooks=[obs.hook])
-    await router.agenerate_content(
+    client = Client([{"model_name": "demo", "params": {"model": "demo/echo"}}], observability=obs)
+    await client.agenerate_content(
         model="demo",
         contents="my key is sk-abc123 and my ssn 123-45-6789",
         config={"system_instruction": "be nice"},
     )
-    await router.aclose()
-    await obs.aclose()
+    await client.aclose()
     (rec,) = read(log)
     text = rec["request_contents"]
     assert "sk-abc123" not in text and "123-45-6789" not in text
@@ -103,14 +101,15 @@ async def test_turn_off_message_logging_wins(tmp_path: Path) -> None:
 
 
 def test_text_format_is_readable() -> None:
-    ctx = CallContext(request_id="abc", model_group="fast", provider="gemini")
-    ctx.provider_model, ctx.attempts, ctx.end_user = "gemini-2.5-flash", 2, "dave"
-    ctx.fallbacks = ["backup"]
-    ctx.usage = UsageMetadata(prompt_token_count=3, candidates_token_count=5)
-    ctx.finished_at = ctx.started + 0.25
-    ctx.upstream_seconds = 0.2
-    ctx.cost = 0.000123
-    line = format_text(build_record(ctx))
+    call = Call(Operation.GENERATE, "fast", Caller(end_user="dave"), request_id="abc")
+    route = call.route
+    route.group, route.provider, route.provider_model = "fast", "gemini", "gemini-2.5-flash"
+    route.attempts = [Attempt("fast", "a", "gemini", 0.0), Attempt("backup", "b", "demo", 0.0)]
+    route.fallbacks = ["backup"]
+    route.upstream_seconds = 0.2
+    call.meter.usage = UsageMetadata(prompt_token_count=3, candidates_token_count=5)
+    call.meter.cost = 0.000123
+    line = format_text(build_record(call, None, call.started + 0.25))
     assert "200 fast -> gemini/gemini-2.5-flash 250.0ms (overhead 50.00ms)" in line
     assert "tokens 3->5" in line and "$0.000123" in line and "fallbacks backup" in line
     assert "end_user=dave" in line and line.endswith("rid=abc")

@@ -13,10 +13,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from genroute.config import config_from_data
-from genroute.observability import Observability
 from genroute.config.observability import tracing_wanted
+from genroute.observability import Observability
 from genroute.observability.tracing import Tracing
-from genroute.router import Router
+from genroute.pipeline import build_pipeline
 from genroute.server.app import GatewayApp
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.observability.conftest import asgi_call
@@ -69,10 +69,9 @@ async def traced(fake: FakeGemini) -> AsyncIterator[Traced]:
     obs = Observability.from_config(config, environ={})
     assert obs.tracing is None  # no OTEL_* endpoint: off
     obs.tracing = Tracing(processor=SimpleSpanProcessor(exporter))
-    router = Router.from_config(config, allow_ad_hoc_models=False, hooks=[obs.hook])
-    yield Traced(GatewayApp(router, config, None, obs), exporter)
-    await obs.aclose()
-    await router.aclose()
+    pipeline = build_pipeline(config, observability=obs)
+    yield Traced(GatewayApp(pipeline, config), exporter)
+    await pipeline.aclose()
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from genroute.router import Router
+from genroute.routing import Router
 from genroute.wire import GenerateContentRequest
 from tests.fakes.gemini_upstream import FakeGemini
 

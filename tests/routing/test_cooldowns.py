@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from genroute.context import CallContext
 from genroute.errors import RateLimited, UpstreamError
 from genroute.routing.retry import GroupRateLimited, GroupUnavailable
+from tests.calls import call
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.routing.conftest import REQUEST, entry, gemini, make_router
 
@@ -26,21 +26,18 @@ async def test_cooldown_after_allowed_fails_and_its_expiry(fakes: list[FakeGemin
         cooldown_time=0.6,
     )
     for _ in range(2):  # two failures: the second is over allowed_fails
-        ctx = CallContext()
-        await router.generate("g", REQUEST, ctx)
-        assert [a.deployment_id for a in ctx.attempt_log] == ["bad", "good"]
+        await router.generate(ctx := call("g"), REQUEST)
+        assert [a.deployment_id for a in ctx.route.attempts] == ["bad", "good"]
     health = await router.health()
     assert [e["deployment"] for e in health["unhealthy_endpoints"]] == ["bad"]
     assert health["unhealthy_endpoints"][0]["cooldown_cause"] == "failure"
     for _ in range(3):
-        ctx = CallContext()
-        await router.generate("g", REQUEST, ctx)
-        assert [a.deployment_id for a in ctx.attempt_log] == ["good"]
+        await router.generate(ctx := call("g"), REQUEST)
+        assert [a.deployment_id for a in ctx.route.attempts] == ["good"]
     assert len(bad.requests) == 2
     await asyncio.sleep(0.7)
-    ctx = CallContext()
-    await router.generate("g", REQUEST, ctx)
-    assert ctx.attempt_log[0].deployment_id == "bad" and len(bad.requests) == 3
+    await router.generate(ctx := call("g"), REQUEST)
+    assert ctx.route.attempts[0].deployment_id == "bad" and len(bad.requests) == 3
 
 
 async def test_every_deployment_cooling_is_503(fakes: list[FakeGemini]) -> None:
@@ -53,10 +50,10 @@ async def test_every_deployment_cooling_is_503(fakes: list[FakeGemini]) -> None:
         num_retries=1,
     )
     with pytest.raises(UpstreamError) as first:
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
     assert first.value.code == 500  # the upstream's own error while it was being tried
     with pytest.raises(GroupUnavailable) as info:
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
     error = info.value
     assert (error.code, error.status) == (503, "UNAVAILABLE")
     assert error.retry_after is not None and 1 <= error.retry_after <= 30
@@ -76,9 +73,9 @@ async def test_every_deployment_rate_limited_is_429_with_retry_info(
         num_retries=1,
     )
     with pytest.raises(UpstreamError):
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
     with pytest.raises(GroupRateLimited) as info:
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
     error = info.value
     assert isinstance(error, RateLimited) and error.code == 429
     assert error.retry_after is not None and 15 <= error.retry_after <= 20  # RetryInfo honoured
@@ -94,9 +91,8 @@ async def test_cooling_group_falls_back(fakes: list[FakeGemini]) -> None:
         fallbacks=[{"g": ["backup"]}],
     )
     for _ in range(3):
-        ctx = CallContext()
-        await router.generate("g", REQUEST, ctx)
-        assert ctx.model_group == "backup"
+        await router.generate(ctx := call("g"), REQUEST)
+        assert ctx.route.group == "backup"
     assert len(fakes[0].requests) == 1  # a single deployment with fallbacks cools down too
 
 
@@ -105,8 +101,8 @@ async def test_single_deployment_without_fallbacks_never_cools(fakes: list[FakeG
     router = make_router([entry("g", gemini(fakes[0]), "a")], allowed_fails=0)
     for _ in range(3):
         with pytest.raises(UpstreamError):
-            await router.generate("g", REQUEST)
-    await router.generate("g", REQUEST)
+            await router.generate(call("g"), REQUEST)
+    await router.generate(call("g"), REQUEST)
 
 
 async def test_client_errors_do_not_cool_down(fakes: list[FakeGemini]) -> None:
@@ -116,7 +112,7 @@ async def test_client_errors_do_not_cool_down(fakes: list[FakeGemini]) -> None:
     )
     for _ in range(4):
         with pytest.raises(UpstreamError):
-            await router.generate("g", REQUEST)
+            await router.generate(call("g"), REQUEST)
     assert (await router.health())["unhealthy_count"] == 0
 
 
@@ -129,5 +125,5 @@ async def test_disable_cooldowns(fakes: list[FakeGemini]) -> None:
     )
     for _ in range(4):
         with pytest.raises(UpstreamError):
-            await router.generate("g", REQUEST)
+            await router.generate(call("g"), REQUEST)
     assert len(fakes[0].requests) == 4

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from genroute.routing import Router
 
-from genroute.context import CallContext
 from genroute.errors import RateLimited
-from genroute.router import Router
 from genroute.routing.redis_state import RedisState
 from genroute.routing.state import CooldownPolicy, Limits
+from tests.calls import call
 from tests.conftest import free_port
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.tcp_proxy import TcpProxy
@@ -46,7 +46,7 @@ async def test_two_routers_share_an_rpm_cap(redis_url: str, prefix: str) -> None
     outcomes = collections.Counter()
     for i in range(8):
         try:
-            await (one if i % 2 else two).generate("g", REQUEST)
+            await (one if i % 2 else two).generate(call("g"), REQUEST)
             outcomes["ok"] += 1
         except RateLimited as exc:
             assert exc.retry_after is not None and exc.retry_after > 0
@@ -83,13 +83,11 @@ async def test_two_routers_share_a_cooldown(
     ]
     settings = shared(redis_url, prefix, allowed_fails=0, cooldown_time=30, num_retries=1)
     one, two = make_router(entries, **settings), make_router(entries, **settings)
-    ctx = CallContext()
-    await one.generate("g", REQUEST, ctx)
-    assert [a.deployment_id for a in ctx.attempt_log] == ["bad", "good"]
+    await one.generate(ctx := call("g"), REQUEST)
+    assert [a.deployment_id for a in ctx.route.attempts] == ["bad", "good"]
     for _ in range(3):
-        ctx = CallContext()
-        await two.generate("g", REQUEST, ctx)
-        assert [a.deployment_id for a in ctx.attempt_log] == ["good"]
+        await two.generate(ctx := call("g"), REQUEST)
+        assert [a.deployment_id for a in ctx.route.attempts] == ["good"]
     assert len(bad.requests) == 1
     health = await two.health()
     assert health["unhealthy_endpoints"][0]["deployment"] == "bad"
@@ -106,9 +104,9 @@ async def test_unreachable_redis_falls_back_to_memory_and_warns_once(
     )
     caplog.set_level(logging.WARNING, logger="genroute.router")
     for _ in range(3):
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
     with pytest.raises(RateLimited):  # the cap still holds, locally
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
     warnings = [r for r in caplog.records if "Redis is unreachable" in r.getMessage()]
     assert len(warnings) == 1
     assert router.state.backend == "memory (redis unreachable)"
@@ -131,12 +129,12 @@ async def test_redis_cut_off_mid_test_and_back(
             ),
         )
         for _ in range(3):
-            await router.generate("g", REQUEST)
+            await router.generate(call("g"), REQUEST)
         assert router.state.backend == "redis"
         proxy.stop()
         for _ in range(10):
-            await router.generate("g", REQUEST)
-            async for _chunk in router.stream("g", REQUEST):
+            await router.generate(call("g"), REQUEST)
+            async for _chunk in router.stream(call("g", stream=True), REQUEST):
                 pass
         assert router.state.backend == "memory (redis unreachable)"
         down = [r for r in caplog.records if "Redis is unreachable" in r.getMessage()]
@@ -144,7 +142,7 @@ async def test_redis_cut_off_mid_test_and_back(
         proxy.start()
         await asyncio.sleep(0.4)
         for _ in range(3):
-            await router.generate("g", REQUEST)
+            await router.generate(call("g"), REQUEST)
         assert router.state.backend == "redis"
         assert any("reachable again" in r.getMessage() for r in caplog.records)
 
@@ -175,7 +173,7 @@ async def test_redis_host_settings_build_the_url(redis_url: str, prefix: str) ->
         redis_port=6379,
         redis_key_prefix=prefix,
     )
-    await router.generate("g", REQUEST)
+    await router.generate(call("g"), REQUEST)
     assert router.state.backend == "redis"
 
 
@@ -195,11 +193,11 @@ async def test_redis_that_stops_answering_times_out_to_memory(
                 redis_reconnect_interval=30,
             ),
         )
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
         proxy.hold = True  # like CLIENT PAUSE: connected, but no reply comes
         started = time.monotonic()
         for _ in range(20):
-            await router.generate("g", REQUEST)
+            await router.generate(call("g"), REQUEST)
         assert time.monotonic() - started < 5  # one timeout, then memory: not one per request
         assert router.state.backend == "memory (redis unreachable)"
         assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1

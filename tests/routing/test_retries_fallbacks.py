@@ -7,26 +7,47 @@ from typing import Any
 
 import pytest
 
-from genroute.context import CallContext
-from genroute.errors import GenrouteError, UpstreamError, UpstreamTimeout
-from genroute.routing.retry import FailureKind, backoff_delay, classify
-from genroute.wire import WireModel
+from genroute.call import Call, Operation
+from genroute.errors import (
+    FailureReason,
+    GenrouteError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    cancelled,
+)
+from genroute.routing import Router
+from genroute.routing.retry import backoff_delay
+from genroute.wire import CountTokensRequest, GenerateContentRequest, GenerateContentResponse
+from tests.calls import call
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.routing.conftest import REQUEST, entry, gemini, make_router
 
 CONTEXT_MESSAGE = "The input token count (1200000) exceeds the maximum number of tokens allowed."
 
 
-class CountingHook:
-    def __init__(self) -> None:
+class CountingLayer:
+    """A pipeline layer around the Router that notes each call it sees, once."""
+
+    def __init__(self, inner: Router) -> None:
+        self.inner = inner
         self.before: list[str] = []
-        self.after: list[GenrouteError | None] = []
+        self.after: list[BaseException | None] = []
 
-    async def before_call(self, ctx: CallContext, request: WireModel) -> None:
-        self.before.append(ctx.request_id)
-
-    async def after_call(self, ctx: CallContext, error: GenrouteError | None) -> None:
-        self.after.append(error)
+    async def generate(
+        self, call: Call, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
+        self.before.append(call.request_id)
+        error: BaseException | None = None
+        try:
+            return await self.inner.generate(call, request)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.after.append(error)
 
 
 @pytest.mark.parametrize(
@@ -43,11 +64,10 @@ async def test_retries_the_same_deployment(fakes: list[FakeGemini], script: dict
     fake = fakes[0]
     fake.script(script.pop("kind"), **script)
     router = make_router([entry("g", gemini(fake), "only")], num_retries=2)
-    ctx = CallContext()
-    response = await router.generate("g", REQUEST, ctx)
-    assert response.candidates and ctx.attempts == 2 and len(fake.requests) == 2
-    assert [a.error_code is not None for a in ctx.attempt_log] == [True, False]
-    assert all(a.ended is not None and a.ended >= a.started for a in ctx.attempt_log)
+    response = await router.generate(ctx := call("g"), REQUEST)
+    assert response.candidates and len(ctx.route.attempts) == 2 and len(fake.requests) == 2
+    assert [a.error_code is not None for a in ctx.route.attempts] == [True, False]
+    assert all(a.ended is not None and a.ended >= a.started for a in ctx.route.attempts)
     await router.aclose()
 
 
@@ -61,10 +81,9 @@ async def test_timeout_moves_to_another_deployment(fakes: list[FakeGemini]) -> N
         ],
         num_retries=1,
     )
-    ctx = CallContext()
-    await router.generate("g", REQUEST, ctx)
-    assert [a.deployment_id for a in ctx.attempt_log] == ["slow", "fast"]
-    assert ctx.attempt_log[0].error_status == "DEADLINE_EXCEEDED"
+    await router.generate(ctx := call("g"), REQUEST)
+    assert [a.deployment_id for a in ctx.route.attempts] == ["slow", "fast"]
+    assert ctx.route.attempts[0].error_status == "DEADLINE_EXCEEDED"
     await router.aclose()
 
 
@@ -76,11 +95,10 @@ async def test_client_errors_are_never_retried(fakes: list[FakeGemini]) -> None:
         num_retries=3,
         fallbacks=[{"g": ["backup"]}],
     )
-    ctx = CallContext()
     with pytest.raises(UpstreamError) as info:
-        await router.generate("g", REQUEST, ctx)
-    assert info.value.code == 400 and ctx.attempts == 1 and len(fake.requests) == 1
-    assert ctx.fallbacks == []
+        await router.generate(ctx := call("g"), REQUEST)
+    assert info.value.code == 400 and len(ctx.route.attempts) == 1 and len(fake.requests) == 1
+    assert ctx.route.fallbacks == []
     await router.aclose()
 
 
@@ -89,7 +107,7 @@ async def test_per_deployment_num_retries_overrides(fakes: list[FakeGemini]) -> 
     fake.script("error", code=500, times=None)
     router = make_router([entry("g", gemini(fake, num_retries=0), "a")], num_retries=5)
     with pytest.raises(UpstreamError):
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
     assert len(fake.requests) == 1
     await router.aclose()
 
@@ -98,10 +116,9 @@ async def test_retry_after_beyond_the_cap_is_not_waited_for(fakes: list[FakeGemi
     fake = fakes[0]
     fake.script("error", code=429, retry_delay="30s", times=None)
     router = make_router([entry("g", gemini(fake), "a")], num_retries=3, max_retry_backoff=1)
-    ctx = CallContext()
     with pytest.raises(UpstreamError) as info:
-        await router.generate("g", REQUEST, ctx)
-    assert info.value.code == 429 and info.value.retry_after == 30 and ctx.attempts == 1
+        await router.generate(ctx := call("g"), REQUEST)
+    assert info.value.code == 429 and info.value.retry_after == 30 and len(ctx.route.attempts) == 1
     await router.aclose()
 
 
@@ -117,23 +134,38 @@ def test_backoff_is_exponential_jittered_and_capped() -> None:
     assert backoff_delay(1, base=0.1, cap=5, minimum=0, hinted=6, rng=rng) is None
 
 
-def test_failure_kinds() -> None:
-    assert classify(UpstreamError("x", code=429)) is FailureKind.RATE_LIMIT
-    assert classify(UpstreamTimeout("x")) is FailureKind.TRANSIENT
-    assert classify(UpstreamError("bad", code=400)) is FailureKind.CLIENT
-    assert classify(UpstreamError(CONTEXT_MESSAGE, code=400)) is FailureKind.CONTEXT_WINDOW
-    assert classify(UpstreamError("content_policy_violation", code=400)) is (
-        FailureKind.CONTENT_POLICY
+def test_failure_reasons_follow_the_error_not_its_message() -> None:
+    assert UpstreamError("x", code=429).reason is FailureReason.RATE_LIMIT
+    assert UpstreamTimeout("x").reason is FailureReason.TIMEOUT
+    assert UpstreamUnavailable("x").reason is FailureReason.UNREACHABLE
+    assert UpstreamMalformed("x").reason is FailureReason.MALFORMED
+    assert UpstreamError("x", code=503).reason is FailureReason.OVERLOADED
+    assert UpstreamError("bad", code=400).reason is FailureReason.BAD_REQUEST
+    # The message never decides: only the provider's error mapper may say "context window".
+    assert UpstreamError(CONTEXT_MESSAGE, code=400).reason is FailureReason.BAD_REQUEST
+    assert (
+        UpstreamError(CONTEXT_MESSAGE, code=400, reason=FailureReason.CONTEXT_WINDOW).reason
+        is FailureReason.CONTEXT_WINDOW
     )
-    assert classify(UpstreamError("key", code=403)) is FailureKind.DEPLOYMENT
-    assert classify(GenrouteError("bye", code=499)) is FailureKind.CLIENT
+    assert UpstreamError("key", code=403).reason is FailureReason.AUTH
+    assert InvalidRequest("contents: missing").reason is FailureReason.BAD_REQUEST
+    assert cancelled().reason is FailureReason.CANCELLED
+    assert GenrouteError("bug").reason is FailureReason.INTERNAL
+    table = {
+        reason: (reason.retryable, reason.cools_down, reason.falls_back) for reason in FailureReason
+    }
+    assert table[FailureReason.RATE_LIMIT] == (True, True, True)
+    assert table[FailureReason.AUTH] == (False, True, True)
+    assert table[FailureReason.CONTEXT_WINDOW] == (False, False, True)
+    assert table[FailureReason.NO_DEPLOYMENT] == (False, False, True)
+    assert table[FailureReason.BAD_REQUEST] == (False, False, False)
+    assert table[FailureReason.CANCELLED] == (False, False, False)
 
 
 async def test_fallback_chain_crosses_providers(fakes: list[FakeGemini]) -> None:
     first, second = fakes[0], fakes[1]
     first.script("error", code=500, times=None)
     second.script("error", code=429, retry_delay="0s", times=None)
-    hook = CountingHook()
     router = make_router(
         [
             entry("g1", gemini(first), "g1-gemini"),
@@ -143,20 +175,19 @@ async def test_fallback_chain_crosses_providers(fakes: list[FakeGemini]) -> None
         num_retries=1,
         fallbacks=[{"g1": ["g2", "g3"]}],
     )
-    router.hooks.append(hook)
-    ctx = CallContext()
-    response = await router.generate("g1", REQUEST, ctx)
+    layer = CountingLayer(router)
+    response = await layer.generate(ctx := call("g1"), REQUEST)
     assert response.model_version == "demo/echo"
-    assert ctx.fallbacks == ["g2", "g3"] and ctx.model_group == "g3"
-    assert ctx.deployment_id == "g3-demo" and ctx.provider == "demo"
-    assert [a.deployment_id for a in ctx.attempt_log] == [
+    assert ctx.route.fallbacks == ["g2", "g3"] and ctx.route.group == "g3"
+    assert ctx.route.deployment_id == "g3-demo" and ctx.route.provider == "demo"
+    assert [a.deployment_id for a in ctx.route.attempts] == [
         "g1-gemini",
         "g1-gemini",
         "g2-gemini",
         "g2-gemini",
         "g3-demo",
     ]
-    assert ctx.attempts == 5 and len(hook.before) == 1 and hook.after == [None]
+    assert len(ctx.route.attempts) == 5 and len(layer.before) == 1 and layer.after == [None]
     await router.aclose()
 
 
@@ -166,16 +197,14 @@ async def test_default_fallbacks_and_wildcard_key(fakes: list[FakeGemini]) -> No
         [entry("g", gemini(fakes[0])), entry("backup", {"model": "demo/x"})],
         default_fallbacks=["backup"],
     )
-    ctx = CallContext()
-    await router.generate("g", REQUEST, ctx)
-    assert ctx.fallbacks == ["backup"]
+    await router.generate(ctx := call("g"), REQUEST)
+    assert ctx.route.fallbacks == ["backup"]
     router = make_router(
         [entry("g", gemini(fakes[0])), entry("backup", {"model": "demo/x"})],
         fallbacks=[{"*": "backup"}],
     )
-    ctx = CallContext()
-    await router.generate("g", REQUEST, ctx)
-    assert ctx.fallbacks == ["backup"]
+    await router.generate(ctx := call("g"), REQUEST)
+    assert ctx.route.fallbacks == ["backup"]
     await router.aclose()
 
 
@@ -189,12 +218,11 @@ async def test_context_window_fallbacks_only_for_context_errors(fakes: list[Fake
     router = make_router(
         entries, context_window_fallbacks=[{"small": ["big"]}], fallbacks=[{"small": ["other"]}]
     )
-    ctx = CallContext()
-    response = await router.generate("small", REQUEST, ctx)
-    assert response.model_version == "demo/big" and ctx.fallbacks == ["big"]
+    response = await router.generate(ctx := call("small"), REQUEST)
+    assert response.model_version == "demo/big" and ctx.route.fallbacks == ["big"]
     router = make_router(entries, fallbacks=[{"small": ["other"]}])
     with pytest.raises(UpstreamError, match="input token count"):
-        await router.generate("small", REQUEST)
+        await router.generate(call("small"), REQUEST)
     await router.aclose()
 
 
@@ -204,9 +232,8 @@ async def test_content_policy_fallbacks(fakes: list[FakeGemini]) -> None:
         [entry("strict", gemini(fakes[0])), entry("lenient", {"model": "demo/x"})],
         content_policy_fallbacks=[{"strict": ["lenient"]}],
     )
-    ctx = CallContext()
-    await router.generate("strict", REQUEST, ctx)
-    assert ctx.fallbacks == ["lenient"]
+    await router.generate(ctx := call("strict"), REQUEST)
+    assert ctx.route.fallbacks == ["lenient"]
     await router.aclose()
 
 
@@ -218,23 +245,19 @@ async def test_max_fallbacks_limits_the_chain(fakes: list[FakeGemini]) -> None:
         fallbacks=[{"g0": ["g1", "g2"]}],
         max_fallbacks=1,
     )
-    ctx = CallContext()
     with pytest.raises(UpstreamError):
-        await router.generate("g0", REQUEST, ctx)
-    assert ctx.fallbacks == ["g1"] and len(fakes[2].requests) == 0
+        await router.generate(ctx := call("g0"), REQUEST)
+    assert ctx.route.fallbacks == ["g1"] and len(fakes[2].requests) == 0
     await router.aclose()
 
 
 async def test_count_tokens_and_embeddings_fall_back_too(fakes: list[FakeGemini]) -> None:
-    from genroute.wire import CountTokensRequest
-
     fakes[0].script("error", code=500, times=None)
     router = make_router(
         [entry("g", gemini(fakes[0])), entry("backup", {"model": "demo/x"})],
         fallbacks=[{"g": ["backup"]}],
     )
-    count = await router.count_tokens(
-        "g", CountTokensRequest.model_validate({"contents": REQUEST.model_dump()["contents"]})
-    )
-    assert count.total_tokens == 2
+    request = CountTokensRequest.model_validate({"contents": REQUEST.model_dump()["contents"]})
+    count = await router.count_tokens(ctx := call("g", operation=Operation.COUNT_TOKENS), request)
+    assert count.total_tokens == 2 and ctx.route.fallbacks == ["backup"]
     await router.aclose()

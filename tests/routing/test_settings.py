@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genroute.config import ConfigError, config_from_data
-from genroute.router import Router
+from genroute.routing import Router
 
 ENTRIES = [
     {"model_name": "a", "params": {"model": "demo/a", "num_retries": 1}},

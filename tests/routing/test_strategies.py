@@ -9,10 +9,10 @@ import asyncio
 import collections
 
 import pytest
+from genroute.routing import Router
 
-from genroute.context import CallContext
 from genroute.errors import RateLimited
-from genroute.router import Router
+from tests.calls import call
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.routing.conftest import REQUEST, entry, gemini, make_router
 
@@ -20,14 +20,13 @@ STRATEGIES = ["simple-shuffle", "least-busy", "latency-based-routing", "usage-ba
 
 
 async def served_by(router: Router, model: str = "g", stream: bool = False) -> str:
-    ctx = CallContext()
     if stream:
-        async for _ in router.stream(model, REQUEST, ctx):
+        async for _ in router.stream(ctx := call(model, stream=True), REQUEST):
             pass
     else:
-        await router.generate(model, REQUEST, ctx)
-    assert ctx.deployment_id is not None
-    return ctx.deployment_id
+        await router.generate(ctx := call(model), REQUEST)
+    assert ctx.route.deployment_id is not None
+    return ctx.route.deployment_id
 
 
 def report(name: str, counts: collections.Counter[str]) -> None:
@@ -167,7 +166,7 @@ async def test_rpm_caps_hold_under_every_strategy(strategy: str) -> None:
     counts = collections.Counter([await served_by(router) for _ in range(8)])
     assert counts == {"a": 3, "b": 5}
     with pytest.raises(RateLimited) as info:
-        await router.generate("g", REQUEST)
+        await router.generate(call("g"), REQUEST)
     error = info.value
     assert error.code == 429 and error.status == "RESOURCE_EXHAUSTED"
     assert error.retry_after is not None and 1 <= error.retry_after <= 60

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from genroute.context import CallContext
+from genroute.call import Call
 from genroute.errors import GenrouteError
-from genroute.router import Router
+from genroute.routing import Router
 from genroute.wire import GenerateContentResponse
+from tests.calls import call
 from tests.fakes.gemini_upstream import FakeGemini, build_stream_chunks
 from tests.routing.conftest import REQUEST, entry, gemini, make_router
 
@@ -19,8 +20,8 @@ def router_with_backup(fake: FakeGemini, **params: object) -> Router:
     )
 
 
-async def collect(router: Router, ctx: CallContext) -> list[GenerateContentResponse]:
-    return [chunk async for chunk in router.stream("g", REQUEST, ctx)]
+async def collect(router: Router, ctx: Call) -> list[GenerateContentResponse]:
+    return [chunk async for chunk in router.stream(ctx, REQUEST)]
 
 
 def text(chunks: list[GenerateContentResponse]) -> str:
@@ -42,21 +43,20 @@ async def test_failure_before_the_first_chunk_falls_back(
     else:
         fake.script("drop", after=0)
     router = router_with_backup(fake)
-    ctx = CallContext()
-    chunks = await collect(router, ctx)
+    chunks = await collect(router, ctx := call("g", stream=True))
     assert text(chunks).startswith("This is the genroute demo model")
-    assert ctx.fallbacks == ["backup"] and ctx.deployment_id == "b" and ctx.attempts == 2
+    route = ctx.route
+    assert route.fallbacks == ["backup"] and route.deployment_id == "b" and len(route.attempts) == 2
 
 
 async def test_no_first_chunk_within_stream_timeout_falls_back(fakes: list[FakeGemini]) -> None:
     fake = fakes[0]
     fake.script("delay", seconds=2)
     router = router_with_backup(fake, stream_timeout=0.3)
-    ctx = CallContext()
-    chunks = await collect(router, ctx)
-    assert chunks and ctx.fallbacks == ["backup"]
-    assert ctx.attempt_log[0].error_status == "DEADLINE_EXCEEDED"
-    assert ctx.time_to_first_token is not None
+    chunks = await collect(router, ctx := call("g", stream=True))
+    assert chunks and ctx.route.fallbacks == ["backup"]
+    assert ctx.route.attempts[0].error_status == "DEADLINE_EXCEEDED"
+    assert ctx.route.attempts[1].ok
 
 
 @pytest.mark.parametrize("kind", ["stream_error", "drop"])
@@ -66,23 +66,22 @@ async def test_failure_after_the_first_chunk_ends_the_stream(
     fake = fakes[0]
     fake.script(kind, after=1, **({"code": 500} if kind == "stream_error" else {}))
     router = router_with_backup(fake)
-    ctx = CallContext()
     received: list[GenerateContentResponse] = []
-    with pytest.raises(GenrouteError):
-        async for chunk in router.stream("g", REQUEST, ctx):
+    with pytest.raises(GenrouteError) as info:
+        async for chunk in router.stream(ctx := call("g", stream=True), REQUEST):
             received.append(chunk)
     expected = build_stream_chunks(fake.requests[0].body, "gemini-2.5-flash")[:1]
     assert len(received) == 1 and text(received) == "".join(
         p.get("text", "") for p in expected[0]["candidates"][0]["content"]["parts"]
     )
-    assert ctx.fallbacks == [] and ctx.attempts == 1  # never spliced with another answer
-    assert ctx.status_code >= 500
+    # never spliced with another answer
+    assert ctx.route.fallbacks == [] and len(ctx.route.attempts) == 1
+    assert info.value.code >= 500 and ctx.route.attempts[0].error_code == info.value.code
 
 
 async def test_stream_usage_counts_tokens_and_releases(fakes: list[FakeGemini]) -> None:
     router = make_router([entry("g", gemini(fakes[0], tpm=100000), "a")])
-    ctx = CallContext()
-    await collect(router, ctx)
+    await collect(router, call("g", stream=True))
     stats = (await router.state.snapshot(["a"]))["a"]
     assert stats.in_flight == 0 and stats.tpm_used > 0 and stats.ttft is not None
 
@@ -92,11 +91,10 @@ async def test_abandoned_stream_releases_without_a_failure(fakes: list[FakeGemin
     router = make_router(
         [entry("g", gemini(fakes[0]), "a"), entry("g", gemini(fakes[1]), "b")], allowed_fails=0
     )
-    ctx = CallContext()
-    stream = router.stream("g", REQUEST, ctx)
+    stream = router.stream(ctx := call("g", stream=True), REQUEST)
     await anext(stream)
     await stream.aclose()  # type: ignore[attr-defined]
     health = await router.health()
     assert health["unhealthy_count"] == 0
     assert all(e["in_flight"] == 0 for e in health["healthy_endpoints"])
-    assert ctx.status_code == 499
+    assert ctx.route.attempts[0].error_code == 499

@@ -11,6 +11,7 @@ from genroute.wire import (
     CountTokensRequest,
     GenerateContentRequest,
     GenerateContentResponse,
+    Part,
     dump_json,
     format_validation_error,
 )
@@ -192,14 +193,18 @@ def test_batch_embed_request() -> None:
     assert batch.requests[0].output_dimensionality == 8
 
 
-def test_upstream_bytes_are_sent_as_is_until_the_response_changes() -> None:
-    from genroute.providers.gemini import translate
-
-    raw = b'{"responseId":"r","candidates":[{"finishReason":null,"index":0}],"zNew":1}'
-    response = translate.from_wire(raw)
-    assert dump_json(response) == raw
-    assert dump_json(response.model_copy()) == raw
-    changed = response.model_copy(update={"response_id": "other"})
-    assert orjson.loads(dump_json(changed))["responseId"] == "other"
-    response.model_version = "m"
-    assert orjson.loads(dump_json(response))["modelVersion"] == "m"
+def test_an_upstream_response_keeps_unknown_fields_and_writes_its_edits() -> None:
+    raw = (
+        b'{"responseId":"r","candidates":[{"content":{"role":"model","parts":[{"text":"hi",'
+        b'"zPart":true}]},"finishReason":"STOP","index":0}],"zNew":{"a":[1,2.5]}}'
+    )
+    response = GenerateContentResponse.model_validate_json(raw)
+    assert orjson.loads(dump_json(response)) == orjson.loads(raw)  # nothing lost
+    response.candidates[0].finish_reason = "SAFETY"  # type: ignore[index]
+    response.candidates[0].content.parts[0].text = "edited"  # type: ignore[index,union-attr]
+    response.candidates[0].content.parts.append(Part(text="more"))  # type: ignore[index,union-attr]
+    out = orjson.loads(dump_json(response))
+    assert out["candidates"][0]["finishReason"] == "SAFETY"
+    assert [p["text"] for p in out["candidates"][0]["content"]["parts"]] == ["edited", "more"]
+    assert out["candidates"][0]["content"]["parts"][0]["zPart"] is True
+    assert out["zNew"] == {"a": [1, 2.5]}

@@ -11,8 +11,11 @@ Redis one Lua script does it, so the limits hold across instances.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+Clock = Callable[[], float]
 
 from genroute.errors import RateLimited
 
@@ -73,9 +76,10 @@ class Limiter(Protocol):
 
 
 class MemoryLimiter:
-    """Limits for one process."""
+    """Limits for one process; `clock` is the wall clock the minute windows follow."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
         self._counts: dict[tuple[str, str, int], int] = {}
         self._parallel: dict[str, int] = {}
         self._minute = 0
@@ -84,7 +88,7 @@ class MemoryLimiter:
         return self._counts.get((scope, kind, minute), 0)
 
     async def admit(self, checks: list[LimitCheck]) -> Ticket:
-        now = time.time()
+        now = self._clock()
         minute = int(now // WINDOW)
         if minute != self._minute:
             self._counts = {k: v for k, v in self._counts.items() if k[2] >= minute - 1}
@@ -106,7 +110,7 @@ class MemoryLimiter:
         return Ticket(minute, checks)
 
     async def release(self, ticket: Ticket, tokens: int) -> None:
-        minute = int(time.time() // WINDOW)
+        minute = int(self._clock() // WINDOW)
         for check in ticket.checks:
             if check.parallel is not None:
                 left = self._parallel.get(check.scope, 0) - 1
@@ -165,7 +169,10 @@ def _none(value: int | None) -> int:
 class RedisLimiter:
     """Limits shared by every instance using the same Redis."""
 
-    def __init__(self, redis: Any, prefix: str = "genroute:limit") -> None:
+    def __init__(
+        self, redis: Any, prefix: str = "genroute:limit", clock: Clock = time.time
+    ) -> None:
+        self._clock = clock
         self.redis = redis
         self.prefix = prefix
         self._admit = redis.register_script(_ADMIT)
@@ -176,7 +183,7 @@ class RedisLimiter:
         return f"{base}:rpm:{minute}", f"{base}:tpm:{minute}", f"{base}:parallel"
 
     async def admit(self, checks: list[LimitCheck]) -> Ticket:
-        now = time.time()
+        now = self._clock()
         minute = int(now // WINDOW)
         checks = [c for c in checks if not c.empty]
         if not checks:
@@ -194,7 +201,7 @@ class RedisLimiter:
     async def release(self, ticket: Ticket, tokens: int) -> None:
         if not ticket.checks:
             return
-        minute = int(time.time() // WINDOW)
+        minute = int(self._clock() // WINDOW)
         keys: list[str] = []
         args: list[int | str] = []
         for check in ticket.checks:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -55,9 +56,9 @@ def model_allowed(models: list[str] | None, model: str | None) -> bool:
     return any(m in ALL_MODELS or m == model or fnmatch.fnmatchcase(model, m) for m in models)
 
 
-def _expired(row: dict[str, Any]) -> bool:
+def _expired(row: dict[str, Any], now: datetime) -> bool:
     expires = row.get("expires")
-    return isinstance(expires, str) and datetime.fromisoformat(expires) <= utcnow()
+    return isinstance(expires, str) and datetime.fromisoformat(expires) <= now
 
 
 @dataclass(slots=True)
@@ -81,8 +82,10 @@ class Governance:
         redis: Any = None,
         cache_ttl: float = 2.0,
         flush_interval: float = 1.0,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
+        self.now = now  # the wall clock keys expire by (injectable for tests)
         self._master = hash_key(master_key).encode() if master_key else None
         self.redis = redis
         self.limiter: Limiter = limiter or MemoryLimiter()
@@ -146,11 +149,10 @@ class Governance:
         self._check_key(row)
         return row
 
-    @staticmethod
-    def _check_key(row: dict[str, Any]) -> None:
+    def _check_key(self, row: dict[str, Any]) -> None:
         if row.get("blocked"):
             raise PermissionDenied("This key is blocked.", details=[_error_info("API_KEY_BLOCKED")])
-        if _expired(row):
+        if _expired(row, self.now()):
             raise Unauthenticated(
                 f"API key expired at {row['expires']}. Please renew the API key.",
                 details=[_error_info("API_KEY_EXPIRED")],

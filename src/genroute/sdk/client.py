@@ -39,9 +39,13 @@ from genroute.wire import GenerateContentResponse
 if TYPE_CHECKING:
     from google.genai import types
 
-__all__ = ["COST_ATTRIBUTE", "Client", "response_cost"]
+__all__ = ["COST_ATTRIBUTE", "DEPLOYMENT_KWARGS", "Client", "response_cost"]
 
 COST_ATTRIBUTE = "_genroute_cost"
+# Keywords that configure a deployment: only the one-off functions take them per call.
+DEPLOYMENT_KWARGS = frozenset(
+    {"api_key", "api_base", "api_version", "timeout", "stream_timeout", "extra_headers"}
+)
 
 
 def response_cost(response: Any) -> float | None:
@@ -113,6 +117,12 @@ class Client:
     # -- async ------------------------------------------------------------------------------
 
     def _call(self, operation: Operation, model: str, kwargs: dict[str, Any]) -> Call:
+        given = sorted(DEPLOYMENT_KWARGS & kwargs.keys())
+        if given:
+            raise InvalidRequest(
+                f"{', '.join(given)}: per-call deployment settings are not allowed on a "
+                "genroute.Client; put them in its model_list"
+            )
         return Call(operation, normalise_model_name(model), _caller(kwargs))
 
     def _with_cost(self, response: Any, call: Call, wire: GenerateContentResponse) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from genroute.cost import Pricer
-from genroute.sdk.client import Client
+from genroute.sdk.client import DEPLOYMENT_KWARGS, Client
 from genroute.sdk.loop import LoopThread
 
 if TYPE_CHECKING:
@@ -32,14 +32,11 @@ __all__ = [
 
 # Prices every one-off call, so an unknown model's missing price is logged once.
 _ONE_OFF_PRICER = Pricer()
-_DEPLOYMENT_KWARGS = frozenset(
-    {"api_key", "api_base", "api_version", "timeout", "stream_timeout", "extra_headers"}
-)
 
 
 def _one_off(model: str, kwargs: dict[str, Any]) -> Client:
     """A Client serving just `model`, with the deployment keywords taken out of kwargs."""
-    deployment = {k: kwargs.pop(k) for k in list(kwargs) if k in _DEPLOYMENT_KWARGS}
+    deployment = {k: kwargs.pop(k) for k in list(kwargs) if k in DEPLOYMENT_KWARGS}
     params = {"model": model, **{k: v for k, v in deployment.items() if v is not None}}
     return Client([{"model_name": model, "params": params}], pricer=_ONE_OFF_PRICER)
 
