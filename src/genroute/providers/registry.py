@@ -1,40 +1,41 @@
 """Which provider serves a model string such as `gemini/gemini-2.5-flash`.
 
 Model ids are parsed here and nowhere else. LiteLLM's prefixes are recognised; those that
-this version cannot serve yet get a clear error instead of a wrong guess.
+this version cannot serve yet (catalog.py: `served=False`) get a clear error instead of a
+wrong guess.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from genroute.errors import InvalidRequest
-from genroute.http_pool import HttpPool
 from genroute.providers.anthropic import AnthropicProvider
 from genroute.providers.base import DeploymentSpec, Provider, ProviderFactory
+from genroute.providers.catalog import not_served
 from genroute.providers.demo import DemoProvider
 from genroute.providers.gemini import GeminiProvider
 from genroute.providers.openai import SERVERS as OPENAI_COMPATIBLE
 from genroute.providers.openai import OpenAIProvider
+from genroute.providers.transport import Transport
 
-PROVIDERS: dict[str, ProviderFactory] = {
-    "gemini": GeminiProvider,
-    "demo": DemoProvider,
-    "anthropic": AnthropicProvider,
-    **dict.fromkeys(OPENAI_COMPATIBLE, OpenAIProvider),
-}
+__all__ = ["ALIASES", "NOT_YET_SERVED", "PROVIDERS", "build_provider", "split_model"]
+
+PROVIDERS: Mapping[str, ProviderFactory] = MappingProxyType(
+    {
+        "gemini": GeminiProvider,
+        "demo": DemoProvider,
+        "anthropic": AnthropicProvider,
+        **dict.fromkeys(OPENAI_COMPATIBLE, OpenAIProvider),
+    }
+)
 
 # Prefixes LiteLLM uses that map onto a provider genroute serves.
-ALIASES: dict[str, str] = {
-    "google_ai_studio": "gemini",
-}
+ALIASES: Mapping[str, str] = MappingProxyType({"google_ai_studio": "gemini"})
 
 # Prefixes LiteLLM knows that genroute recognises but does not serve in this version.
-NOT_YET_SERVED = frozenset(
-    {
-        "azure_ai", "vertex_ai", "vertex_ai_beta", "bedrock", "cohere", "huggingface",
-        "fireworks_ai", "perplexity", "text-completion-openai", "databricks", "watsonx",
-        "sagemaker", "cerebras", "nvidia_nim",
-    }
-)  # fmt: skip
+NOT_YET_SERVED = not_served()
 
 
 def split_model(model: str) -> tuple[str, str]:
@@ -61,6 +62,6 @@ def split_model(model: str) -> tuple[str, str]:
     )
 
 
-def build_provider(spec: DeploymentSpec, http: HttpPool) -> Provider:
-    """The provider instance for a resolved deployment."""
-    return PROVIDERS[spec.provider](spec, http)
+def build_provider(spec: DeploymentSpec, transport: Transport) -> Provider:
+    """The provider instance for a resolved deployment, sending through `transport`."""
+    return PROVIDERS[spec.provider](spec, transport)

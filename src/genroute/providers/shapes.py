@@ -34,7 +34,7 @@ def malformed(provider: str, what: str, detail: str) -> UpstreamMalformed:
 
 def _kind(value: Any) -> str:
     if value is None:
-        return "null"
+        return "missing (or null)"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -65,15 +65,17 @@ class Reader:
 
     def load(self, data: bytes | Mapping[str, Any]) -> dict[str, Any]:
         """A JSON object from raw bytes (or a mapping already parsed)."""
+        if isinstance(data, dict):
+            return data
         if isinstance(data, Mapping):
             return dict(data)
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
             text = bytes(data[:200]).decode("utf-8", "replace")
-            raise self.fail(f"not JSON: {text!r}") from None
+            raise self.fail(f"not JSON: {text}") from None
         if not isinstance(value, dict):
-            raise self.fail(f"the body is {_kind(value)}, not an object")
+            raise self.fail(f"{_kind(value)}, not an object")
         return value
 
     def obj(self, value: Any, path: str, *, required: bool = False) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -29,13 +30,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from genroute._version import __version__
-from genroute.errors import GenrouteError, UpstreamTimeout, UpstreamUnavailable
+from genroute.errors import GenrouteError, InvalidRequest, UpstreamTimeout, UpstreamUnavailable
 from genroute.sse import SSEDecoder
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ __all__ = [
     "MockTransport",
     "Timeout",
     "Transport",
+    "path_segment",
 ]
 
 USER_AGENT = f"genroute/{__version__}"
@@ -162,6 +164,15 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Release every connection; safe to call twice."""
         ...
+
+
+def path_segment(name: str) -> str:
+    """`name` (a model or deployment name) as one URL path segment: `/`, `?`, `#`, `%` and
+    the rest escaped, so that no name can change the upstream path or query. `.` and `..`
+    are refused: URL libraries resolve them even when escaped."""
+    if name in (".", ".."):
+        raise InvalidRequest(f"model {name!r}: not a model name")
+    return quote(name, safe="")
 
 
 # -- the network ----------------------------------------------------------------------------
@@ -356,7 +367,7 @@ class JsonTransport:
 
     async def stream(
         self, url: str, body: bytes, headers: Mapping[str, str], call: Call
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The `data` payload of each SSE event, as the upstream sends them."""
         with call.upstream(url) if call.upstream is not None else _NO_HEADERS as extra:
             sent = {**headers, **extra} if extra else headers

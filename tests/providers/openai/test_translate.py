@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from genroute.errors import InvalidRequest, UpstreamError
+from genroute.errors import InvalidRequest, UpstreamError, UpstreamMalformed
+from genroute.providers.drops import Drops
 from genroute.providers.openai import translate
 from genroute.providers.openai.errors import map_error
 from genroute.wire import BatchEmbedContentsRequest, GenerateContentRequest
@@ -205,7 +206,7 @@ def test_embeddings_are_grouped_by_dimensions_and_text_only() -> None:
             ]
         }
     )
-    dropped: set[str] = set()
+    dropped = Drops()
     bodies = translate.embed_bodies(batch, "text-embedding-3-small", dropped)
     assert bodies == [
         (
@@ -219,13 +220,17 @@ def test_embeddings_are_grouped_by_dimensions_and_text_only() -> None:
         ),
         ([1], {"model": "text-embedding-3-small", "input": ["c"], "encoding_format": "float"}),
     ]
-    assert dropped == {"taskType/title"}
+    assert list(dropped) == ["taskType/title"]
     for _, body in bodies:
         assert validation_problems("embeddings", body) == []
-    reply = {"data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1]}]}
-    assert translate.embed_vectors(orjson.dumps(reply), 2) == [[1.0], [2.0]]
-    with pytest.raises(UpstreamError):
-        translate.embed_vectors(orjson.dumps(reply), 3)
+    reply = {
+        "data": [{"index": 1, "embedding": [2.0]}, {"index": 0, "embedding": [1]}],
+        "usage": {"prompt_tokens": 4, "total_tokens": 4},
+    }
+    parsed = translate.embeddings_from_wire(orjson.dumps(reply), 2)
+    assert (parsed.vectors, parsed.input_tokens) == ([[1.0], [2.0]], 4)
+    with pytest.raises(UpstreamMalformed):
+        translate.embeddings_from_wire(orjson.dumps(reply), 3)
     image = BatchEmbedContentsRequest.model_validate(
         {
             "requests": [
@@ -234,7 +239,7 @@ def test_embeddings_are_grouped_by_dimensions_and_text_only() -> None:
         }
     )
     with pytest.raises(InvalidRequest, match=r"requests\[0\]\.content\.parts\[0\]"):
-        translate.embed_bodies(image, "m", set())
+        translate.embed_bodies(image, "m", Drops())
 
 
 def test_the_validator_catches_what_openai_would_refuse() -> None:

@@ -1,5 +1,5 @@
 """Anthropic upstream: Claude models over the Messages API, behind generateContent."""
 
-from genroute.providers.anthropic.transport import AnthropicProvider
+from genroute.providers.anthropic.provider import AnthropicProvider
 
 __all__ = ["AnthropicProvider"]

@@ -3,17 +3,32 @@
 `{"type": "error", "error": {"type", "message"}}`, from an HTTP reply or a stream `error`
 event, becomes an UpstreamError with Google's code and status, the upstream message, an
 ErrorInfo detail (reason = the Anthropic type, request id) and Retry-After kept.
+
+Its `FailureReason` comes from the Anthropic type (`overloaded_error` OVERLOADED,
+`billing_error` AUTH: our account upstream cannot pay) or else the status, except that an
+`invalid_request_error` saying "prompt is too long" (or that input and max_tokens exceed
+the context limit) is CONTEXT_WINDOW, and "Output blocked by content filtering policy"
+is CONTENT_POLICY.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from genroute.errors import GenrouteError, UpstreamError, parse_retry_after
+from genroute.errors import (
+    FailureReason,
+    GenrouteError,
+    UpstreamError,
+    parse_retry_after,
+    reason_for_code,
+)
 from genroute.errors import status_for as google_status
+
+__all__ = ["ERRORS", "PROVIDER", "failure_reason", "map_error"]
 
 PROVIDER = "anthropic"
 # Anthropic error type → Google HTTP code and status (docs/translation-anthropic.md).
@@ -30,6 +45,20 @@ ERRORS: dict[str, tuple[int, str]] = {
     "overloaded_error": (503, "UNAVAILABLE"),
     "timeout_error": (504, "DEADLINE_EXCEEDED"),
 }
+_REASONS = {"billing_error": FailureReason.AUTH, "overloaded_error": FailureReason.OVERLOADED}
+_TOO_LONG = re.compile(r"prompt is too long|exceed(s|ed)? (the )?context (limit|window)", re.I)
+_BLOCKED = re.compile(r"content filtering policy", re.I)
+
+
+def failure_reason(kind: str, code: int, message: str) -> FailureReason:
+    """Why an Anthropic call failed, from the error type, the code and (400s) the message."""
+    if kind in _REASONS:
+        return _REASONS[kind]
+    if code == 400 and _TOO_LONG.search(message):
+        return FailureReason.CONTEXT_WINDOW
+    if code == 400 and _BLOCKED.search(message):
+        return FailureReason.CONTENT_POLICY
+    return reason_for_code(code)
 
 
 def map_error(status: int, body: bytes, headers: Mapping[str, str]) -> GenrouteError:
@@ -69,4 +98,5 @@ def map_error(status: int, body: bytes, headers: Mapping[str, str]) -> GenrouteE
         details=[info],
         retry_after=retry_after,
         provider=PROVIDER,
+        reason=failure_reason(kind, code, message),
     )

@@ -8,8 +8,10 @@
   `tool_result` blocks open the next user message, in call order.
 - Thinking blocks come back from `thoughtSignature` envelopes (see thinking.py).
 - Anything without an Anthropic equivalent whose loss would change the answer is a 400
-  naming the field; harmless leftovers (thought text without a signature, `partMetadata`)
-  are dropped with a debug log.
+  naming the field, or is left out when the deployment sets `drop_params` (drops.py);
+  harmless leftovers (thought text without a signature, `partMetadata`) are dropped with a
+  debug log. A conversation that is wrong in itself (an unknown role, a functionCall in a
+  user turn, a call without its response) is refused either way.
 """
 
 from __future__ import annotations
@@ -24,11 +26,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from genroute.errors import InvalidRequest
 from genroute.providers.anthropic.thinking import Block, block_key, blocks_from_signature
 from genroute.providers.anthropic.thinking import standard_base64 as b64
+from genroute.providers.drops import Drops
 from genroute.wire import Blob, Content, FileData, FunctionResponse, Part
+
+__all__ = [
+    "IMAGE_TYPES",
+    "PDF",
+    "PLACEHOLDER_USER_TEXT",
+    "IdFactory",
+    "MessageBuilder",
+    "file_block",
+    "inline_block",
+    "media_block",
+    "new_call_id",
+    "system_blocks",
+]
 
 log = logging.getLogger("genroute.providers.anthropic")
 
@@ -65,15 +82,16 @@ class _Message:
         return [*self.results, *self.blocks]
 
 
-def system_blocks(system: Content | None) -> list[Block]:
+def system_blocks(system: Content | None, dropped: Drops | None = None) -> list[Block]:
     """systemInstruction (every part) → a list of text blocks."""
+    dropped = Drops() if dropped is None else dropped
     blocks: list[Block] = []
     for j, part in enumerate(system.parts or [] if system else []):
         if part.text is None or _data_fields(part) - {"text"}:
-            raise InvalidRequest(
+            dropped.refuse(
                 f"systemInstruction.parts[{j}]: only text parts can be sent to anthropic models"
             )
-        if part.text:
+        elif part.text:
             blocks.append({"type": "text", "text": part.text})
     return blocks
 
@@ -81,8 +99,9 @@ def system_blocks(system: Content | None) -> list[Block]:
 class MessageBuilder:
     """Turns `contents` into Anthropic messages; see the module docstring."""
 
-    def __init__(self, new_id: IdFactory = new_call_id) -> None:
+    def __init__(self, new_id: IdFactory = new_call_id, dropped: Drops | None = None) -> None:
         self._new_id = new_id
+        self._dropped = Drops() if dropped is None else dropped
         self._messages: list[_Message] = []
         self._open: list[_Call] = []
         self._used_ids: set[str] = set()
@@ -166,9 +185,11 @@ class MessageBuilder:
         elif part.text is not None:
             if part.text:
                 _add_block(message, _text(part.text))
+        elif "function_response" in kinds:
+            raise InvalidRequest(f"{where}.functionResponse: only a user turn can answer a call")
         elif kinds:
             field_name = sorted(kinds)[0]
-            raise InvalidRequest(
+            self._dropped.refuse(
                 f"{where}.{_camel(field_name)}: anthropic models accept only text and "
                 "functionCall parts in model turns"
             )
@@ -182,12 +203,13 @@ class MessageBuilder:
         elif part.text is not None:
             if part.text:
                 message.blocks.append(_text(part.text))
-        elif part.inline_data is not None:
-            message.blocks.append(inline_block(part.inline_data, f"{where}.inlineData"))
-        elif part.file_data is not None:
-            message.blocks.append(file_block(part.file_data, f"{where}.fileData"))
+        elif part.inline_data is not None or part.file_data is not None:
+            if (block := media_block(part, where, self._dropped)) is not None:
+                message.blocks.append(block)
+        elif part.function_call is not None:
+            raise InvalidRequest(f"{where}.functionCall: only a model turn can call functions")
         elif kinds := _data_fields(part):
-            raise InvalidRequest(
+            self._dropped.refuse(
                 f"{where}.{_camel(sorted(kinds)[0])}: not supported by anthropic models"
             )
 
@@ -222,14 +244,25 @@ class MessageBuilder:
         else:
             text = orjson.dumps(body).decode() if body else ""
         media = [
-            _media_of_response_part(p, f"{where}.functionResponse.parts[{k}]")
+            block
             for k, p in enumerate((response.model_extra or {}).get("parts") or [])
+            if (block := self._response_media(p, f"{where}.functionResponse.parts[{k}]"))
         ]
         if media:
             result["content"] = ([_text(text)] if text else []) + media
         elif text:
             result["content"] = text
         return result
+
+    def _response_media(self, raw: Any, where: str) -> Block | None:
+        """A media part of a multimodal functionResponse as a content block."""
+        try:
+            part = Part.model_validate(raw)
+        except ValidationError:
+            raise InvalidRequest(f"{where}: not a Part") from None
+        if part.inline_data is None and part.file_data is None:
+            raise InvalidRequest(f"{where}: only inlineData and fileData parts are supported here")
+        return media_block(part, where, self._dropped)
 
 
 # -- helpers
@@ -296,7 +329,15 @@ def _strip_trailing_space(content: list[Block]) -> None:
             content.pop()
 
 
-def inline_block(blob: Blob, where: str) -> Block:
+def media_block(part: Part, where: str, dropped: Drops) -> Block | None:
+    """An inlineData or fileData part as a content block (None: left out, drop_params)."""
+    if part.inline_data is not None:
+        return inline_block(part.inline_data, f"{where}.inlineData", dropped)
+    assert part.file_data is not None
+    return file_block(part.file_data, f"{where}.fileData", dropped)
+
+
+def inline_block(blob: Blob, where: str, dropped: Drops | None = None) -> Block | None:
     """inlineData → an image, PDF document or plain-text document block."""
     mime = blob.mime_type.split(";")[0].strip().lower()
     if mime == "image/jpg":
@@ -310,34 +351,29 @@ def inline_block(blob: Blob, where: str) -> Block:
         text = base64.b64decode(data).decode("utf-8", "replace")
         source = {"type": "text", "media_type": "text/plain", "data": text}
         return {"type": "document", "source": source}
-    raise InvalidRequest(
+    (Drops() if dropped is None else dropped).refuse(
         f"{where}.mimeType: {blob.mime_type!r} is not supported by anthropic models "
         "(images jpeg/png/gif/webp, application/pdf and text/plain are)"
     )
+    return None
 
 
-def file_block(file: FileData, where: str) -> Block:
+def file_block(file: FileData, where: str, dropped: Drops | None = None) -> Block | None:
     """fileData with an http(s) URL → an image or PDF document with a url source."""
+    dropped = Drops() if dropped is None else dropped
     uri = file.file_uri
     if not uri.startswith(("https://", "http://")) or "generativelanguage.googleapis.com" in uri:
-        raise InvalidRequest(
+        dropped.refuse(
             f"{where}.fileUri: anthropic models can only fetch public http(s) URLs, not {uri!r}"
         )
+        return None
     mime = (file.mime_type or mimetypes.guess_type(uri.split("?")[0])[0] or "").lower()
     if mime in IMAGE_TYPES or mime == "image/jpg":
         return {"type": "image", "source": {"type": "url", "url": uri}}
     if mime == PDF:
         return {"type": "document", "source": {"type": "url", "url": uri}}
-    raise InvalidRequest(
+    dropped.refuse(
         f"{where}.mimeType: {mime or 'unknown'!r} files are not supported by anthropic models "
         "(image and PDF URLs are)"
     )
-
-
-def _media_of_response_part(raw: Any, where: str) -> Block:
-    part = Part.model_validate(raw)
-    if part.inline_data is not None:
-        return inline_block(part.inline_data, f"{where}.inlineData")
-    if part.file_data is not None:
-        return file_block(part.file_data, f"{where}.fileData")
-    raise InvalidRequest(f"{where}: only inlineData and fileData parts are supported here")
+    return None

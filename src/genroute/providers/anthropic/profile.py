@@ -17,6 +17,26 @@ from typing import Literal
 
 from genroute.providers.base import DeploymentSpec
 
+__all__ = [
+    "BUDGET_EFFORTS",
+    "DEFAULT_THINKING_BUDGET",
+    "FALLBACK_MAX_TOKENS",
+    "LEVEL_BUDGETS",
+    "LEVEL_EFFORTS",
+    "MAX_EFFORT",
+    "MIN_THINKING_BUDGET",
+    "Family",
+    "ModelProfile",
+    "ThinkingMode",
+    "effort_for_budget",
+    "family_max_tokens",
+    "family_sampling",
+    "family_structured_outputs",
+    "family_thinking",
+    "parse_family",
+    "profile_for",
+]
+
 ThinkingMode = Literal["adaptive", "budget", "none"]
 
 # Used when nothing else gives a default `max_tokens` (Anthropic requires one).
@@ -55,6 +75,8 @@ class ModelProfile:
     thinking: ThinkingMode = "budget"
     structured_outputs: bool = False
     sampling: bool = True
+    # Leave out fields whose loss changes the answer instead of refusing the request.
+    drop_params: bool = False
 
 
 def parse_family(model: str) -> Family | None:
@@ -123,6 +145,7 @@ def profile_for(spec: DeploymentSpec) -> ModelProfile:
             family_structured_outputs(family) if structured is None else bool(structured)
         ),
         sampling=family_sampling(family),
+        drop_params=spec.drop_params,
     )
 
 

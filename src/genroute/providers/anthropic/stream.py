@@ -12,7 +12,9 @@ chunks it completes, so each is forwarded as soon as it carries something:
 - `message_stop` sends the last chunk: finishReason and usageMetadata.
 
 No chunk has `finishReason: null` or an empty `parts` list. An `error` event raises the
-mapped error; `finish()` at end of stream raises if `message_stop` never came.
+mapped error; `finish()` at end of stream raises if `message_stop` never came. An event
+that is not the API's shape (not JSON, not an object, a number where text belongs)
+raises UpstreamMalformed.
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from typing import Any
 
 import orjson
 
-from genroute.errors import UpstreamError
+from genroute.errors import UpstreamUnavailable
 from genroute.providers.anthropic.errors import PROVIDER, map_error
-from genroute.providers.anthropic.thinking import ThoughtCarrier
-from genroute.providers.anthropic.translate import (
+from genroute.providers.anthropic.response import (
     ReplyContext,
     finish_message,
     finish_reason,
     json_answer,
     usage_metadata,
 )
+from genroute.providers.anthropic.thinking import ThoughtCarrier
+from genroute.providers.shapes import Reader
 from genroute.wire import Candidate, Content, FunctionCall, GenerateContentResponse, Part
+
+__all__ = ["StreamDecoder"]
 
 
 @dataclass
@@ -60,31 +65,39 @@ class StreamDecoder:
         self._id: str | None = None
         self._stop_reason: str | None = None
         self._stop_details: Mapping[str, Any] | None = None
+        self._reader = Reader(PROVIDER, "stream event")
         self.done = False
 
-    def feed(self, event: Mapping[str, Any]) -> list[GenerateContentResponse]:
-        """One parsed SSE `data` payload → the chunks it completes (often none)."""
-        kind = event.get("type")
+    def feed(self, event: bytes | Mapping[str, Any]) -> list[GenerateContentResponse]:
+        """One SSE `data` payload (raw or parsed) → the chunks it completes (often none)."""
         if self.done:
             return []
+        r = self._reader
+        event = r.load(event)
+        kind = r.string(event.get("type"), "type")
         if kind == "error":
-            raise map_error(500, orjson.dumps(dict(event)), {})
+            raise map_error(500, orjson.dumps(event), {})
         if kind == "message_start":
-            message = event.get("message") or {}
-            self._model, self._id = message.get("model"), message.get("id")
-            self._usage.update(message.get("usage") or {})
+            message = r.obj(event.get("message"), "message")
+            self._model = r.string(message.get("model"), "message.model")
+            self._id = r.string(message.get("id"), "message.id")
+            self._usage.update(r.obj(message.get("usage"), "message.usage"))
             return []
-        if kind == "content_block_start":
-            return self._start(int(event.get("index", 0)), event.get("content_block") or {})
-        if kind == "content_block_delta":
-            return self._delta(int(event.get("index", 0)), event.get("delta") or {})
-        if kind == "content_block_stop":
-            return self._stop(int(event.get("index", 0)))
+        if kind in ("content_block_start", "content_block_delta", "content_block_stop"):
+            index = r.integer(event.get("index"), "index") or 0
+            if kind == "content_block_start":
+                return self._start(index, r.obj(event.get("content_block"), "content_block"))
+            if kind == "content_block_delta":
+                return self._delta(index, r.obj(event.get("delta"), "delta"))
+            return self._stop(index)
         if kind == "message_delta":
-            delta = event.get("delta") or {}
-            self._stop_reason = delta.get("stop_reason") or self._stop_reason
-            self._stop_details = delta.get("stop_details") or self._stop_details
-            usage = event.get("usage") or {}
+            delta = r.obj(event.get("delta"), "delta")
+            self._stop_reason = r.string(delta.get("stop_reason"), "delta.stop_reason") or (
+                self._stop_reason
+            )
+            details = r.obj(delta.get("stop_details"), "delta.stop_details")
+            self._stop_details = details or self._stop_details
+            usage = r.obj(event.get("usage"), "usage")
             self._usage.update({k: v for k, v in usage.items() if v is not None})
             return []
         if kind == "message_stop":
@@ -94,7 +107,7 @@ class StreamDecoder:
     def finish(self) -> list[GenerateContentResponse]:
         """At end of stream: nothing more to send, or an error if it was cut short."""
         if not self.done:
-            raise UpstreamError(
+            raise UpstreamUnavailable(
                 "anthropic stream ended before message_stop", code=502, provider=PROVIDER
             )
         return []
@@ -102,32 +115,45 @@ class StreamDecoder:
     # -- blocks
 
     def _start(self, index: int, block: Mapping[str, Any]) -> list[GenerateContentResponse]:
-        kind = str(block.get("type") or "")
-        state = _Block(kind, id=block.get("id"), name=block.get("name"))
+        r, path = self._reader, "content_block"
+        kind = r.string(block.get("type"), f"{path}.type") or ""
+        state = _Block(
+            kind,
+            id=r.string(block.get("id"), f"{path}.id"),
+            name=r.string(block.get("name"), f"{path}.name"),
+        )
         self._blocks[index] = state
         if kind == "redacted_thinking":
-            state.data = str(block.get("data") or "")
-        elif kind == "text" and block.get("text"):
-            return self._text(state, str(block["text"]))
-        elif kind == "thinking" and block.get("thinking"):
-            return self._thought(state, str(block["thinking"]))
+            state.data = r.string(block.get("data"), f"{path}.data") or ""
+        elif kind == "text":
+            if text := r.string(block.get("text"), f"{path}.text"):
+                return self._text(state, text)
+        elif kind == "thinking":
+            if thought := r.string(block.get("thinking"), f"{path}.thinking"):
+                return self._thought(state, thought)
         elif kind == "tool_use":
-            state.start_input = block.get("input")
+            if not state.name:
+                raise r.fail(f"{path}.name is missing")
+            state.start_input = r.obj(block.get("input"), f"{path}.input")
         return []
 
     def _delta(self, index: int, delta: Mapping[str, Any]) -> list[GenerateContentResponse]:
         state = self._blocks.get(index)
         if state is None:
             return []
-        kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return self._text(state, str(delta["text"]))
-        if kind == "thinking_delta" and delta.get("thinking"):
-            return self._thought(state, str(delta["thinking"]))
-        if kind == "signature_delta":
-            state.signature += str(delta.get("signature") or "")
-        elif kind == "input_json_delta" and delta.get("partial_json"):
-            piece = str(delta["partial_json"])
+        r = self._reader
+        kind = r.string(delta.get("type"), "delta.type")
+        if kind == "text_delta":
+            if text := r.string(delta.get("text"), "delta.text"):
+                return self._text(state, text)
+        elif kind == "thinking_delta":
+            if thought := r.string(delta.get("thinking"), "delta.thinking"):
+                return self._thought(state, thought)
+        elif kind == "signature_delta":
+            state.signature += r.string(delta.get("signature"), "delta.signature") or ""
+        elif kind == "input_json_delta" and (
+            piece := r.string(delta.get("partial_json"), "delta.partial_json")
+        ):
             state.pieces.append(piece)
             if self._streams_as_text(state):
                 return self._text(state, piece)
@@ -171,12 +197,10 @@ class StreamDecoder:
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"anthropic stream sent malformed arguments for tool {state.name!r}",
-                code=502,
-                provider=PROVIDER,
-            ) from None
-        return value if isinstance(value, dict) else {}
+            raise self._reader.fail(f"the arguments of tool {state.name!r} are not JSON") from None
+        if not isinstance(value, dict):
+            raise self._reader.fail(f"the arguments of tool {state.name!r} are not an object")
+        return value
 
     def _text(self, state: _Block, text: str) -> list[GenerateContentResponse]:
         signature = None if state.started_text else self._carrier.for_text()
@@ -200,7 +224,7 @@ class StreamDecoder:
         candidate = chunk.candidates[0]
         candidate.finish_reason = finish_reason(self._stop_reason)
         candidate.finish_message = finish_message(self._stop_reason, self._stop_details)
-        chunk.usage_metadata = usage_metadata(self._usage)
+        chunk.usage_metadata = usage_metadata(self._usage, self._reader)
         return chunk
 
     def _chunk(self, parts: list[Part]) -> GenerateContentResponse:

@@ -9,6 +9,9 @@ JSON output (`responseMimeType: application/json`) takes one of two roads:
 - **forced tool**: other models, or no schema at all, get a `json_output` tool whose
   `input_schema` is the schema (non-object schemas wrapped in `{"value": ...}`), forced with
   `tool_choice`; the reply's tool input becomes the JSON text part.
+
+Google's built-in tools and output formats Anthropic has no road for are refused, or left
+out with `drop_params` (drops.py); declarations that are wrong in themselves are refused.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from genroute.errors import InvalidRequest
+from genroute.providers.drops import Drops
 from genroute.providers.schema import to_json_schema
 from genroute.wire import FunctionDeclaration, GenerateContentRequest, GenerationConfig
+
+__all__ = ["JSON_TOOL", "WRAP_KEY", "ToolPlan", "declarations", "plan_tools", "strict_schema"]
 
 log = logging.getLogger("genroute.providers.anthropic")
 
@@ -53,15 +59,16 @@ def _camel(name: str) -> str:
     return first + "".join(w.title() for w in rest)
 
 
-def declarations(request: GenerateContentRequest) -> list[Block]:
+def declarations(request: GenerateContentRequest, dropped: Drops | None = None) -> list[Block]:
     """Every functionDeclaration as an Anthropic tool; built-in Google tools are a 400."""
+    dropped = Drops() if dropped is None else dropped
     tools: list[Block] = []
     for i, tool in enumerate(request.tools or []):
         unsupported = [_camel(n) for n in _BUILT_IN if getattr(tool, n) is not None]
         unsupported += [k for k, v in (tool.model_extra or {}).items() if v is not None]
-        if unsupported:
-            raise InvalidRequest(
-                f"tools[{i}].{unsupported[0]}: Google's built-in tools are not available on "
+        for name in unsupported:
+            dropped.refuse(
+                f"tools[{i}].{name}: Google's built-in tools are not available on "
                 "anthropic models; only functionDeclarations are"
             )
         for j, decl in enumerate(tool.function_declarations or []):
@@ -92,9 +99,12 @@ def _declaration(decl: FunctionDeclaration, where: str) -> Block:
     return tool
 
 
-def plan_tools(request: GenerateContentRequest, structured_outputs: bool) -> ToolPlan:
+def plan_tools(
+    request: GenerateContentRequest, structured_outputs: bool, dropped: Drops | None = None
+) -> ToolPlan:
     """tools + toolConfig + JSON output settings → a ToolPlan."""
-    tools = declarations(request)
+    dropped = Drops() if dropped is None else dropped
+    tools = declarations(request, dropped)
     config = request.tool_config.function_calling_config if request.tool_config else None
     mode = (config.mode or "AUTO").upper() if config is not None else None
     allowed = list(config.allowed_function_names or []) if config is not None else []
@@ -104,7 +114,7 @@ def plan_tools(request: GenerateContentRequest, structured_outputs: bool) -> Too
     elif mode is not None:
         log.debug("toolConfig dropped: the request declares no functions")
     generation = request.generation_config or GenerationConfig()
-    return _with_json_output(generation, tools, choice, mode, structured_outputs)
+    return _with_json_output(generation, tools, choice, mode, structured_outputs, dropped)
 
 
 def _choice(mode: str, allowed: list[str], tools: list[Block]) -> tuple[Block, list[Block]]:
@@ -136,6 +146,7 @@ def _with_json_output(
     choice: Block | None,
     mode: str | None,
     structured_outputs: bool,
+    dropped: Drops,
 ) -> ToolPlan:
     mime = (generation.response_mime_type or "").split(";")[0].strip().lower()
     raw = generation.response_json_schema
@@ -149,10 +160,13 @@ def _with_json_output(
             )
         return ToolPlan(tools, choice)
     if mime != "application/json":
-        raise InvalidRequest(
+        dropped.refuse(
             f"generationConfig.responseMimeType: {generation.response_mime_type!r} is not "
             "supported by anthropic models (text/plain and application/json are)"
         )
+        if raw is not None:  # the schema described that format: it goes with it
+            dropped.add(f"generationConfig.{field}")
+        return ToolPlan(tools, choice)
     schema = to_json_schema(raw) if raw is not None else None
     if schema is not None and not isinstance(schema, dict):
         raise InvalidRequest(f"generationConfig.{field}: must be a schema object")

@@ -1,27 +1,25 @@
 """Pure translation between Gemini generateContent and Anthropic's Messages API. No I/O.
 
-    to_wire(request, profile)          → Prepared(body, context)   POST /v1/messages
-    count_tokens_body(request, profile) → body                      POST /v1/messages/count_tokens
-    from_wire(body, context)           → GenerateContentResponse
+    to_wire(request, profile)          → Prepared(body, context, dropped)  POST /v1/messages
+    count_tokens_body(request, profile) → body                 POST /v1/messages/count_tokens
+    from_wire(body, context)           → GenerateContentResponse            response.py
     map_error(status, body, headers)   → GenrouteError (Google code and status), errors.py
 
 `context` carries what reading the reply needs to know about the request (thoughts wanted,
-the JSON-output tool). Every field decision is in docs/translation-anthropic.md; contents
-are handled in messages.py, tools and JSON output in tools.py, thinking envelopes in
-thinking.py, model families in profile.py.
+the JSON-output tool). A field with no Anthropic equivalent whose loss changes the answer
+is refused, or with `profile.drop_params` left out and listed in `Prepared.dropped`.
+Every field decision is in docs/translation-anthropic.md; contents are handled in
+messages.py, tools and JSON output in tools.py, thinking envelopes in thinking.py, model
+families in profile.py, replies in response.py.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from genroute.errors import InvalidRequest, UpstreamError
+from genroute.errors import InvalidRequest
 from genroute.providers.anthropic import profile as families
 from genroute.providers.anthropic.errors import PROVIDER, map_error
 from genroute.providers.anthropic.messages import (
@@ -31,19 +29,39 @@ from genroute.providers.anthropic.messages import (
     system_blocks,
 )
 from genroute.providers.anthropic.profile import ModelProfile
-from genroute.providers.anthropic.thinking import ThoughtCarrier
-from genroute.providers.anthropic.tools import WRAP_KEY, plan_tools
-from genroute.wire import (
-    Candidate,
-    Content,
-    CountTokensRequest,
-    FunctionCall,
-    GenerateContentRequest,
-    GenerateContentResponse,
-    GenerationConfig,
-    Part,
-    UsageMetadata,
+from genroute.providers.anthropic.response import (
+    FINISH_REASONS,
+    ReplyContext,
+    finish_message,
+    finish_reason,
+    from_wire,
+    json_answer,
+    parts_from_blocks,
+    usage_metadata,
 )
+from genroute.providers.anthropic.tools import plan_tools
+from genroute.providers.drops import Drops
+from genroute.wire import (
+    CountTokensRequest,
+    GenerateContentRequest,
+    GenerationConfig,
+)
+
+__all__ = [
+    "FINISH_REASONS",
+    "PROVIDER",
+    "Prepared",
+    "ReplyContext",
+    "count_tokens_body",
+    "finish_message",
+    "finish_reason",
+    "from_wire",
+    "json_answer",
+    "map_error",
+    "parts_from_blocks",
+    "to_wire",
+    "usage_metadata",
+]
 
 log = logging.getLogger("genroute.providers.anthropic")
 
@@ -52,32 +70,16 @@ _COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinkin
 _DROPPED_TOP = ("safety_settings", "labels", "service_tier")
 _DROPPED_CONFIG: tuple[str, ...] = ("seed", "presence_penalty", "frequency_penalty")
 _DROPPED_CONFIG += ("media_resolution", "speech_config", "image_config")
-FINISH_REASONS = {
-    "end_turn": "STOP",
-    "stop_sequence": "STOP",
-    "tool_use": "STOP",
-    "max_tokens": "MAX_TOKENS",
-    "model_context_window_exceeded": "MAX_TOKENS",
-    "refusal": "SAFETY",
-    "pause_turn": "OTHER",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyContext:
-    """What the reply translation needs to know about the request."""
-
-    include_thoughts: bool = False
-    json_tool: str | None = None
-    json_wrapped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """An Anthropic request body and the context for reading its reply."""
+    """An Anthropic request body, the context for reading its reply, and the fields that
+    `drop_params` left out."""
 
     body: dict[str, Any]
     context: ReplyContext
+    dropped: tuple[str, ...] = ()
 
 
 # -- request ---------------------------------------------------------------------------
@@ -91,15 +93,18 @@ def to_wire(
     new_id: IdFactory = new_call_id,
 ) -> Prepared:
     """The Messages API body for a generateContent request."""
-    _check_top_level(request)
+    dropped = Drops(profile.drop_params)
+    _check_top_level(request, dropped)
     generation = request.generation_config or GenerationConfig()
     max_tokens = generation.max_output_tokens or profile.max_tokens
-    messages = MessageBuilder(new_id).build(request.contents)
+    messages = MessageBuilder(new_id, dropped).build(request.contents)
+    if not messages:
+        raise InvalidRequest("contents: no part carries text or data to send")
     body: dict[str, Any] = {"model": profile.model, "max_tokens": max_tokens, "messages": messages}
-    if system := system_blocks(request.system_instruction):
+    if system := system_blocks(request.system_instruction, dropped):
         body["system"] = system
-    body.update(_sampling(generation, profile))
-    plan = plan_tools(request, profile.structured_outputs)
+    body.update(_sampling(generation, profile, dropped))
+    plan = plan_tools(request, profile.structured_outputs, dropped)
     if plan.tools:
         body["tools"] = plan.tools
     if plan.tool_choice is not None:
@@ -131,7 +136,7 @@ def to_wire(
     if stream:
         body["stream"] = True
     context = ReplyContext(include, plan.json_tool, plan.json_wrapped)
-    return Prepared(body, context)
+    return Prepared(body, context, tuple(dropped))
 
 
 def count_tokens_body(
@@ -152,11 +157,9 @@ def count_tokens_body(
     return {key: body[key] for key in _COUNT_FIELDS if key in body}
 
 
-def _check_top_level(request: GenerateContentRequest) -> None:
+def _check_top_level(request: GenerateContentRequest, dropped: Drops) -> None:
     if request.cached_content:
-        raise InvalidRequest(
-            "cachedContent: Gemini cached contents cannot be used with anthropic models"
-        )
+        dropped.refuse("cachedContent: Gemini cached contents cannot be used with anthropic models")
     for name in _DROPPED_TOP:
         if getattr(request, name) is not None:
             log.debug("%s dropped: no anthropic equivalent", name)
@@ -164,18 +167,21 @@ def _check_top_level(request: GenerateContentRequest) -> None:
         log.debug("unknown request field %s dropped", name)
 
 
-def _sampling(generation: GenerationConfig, profile: ModelProfile) -> dict[str, Any]:
+def _sampling(
+    generation: GenerationConfig, profile: ModelProfile, dropped: Drops
+) -> dict[str, Any]:
     where = "generationConfig"
     if generation.candidate_count is not None and generation.candidate_count > 1:
-        raise InvalidRequest(f"{where}.candidateCount: anthropic models give one candidate")
-    if generation.response_logprobs or generation.logprobs is not None:
-        field = "responseLogprobs" if generation.response_logprobs else "logprobs"
-        raise InvalidRequest(f"{where}.{field}: anthropic models do not return logprobs")
+        dropped.refuse(f"{where}.candidateCount: anthropic models give one candidate")
+    if generation.response_logprobs:
+        dropped.refuse(f"{where}.responseLogprobs: anthropic models do not return logprobs")
+    if generation.logprobs is not None:
+        dropped.refuse(f"{where}.logprobs: anthropic models do not return logprobs")
     modalities = {m.upper() for m in generation.response_modalities or []}
     if modalities - {"TEXT"}:
-        raise InvalidRequest(f"{where}.responseModalities: anthropic models answer with TEXT")
-    if extra := sorted(generation.model_extra or {}):
-        raise InvalidRequest(f"{where}.{extra[0]}: not supported by anthropic models")
+        dropped.refuse(f"{where}.responseModalities: anthropic models answer with TEXT")
+    for extra in sorted(generation.model_extra or {}):
+        dropped.refuse(f"{where}.{extra}: not supported by anthropic models")
     for name in _DROPPED_CONFIG:
         if getattr(generation, name) is not None:
             log.debug("%s.%s dropped: no anthropic equivalent", where, name)
@@ -275,123 +281,3 @@ def _fit_sampling_to_thinking(body: dict[str, Any]) -> None:
     if body.get("top_p", 1) < 0.95:
         log.debug("topP dropped: anthropic thinking needs top_p of at least 0.95")
         body.pop("top_p")
-
-
-# -- response --------------------------------------------------------------------------
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str | None = None
-    type: str | None = None
-    model: str | None = None
-    content: list[dict[str, Any]] = []
-    stop_reason: str | None = None
-    stop_details: dict[str, Any] | None = None
-    usage: dict[str, Any] | None = None
-
-
-def from_wire(body: bytes, context: ReplyContext) -> GenerateContentResponse:
-    """A Messages API reply → a generateContent response."""
-    try:
-        message = _Message.model_validate_json(body)
-    except ValidationError:
-        raise UpstreamError(
-            "anthropic upstream sent a malformed message", code=502, provider=PROVIDER
-        ) from None
-    if message.type == "error":
-        raise map_error(500, body, {})
-    parts = parts_from_blocks(message.content, context)
-    candidate = Candidate(
-        content=Content(role="model", parts=parts) if parts else None,
-        finish_reason=finish_reason(message.stop_reason),
-        finish_message=finish_message(message.stop_reason, message.stop_details),
-        index=0,
-    )
-    return GenerateContentResponse(
-        candidates=[candidate],
-        usage_metadata=usage_metadata(message.usage or {}),
-        model_version=message.model,
-        response_id=message.id,
-    )
-
-
-def parts_from_blocks(blocks: list[Block], context: ReplyContext) -> list[Part]:
-    """Content blocks → parts; thinking rides on thoughtSignature (thinking.py)."""
-    carrier = ThoughtCarrier()
-    parts: list[Part] = []
-    for block in blocks:
-        kind = block.get("type")
-        if kind == "thinking":
-            text = str(block.get("thinking") or "")
-            signature = str(block.get("signature") or "")
-            carrier.add({"type": "thinking", "thinking": text, "signature": signature})
-            if context.include_thoughts and text:
-                parts.append(Part(text=text, thought=True))
-        elif kind == "redacted_thinking":
-            carrier.add({"type": "redacted_thinking", "data": str(block.get("data") or "")})
-        elif kind == "text" and block.get("text"):
-            parts.append(Part(text=str(block["text"]), thought_signature=carrier.for_text()))
-        elif kind == "tool_use" and block.get("name") == context.json_tool:
-            text = json_answer(block.get("input"), context)
-            parts.append(Part(text=text, thought_signature=carrier.for_text()))
-        elif kind == "tool_use":
-            call = FunctionCall(id=block.get("id"), name=block.get("name"), args=block.get("input"))
-            parts.append(Part(function_call=call, thought_signature=carrier.for_call()))
-        elif kind != "text":
-            log.debug("anthropic content block %r has no Gemini equivalent; dropped", kind)
-    leftover = carrier.leftover()
-    if leftover and context.include_thoughts:
-        if parts and parts[-1].thought and not parts[-1].thought_signature:
-            parts[-1].thought_signature = leftover
-        else:
-            parts.append(Part(text="", thought=True, thought_signature=leftover))
-    return parts
-
-
-def json_answer(tool_input: Any, context: ReplyContext) -> str:
-    """The JSON text of a json_output tool call (unwrapped when the schema was wrapped)."""
-    value = tool_input
-    if context.json_wrapped and isinstance(tool_input, dict):
-        value = tool_input.get(WRAP_KEY)
-    return orjson.dumps(value).decode()
-
-
-def finish_reason(stop_reason: str | None) -> str:
-    """Anthropic stop_reason → Gemini finishReason."""
-    return FINISH_REASONS.get(stop_reason or "", "OTHER")
-
-
-def finish_message(stop_reason: str | None, details: Mapping[str, Any] | None) -> str | None:
-    """A finishMessage for the stop reasons that need explaining."""
-    if stop_reason == "refusal":
-        details = details or {}
-        return str(details.get("explanation") or details.get("category") or "model refused")
-    if stop_reason == "pause_turn":
-        return "the anthropic model paused its turn (pause_turn)"
-    return None
-
-
-def _count(usage: Mapping[str, Any], key: str) -> int:
-    value = usage.get(key)
-    return value if isinstance(value, int) else 0
-
-
-def usage_metadata(usage: Mapping[str, Any]) -> UsageMetadata:
-    """Anthropic usage → usageMetadata. promptTokenCount counts cached and cache-written
-    input too; thinking tokens are split out only when Anthropic reports them."""
-    cache_read = _count(usage, "cache_read_input_tokens")
-    prompt = _count(usage, "input_tokens") + cache_read
-    prompt += _count(usage, "cache_creation_input_tokens")
-    output = _count(usage, "output_tokens")
-    details = usage.get("output_tokens_details")
-    thoughts = _count(details, "thinking_tokens") if isinstance(details, Mapping) else 0
-    thoughts = min(thoughts, output)
-    return UsageMetadata(
-        prompt_token_count=prompt,
-        candidates_token_count=output - thoughts,
-        thoughts_token_count=thoughts or None,
-        cached_content_token_count=cache_read or None,
-        total_token_count=prompt + output,
-    )

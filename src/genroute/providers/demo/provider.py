@@ -1,7 +1,8 @@
 """A deterministic local provider for first runs and tests.
 
 It answers by quoting the last user message, streams word by word, counts one token per
-word, honours `maxOutputTokens`, and embeds text into a stable hash-derived vector.
+word (for countTokens, usage and the tokens it embeds), honours `maxOutputTokens`, and
+embeds text into a stable hash-derived vector.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import math
 import struct
 from collections.abc import AsyncIterator
 
-from genroute.http_pool import HttpPool
+from genroute.call import Call
 from genroute.providers.base import DeploymentSpec
+from genroute.providers.transport import Transport
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -30,6 +32,17 @@ from genroute.wire import (
     Part,
     UsageMetadata,
 )
+
+__all__ = [
+    "DEFAULT_DIMENSIONS",
+    "DEMO_NOTICE",
+    "WORDS_PER_CHUNK",
+    "DemoProvider",
+    "count_words",
+    "embed_text",
+    "last_user_text",
+    "reply_words",
+]
 
 DEMO_NOTICE = "genroute demo model (local and deterministic, not a real LLM)"
 DEFAULT_DIMENSIONS = 16
@@ -101,8 +114,8 @@ class DemoProvider:
 
     name = "demo"
 
-    def __init__(self, spec: DeploymentSpec, http: HttpPool | None = None) -> None:
-        self.spec = spec
+    def __init__(self, spec: DeploymentSpec, transport: Transport | None = None) -> None:
+        self.spec = spec  # the transport is not used: nothing leaves the process
 
     def _chunk(
         self, text: str, request: GenerateContentRequest, usage: UsageMetadata, finish: str | None
@@ -120,13 +133,15 @@ class DemoProvider:
             response_id=_response_id(request),
         )
 
-    async def generate(self, request: GenerateContentRequest) -> GenerateContentResponse:
+    async def generate(
+        self, call: Call, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
         words, finish = reply_words(request)
         usage = _usage(count_words(request.contents), len(words))
         return self._chunk(" ".join(words), request, usage, finish)
 
     async def stream(
-        self, request: GenerateContentRequest
+        self, call: Call, request: GenerateContentRequest
     ) -> AsyncIterator[GenerateContentResponse]:
         words, finish = reply_words(request)
         prompt = count_words(request.contents)
@@ -138,20 +153,24 @@ class DemoProvider:
             yield self._chunk(text, request, _usage(prompt, sent), finish if done else None)
             await asyncio.sleep(0)
 
-    async def count_tokens(self, request: CountTokensRequest) -> CountTokensResponse:
+    async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
         total = count_words(request.all_contents())
         return CountTokensResponse(
             total_tokens=total,
             prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=total)],
         )
 
-    async def embed_content(self, request: EmbedContentRequest) -> EmbedContentResponse:
-        return EmbedContentResponse(embedding=self._embed(request))
+    async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
+        response = EmbedContentResponse(embedding=self._embed(request))
+        response._input_tokens = count_words([request.content])
+        return response
 
-    async def batch_embed_contents(
-        self, request: BatchEmbedContentsRequest
+    async def batch_embed(
+        self, call: Call, request: BatchEmbedContentsRequest
     ) -> BatchEmbedContentsResponse:
-        return BatchEmbedContentsResponse(embeddings=[self._embed(r) for r in request.requests])
+        response = BatchEmbedContentsResponse(embeddings=[self._embed(r) for r in request.requests])
+        response._input_tokens = count_words([r.content for r in request.requests])
+        return response
 
     def _embed(self, request: EmbedContentRequest) -> ContentEmbedding:
         text = " ".join(p.text for p in request.content.parts or [] if p.text)

@@ -1,5 +1,5 @@
 """Gemini (Google AI Studio) upstream: a lossless passthrough of the generateContent API."""
 
-from genroute.providers.gemini.transport import GeminiProvider
+from genroute.providers.gemini.provider import GeminiProvider
 
 __all__ = ["GeminiProvider"]

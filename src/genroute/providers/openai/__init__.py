@@ -2,6 +2,6 @@
 (vLLM, Ollama, Groq, DeepSeek, OpenRouter, Mistral, Together AI, xAI) behind generateContent."""
 
 from genroute.providers.openai.prefixes import SERVERS
-from genroute.providers.openai.transport import OpenAIProvider
+from genroute.providers.openai.provider import OpenAIProvider
 
 __all__ = ["SERVERS", "OpenAIProvider"]

@@ -11,6 +11,14 @@ The HTTP status decides whether a retry can help, as Google's clients read it:
                            message's "try again in 6s") kept as retry_after → RetryInfo
     500 / 502, 503, 529  → 500 INTERNAL / 503 UNAVAILABLE
 
+Each error carries a `FailureReason`: from the status (429 RATE_LIMIT, quota included;
+503/529 OVERLOADED; 408/504 TIMEOUT; other 5xx UPSTREAM_5XX; 401/403 AUTH; 404 NOT_FOUND;
+other 4xx BAD_REQUEST), except CONTEXT_WINDOW for `context_length_exceeded` /
+`string_above_max_length` (or a 400 whose message says the context length was exceeded,
+as vLLM, Mistral and llama.cpp word it) and CONTENT_POLICY for the content-filter codes
+(Azure `content_filter` / `ResponsibleAIPolicyViolation`, `content_policy_violation`,
+`invalid_prompt`) or a 400 whose message names the content or usage policy.
+
 Bodies seen in the wild: `{"error": {"message", "type", "code", "param"}}` (OpenAI, Azure,
 Groq, ...), `{"error": "text"}` (Ollama), `{"object": "error", "message", "code"}` (vLLM),
 `{"detail": ...}` (FastAPI servers) and plain text. A mid-stream `{"error": ...}` event has
@@ -25,7 +33,16 @@ from typing import Any
 
 import orjson
 
-from genroute.errors import GenrouteError, UpstreamError, parse_retry_after, status_for
+from genroute.errors import (
+    FailureReason,
+    GenrouteError,
+    UpstreamError,
+    parse_retry_after,
+    reason_for_code,
+    status_for,
+)
+
+__all__ = ["error_from_object", "google_code", "map_error", "retry_after"]
 
 _CODES = {408: 504, 413: 400, 422: 400, 529: 503}
 _TYPE_CODES = {
@@ -43,7 +60,20 @@ _TYPE_CODES = {
     "timeout": 504,
 }
 _CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
-_POLICY_CODES = {"content_policy_violation", "content_filter", "invalid_prompt"}
+_POLICY_CODES = {
+    "content_policy_violation",
+    "content_filter",
+    "invalid_prompt",
+    "responsibleaipolicyviolation",
+}
+# How OpenAI-compatible servers word a prompt over the context window when no code says it.
+_TOO_LONG = re.compile(
+    r"maximum context length|context[ _]length[ _]exceeded|exceeds? the (available )?context",
+    re.IGNORECASE,
+)
+_POLICY = re.compile(
+    r"content (management|filtering) policy|violating our usage polic", re.IGNORECASE
+)
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
 _INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
@@ -108,12 +138,19 @@ def error_from_object(
     names = [str(error[k]) for k in ("code", "type") if error.get(k) is not None]
     names = [n for n in names if not n.isdigit()]
     kind = names[0].lower() if names else ""
+    inner = error.get("innererror")
+    inner_kind = str(inner.get("code") or "").lower() if isinstance(inner, Mapping) else ""
+    reason = reason_for_code(code)
     if kind in _CONTEXT_CODES:
-        code, google_status = 400, "INVALID_ARGUMENT"
+        code, google_status, reason = 400, "INVALID_ARGUMENT", FailureReason.CONTEXT_WINDOW
         message = f"the request is longer than the model's context window: {message}"
-    elif kind in _POLICY_CODES:
-        code, google_status = 400, "INVALID_ARGUMENT"
+    elif kind in _POLICY_CODES or inner_kind in _POLICY_CODES:
+        code, google_status, reason = 400, "INVALID_ARGUMENT", FailureReason.CONTENT_POLICY
         message = f"the provider's content policy refused the request: {message}"
+    elif code == 400 and _TOO_LONG.search(message):
+        reason = FailureReason.CONTEXT_WINDOW
+    elif code == 400 and _POLICY.search(message):
+        reason = FailureReason.CONTENT_POLICY
     wait = None
     if code == 429 and kind != "insufficient_quota":
         wait = retry_after(headers, message)
@@ -125,9 +162,9 @@ def error_from_object(
     for key in ("type", "code", "param"):
         if error.get(key) is not None:
             metadata[key] = str(error[key])
-    reason = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", names[0]) if names else google_status
-    reason = re.sub(r"[^A-Z0-9]+", "_", reason.upper()).strip("_")
-    details = [{"@type": _INFO, "reason": reason, "domain": provider, "metadata": metadata}]
+    info = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", names[0]) if names else google_status
+    info = re.sub(r"[^A-Z0-9]+", "_", info.upper()).strip("_")
+    details = [{"@type": _INFO, "reason": info, "domain": provider, "metadata": metadata}]
     return UpstreamError(
         f"{provider} upstream: {message}",
         code=code,
@@ -135,6 +172,7 @@ def error_from_object(
         details=details,
         retry_after=wait,
         provider=provider,
+        reason=reason,
     )
 
 

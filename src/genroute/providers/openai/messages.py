@@ -6,6 +6,11 @@ consecutive turns of one role are merged. A model turn becomes one assistant mes
 `functionCall` parts are `tool_calls`; the next user turn's `functionResponse` parts become
 `role: tool` messages placed first, each answering its own call: by id, else by name in
 call order. Calls without an id get a fresh unique one (`call_<uuid4 hex>`).
+
+A part with no equivalent (a video, a Files API URI, an image in a model turn...) is
+refused with a 400 naming it, or left out when the deployment sets `drop_params`
+(providers/drops.py); a request that is wrong in itself (an unknown role, a call without
+its response) is refused either way.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from genroute.errors import InvalidRequest
+from genroute.providers.drops import Drops
 from genroute.wire import Content, GenerateContentRequest, Part
+
+__all__ = ["IdFactory", "system_message", "to_messages"]
 
 IdFactory = Callable[[], str]
 _API = "the OpenAI Chat Completions API"
@@ -59,7 +67,7 @@ def _role(content: Content, index: int) -> str:
     raise InvalidRequest(f"contents[{index}].role: {content.role!r} is not 'user' or 'model'")
 
 
-def _useful(part: Part, path: str, dropped: set[str]) -> bool:
+def _useful(part: Part, path: str, dropped: Drops) -> bool:
     """Whether a part carries something the upstream can read; notes what is left out."""
     if part.thought_signature:
         dropped.add("contents.parts.thoughtSignature")
@@ -81,11 +89,11 @@ def _useful(part: Part, path: str, dropped: set[str]) -> bool:
     if any(x is not None for x in data) or part.text:
         return True
     if extra := [k for k, v in (part.model_extra or {}).items() if v is not None]:
-        raise InvalidRequest(f"{path}.{extra[0]}: this part kind has no equivalent in {_API}")
+        dropped.refuse(f"{path}.{extra[0]}: this part kind has no equivalent in {_API}")
     return False
 
 
-def _turns(contents: list[Content], dropped: set[str]) -> list[_Turn]:
+def _turns(contents: list[Content], dropped: Drops) -> list[_Turn]:
     turns: list[_Turn] = []
     for i, content in enumerate(contents):
         role = _role(content, i)
@@ -113,8 +121,8 @@ def _code_text(part: Part) -> str | None:
     return None
 
 
-def _media(part: Part, path: str, detail: str | None) -> dict[str, Any]:
-    """An inlineData or fileData part as a user content part."""
+def _media(part: Part, path: str, detail: str | None, dropped: Drops) -> dict[str, Any] | None:
+    """An inlineData or fileData part as a user content part (None: left out)."""
     if part.inline_data is not None:
         blob = part.inline_data
         mime = blob.mime_type.split(";")[0].strip().lower()
@@ -137,10 +145,11 @@ def _media(part: Part, path: str, detail: str | None) -> dict[str, Any]:
                     f"{path}.inlineData.data: {mime} data is not base64-encoded UTF-8"
                 ) from None
             return {"type": "text", "text": text}
-        raise InvalidRequest(
+        dropped.refuse(
             f"{path}.inlineData.mimeType: {mime} has no equivalent in {_API} "
             "(images, wav/mp3 audio, PDF and text are supported)"
         )
+        return None
     assert part.file_data is not None
     uri, mime = part.file_data.file_uri, (part.file_data.mime_type or "").lower()
     is_image = mime.startswith("image/") or (
@@ -148,10 +157,11 @@ def _media(part: Part, path: str, detail: str | None) -> dict[str, Any]:
     )
     if uri.startswith(("http://", "https://")) and is_image:
         return _image(uri, detail)
-    raise InvalidRequest(
+    dropped.refuse(
         f"{path}.fileData: {_API} reads only http(s) image URLs; send this "
         f"{mime or 'file'} ({uri[:80]}) as inlineData instead"
     )
+    return None
 
 
 def _image(url: str, detail: str | None) -> dict[str, Any]:
@@ -161,11 +171,11 @@ def _image(url: str, detail: str | None) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
-def _tool_content(part: Part, path: str, dropped: set[str]) -> str:
+def _tool_content(part: Part, path: str, dropped: Drops) -> str:
     response = part.function_response
     assert response is not None
     if (response.model_extra or {}).get("parts"):
-        raise InvalidRequest(
+        dropped.refuse(
             f"{path}.functionResponse.parts: multimodal function responses have no "
             f"equivalent in {_API} (tool messages take text only)"
         )
@@ -178,7 +188,7 @@ def _tool_content(part: Part, path: str, dropped: set[str]) -> str:
 
 
 class _Builder:
-    def __init__(self, new_id: IdFactory, detail: str | None, dropped: set[str]) -> None:
+    def __init__(self, new_id: IdFactory, detail: str | None, dropped: Drops) -> None:
         self.new_id, self.detail, self.dropped = new_id, detail, dropped
         self.messages: list[dict[str, Any]] = []
         self.pending: list[_Call] = []
@@ -216,9 +226,14 @@ class _Builder:
                 texts.append(code)
             elif part.text:
                 texts.append(part.text)
+            elif part.function_response is not None:
+                raise InvalidRequest(f"{path}: a model turn cannot carry functionResponse")
             else:
-                kind = "functionResponse" if part.function_response else "inlineData/fileData"
-                raise InvalidRequest(f"{path}: a model turn cannot carry {kind} in {_API}")
+                self.dropped.refuse(
+                    f"{path}: a model turn cannot carry inlineData/fileData in {_API}"
+                )
+        if not texts and not calls:
+            return  # everything in it was left out (drop_params)
         message: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts) or None}
         if calls:
             message["tool_calls"] = calls
@@ -251,7 +266,8 @@ class _Builder:
             elif (code := _code_text(part)) is not None:
                 items.append({"type": "text", "text": code})
             elif part.inline_data is not None or part.file_data is not None:
-                items.append(_media(part, path, self.detail))
+                if (media := _media(part, path, self.detail, self.dropped)) is not None:
+                    items.append(media)
             elif part.text:
                 items.append({"type": "text", "text": part.text})
         if not items:
@@ -263,8 +279,11 @@ class _Builder:
             self.messages.append({"role": "user", "content": items})
 
 
-def system_message(request: GenerateContentRequest) -> dict[str, Any] | None:
+def system_message(
+    request: GenerateContentRequest, dropped: Drops | None = None
+) -> dict[str, Any] | None:
     """Every text part of `systemInstruction`, in order, as one system message."""
+    dropped = Drops() if dropped is None else dropped
     if request.system_instruction is None:
         return None
     texts: list[str] = []
@@ -274,7 +293,7 @@ def system_message(request: GenerateContentRequest) -> dict[str, Any] | None:
         elif any(x is not None for x in (part.inline_data, part.file_data, part.function_call)) or (
             part.function_response is not None
         ):
-            raise InvalidRequest(
+            dropped.refuse(
                 f"systemInstruction.parts[{j}]: {_API} takes text only in the system message"
             )
     text = "\n".join(t for t in texts if t)
@@ -282,11 +301,11 @@ def system_message(request: GenerateContentRequest) -> dict[str, Any] | None:
 
 
 def to_messages(
-    request: GenerateContentRequest, *, new_id: IdFactory, detail: str | None, dropped: set[str]
+    request: GenerateContentRequest, *, new_id: IdFactory, detail: str | None, dropped: Drops
 ) -> list[dict[str, Any]]:
     """The `messages` array for `request`; raises InvalidRequest naming a bad part."""
     builder = _Builder(new_id, detail, dropped)
-    system = system_message(request)
+    system = system_message(request, dropped)
     if system is not None:
         builder.messages.append(system)
     for turn in _turns(request.contents, dropped):

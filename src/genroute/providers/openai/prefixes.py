@@ -1,16 +1,10 @@
-"""OpenAI-compatible servers as data: base URL, auth header, path, env vars and quirks.
+"""OpenAI-compatible servers as data: auth header, path layout and body quirks.
 
 Every model prefix served by the Chat Completions provider has one `CompatServer` row;
-the provider code never branches on a prefix name. `endpoint()` turns a row, the
-deployment's params and the environment into URLs and headers (pure: no I/O).
-
-| prefix        | default base                     | key env                            |
-|---------------|----------------------------------|------------------------------------|
-| openai        | https://api.openai.com/v1        | OPENAI_API_KEY                     |
-| azure         | (AZURE_API_BASE required)        | AZURE_API_KEY, AZURE_OPENAI_API_KEY |
-| hosted_vllm   | (HOSTED_VLLM_API_BASE required)  | HOSTED_VLLM_API_KEY (optional)     |
-| ollama(_chat) | http://localhost:11434 (+ /v1)   | OLLAMA_API_KEY (optional)          |
-| groq, deepseek, openrouter, mistral, together_ai, xai: their public /v1 roots      |
+the provider code never branches on a prefix name. Where the key and base URL come from
+(environment variables, default base, whether a key is required) is in the provider
+catalog (`providers/catalog.py`), which each row carries as `facts`. `endpoint()` turns a
+row, the deployment's params and the environment into URLs and headers (pure: no I/O).
 """
 
 from __future__ import annotations
@@ -18,13 +12,27 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 from urllib.parse import quote
 
 from genroute.config import DeploymentParams
 from genroute.errors import InvalidRequest
+from genroute.providers.catalog import CATALOG, ProviderFacts, first_env
+from genroute.providers.transport import path_segment
+
+__all__ = [
+    "AZURE_DEFAULT_API_VERSION",
+    "AZURE_VERSION_ENV",
+    "REASONING_MODELS",
+    "SERVERS",
+    "CompatServer",
+    "Endpoint",
+    "endpoint",
+    "missing_key_message",
+    "takes_sampling",
+]
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 AZURE_VERSION_ENV = ("AZURE_API_VERSION", "OPENAI_API_VERSION")
@@ -34,13 +42,9 @@ REASONING_MODELS = re.compile(r"^(?!.*-chat)(o\d|gpt-5|codex)")
 
 @dataclass(frozen=True, slots=True)
 class CompatServer:
-    """How to reach one family of OpenAI-compatible servers, and what they accept."""
+    """How to talk to one family of OpenAI-compatible servers, and what they accept."""
 
-    prefix: str
-    default_base: str | None
-    base_env: tuple[str, ...]
-    key_env: tuple[str, ...]
-    key_required: bool = True
+    facts: ProviderFacts
     auth: Literal["bearer", "api-key"] = "bearer"
     # Append /v1 to an api_base that does not end in a version (Ollama, vLLM roots).
     add_v1: bool = False
@@ -52,81 +56,56 @@ class CompatServer:
     stream_usage: bool = True
     renames: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def prefix(self) -> str:
+        """The model prefix this row serves."""
+        return self.facts.name
 
-_ROWS: dict[str, CompatServer] = {
-    "openai": CompatServer(
-        "openai",
-        "https://api.openai.com/v1",
-        ("OPENAI_API_BASE", "OPENAI_BASE_URL"),
-        ("OPENAI_API_KEY",),
-        max_tokens_field="max_completion_tokens",
+    @property
+    def key_env(self) -> tuple[str, ...]:
+        """Environment variables holding the key (from the catalog)."""
+        return self.facts.key_env
+
+    @property
+    def base_env(self) -> tuple[str, ...]:
+        """Environment variables holding the base URL (from the catalog)."""
+        return self.facts.base_env
+
+    @property
+    def default_base(self) -> str | None:
+        """The base URL when none is configured (from the catalog)."""
+        return self.facts.default_base
+
+    @property
+    def key_required(self) -> bool:
+        """Whether calls need a key (from the catalog)."""
+        return self.facts.key_required
+
+
+_VLLM = CompatServer(CATALOG["hosted_vllm"], add_v1=True, top_k=True)
+_OLLAMA = CompatServer(CATALOG["ollama"], add_v1=True, top_k=True)
+_ROWS = (
+    CompatServer(CATALOG["openai"], max_tokens_field="max_completion_tokens"),
+    CompatServer(
+        CATALOG["azure"], auth="api-key", azure=True, max_tokens_field="max_completion_tokens"
     ),
-    "azure": CompatServer(
-        "azure",
-        None,
-        ("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),
-        ("AZURE_API_KEY", "AZURE_OPENAI_API_KEY"),
-        auth="api-key",
-        azure=True,
-        max_tokens_field="max_completion_tokens",
-    ),
-    "hosted_vllm": CompatServer(
-        "hosted_vllm",
-        None,
-        ("HOSTED_VLLM_API_BASE",),
-        ("HOSTED_VLLM_API_KEY",),
-        key_required=False,
-        add_v1=True,
-        top_k=True,
-    ),
-    "ollama": CompatServer(
-        "ollama",
-        "http://localhost:11434",
-        ("OLLAMA_API_BASE",),
-        ("OLLAMA_API_KEY",),
-        key_required=False,
-        add_v1=True,
-        top_k=True,
-    ),
-    "groq": CompatServer(
-        "groq",
-        "https://api.groq.com/openai/v1",
-        ("GROQ_API_BASE",),
-        ("GROQ_API_KEY",),
-        max_tokens_field="max_completion_tokens",
-    ),
-    "deepseek": CompatServer(
-        "deepseek", "https://api.deepseek.com/v1", ("DEEPSEEK_API_BASE",), ("DEEPSEEK_API_KEY",)
-    ),
-    "openrouter": CompatServer(
-        "openrouter",
-        "https://openrouter.ai/api/v1",
-        ("OPENROUTER_API_BASE",),
-        ("OPENROUTER_API_KEY",),
-        top_k=True,
-    ),
-    "mistral": CompatServer(
-        "mistral",
-        "https://api.mistral.ai/v1",
-        ("MISTRAL_API_BASE",),
-        ("MISTRAL_API_KEY",),
+    _VLLM,
+    replace(_VLLM, facts=CATALOG["vllm"]),  # LiteLLM's other spelling
+    _OLLAMA,
+    replace(_OLLAMA, facts=CATALOG["ollama_chat"]),  # LiteLLM's other spelling
+    CompatServer(CATALOG["groq"], max_tokens_field="max_completion_tokens"),
+    CompatServer(CATALOG["deepseek"]),
+    CompatServer(CATALOG["openrouter"], top_k=True),
+    CompatServer(
+        CATALOG["mistral"],
         reasoning_effort=False,
         stream_usage=False,
         renames={"seed": "random_seed"},
     ),
-    "together_ai": CompatServer(
-        "together_ai",
-        "https://api.together.xyz/v1",
-        ("TOGETHER_AI_API_BASE", "TOGETHERAI_API_BASE"),
-        ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY", "TOGETHER_AI_API_KEY"),
-        top_k=True,
-    ),
-    "xai": CompatServer("xai", "https://api.x.ai/v1", ("XAI_API_BASE",), ("XAI_API_KEY",)),
-}
-# LiteLLM's other spellings of the same servers.
-SERVERS: Mapping[str, CompatServer] = MappingProxyType(
-    {**_ROWS, "vllm": _ROWS["hosted_vllm"], "ollama_chat": _ROWS["ollama"]}
+    CompatServer(CATALOG["together_ai"], top_k=True),
+    CompatServer(CATALOG["xai"]),
 )
+SERVERS: Mapping[str, CompatServer] = MappingProxyType({row.prefix: row for row in _ROWS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,11 +124,6 @@ class Endpoint:
     renames: Mapping[str, str]
 
 
-def first_env(names: tuple[str, ...], environ: Mapping[str, str]) -> str | None:
-    """The value of the first of `names` that is set and not empty."""
-    return next((environ[n].strip() for n in names if environ.get(n, "").strip()), None)
-
-
 def _versioned(base: str) -> str:
     tail = base.rsplit("/", 1)[-1]
     return base if tail[:1] == "v" and tail[1:2].isdigit() else f"{base}/v1"
@@ -163,7 +137,8 @@ def endpoint(
 ) -> Endpoint:
     """URLs and headers for `upstream_model` on `server`, from params, then env, then defaults."""
     env = os.environ if environ is None else environ
-    base = (params.api_base or first_env(server.base_env, env) or server.default_base or "").strip()
+    base = (params.api_base or "").strip() or first_env(server.base_env, env)
+    base = base or server.default_base or ""
     if not base:
         names = " or ".join(server.base_env)
         raise InvalidRequest(
@@ -177,14 +152,14 @@ def endpoint(
     if server.azure:
         version = params.api_version or first_env(AZURE_VERSION_ENV, env)
         version = quote(version or AZURE_DEFAULT_API_VERSION, safe="")
-        root = f"{base.removesuffix('/openai')}/openai/deployments/{quote(upstream_model, safe='')}"
+        root = f"{base.removesuffix('/openai')}/openai/deployments/{path_segment(upstream_model)}"
         chat_url = f"{root}/chat/completions?api-version={version}"
         embeddings_url = f"{root}/embeddings?api-version={version}"
     else:
         root = _versioned(base) if server.add_v1 else base
         chat_url, embeddings_url = f"{root}/chat/completions", f"{root}/embeddings"
     headers = {"content-type": "application/json"}
-    key = params.api_key.strip() if params.api_key else first_env(server.key_env, env)
+    key = (params.api_key or "").strip() or first_env(server.key_env, env)
     if key:
         if server.auth == "api-key":
             headers["api-key"] = key

@@ -7,17 +7,23 @@ length → MAX_TOKENS, content_filter → SAFETY (a refusal without text too); a
 that are not a JSON object → MALFORMED_FUNCTION_CALL. Usage keeps Gemini's arithmetic:
 candidatesTokenCount excludes reasoning, thoughtsTokenCount is the reasoning, and
 totalTokenCount = prompt + candidates + thoughts.
+
+Every value read from the upstream goes through a `Reader` (providers/shapes.py): a reply
+that is not the API's shape (not a JSON object, `choices` not an array, a number where
+text belongs) raises UpstreamMalformed naming the provider and the field. The reasoning
+fields are servers' extensions whose shape varies; anything but a string there is ignored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from genroute.errors import UpstreamError
 from genroute.providers.openai.errors import error_from_object
+from genroute.providers.shapes import Reader
 from genroute.wire import (
     Candidate,
     CitationMetadata,
@@ -29,6 +35,24 @@ from genroute.wire import (
     UsageMetadata,
 )
 
+__all__ = [
+    "FINISH_REASONS",
+    "PROVIDER",
+    "Embeddings",
+    "ToolCall",
+    "call_part",
+    "content_text",
+    "embeddings_from_wire",
+    "finish_reason",
+    "from_wire",
+    "logprobs_result",
+    "parse_arguments",
+    "reasoning_text",
+    "tool_call",
+    "unwrap_json",
+    "usage_metadata",
+]
+
 PROVIDER = "openai"
 FINISH_REASONS = {
     "stop": "STOP",
@@ -38,23 +62,7 @@ FINISH_REASONS = {
     "function_call": "STOP",
     "content_filter": "SAFETY",
 }
-
-
-def load_json(data: bytes | Mapping[str, Any], provider: str = PROVIDER) -> dict[str, Any]:
-    """A JSON object from the upstream, or a 502 naming what was wrong."""
-    if isinstance(data, Mapping):
-        return dict(data)
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        obj = None
-    if not isinstance(obj, dict):
-        text = data[:200].decode("utf-8", "replace")
-        raise UpstreamError(
-            f"{provider} upstream sent something that is not a JSON object: {text}",
-            provider=provider,
-        )
-    return obj
+_MODALITIES = (("text_tokens", "TEXT"), ("image_tokens", "IMAGE"), ("audio_tokens", "AUDIO"))
 
 
 def reasoning_text(message: Mapping[str, Any]) -> str:
@@ -66,13 +74,37 @@ def reasoning_text(message: Mapping[str, Any]) -> str:
     return ""
 
 
-def content_text(value: Any) -> str:
+def content_text(value: Any, r: Reader, path: str) -> str:
     """Message content as text: a string, or a list of text parts some servers send."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "".join(str(p.get("text") or "") for p in value if isinstance(p, dict))
-    return ""
+    if value is None or isinstance(value, str):
+        return value or ""
+    pieces = []
+    for i, part in enumerate(r.array(value, path)):
+        part = r.obj(part, f"{path}[{i}]", required=True)
+        pieces.append(r.string(part.get("text"), f"{path}[{i}].text") or "")
+    return "".join(pieces)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call (or a streamed piece of one) as the upstream sent it."""
+
+    index: int | None
+    id: str | None
+    name: str | None
+    arguments: Any  # a JSON string by the API; an object from some servers (Ollama)
+
+
+def tool_call(value: Any, r: Reader, path: str) -> ToolCall:
+    """A `tool_calls[]` entry (or a legacy `function_call`, given as `{"function": ...}`)."""
+    call = r.obj(value, path, required=True)
+    function = r.obj(call.get("function"), f"{path}.function")
+    return ToolCall(
+        index=r.integer(call.get("index"), f"{path}.index"),
+        id=r.string(call.get("id"), f"{path}.id") or None,
+        name=r.string(function.get("name"), f"{path}.function.name"),
+        arguments=function.get("arguments"),
+    )
 
 
 def parse_arguments(raw: Any) -> dict[str, Any] | None:
@@ -88,60 +120,79 @@ def parse_arguments(raw: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def call_part(call_id: Any, name: str, raw_args: Any) -> Part | str:
+def call_part(call_id: str | None, name: str, raw_args: Any) -> Part | str:
     """A functionCall part, or the finishMessage explaining why the call was malformed."""
     args = parse_arguments(raw_args)
     if args is None:
         return (
             f"the call to {name!r} had arguments that are not a JSON object: {str(raw_args)[:200]}"
         )
-    ident = str(call_id) if call_id else None
-    return Part(function_call=FunctionCall(id=ident, name=name, args=args))
+    return Part(function_call=FunctionCall(id=call_id or None, name=name, args=args))
 
 
-def logprobs_result(logprobs: Any) -> tuple[dict[str, Any] | None, float | None]:
+def logprobs_result(
+    logprobs: Any, r: Reader, path: str
+) -> tuple[dict[str, Any] | None, float | None]:
     """OpenAI `logprobs.content` → Gemini `logprobsResult` and the average log probability."""
-    items = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(items, list) or not items:
+    items = r.array(r.obj(logprobs, path).get("content"), f"{path}.content")
+    if not items:
         return None, None
     chosen, top = [], []
-    for item in items:
-        chosen.append({"token": item.get("token"), "logProbability": item.get("logprob")})
-        alternatives = [
-            {"token": t.get("token"), "logProbability": t.get("logprob")}
-            for t in item.get("top_logprobs") or []
-        ]
-        top.append({"candidates": alternatives})
-    values = [c["logProbability"] for c in chosen if isinstance(c["logProbability"], int | float)]
+    for i, raw in enumerate(items):
+        where = f"{path}.content[{i}]"
+        item = r.obj(raw, where, required=True)
+        chosen.append(_token(item, r, where))
+        alternatives = r.array(item.get("top_logprobs"), f"{where}.top_logprobs")
+        top.append(
+            {
+                "candidates": [
+                    _token(r.obj(t, f"{where}.top_logprobs[{j}]", required=True), r, where)
+                    for j, t in enumerate(alternatives)
+                ]
+            }
+        )
+    values = [c["logProbability"] for c in chosen if c["logProbability"] is not None]
     average = sum(values) / len(values) if values else None
     return {"topCandidates": top, "chosenCandidates": chosen}, average
 
 
-def finish_reason(value: Any) -> str | None:
+def _token(item: Mapping[str, Any], r: Reader, path: str) -> dict[str, Any]:
+    return {
+        "token": r.string(item.get("token"), f"{path}.token"),
+        "logProbability": r.number(item.get("logprob"), f"{path}.logprob"),
+    }
+
+
+def finish_reason(value: str | None) -> str | None:
     """The Gemini finishReason for an OpenAI finish_reason (None stays None)."""
     if not value:
         return None
-    return FINISH_REASONS.get(str(value), "OTHER")
+    return FINISH_REASONS.get(value, "OTHER")
 
 
-def usage_metadata(usage: Any) -> UsageMetadata | None:
+def usage_metadata(usage: Any, r: Reader, path: str = "usage") -> UsageMetadata | None:
     """OpenAI usage → Gemini usage: candidates exclude reasoning, total includes it."""
-    if not isinstance(usage, dict):
+    if usage is None:
         return None
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    out_details = usage.get("completion_tokens_details") or {}
-    in_details = usage.get("prompt_tokens_details") or {}
-    reasoning = min(int(out_details.get("reasoning_tokens") or 0), completion)
-    cached = int(in_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0)
-    modalities = []
-    for key, name in (
-        ("text_tokens", "TEXT"),
-        ("image_tokens", "IMAGE"),
-        ("audio_tokens", "AUDIO"),
-    ):
-        if in_details.get(key):
-            modalities.append(ModalityTokenCount(modality=name, token_count=int(in_details[key])))
+    usage = r.obj(usage, path)
+
+    def count(obj: Mapping[str, Any], key: str, where: str) -> int:
+        return r.integer(obj.get(key), f"{where}.{key}") or 0
+
+    prompt = count(usage, "prompt_tokens", path)
+    completion = count(usage, "completion_tokens", path)
+    out_path, in_path = f"{path}.completion_tokens_details", f"{path}.prompt_tokens_details"
+    out_details = r.obj(usage.get("completion_tokens_details"), out_path)
+    in_details = r.obj(usage.get("prompt_tokens_details"), in_path)
+    reasoning = min(count(out_details, "reasoning_tokens", out_path), completion)
+    cached = count(in_details, "cached_tokens", in_path) or count(
+        usage, "prompt_cache_hit_tokens", path
+    )
+    modalities = [
+        ModalityTokenCount(modality=name, token_count=tokens)
+        for key, name in _MODALITIES
+        if (tokens := count(in_details, key, in_path))
+    ]
     return UsageMetadata(
         prompt_token_count=prompt,
         candidates_token_count=completion - reasoning,
@@ -152,14 +203,20 @@ def usage_metadata(usage: Any) -> UsageMetadata | None:
     )
 
 
-def _citations(annotations: Any) -> CitationMetadata | None:
+def _citations(annotations: Any, r: Reader, path: str) -> CitationMetadata | None:
     sources = []
-    for note in annotations if isinstance(annotations, list) else []:
-        cite = note.get("url_citation") if isinstance(note, dict) else None
-        if isinstance(cite, dict):
-            source = {"startIndex": cite.get("start_index"), "endIndex": cite.get("end_index")}
-            source.update(uri=cite.get("url"), title=cite.get("title"))
-            sources.append({k: v for k, v in source.items() if v is not None})
+    for i, note in enumerate(r.array(annotations, path)):
+        where = f"{path}[{i}].url_citation"
+        cite = r.obj(r.obj(note, f"{path}[{i}]", required=True).get("url_citation"), where)
+        if not cite:
+            continue
+        source = {
+            "startIndex": r.integer(cite.get("start_index"), f"{where}.start_index"),
+            "endIndex": r.integer(cite.get("end_index"), f"{where}.end_index"),
+            "uri": r.string(cite.get("url"), f"{where}.url"),
+            "title": r.string(cite.get("title"), f"{where}.title"),
+        }
+        sources.append({k: v for k, v in source.items() if v is not None})
     if not sources:
         return None
     return CitationMetadata.model_validate({"citationSources": sources})
@@ -179,39 +236,44 @@ def unwrap_json(text: str, key: str | None) -> str:
 
 
 def _candidate(
-    choice: dict[str, Any], position: int, include_thoughts: bool, unwrap: str | None
+    choice: Mapping[str, Any], position: int, include_thoughts: bool, unwrap: str | None, r: Reader
 ) -> Candidate:
-    message = choice.get("message") or {}
+    path = f"choices[{position}]"
+    message = r.obj(choice.get("message"), f"{path}.message")
     parts: list[Part] = []
     if include_thoughts and (thought := reasoning_text(message)):
         parts.append(Part(text=thought, thought=True))
-    if text := content_text(message.get("content")):
+    if text := content_text(message.get("content"), r, f"{path}.message.content"):
         parts.append(Part(text=unwrap_json(text, unwrap)))
-    refusal = message.get("refusal")
-    if isinstance(refusal, str) and refusal:
+    refusal = r.string(message.get("refusal"), f"{path}.message.refusal")
+    if refusal:
         parts.append(Part(text=refusal))
-    finish = finish_reason(choice.get("finish_reason")) or "STOP"
+    finish = finish_reason(r.string(choice.get("finish_reason"), f"{path}.finish_reason"))
+    finish = finish or "STOP"
     finish_message = None
+    calls_path = f"{path}.message.tool_calls"
     calls = [
-        {**(c.get("function") or {}), "id": c.get("id")} for c in message.get("tool_calls") or []
+        tool_call(c, r, f"{calls_path}[{i}]")
+        for i, c in enumerate(r.array(message.get("tool_calls"), calls_path))
     ]
-    if isinstance(legacy := message.get("function_call"), dict):
-        calls.append({**legacy, "id": None})
+    if (legacy := message.get("function_call")) is not None:
+        calls.append(tool_call({"function": legacy}, r, f"{path}.message.function_call"))
     for call in calls:
-        made = call_part(call.get("id"), str(call.get("name") or ""), call.get("arguments"))
+        made = call_part(call.id, call.name or "", call.arguments)
         if isinstance(made, Part):
             parts.append(made)
         else:
             finish, finish_message = "MALFORMED_FUNCTION_CALL", made
     if refusal and not text:
         finish = "SAFETY"
-    result, average = logprobs_result(choice.get("logprobs"))
+    result, average = logprobs_result(choice.get("logprobs"), r, f"{path}.logprobs")
+    index = r.integer(choice.get("index"), f"{path}.index")
     return Candidate(
         content=Content(role="model", parts=parts) if parts else None,
         finish_reason=finish,
         finish_message=finish_message,
-        index=int(choice.get("index", position)),
-        citation_metadata=_citations(message.get("annotations")),
+        index=position if index is None else index,
+        citation_metadata=_citations(message.get("annotations"), r, f"{path}.message.annotations"),
         logprobs_result=result,
         avg_logprobs=average,
     )
@@ -225,34 +287,53 @@ def from_wire(
     provider: str = PROVIDER,
 ) -> GenerateContentResponse:
     """A chat completion as a GenerateContentResponse."""
-    obj = load_json(data, provider)
+    r = Reader(provider, "chat completion")
+    obj = r.load(data)
     if isinstance(obj.get("error"), dict | str):
         raise error_from_object(obj, 0, {}, provider)
-    choices = obj.get("choices")
-    if not isinstance(choices, list):
-        raise UpstreamError(
-            f"{provider} upstream sent a chat completion without choices", provider=provider
-        )
+    choices = r.array(obj.get("choices"), "choices", required=True)
     candidates = [
-        _candidate(c, i, include_thoughts, unwrap)
+        _candidate(r.obj(c, f"choices[{i}]", required=True), i, include_thoughts, unwrap, r)
         for i, c in enumerate(choices)
-        if isinstance(c, dict)
     ]
     return GenerateContentResponse(
         candidates=candidates or None,
-        usage_metadata=usage_metadata(obj.get("usage")),
-        model_version=obj.get("model") or None,
-        response_id=obj.get("id") or None,
+        usage_metadata=usage_metadata(obj.get("usage"), r),
+        model_version=r.string(obj.get("model"), "model") or None,
+        response_id=r.string(obj.get("id"), "id") or None,
     )
 
 
-def embed_vectors(data: bytes, count: int, provider: str = PROVIDER) -> list[list[float]]:
-    """The vectors of an `/embeddings` reply, in input order."""
-    items = load_json(data, provider).get("data")
-    if not isinstance(items, list) or len(items) != count:
-        raise UpstreamError(
-            f"{provider} upstream sent no embeddings, or not one for each of {count} inputs",
-            provider=provider,
-        )
-    ordered = sorted(items, key=lambda item: int(item.get("index", 0)))
-    return [[float(v) for v in item.get("embedding") or []] for item in ordered]
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """The vectors of an `/embeddings` reply in input order, and the tokens it reports."""
+
+    vectors: list[list[float]]
+    input_tokens: int | None
+
+
+def embeddings_from_wire(data: bytes, count: int, provider: str = PROVIDER) -> Embeddings:
+    """An `/embeddings` reply for `count` inputs."""
+    r = Reader(provider, "embeddings reply")
+    obj = r.load(data)
+    if isinstance(obj.get("error"), dict | str):
+        raise error_from_object(obj, 0, {}, provider)
+    items = r.array(obj.get("data"), "data", required=True)
+    if len(items) != count:
+        raise r.fail(f"{len(items)} embeddings for {count} inputs")
+    vectors: dict[int, list[float]] = {}
+    for position, raw in enumerate(items):
+        path = f"data[{position}]"
+        item = r.obj(raw, path, required=True)
+        index = r.integer(item.get("index"), f"{path}.index")
+        values = r.array(item.get("embedding"), f"{path}.embedding", required=True)
+        if any(type(v) is not float and type(v) is not int for v in values):
+            raise r.fail(f"{path}.embedding holds something that is not a number")
+        vectors[position if index is None else index] = [float(v) for v in values]
+    if sorted(vectors) != list(range(count)):
+        raise r.fail(f"the embeddings' indices {sorted(vectors)} are not 0 to {count - 1}")
+    usage = r.obj(obj.get("usage"), "usage")
+    tokens = r.integer(usage.get("prompt_tokens"), "usage.prompt_tokens")
+    if tokens is None:
+        tokens = r.integer(usage.get("total_tokens"), "usage.total_tokens")
+    return Embeddings([vectors[i] for i in range(count)], tokens)

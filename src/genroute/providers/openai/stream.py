@@ -10,7 +10,9 @@ returns the Gemini chunks it completes, so everything is relayed as it arrives:
 * finishReason is held back and sent with the usage on the very last chunk, at `[DONE]`;
   no chunk has `finishReason: null` or empty parts;
 * an `{"error": ...}` event raises the mapped error; a stream that ends without `[DONE]`
-  and without a finish_reason raises too, so a cut-off answer never looks complete.
+  and without a finish_reason raises too, so a cut-off answer never looks complete;
+* an event that is not the API's shape (not JSON, not an object, `choices` or `delta` of
+  the wrong type, a number where text belongs) raises UpstreamMalformed.
 """
 
 from __future__ import annotations
@@ -21,19 +23,24 @@ from typing import Any
 
 import orjson
 
-from genroute.errors import UpstreamError, UpstreamUnavailable
+from genroute.errors import UpstreamUnavailable
 from genroute.providers.openai.errors import error_from_object
 from genroute.providers.openai.response import (
     PROVIDER,
+    ToolCall,
     call_part,
     content_text,
     finish_reason,
     logprobs_result,
     reasoning_text,
+    tool_call,
     unwrap_json,
     usage_metadata,
 )
+from genroute.providers.shapes import Reader
 from genroute.wire import Candidate, Content, GenerateContentResponse, Part, UsageMetadata
+
+__all__ = ["DONE", "StreamDecoder"]
 
 DONE = b"[DONE]"
 
@@ -65,6 +72,7 @@ class StreamDecoder:
         self._include_thoughts = include_thoughts
         self._unwrap = unwrap
         self._provider = provider
+        self._reader = Reader(provider, "stream event")
         self._choices: dict[int, _Choice] = {}
         self._usage: UsageMetadata | None = None
         self._id: str | None = None
@@ -75,78 +83,67 @@ class StreamDecoder:
         """The chunks completed by one event (`[DONE]` ends the stream)."""
         if self.done:
             return []
+        r = self._reader
         if isinstance(payload, bytes | bytearray):
             text = bytes(payload).strip()
             if text == DONE:
                 return self.finish()
             if not text:
                 return []
-            try:
-                obj = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    f"{self._provider} upstream sent a malformed stream event: "
-                    + text[:200].decode("utf-8", "replace"),
-                    provider=self._provider,
-                ) from None
+            obj = r.load(text)
         else:
-            obj = payload
-        if not isinstance(obj, Mapping):
-            raise UpstreamError(
-                f"{self._provider} upstream sent a stream event that is no object",
-                provider=self._provider,
-            )
+            obj = r.load(payload)
         if obj.get("error") is not None or obj.get("object") == "error":
             self.done = True
             raise error_from_object(obj, 0, {}, self._provider)
-        self._id = self._id or obj.get("id") or None
-        self._model = self._model or obj.get("model") or None
-        if (usage := usage_metadata(obj.get("usage"))) is not None:
+        self._id = self._id or r.string(obj.get("id"), "id") or None
+        self._model = self._model or r.string(obj.get("model"), "model") or None
+        if (usage := usage_metadata(obj.get("usage"), r)) is not None:
             self._usage = usage
         candidates = []
-        for position, choice in enumerate(obj.get("choices") or []):
-            if isinstance(choice, Mapping):
-                candidate = self._choice(choice, position)
-                if candidate is not None:
-                    candidates.append(candidate)
+        for position, choice in enumerate(r.array(obj.get("choices"), "choices")):
+            candidate = self._choice(r.obj(choice, f"choices[{position}]", required=True), position)
+            if candidate is not None:
+                candidates.append(candidate)
         return [self._chunk(candidates)] if candidates else []
 
     def _choice(self, choice: Mapping[str, Any], position: int) -> Candidate | None:
-        index = int(choice.get("index", position))
+        r, path = self._reader, f"choices[{position}]"
+        index = r.integer(choice.get("index"), f"{path}.index")
+        index = position if index is None else index
         state = self._choices.setdefault(index, _Choice())
-        delta = choice.get("delta") or {}
+        delta = r.obj(choice.get("delta"), f"{path}.delta")
         parts: list[Part] = []
         if self._include_thoughts and (thought := reasoning_text(delta)):
             parts.append(Part(text=thought, thought=True))
-        if text := content_text(delta.get("content")):
+        if text := content_text(delta.get("content"), r, f"{path}.delta.content"):
             state.texted = True
             if self._unwrap is None:
                 parts.append(Part(text=text))
             else:  # a wrapped JSON answer is held until it is whole, then unwrapped
                 state.held.append(text)
-        refusal = delta.get("refusal")
-        if isinstance(refusal, str) and refusal:
+        if refusal := r.string(delta.get("refusal"), f"{path}.delta.refusal"):
             parts.append(Part(text=refusal))
             state.refused = True
-        for call in delta.get("tool_calls") or []:
-            if isinstance(call, Mapping):
-                self._add_call(state, call)
-        if isinstance(legacy := delta.get("function_call"), Mapping):
-            self._add_call(state, {"index": 0, "function": legacy})
-        if reason := finish_reason(choice.get("finish_reason")):
+        calls_path = f"{path}.delta.tool_calls"
+        for i, call in enumerate(r.array(delta.get("tool_calls"), calls_path)):
+            self._add_call(state, tool_call(call, r, f"{calls_path}[{i}]"))
+        if (legacy := delta.get("function_call")) is not None:
+            call = tool_call({"index": 0, "function": legacy}, r, f"{path}.delta.function_call")
+            self._add_call(state, call)
+        if reason := finish_reason(r.string(choice.get("finish_reason"), f"{path}.finish_reason")):
             state.finish = reason
             parts += self._flush(state, self._unwrap)
-        result, _ = logprobs_result(choice.get("logprobs"))
+        result, _ = logprobs_result(choice.get("logprobs"), r, f"{path}.logprobs")
         if not parts and result is None:
             return None
         content = Content(role="model", parts=parts) if parts else None
         return Candidate(content=content, index=index, logprobs_result=result)
 
     @staticmethod
-    def _add_call(state: _Choice, delta: Mapping[str, Any]) -> None:
-        tool_index, call_id = delta.get("index"), delta.get("id") or None
-        function = delta.get("function") or {}
-        slot = state.by_index.get(tool_index) if isinstance(tool_index, int) else None
+    def _add_call(state: _Choice, delta: ToolCall) -> None:
+        tool_index, call_id = delta.index, delta.id
+        slot = state.by_index.get(tool_index) if tool_index is not None else None
         if slot is None and tool_index is None and state.calls and call_id is None:
             slot = state.calls[-1]
         if slot is not None and call_id and slot.id and call_id != slot.id:
@@ -154,12 +151,12 @@ class StreamDecoder:
         if slot is None:
             slot = _ToolCall(call_id)
             state.calls.append(slot)
-            if isinstance(tool_index, int):
+            if tool_index is not None:
                 state.by_index[tool_index] = slot
         slot.id = slot.id or call_id
-        if isinstance(name := function.get("name"), str) and name and not slot.name:
-            slot.name = name
-        arguments = function.get("arguments")
+        if delta.name and not slot.name:
+            slot.name = delta.name
+        arguments = delta.arguments
         if isinstance(arguments, str):
             slot.arguments.append(arguments)
         elif isinstance(arguments, Mapping):

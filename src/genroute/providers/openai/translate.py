@@ -1,11 +1,12 @@
 """Pure translation between Gemini generateContent and OpenAI Chat Completions. No I/O.
 
 `to_wire` builds the `/chat/completions` body from a GenerateContentRequest and lists the
-fields it left out because their meaning survives without them (the transport logs them at
-debug level); a field whose loss would change the answer raises InvalidRequest naming it.
+fields it left out because their meaning survives without them (the provider logs them at
+debug level); a field whose loss would change the answer raises InvalidRequest naming it,
+unless `ChatOptions.drop_params` is set: then it is left out and listed the same way.
 Contents → messages is in messages.py; `from_wire` (a chat completion → a
-GenerateContentResponse) is in response.py and re-exported here, as is `embed_vectors`.
-Every decision is in docs/translation-openai.md.
+GenerateContentResponse) is in response.py and re-exported here, as is
+`embeddings_from_wire`. Every decision is in docs/translation-openai.md.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genroute.errors import InvalidRequest
+from genroute.providers.drops import Drops
 from genroute.providers.openai.messages import IdFactory, to_messages
-from genroute.providers.openai.response import PROVIDER, embed_vectors, from_wire
+from genroute.providers.openai.response import PROVIDER, Embeddings, embeddings_from_wire, from_wire
 from genroute.providers.schema import to_json_schema
 from genroute.wire import (
     BatchEmbedContentsRequest,
@@ -32,9 +34,10 @@ __all__ = [
     "WRAP_KEY",
     "ChatOptions",
     "ChatRequest",
+    "Embeddings",
     "IdFactory",
     "embed_bodies",
-    "embed_vectors",
+    "embeddings_from_wire",
     "from_wire",
     "new_call_id",
     "to_wire",
@@ -67,6 +70,8 @@ class ChatOptions:
     # False for reasoning models that refuse temperature, top_p, penalties and logprobs.
     sampling: bool = True
     renames: Mapping[str, str] = field(default_factory=dict)
+    # Leave out fields whose loss changes the answer instead of refusing the request.
+    drop_params: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,7 @@ def to_wire(
     new_id: IdFactory = new_call_id,
 ) -> ChatRequest:
     """The Chat Completions body for `request`; raises InvalidRequest naming a lost field."""
-    dropped: set[str] = set()
+    dropped = Drops(options.drop_params)
     config = request.generation_config or GenerationConfig()
     detail = _DETAIL.get((config.media_resolution or "").upper())
     body: dict[str, Any] = {"model": options.model}
@@ -101,11 +106,11 @@ def to_wire(
     _tools(request, body, dropped)
     _generation(config, options, body, dropped)
     include_thoughts = _thinking(config, options, body, dropped)
-    unwrap = _response_format(config, body)
+    unwrap = _response_format(config, body, dropped)
     if body.get("response_format") == {"type": "json_object"}:
         _ask_for_json(body["messages"])
     if request.cached_content:
-        raise InvalidRequest(
+        dropped.refuse(
             "cachedContent: a Gemini context cache cannot be read by an OpenAI-compatible "
             "model; send the cached contents inline"
         )
@@ -124,17 +129,17 @@ def to_wire(
     for old, new in options.renames.items():
         if old in body:
             body[new] = body.pop(old)
-    return ChatRequest(body, tuple(sorted(dropped)), include_thoughts, unwrap)
+    return ChatRequest(body, tuple(dropped), include_thoughts, unwrap)
 
 
-def _tools(request: GenerateContentRequest, body: dict[str, Any], dropped: set[str]) -> None:
+def _tools(request: GenerateContentRequest, body: dict[str, Any], dropped: Drops) -> None:
     decls: list[tuple[str, FunctionDeclaration]] = []
     for i, tool in enumerate(request.tools or []):
         builtins = [c for n, c in _BUILTIN_TOOLS.items() if getattr(tool, n) is not None]
         builtins += [k for k, v in (tool.model_extra or {}).items() if v is not None]
-        if builtins:
-            raise InvalidRequest(
-                f"tools[{i}].{builtins[0]}: Gemini's built-in tool has no equivalent in {_API}; "
+        for builtin in builtins:
+            dropped.refuse(
+                f"tools[{i}].{builtin}: Gemini's built-in tool has no equivalent in {_API}; "
                 "remove it or route this request to a Gemini model"
             )
         decls += [
@@ -174,7 +179,7 @@ def _tools(request: GenerateContentRequest, body: dict[str, Any], dropped: set[s
         raise InvalidRequest(f"{where}.mode: {mode!r} is not AUTO, ANY, NONE or VALIDATED")
 
 
-def _function_tool(path: str, decl: FunctionDeclaration, dropped: set[str]) -> dict[str, Any]:
+def _function_tool(path: str, decl: FunctionDeclaration, dropped: Drops) -> dict[str, Any]:
     function: dict[str, Any] = {"name": decl.name}
     if decl.description:
         function["description"] = decl.description
@@ -194,7 +199,7 @@ def _function_tool(path: str, decl: FunctionDeclaration, dropped: set[str]) -> d
 
 
 def _generation(
-    config: GenerationConfig, options: ChatOptions, body: dict[str, Any], dropped: set[str]
+    config: GenerationConfig, options: ChatOptions, body: dict[str, Any], dropped: Drops
 ) -> None:
     simple = (
         ("temperature", config.temperature),
@@ -227,7 +232,7 @@ def _generation(
                 body["top_logprobs"] = config.logprobs
     modalities = [m.upper() for m in config.response_modalities or []]
     if other := [m for m in modalities if m != "TEXT"]:
-        raise InvalidRequest(
+        dropped.refuse(
             f"generationConfig.responseModalities: {other[0]} output has no equivalent in {_API}"
         )
     for name in ("speech_config", "image_config"):
@@ -237,17 +242,21 @@ def _generation(
     dropped.update(f"generationConfig.{k}" for k in extras - _CONSUMED_CONFIG)
 
 
-def _response_format(config: GenerationConfig, body: dict[str, Any]) -> str | None:
+def _response_format(config: GenerationConfig, body: dict[str, Any], dropped: Drops) -> str | None:
     """Sets response_format; returns the key a non-object root schema was wrapped in."""
     mime = (config.response_mime_type or "").split(";")[0].strip().lower()
     schema = config.response_json_schema
+    field = "responseJsonSchema"
     if schema is None and config.response_schema is not None:
-        schema = config.response_schema
+        schema, field = config.response_schema, "responseSchema"
     if mime not in ("", "text/plain", "application/json"):
-        raise InvalidRequest(
+        dropped.refuse(
             f"generationConfig.responseMimeType: {mime} has no equivalent in {_API} "
             "(use application/json or text/plain)"
         )
+        if schema is not None:  # the schema described that format: it goes with it
+            dropped.add(f"generationConfig.{field}")
+        return None
     if schema is not None:
         if not isinstance(schema, dict):
             raise InvalidRequest("generationConfig.responseJsonSchema: must be a JSON object")
@@ -285,7 +294,7 @@ def _ask_for_json(messages: list[dict[str, Any]]) -> None:
 
 
 def _thinking(
-    config: GenerationConfig, options: ChatOptions, body: dict[str, Any], dropped: set[str]
+    config: GenerationConfig, options: ChatOptions, body: dict[str, Any], dropped: Drops
 ) -> bool:
     thinking = config.thinking_config
     if thinking is None:
@@ -313,7 +322,7 @@ def _thinking(
 
 
 def embed_bodies(
-    request: BatchEmbedContentsRequest, model: str, dropped: set[str]
+    request: BatchEmbedContentsRequest, model: str, dropped: Drops
 ) -> list[tuple[list[int], dict[str, Any]]]:
     """`/embeddings` bodies, one per distinct outputDimensionality, with their request indices."""
     groups: dict[int | None, list[int]] = {}
@@ -322,8 +331,11 @@ def embed_bodies(
         pieces = []
         for j, part in enumerate(inner.content.parts or []):
             if part.text is None:
-                raise InvalidRequest(f"requests[{i}].content.parts[{j}]: embeddings take text only")
-            pieces.append(part.text)
+                dropped.refuse(f"requests[{i}].content.parts[{j}]: embeddings take text only")
+            else:
+                pieces.append(part.text)
+        if not pieces and inner.content.parts:
+            raise InvalidRequest(f"requests[{i}].content: no text is left to embed")
         texts.append("\n".join(pieces))
         if inner.task_type is not None or inner.title is not None:
             dropped.add("taskType/title")

@@ -1,21 +1,24 @@
-"""`OpenAIProvider`: one Chat Completions deployment behind the generateContent interface.
+"""`OpenAIProvider`: one Chat Completions deployment behind the model API.
 
 Serves `openai/`, `azure/` and every OpenAI-compatible prefix in prefixes.SERVERS; which
 server it talks to is data (URLs, auth header, body quirks), never a branch on the name.
-Translation is in translate.py / messages.py / stream.py; this module only sends.
+Translation is in translate.py / messages.py / response.py / stream.py; this module only
+sends. countTokens is a local estimate (tokens.py): Chat Completions has no such endpoint.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from functools import partial
 
 import orjson
 
-from genroute.errors import Unauthenticated
-from genroute.http_pool import HttpPool
+from genroute.call import Call
+from genroute.errors import FailureReason, Unauthenticated
 from genroute.providers.base import DeploymentSpec, embed_one_by_batch
+from genroute.providers.drops import Drops
 from genroute.providers.openai import tokens, translate
 from genroute.providers.openai.errors import map_error
 from genroute.providers.openai.prefixes import (
@@ -25,7 +28,7 @@ from genroute.providers.openai.prefixes import (
     takes_sampling,
 )
 from genroute.providers.openai.stream import StreamDecoder
-from genroute.providers.transport import JsonTransport
+from genroute.providers.transport import JsonTransport, Transport
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -38,13 +41,15 @@ from genroute.wire import (
     GenerateContentResponse,
 )
 
+__all__ = ["OpenAIProvider"]
+
 log = logging.getLogger("genroute.providers.openai")
 
 
 class OpenAIProvider:
     """Serves one deployment on an OpenAI-compatible Chat Completions server."""
 
-    def __init__(self, spec: DeploymentSpec, http: HttpPool) -> None:
+    def __init__(self, spec: DeploymentSpec, transport: Transport) -> None:
         self.spec = spec
         self.name = spec.provider
         self._server = SERVERS[spec.provider]
@@ -61,77 +66,85 @@ class OpenAIProvider:
                 self._server, spec.model_info.base_model or spec.upstream_model
             ),
             renames=self._endpoint.renames,
+            drop_params=spec.drop_params,
         )
-        self._transport = JsonTransport.for_deployment(
-            http, spec, provider=self.name, map_error=partial(map_error, provider=self.name)
+        self._http = JsonTransport.for_deployment(
+            transport, spec, provider=self.name, map_error=partial(map_error, provider=self.name)
         )
 
-    def _chat(self, request: GenerateContentRequest, stream: bool) -> translate.ChatRequest:
+    def _require_key(self) -> None:
         if not self._endpoint.has_key:
             raise Unauthenticated(
-                missing_key_message(self._server, self.spec.upstream_model), provider=self.name
+                missing_key_message(self._server, self.spec.upstream_model),
+                provider=self.name,
+                reason=FailureReason.AUTH,
             )
+
+    def _chat(self, request: GenerateContentRequest, stream: bool) -> translate.ChatRequest:
+        self._require_key()
         chat = translate.to_wire(request, self._options, stream=stream)
         if chat.dropped:
             log.debug("%s: left out (no equivalent): %s", self.name, ", ".join(chat.dropped))
         return chat
 
-    async def generate(self, request: GenerateContentRequest) -> GenerateContentResponse:
+    async def generate(
+        self, call: Call, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
         chat = self._chat(request, stream=False)
-        data = await self._transport.post(
-            self._endpoint.chat_url, orjson.dumps(chat.body), self._endpoint.headers
-        )
+        body = orjson.dumps(chat.body)
+        data = await self._http.post(self._endpoint.chat_url, body, self._endpoint.headers, call)
         return translate.from_wire(
             data, include_thoughts=chat.include_thoughts, unwrap=chat.unwrap, provider=self.name
         )
 
     async def stream(
-        self, request: GenerateContentRequest
+        self, call: Call, request: GenerateContentRequest
     ) -> AsyncIterator[GenerateContentResponse]:
         chat = self._chat(request, stream=True)
         decoder = StreamDecoder(
             include_thoughts=chat.include_thoughts, unwrap=chat.unwrap, provider=self.name
         )
-        payloads = self._transport.stream(
-            self._endpoint.chat_url, orjson.dumps(chat.body), self._endpoint.headers
-        )
-        try:
+        body = orjson.dumps(chat.body)
+        payloads = self._http.stream(self._endpoint.chat_url, body, self._endpoint.headers, call)
+        async with aclosing(payloads):
             async for payload in payloads:
                 for chunk in decoder.feed(payload):
                     yield chunk
                 if decoder.done:
                     break
-        finally:
-            aclose = getattr(payloads, "aclose", None)
-            if aclose is not None:
-                await aclose()
         for chunk in decoder.end():
             yield chunk
 
-    async def count_tokens(self, request: CountTokensRequest) -> CountTokensResponse:
+    async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
         return tokens.estimate(request)
 
-    async def embed_content(self, request: EmbedContentRequest) -> EmbedContentResponse:
-        return await embed_one_by_batch(self, request)
+    async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
+        return await embed_one_by_batch(self, call, request)
 
-    async def batch_embed_contents(
-        self, request: BatchEmbedContentsRequest
+    async def batch_embed(
+        self, call: Call, request: BatchEmbedContentsRequest
     ) -> BatchEmbedContentsResponse:
-        if not self._endpoint.has_key:
-            raise Unauthenticated(
-                missing_key_message(self._server, self.spec.upstream_model), provider=self.name
-            )
-        dropped: set[str] = set()
+        self._require_key()
+        dropped = Drops(self.spec.drop_params)
         bodies = translate.embed_bodies(request, self.spec.upstream_model, dropped)
         if dropped:
-            log.debug("%s: left out (no equivalent): %s", self.name, ", ".join(sorted(dropped)))
+            log.debug("%s: left out (no equivalent): %s", self.name, ", ".join(dropped))
         vectors: list[list[float]] = [[] for _ in request.requests]
+        input_tokens: int | None = 0
         for indices, body in bodies:
-            data = await self._transport.post(
-                self._endpoint.embeddings_url, orjson.dumps(body), self._endpoint.headers
+            data = await self._http.post(
+                self._endpoint.embeddings_url, orjson.dumps(body), self._endpoint.headers, call
             )
-            for index, values in zip(
-                indices, translate.embed_vectors(data, len(indices), self.name), strict=True
-            ):
+            reply = translate.embeddings_from_wire(data, len(indices), self.name)
+            for index, values in zip(indices, reply.vectors, strict=True):
                 vectors[index] = values
-        return BatchEmbedContentsResponse(embeddings=[ContentEmbedding(values=v) for v in vectors])
+            # The sum over every sub-request, or None when one of them did not say.
+            if input_tokens is not None and reply.input_tokens is not None:
+                input_tokens += reply.input_tokens
+            else:
+                input_tokens = None
+        response = BatchEmbedContentsResponse(
+            embeddings=[ContentEmbedding(values=v) for v in vectors]
+        )
+        response._input_tokens = input_tokens if bodies else None
+        return response
