@@ -173,7 +173,7 @@ _ROWS = (
     _unserved("text-completion-openai", "OpenAI (text completions)", "openai", price="openai"),
     _unserved("databricks", "Databricks", price="databricks"),
     _unserved("watsonx", "IBM watsonx.ai", "ibm.watsonx.ai"),
-    _unserved("sagemaker", "AWS SageMaker", "aws.sagemaker"),
+    _unserved("sagemaker", "AWS SageMaker"),
     _unserved("cerebras", "Cerebras", price="cerebras"),
     _unserved("nvidia_nim", "NVIDIA NIM"),
 )

@@ -11,6 +11,10 @@ A transport raises `TimeoutError` when a timeout elapses and `ConnectionError` (
 `UpstreamTimeout` / `UpstreamUnavailable`, and a reply other than 200 into the provider's
 own `map_error(status, body, headers)`. The caller closes each response (`aclose()`, or
 `async with`); closing one that was not read to its end drops its connection.
+
+Providers read a stream inside `reading(...)`: an error they raise while decoding a payload
+(a mid-stream error event, a malformed event) is thrown into the stream, so that the
+upstream observer records that error rather than the stream being closed under it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import (
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
@@ -56,6 +66,7 @@ __all__ = [
     "Timeout",
     "Transport",
     "path_segment",
+    "reading",
 ]
 
 USER_AGENT = f"genroute/{__version__}"
@@ -366,9 +377,16 @@ class JsonTransport:
             return data
 
     async def stream(
-        self, url: str, body: bytes, headers: Mapping[str, str], call: Call
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        call: Call,
+        *,
+        done: bytes | None = None,
     ) -> AsyncGenerator[bytes, None]:
-        """The `data` payload of each SSE event, as the upstream sends them."""
+        """The `data` payload of each SSE event, as the upstream sends them; with `done`
+        (OpenAI's `[DONE]`), reading stops after the payload that says the stream is over."""
         with call.upstream(url) if call.upstream is not None else _NO_HEADERS as extra:
             sent = {**headers, **extra} if extra else headers
             request = HttpRequest("POST", url, sent, body, self._stream_timeout)
@@ -384,5 +402,23 @@ class JsonTransport:
                     async for chunk in response.iter_chunks():
                         for payload in decoder.feed(chunk):
                             yield payload
+                            if done is not None and payload.strip() == done:
+                                return
                     for payload in decoder.flush():
                         yield payload
+
+
+@asynccontextmanager
+async def reading(
+    payloads: AsyncGenerator[bytes, None],
+) -> AsyncIterator[AsyncGenerator[bytes, None]]:
+    """Read a `JsonTransport.stream`: closed at the end whatever happens, and an error raised
+    while reading it is first thrown into it, so the upstream observer sees that error."""
+    try:
+        yield payloads
+    except Exception as exc:
+        with suppress(Exception):  # the same error, back out of the stream
+            await payloads.athrow(exc)
+        raise
+    finally:
+        await payloads.aclose()

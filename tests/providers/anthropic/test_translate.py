@@ -101,6 +101,7 @@ def test_map_error_matches_golden(name: str) -> None:
     )
     assert error.provider == "anthropic"
     assert error.details[0]["reason"] == expected["reason"]
+    assert error.reason.value == expected["failure_reason"]
     if isinstance(body, dict):
         assert error.message == body["error"]["message"]
     if expected["retry_after"] is not None:

@@ -64,6 +64,7 @@ def test_map_error_matches_golden(name: str) -> None:
         expected["details"],
     )
     assert error.provider == "gemini"
+    assert error.reason.value == expected["failure_reason"]
     if isinstance(body, dict):
         assert error.message == body["error"]["message"]
 

@@ -191,6 +191,7 @@ def test_map_error_matches_golden(name: str) -> None:
     error = map_error(case["status"], raw, case["headers"])
     assert error.to_body() == case["expected"]["body"]
     assert error.retry_after == case["expected"]["retry_after"]
+    assert error.reason.value == case["expected"]["failure_reason"]
     assert error.provider == "openai"
     if error.retry_after is not None:
         assert error.headers() == {"retry-after": str(int(-(-error.retry_after // 1)))}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 
 import orjson
 
@@ -25,7 +24,7 @@ from genroute.providers.anthropic.stream import StreamDecoder
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.catalog import CATALOG, first_env
 from genroute.providers.shapes import Reader
-from genroute.providers.transport import JsonTransport, Transport
+from genroute.providers.transport import JsonTransport, Transport, reading
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -96,8 +95,8 @@ class AnthropicProvider:
         prepared = self._prepare(request, stream=True)
         decoder = StreamDecoder(prepared.context)
         body = orjson.dumps(prepared.body)
-        payloads = self._http.stream(self._messages_url, body, self._headers, call)
-        async with aclosing(payloads):
+        stream = self._http.stream(self._messages_url, body, self._headers, call)
+        async with reading(stream) as payloads:
             async for payload in payloads:
                 for chunk in decoder.feed(payload):
                     yield chunk

@@ -9,14 +9,13 @@ Translation lives in translate.py; this module only knows where and how to send.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import TypeVar
 
 from genroute.call import Call
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.catalog import CATALOG, first_env
 from genroute.providers.gemini import translate
-from genroute.providers.transport import JsonTransport, Transport
+from genroute.providers.transport import JsonTransport, Transport, reading
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -79,8 +78,8 @@ class GeminiProvider:
         self, call: Call, request: GenerateContentRequest
     ) -> AsyncIterator[GenerateContentResponse]:
         url = f"{self._model_url}:streamGenerateContent?alt=sse"
-        payloads = self._http.stream(url, translate.to_wire(request), self._headers, call)
-        async with aclosing(payloads):
+        stream = self._http.stream(url, translate.to_wire(request), self._headers, call)
+        async with reading(stream) as payloads:
             async for payload in payloads:
                 yield translate.decode_event(payload)
 

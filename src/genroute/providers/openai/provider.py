@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from functools import partial
 
 import orjson
@@ -27,8 +26,8 @@ from genroute.providers.openai.prefixes import (
     missing_key_message,
     takes_sampling,
 )
-from genroute.providers.openai.stream import StreamDecoder
-from genroute.providers.transport import JsonTransport, Transport
+from genroute.providers.openai.stream import DONE, StreamDecoder
+from genroute.providers.transport import JsonTransport, Transport, reading
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -105,13 +104,13 @@ class OpenAIProvider:
             include_thoughts=chat.include_thoughts, unwrap=chat.unwrap, provider=self.name
         )
         body = orjson.dumps(chat.body)
-        payloads = self._http.stream(self._endpoint.chat_url, body, self._endpoint.headers, call)
-        async with aclosing(payloads):
+        stream = self._http.stream(
+            self._endpoint.chat_url, body, self._endpoint.headers, call, done=DONE
+        )
+        async with reading(stream) as payloads:
             async for payload in payloads:
                 for chunk in decoder.feed(payload):
                     yield chunk
-                if decoder.done:
-                    break
         for chunk in decoder.end():
             yield chunk
 
