@@ -110,9 +110,9 @@ def error_body(provider: str, status: int, message: str = "upstream said no") ->
     if provider == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
-    kind = {429: "rate_limit_exceeded", 401: "invalid_api_key", 404: "model_not_found"}
+    codes = {429: "rate_limit_exceeded", 401: "invalid_api_key", 404: "model_not_found"}
     return orjson.dumps(
-        {"error": {"message": message, "type": "api_error", "code": kind.get(status)}}
+        {"error": {"message": message, "type": "api_error", "code": codes.get(status)}}
     )
 
 

@@ -127,7 +127,7 @@ async def test_leaving_a_stream_early_ends_the_observed_request(case: Case) -> N
         call(Operation.STREAM, observer=observer), REQUEST
     )
     await anext(chunks)
-    await chunks.aclose()  # type: ignore[attr-defined]
+    await chunks.aclose()
     assert observer.open == 0
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import BaseTestServer, TestServer
 
 from genroute.errors import (
     FailureReason,
@@ -61,7 +61,7 @@ async def _async_chunks() -> AsyncIterator[bytes]:
 @pytest.mark.parametrize("content", [b"abc", [b"a", b"bc"], _async_chunks])
 async def test_a_response_body_reads_whole_or_as_chunks(content: object) -> None:
     body = content() if callable(content) else content
-    response = HttpResponse(200, {"X-Thing": "1"}, body)  # type: ignore[arg-type]
+    response = HttpResponse(200, {"X-Thing": "1"}, body)
     assert await response.read() == b"abc"
     assert response.headers["x-thing"] == response.headers["X-THING"] == "1"
 
@@ -322,7 +322,7 @@ def test_dot_segments_are_refused(name: str) -> None:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[TestServer]:
+async def server() -> AsyncIterator[BaseTestServer]:
     release = asyncio.Event()
 
     async def echo(request: web.Request) -> web.Response:
@@ -352,7 +352,7 @@ async def server() -> AsyncIterator[TestServer]:
 
 
 async def test_aiohttp_transport_sends_with_our_user_agent_and_pools_per_origin(
-    server: TestServer,
+    server: BaseTestServer,
 ) -> None:
     transport = AiohttpTransport()
     http = JsonTransport(transport, provider="p", timeout=5, stream_timeout=5, map_error=mapped)
@@ -368,7 +368,7 @@ async def test_aiohttp_transport_sends_with_our_user_agent_and_pools_per_origin(
     await transport.aclose()
 
 
-async def test_aiohttp_transport_streams_and_maps_failures(server: TestServer) -> None:
+async def test_aiohttp_transport_streams_and_maps_failures(server: BaseTestServer) -> None:
     transport = AiohttpTransport()
     http = JsonTransport(transport, provider="p", timeout=5, stream_timeout=5, map_error=mapped)
     try:

@@ -1,1 +1,3 @@
 """Providers: one package per upstream wire format, each pure translation plus a thin transport."""
+
+__all__ = []

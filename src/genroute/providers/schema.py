@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["to_json_schema"]
+
 _TYPES = {
     "STRING": "string",
     "NUMBER": "number",

@@ -78,6 +78,30 @@ def test_unsupported_fields_are_a_400_naming_them(name: str) -> None:
     assert info.value.code == 400
 
 
+@pytest.mark.parametrize("name", names("reject", ".json"))
+def test_drop_params_leaves_out_what_has_no_equivalent_and_refuses_the_rest(name: str) -> None:
+    """With drop_params (LiteLLM's setting) a field whose loss changes the answer is left
+    out and listed; a request that is wrong in itself is still refused. `dropped_<name>`
+    holds the body sent instead."""
+    case = load(FIXTURES / f"{name}.json")
+    case = {**case, "params": {**case.get("params", {}), "drop_params": True}}
+    if case["drop_params"] == "refused":
+        with pytest.raises(InvalidRequest) as info:
+            request_body(case)
+        assert case["error"] in info.value.message
+        return
+    prepared = request_body(case)
+    assert list(prepared.dropped) == case["drop_params"]["dropped"]
+    assert prepared.body == expect(name.replace("reject_", "dropped_", 1), prepared.body)
+    assert sdk_problems(prepared.body, "create") == []
+    assert rule_problems(prepared.body) == []
+
+
+def test_without_drop_params_nothing_is_listed_as_dropped() -> None:
+    case = load(FIXTURES / "request_basic_text.in.json")
+    assert request_body(case).dropped == ()
+
+
 @pytest.mark.parametrize("name", names("response"))
 def test_response_matches_golden(name: str) -> None:
     case = load(FIXTURES / f"{name}.in.json")
@@ -280,6 +304,11 @@ def test_every_fixture_is_valid_json_and_used() -> None:
     used |= {f"{n}.out.json" for p in ("request", "count", "response", "stream") for n in names(p)}
     used |= {f"{n}.in.json" for n in names("stream")}
     used |= {f"{n}.json" for p in ("reject", "error") for n in names(p, ".json")}
+    used |= {
+        f"{n.replace('reject_', 'dropped_', 1)}.out.json"
+        for n in names("reject", ".json")
+        if load(FIXTURES / f"{n}.json")["drop_params"] != "refused"
+    }
     for path in FIXTURES.iterdir():
         json.loads(path.read_text())
         assert path.name in used, f"{path.name} is not driven by any test"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from genroute.config import DeploymentParams
@@ -15,7 +17,7 @@ from genroute.providers.openai.prefixes import (
 from genroute.providers.registry import NOT_YET_SERVED, PROVIDERS, split_model
 
 
-def params(**kw: str) -> DeploymentParams:
+def params(**kw: Any) -> DeploymentParams:
     return DeploymentParams(model="x/y", **kw)
 
 

@@ -71,6 +71,53 @@ def test_request_without_equivalent_is_400_naming_the_field(case: dict[str, Any]
     assert info.value.message.startswith(case["field"] + ":"), info.value.message
 
 
+@pytest.mark.parametrize("case", load("request_invalid.json"), ids=lambda c: c["name"])
+def test_drop_params_leaves_out_what_has_no_equivalent_and_refuses_the_rest(
+    case: dict[str, Any],
+) -> None:
+    """With drop_params (LiteLLM's setting) a field whose loss changes the answer is left
+    out and listed; a request that is wrong in itself is still refused."""
+    request = GenerateContentRequest.model_validate(case["request"])
+    options = translate.ChatOptions(model="gpt-4o", drop_params=True)
+    if case["drop_params"] == "refused":
+        with pytest.raises(InvalidRequest) as info:
+            translate.to_wire(request, options)
+        assert info.value.message.startswith(case["field"] + ":"), info.value.message
+        return
+    out = translate.to_wire(request, options, new_id=counter_ids())
+    assert list(out.dropped) == case["drop_params"]["dropped"]
+    assert case["field"] in out.dropped
+    assert out.body == case["drop_params"]["body"]
+    assert_valid_body(out.body)
+
+
+def test_drop_params_lets_embeddings_leave_out_what_is_not_text() -> None:
+    batch = BatchEmbedContentsRequest.model_validate(
+        {
+            "requests": [
+                {
+                    "content": {
+                        "parts": [
+                            {"inlineData": {"mimeType": "image/png", "data": "AA=="}},
+                            {"text": "a"},
+                        ]
+                    }
+                },
+                {"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": "AA=="}}]}},
+            ]
+        }
+    )
+    dropped = Drops(drop_params=True)
+    with pytest.raises(InvalidRequest, match=r"requests\[1\]\.content: no text is left to embed"):
+        translate.embed_bodies(batch, "m", dropped)
+    one = BatchEmbedContentsRequest(requests=batch.requests[:1])
+    dropped = Drops(drop_params=True)
+    assert translate.embed_bodies(one, "m", dropped) == [
+        ([0], {"model": "m", "input": ["a"], "encoding_format": "float"})
+    ]
+    assert list(dropped) == ["requests[0].content.parts[0]"]
+
+
 def test_parallel_calls_to_one_function_get_unique_ids_and_their_own_responses() -> None:
     call = {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}
     other = {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}}

@@ -28,6 +28,16 @@ from typing import Any
 
 import orjson
 
+__all__ = [
+    "MARKER",
+    "Block",
+    "ThoughtCarrier",
+    "block_key",
+    "blocks_from_signature",
+    "encode_signature",
+    "standard_base64",
+]
+
 MARKER = b"genroute/anthropic-thinking/1\n"
 Block = dict[str, Any]
 

@@ -30,6 +30,17 @@ import struct
 from genroute.wire import Blob, Content, CountTokensRequest, CountTokensResponse
 from genroute.wire import ModalityTokenCount as Modality
 
+__all__ = [
+    "DEFAULT_IMAGE_TOKENS",
+    "MESSAGE_OVERHEAD",
+    "REPLY_OVERHEAD",
+    "blob_tokens",
+    "estimate",
+    "image_size",
+    "image_tokens",
+    "text_tokens",
+]
+
 MESSAGE_OVERHEAD = 3
 REPLY_OVERHEAD = 3
 DEFAULT_IMAGE_TOKENS = 765
