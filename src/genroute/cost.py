@@ -21,6 +21,21 @@ from genroute.config import ModelEntry, ModelInfo
 from genroute.providers.catalog import price_provider_id
 from genroute.wire import Content, GenerateContentRequest, UsageMetadata
 
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "LONG_CONTEXT_TOKENS",
+    "Cost",
+    "Pricer",
+    "Tokens",
+    "call_cost",
+    "catalogue_cost",
+    "custom_cost",
+    "estimate_usage",
+    "has_custom_prices",
+    "pricer_for",
+    "text_tokens",
+]
+
 log = logging.getLogger("genroute.cost")
 
 LONG_CONTEXT_TOKENS = 200_000

@@ -8,6 +8,8 @@ and `retry:` lines. A `[DONE]` sentinel (OpenAI) is returned like any other payl
 
 from __future__ import annotations
 
+__all__ = ["EVENT_END", "SSEDecoder", "encode_event"]
+
 EVENT_END = b"\r\n\r\n"
 
 

@@ -295,9 +295,9 @@ async def test_budget_overshoot_with_calls_in_flight(env: Env) -> None:
 
 
 COUNT = CountTokensRequest.model_validate({"contents": [{"parts": [{"text": "a b c"}]}]})
-EMBED = EmbedContentRequest.model_validate({"content": {"parts": [{"text": "x" * 40}]}})
+EMBED = EmbedContentRequest.model_validate({"content": {"parts": [{"text": " ".join("w" * 10)}]}})
 BATCH = BatchEmbedContentsRequest.model_validate(
-    {"requests": [{"content": {"parts": [{"text": "y" * 8}]}}] * 3}
+    {"requests": [{"content": {"parts": [{"text": "y z"}]}}] * 3}
 )
 
 
@@ -331,10 +331,10 @@ async def test_every_operation_is_governed_and_in_the_ledger(env: Env) -> None:
         assert err.value.code == 403
     count, embed, batch = await _other_operations(env, key, "demo")
     assert count.meter.cost == 0.0
-    # Embeddings: no usage from the upstream, so 4 characters a token, at the input price.
+    # Embeddings: the tokens the upstream reports (the demo counts words), at the input price.
     assert embed.meter.input_tokens == 10 and embed.meter.cost == pytest.approx(10 * 0.001)
     assert batch.meter.input_tokens == 6 and batch.meter.cost == pytest.approx(6 * 0.001)
-    assert embed.meter.cost_estimated and batch.meter.cost_estimated
+    assert not embed.meter.cost_estimated and not batch.meter.cost_estimated
     await env.gov.ledger.flush()
     async with env.store.session() as session:
         rows = (await session.execute(select(SpendLog).order_by(SpendLog.id))).scalars().all()

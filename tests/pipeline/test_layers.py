@@ -124,8 +124,14 @@ async def test_observed_records_every_ending_once() -> None:
     stream = pipeline.stream(call("demo", stream=True), REQUEST)
     await anext(stream)  # type: ignore[arg-type]
     await stream.aclose()  # type: ignore[attr-defined]
+    for deployment in pipeline.router.group("demo"):
+
+        async def hang(c: Call, request: GenerateContentRequest) -> Any:
+            await asyncio.Event().wait()
+
+        deployment.provider.generate = hang  # type: ignore[method-assign]
     task = asyncio.ensure_future(pipeline.generate(call("demo"), REQUEST))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from genroute.errors import RateLimited, UpstreamError
-from genroute.routing.retry import GroupRateLimited, GroupUnavailable
+from genroute.errors import GroupRateLimited, GroupUnavailable, RateLimited, UpstreamError
 from tests.calls import call
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.routing.conftest import REQUEST, entry, gemini, make_router

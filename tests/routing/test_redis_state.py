@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from genroute.routing import Router
 
 from genroute.errors import RateLimited
+from genroute.routing import Router
 from genroute.routing.redis_state import RedisState
 from genroute.routing.state import CooldownPolicy, Limits
 from tests.calls import call

@@ -9,9 +9,9 @@ import asyncio
 import collections
 
 import pytest
-from genroute.routing import Router
 
 from genroute.errors import RateLimited
+from genroute.routing import Router
 from tests.calls import call
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.routing.conftest import REQUEST, entry, gemini, make_router

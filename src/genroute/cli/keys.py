@@ -23,6 +23,8 @@ from genroute.store import Store, hash_key, parse_duration
 from genroute.store.repo import utcnow
 from genroute.store.spend import SpendFilter, spend_report
 
+__all__ = ["SPEND_GROUPS", "add_commands", "keys_create", "keys_delete", "keys_list", "spend"]
+
 SPEND_GROUPS = {"model": "model", "key": "key", "end-user": "end_user", "team": "team"}
 
 

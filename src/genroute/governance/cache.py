@@ -24,6 +24,8 @@ from typing import Any
 from genroute.store.ledger import Totals
 from genroute.store.repo import Store
 
+__all__ = ["CHANNEL", "MAX_ENTRIES", "Entity", "EntityCache"]
+
 log = logging.getLogger("genroute.governance")
 
 CHANNEL = "genroute:invalidate"

@@ -15,9 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-Clock = Callable[[], float]
-
 from genroute.errors import RateLimited
+
+__all__ = [
+    "KEY_TTL",
+    "PARALLEL_TTL",
+    "WINDOW",
+    "Clock",
+    "LimitCheck",
+    "Limiter",
+    "MemoryLimiter",
+    "RedisLimiter",
+    "Ticket",
+    "refusal",
+]
+
+Clock = Callable[[], float]
 
 WINDOW = 60
 KEY_TTL = 2 * WINDOW

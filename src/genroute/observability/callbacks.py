@@ -27,6 +27,16 @@ from typing import Any, Protocol
 
 from genroute.observability.records import CallRecord
 
+__all__ = [
+    "DROP_LOG_INTERVAL",
+    "BatchCallback",
+    "Callback",
+    "Dispatcher",
+    "Sink",
+    "deliver",
+    "load_object",
+]
+
 log = logging.getLogger("genroute.observability")
 DROP_LOG_INTERVAL = 10.0
 

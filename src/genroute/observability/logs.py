@@ -24,6 +24,16 @@ import orjson
 from genroute.config.observability import LogSettings
 from genroute.observability.records import CallRecord
 
+__all__ = [
+    "ATOMIC_WRITE",
+    "MAX_QUEUED",
+    "WRITE_INTERVAL",
+    "JsonLogFormatter",
+    "RequestLog",
+    "format_text",
+    "json_python_logs",
+]
+
 log = logging.getLogger("genroute.observability")
 
 

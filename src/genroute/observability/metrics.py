@@ -30,6 +30,18 @@ from prometheus_client import (
 from genroute.config.observability import MetricsSettings
 from genroute.observability.records import CallRecord
 
+__all__ = [
+    "LATENCY_BUCKETS",
+    "MULTIPROC_ENV",
+    "OTHER",
+    "OVERHEAD_BUCKETS",
+    "BoundedLabel",
+    "CooldownSource",
+    "Metrics",
+    "router_cooldowns",
+    "setup_multiprocess_dir",
+]
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, float("inf"))

@@ -15,6 +15,8 @@ import aiohttp
 
 from genroute.observability.records import CallRecord
 
+__all__ = ["JsonlFile", "Webhook"]
+
 log = logging.getLogger("genroute.observability")
 
 

@@ -40,6 +40,8 @@ from genroute.routing.state import (
     cooldown_seconds,
 )
 
+__all__ = ["ACQUIRE", "FAILURE", "KEY_TTL", "RELEASE", "SNAPSHOT", "RedisState"]
+
 log = logging.getLogger("genroute.router")
 T = TypeVar("T")
 KEY_TTL = 86400

@@ -22,6 +22,15 @@ from genroute.config import RouterSettings
 from genroute.routing.groups import Deployment
 from genroute.routing.state import DeploymentStats
 
+__all__ = [
+    "Strategy",
+    "latency_based",
+    "least_busy",
+    "simple_shuffle",
+    "strategy_for",
+    "usage_based",
+]
+
 Strategy = Callable[
     [Sequence[Deployment], dict[str, DeploymentStats], bool, random.Random], Deployment
 ]

@@ -9,6 +9,21 @@ import orjson
 
 from genroute.errors import GenrouteError, PayloadTooLarge
 
+__all__ = [
+    "JSON_TYPE",
+    "NO_CACHE",
+    "SSE_TYPE",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "header",
+    "read_body",
+    "send_bytes",
+    "send_error",
+    "send_json",
+]
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl
 from genroute.errors import PermissionDenied, Unauthenticated
 from genroute.server.asgi import Scope, header
 
+__all__ = ["MasterKeyAuth", "digest", "presented_key", "query_params"]
+
 
 def digest(key: str) -> bytes:
     """The SHA-256 of a key, the only form in which genroute keeps one."""

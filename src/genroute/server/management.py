@@ -30,6 +30,18 @@ from genroute.store import StoreError, hash_key, parse_duration
 from genroute.store.spend import GROUPS, SpendFilter, spend_logs, spend_report
 from genroute.wire import format_validation_error
 
+__all__ = [
+    "BODY_LIMIT",
+    "CustomerDelete",
+    "CustomerFields",
+    "KeyDelete",
+    "KeyFields",
+    "KeyUpdate",
+    "ManagementAPI",
+    "TeamDelete",
+    "TeamFields",
+]
+
 BODY_LIMIT = 1024 * 1024
 M = TypeVar("M", bound=BaseModel)
 

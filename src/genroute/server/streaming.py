@@ -19,6 +19,8 @@ from genroute.server.asgi import JSON_TYPE, NO_CACHE, SSE_TYPE, Receive, Send
 from genroute.sse import encode_event
 from genroute.wire import GenerateContentResponse, dump_json
 
+__all__ = ["relay"]
+
 log = logging.getLogger("genroute.server")
 
 

@@ -22,6 +22,16 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+__all__ = [
+    "DEFAULT_DB_FILE",
+    "MIGRATIONS",
+    "async_url",
+    "create_engine",
+    "default_url",
+    "is_sqlite",
+    "migrate",
+]
+
 log = logging.getLogger("genroute.store")
 
 DEFAULT_DB_FILE = "genroute.db"

@@ -26,6 +26,16 @@ from genroute.cost import Tokens
 from genroute.store.models import EndUser, SpendLog, Team, VirtualKey
 from genroute.store.repo import Store, utcnow
 
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_QUEUE",
+    "INSERT_SLICE",
+    "LedgerWriter",
+    "SpendRecord",
+    "Totals",
+    "write_batch",
+]
+
 log = logging.getLogger("genroute.ledger")
 
 DEFAULT_QUEUE = 50_000

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+__all__ = ["Base", "EndUser", "SpendLog", "Team", "VirtualKey"]
+
 
 class Base(DeclarativeBase):
     """Declarative base of genroute's tables."""

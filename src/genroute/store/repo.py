@@ -21,6 +21,20 @@ from genroute.errors import StoreError
 from genroute.store.engine import create_engine, migrate
 from genroute.store.models import Base, EndUser, Team, VirtualKey
 
+__all__ = [
+    "BUDGETED_FIELDS",
+    "KEY_PREFIX",
+    "KIND_PK",
+    "KIND_TABLE",
+    "Store",
+    "aware",
+    "hash_key",
+    "new_secret",
+    "parse_duration",
+    "row_dict",
+    "utcnow",
+]
+
 KEY_PREFIX = "sk-"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 30 * 86400}

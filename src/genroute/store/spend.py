@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from genroute.store.models import SpendLog
 from genroute.store.repo import Store, aware
 
+__all__ = ["GROUPS", "MAX_LOGS", "SpendFilter", "spend_logs", "spend_report", "spend_totals"]
+
 GROUPS = {
     "model": SpendLog.model_group,
     "key": SpendLog.key_hash,

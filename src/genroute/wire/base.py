@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+__all__ = ["WireModel", "dump_json", "format_validation_error"]
+
 
 class WireModel(BaseModel):
     """A Gemini wire object: camelCase out, camelCase or snake_case in, unknown keys kept."""

@@ -6,6 +6,17 @@ from typing import Any
 
 from genroute.wire.base import WireModel
 
+__all__ = [
+    "Blob",
+    "CodeExecutionResult",
+    "Content",
+    "ExecutableCode",
+    "FileData",
+    "FunctionCall",
+    "FunctionResponse",
+    "Part",
+]
+
 
 class Blob(WireModel):
     """Inline bytes, base64-encoded as on the wire."""

@@ -7,6 +7,14 @@ from pydantic import PrivateAttr
 from genroute.wire.base import WireModel
 from genroute.wire.content import Content
 
+__all__ = [
+    "BatchEmbedContentsRequest",
+    "BatchEmbedContentsResponse",
+    "ContentEmbedding",
+    "EmbedContentRequest",
+    "EmbedContentResponse",
+]
+
 
 class EmbedContentRequest(WireModel):
     """One text (as a Content) to embed."""

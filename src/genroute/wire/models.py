@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from genroute.wire.base import WireModel
 
+__all__ = ["ListModelsResponse", "Model"]
+
 
 class Model(WireModel):
     """A model as `GET models` describes it; `name` is `models/<id>`."""

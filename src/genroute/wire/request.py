@@ -10,6 +10,19 @@ from genroute.wire.base import WireModel
 from genroute.wire.content import Content
 from genroute.wire.response import ModalityTokenCount
 
+__all__ = [
+    "CountTokensRequest",
+    "CountTokensResponse",
+    "FunctionCallingConfig",
+    "FunctionDeclaration",
+    "GenerateContentRequest",
+    "GenerationConfig",
+    "SafetySetting",
+    "ThinkingConfig",
+    "Tool",
+    "ToolConfig",
+]
+
 
 class FunctionDeclaration(WireModel):
     """A function the model may call. `parameters` is Google's OpenAPI subset;

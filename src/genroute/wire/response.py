@@ -7,6 +7,17 @@ from typing import Any
 from genroute.wire.base import WireModel
 from genroute.wire.content import Content
 
+__all__ = [
+    "Candidate",
+    "CitationMetadata",
+    "CitationSource",
+    "GenerateContentResponse",
+    "ModalityTokenCount",
+    "PromptFeedback",
+    "SafetyRating",
+    "UsageMetadata",
+]
+
 
 class SafetyRating(WireModel):
     """How likely a candidate or prompt falls in a harm category."""
