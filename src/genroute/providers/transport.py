@@ -101,10 +101,11 @@ class HttpResponse:
     """An upstream reply: status and headers at once, the body read whole or as chunks.
 
     `content` is the body (bytes) or its chunks (an iterable or async iterable of bytes);
-    `on_close` releases what the transport holds (the connection), once.
+    `on_close` releases what the transport holds (the connection), once. A transport that
+    can read a whole body faster than chunk by chunk passes that as `read_all`.
     """
 
-    __slots__ = ("_closed", "_content", "_on_close", "headers", "status")
+    __slots__ = ("_closed", "_content", "_on_close", "_read_all", "headers", "status")
 
     def __init__(
         self,
@@ -113,6 +114,7 @@ class HttpResponse:
         content: Body = b"",
         *,
         on_close: Callable[[], object] | None = None,
+        read_all: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
         self.status = status
         self.headers: Mapping[str, str] = (
@@ -122,12 +124,15 @@ class HttpResponse:
         )
         self._content = content
         self._on_close = on_close
+        self._read_all = read_all
         self._closed = False
 
     async def read(self) -> bytes:
         """The whole body."""
         if isinstance(self._content, bytes):
             return self._content
+        if self._read_all is not None:
+            return await self._read_all()
         return b"".join([chunk async for chunk in self.iter_chunks()])
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
@@ -250,7 +255,21 @@ class AiohttpTransport:
             else:
                 response.close()  # a stream left early: the connection cannot be reused
 
-        return HttpResponse(response.status, response.headers, _chunks(response), on_close=close)
+        async def read_all() -> bytes:
+            try:
+                return await response.read()
+            except TimeoutError:
+                raise
+            except aiohttp.ClientError as exc:
+                raise _broken(exc) from exc
+
+        return HttpResponse(
+            response.status,
+            response.headers,
+            _chunks(response),
+            on_close=close,
+            read_all=read_all,
+        )
 
     async def aclose(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
