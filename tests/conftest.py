@@ -1,17 +1,22 @@
-"""Shared fixtures: a real genroute server process on a free port, and service checks."""
+"""Shared fixtures: genroute serving on a free port (in this process, or as a real
+`genroute serve` process), service checks, and a test session free of provider keys."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +27,17 @@ PROVIDER_ENV_PREFIXES = (
 )  # fmt: skip
 POSTGRES_URL = os.environ.get("GENROUTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GENROUTE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_provider_keys_from_the_shell() -> Iterator[None]:
+    """Keys and base URLs from the developer's shell must not reach test gateways (nor
+    in-process ones): a test that wants one sets it."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(PROVIDER_ENV_PREFIXES)}
+    for name in saved:
+        del os.environ[name]
+    yield
+    os.environ.update(saved)
 
 
 def in_ci() -> bool:
@@ -62,8 +78,116 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class InProcessGateway:
+    """genroute's ASGI app on uvicorn in a thread of this process: the same app, routes and
+    lifespan as `genroute serve`, without starting an interpreter. Its Python log records
+    (the `genroute` loggers) and request log lines go to a file, which `log()` reads."""
+
+    def __init__(self, config: dict[str, Any] | None, tmp: Path) -> None:
+        from genroute.cli.serve import load_config
+        from genroute.defaults import default_config
+        from genroute.server import create_app
+
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"gateway-{self.port}.log"
+        self.log_path.touch()
+        if config is not None:
+            config = dict(config)
+            observability = dict(config.get("observability") or {})
+            logs = dict(observability.get("logs") or {})
+            logs.setdefault("destination", str(self.log_path))
+            observability["logs"] = logs
+            config["observability"] = observability
+            path = tmp / f"config-{self.port}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            loaded = load_config(path)
+        else:
+            loaded = default_config()
+        self._handler = logging.FileHandler(self.log_path)
+        self._handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("genroute").addHandler(self._handler)
+        self.app = create_app(loaded)
+        settings = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+        self.server = uvicorn.Server(settings)
+        self._thread = threading.Thread(target=self._run, name=f"gateway-{self.port}")
+        self._thread.start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"genroute did not start:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"genroute did not start in {timeout}s:\n{self.log()}")
+            time.sleep(0.005)
+
+    def log(self) -> str:
+        """What the gateway logged so far."""
+        self._handler.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Shut down as on SIGTERM: finish requests, run the lifespan shutdown, join."""
+        self.server.should_exit = True
+        self._thread.join(30)
+        logging.getLogger("genroute").removeHandler(self._handler)
+        self._handler.close()
+
+
+def mid_minute() -> float:
+    """A wall-clock time in the middle of the current minute."""
+    return (time.time() // 60) * 60 + 30
+
+
+def freeze_limits(*gateways: InProcessGateway) -> None:
+    """Run the gateways' rate limiters on a clock stopped in the middle of a minute, so
+    that a test never straddles the start of a new one."""
+    now = mid_minute()
+    for gateway in gateways:
+        governance = gateway.app.governance
+        assert governance is not None
+        governance.limiter._clock = lambda: now  # type: ignore[attr-defined]
+
+
+def advance_key_cache(gateway: InProcessGateway, seconds: float) -> None:
+    """Move the gateway's key cache forward in time (its rows go stale after the TTL)."""
+    governance = gateway.app.governance
+    assert governance is not None
+    cache = governance.cache
+    clock = cache.clock
+    cache.clock = lambda: clock() + seconds
+
+
+def eventually(check: Any, seconds: float = 5.0) -> None:
+    """Poll `check()` every 10 ms until it is true (for changes that travel through Redis)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 class Gateway:
-    """A `genroute serve` subprocess."""
+    """A `genroute serve` subprocess (for the CLI, environment variables, signals and
+    several workers; everything else uses InProcessGateway)."""
 
     def __init__(
         self,
@@ -125,11 +249,21 @@ class Gateway:
 
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[Any]:
-    """Factory: `start_gateway(config_dict_or_None, env=...)` → a running Gateway."""
-    started: list[Gateway] = []
+    """Factory: `start_gateway(config_dict_or_None, env=...)` → a running gateway: in this
+    process, or a `genroute serve` process when `env` is given or `process=True`."""
+    started: list[Gateway | InProcessGateway] = []
 
-    def start(config: dict[str, Any] | None, env: dict[str, str] | None = None) -> Gateway:
-        gateway = Gateway(config, tmp_path, env)
+    def start(
+        config: dict[str, Any] | None,
+        env: dict[str, str] | None = None,
+        *,
+        process: bool = False,
+    ) -> Gateway | InProcessGateway:
+        gateway: Gateway | InProcessGateway
+        if env is not None or process:
+            gateway = Gateway(config, tmp_path, env)
+        else:
+            gateway = InProcessGateway(config, tmp_path)
         started.append(gateway)
         return gateway
 

@@ -88,7 +88,7 @@ def test_serve_refuses_a_bad_config_at_start_up(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_embedded_default_serves_the_demo_model(start_gateway: Any) -> None:
-    gateway = start_gateway(None)
+    gateway = start_gateway(None, process=True)  # the banner is printed by `genroute serve`
     reply = generate(gateway.base_url, "demo", "Hello there")
     assert (
         reply["candidates"][0]["content"]["parts"][0]["text"]

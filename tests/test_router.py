@@ -5,9 +5,9 @@ from __future__ import annotations
 import collections
 
 import pytest
-from genroute.routing import Router, normalise_model_name
 
 from genroute.errors import InvalidRequest, NotFound
+from genroute.routing import Router, normalise_model_name
 from genroute.wire import GenerateContentRequest
 from tests.calls import call
 

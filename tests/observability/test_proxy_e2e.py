@@ -20,7 +20,7 @@ import pytest
 from google.genai import errors
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Gateway, free_port
+from tests.conftest import Gateway, InProcessGateway, free_port
 from tests.fakes.gemini_upstream import FakeGemini, build_generate_response
 from tests.server.conftest import MASTER_KEY, UPSTREAM_KEY, client_for
 from tests.server.test_gemini_e2e import BODY, post
@@ -55,7 +55,7 @@ def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gateway(fake: FakeGemini, logdir: Path) -> Iterator[Gateway]:
-    gw = Gateway(config_for(fake, logdir), logdir)
+    gw = InProcessGateway(config_for(fake, logdir), logdir)
     yield gw
     gw.stop()
 
@@ -377,7 +377,7 @@ def test_cooldown_gauge(fake: FakeGemini, tmp_path: Path) -> None:
         }
     )
     config["router_settings"].update(num_retries=3, allowed_fails=0, cooldown_time=60)
-    gw = Gateway(config, tmp_path)
+    gw = InProcessGateway(config, tmp_path)
     try:
         for _ in range(6):  # simple-shuffle reaches the dead deployment soon enough
             status, _, _ = post(gw, "/v1beta/models/gemini-2.5-flash:generateContent", BODY)

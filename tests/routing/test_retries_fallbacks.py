@@ -227,7 +227,7 @@ async def test_context_window_fallbacks_only_for_context_errors(fakes: list[Fake
 
 
 async def test_content_policy_fallbacks(fakes: list[FakeGemini]) -> None:
-    fakes[0].script("error", code=400, message="Output was blocked for PROHIBITED_CONTENT.")
+    fakes[0].script("error", code=400, message="The prompt was blocked for safety reasons.")
     router = make_router(
         [entry("strict", gemini(fakes[0])), entry("lenient", {"model": "demo/x"})],
         content_policy_fallbacks=[{"strict": ["lenient"]}],

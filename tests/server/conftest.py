@@ -10,7 +10,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.conftest import Gateway, free_port
+from tests.conftest import Gateway, InProcessGateway, free_port
 from tests.fakes.gemini_upstream import FakeGemini
 
 MASTER_KEY = "sk-test-master"
@@ -73,7 +73,7 @@ def gateway_config(fake: FakeGemini) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def gateway(fake: FakeGemini, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """genroute in front of the fake, shared by a module's tests."""
-    gw = Gateway(gateway_config(fake), Path(tmp_path_factory.mktemp("gateway")))
+    gw = InProcessGateway(gateway_config(fake), Path(tmp_path_factory.mktemp("gateway")))
     yield gw
     gw.stop()
 

@@ -21,7 +21,7 @@ import pytest
 from google.genai import errors, types
 from pydantic import BaseModel
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, InProcessGateway
 from tests.fakes.anthropic_upstream import FakeAnthropic, redacted, text, thinking, tool_use
 from tests.server.conftest import MASTER_KEY, client_for
 
@@ -66,7 +66,7 @@ def gateway(fake: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> It
         ],
         "general_settings": {"master_key": MASTER_KEY},
     }
-    gw = Gateway(config, Path(tmp_path_factory.mktemp("anthropic-gateway")))
+    gw = InProcessGateway(config, Path(tmp_path_factory.mktemp("anthropic-gateway")))
     yield gw
     gw.stop()
 

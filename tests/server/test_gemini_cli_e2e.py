@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Gateway, in_ci
+from tests.conftest import ROOT, Gateway, InProcessGateway, in_ci
 from tests.fakes.anthropic_upstream import FakeAnthropic, tool_use
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -74,7 +74,7 @@ def gateway(
         ],
         "general_settings": {"master_key": "sk-cli-master"},
     }
-    gw = Gateway(config, tmp_path_factory.mktemp("cli-gateway"))
+    gw = InProcessGateway(config, tmp_path_factory.mktemp("cli-gateway"))
     yield gw
     gw.stop()
 

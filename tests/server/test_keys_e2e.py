@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +20,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, InProcessGateway, advance_key_cache, eventually, freeze_limits
 from tests.dbs import db_url
 
 __all__ = ["db_url"]
@@ -87,10 +86,11 @@ def sdk(gw: Gateway, key: str) -> genai.Client:
     return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=gw.base_url))
 
 
-def stop(gw: Gateway) -> None:
-    """SIGTERM (uvicorn shuts down gracefully, then re-raises the signal)."""
+def stop(gw: Gateway | InProcessGateway) -> None:
+    """Shut down gracefully (a process: SIGTERM, then uvicorn re-raises the signal)."""
     gw.stop()
-    assert gw.proc.returncode in (0, -signal.SIGTERM), gw.log()[-4000:]
+    if isinstance(gw, Gateway):
+        assert gw.proc.returncode in (0, -signal.SIGTERM), gw.log()[-4000:]
     assert "Traceback" not in gw.log(), gw.log()[-4000:]
 
 
@@ -178,12 +178,12 @@ def test_virtual_keys_with_the_official_client(start_gateway: Any, tmp_path: Pat
     # The twin instance sees a change within its key_cache_ttl (0.5 s), no restart.
     assert generate(twin, key)[0] == 200
     call(gw, "POST", "/key/update", {"key": key, "blocked": True})
-    time.sleep(0.7)
+    assert generate(twin, key)[0] == 200  # still cached
+    advance_key_cache(twin, 0.6)
     assert generate(twin, key)[0] == 403
     # Rate limits: 429 with RetryInfo and Retry-After.
+    freeze_limits(gw)
     limited = new_key(gw, rpm_limit=2)
-    if time.time() % 60 > 58:
-        time.sleep(2.1)
     codes = [generate(gw, limited) for _ in range(3)]
     assert [c[0] for c in codes] == [200, 200, 429]
     error = codes[2][2]["error"]
@@ -271,7 +271,7 @@ async def test_200_concurrent_calls_then_restart(start_gateway: Any, db_url: str
 
 async def test_sigterm_during_load_loses_nothing(start_gateway: Any, db_url: str) -> None:
     cfg = config(db_url)
-    gw = start_gateway(cfg)
+    gw = start_gateway(cfg, process=True)
     keys = [new_key(gw, key_alias=f"term-{i}") for i in range(3)]
     outcome = await _load(gw, keys, 300, stop_after=60)
     gw.proc.wait(20)
@@ -295,15 +295,13 @@ def test_limits_and_changes_across_instances_with_redis(
     cfg = config(f"sqlite:///{tmp_path / 'shared.db'}")
     cfg["general_settings"].update({"redis_url": redis_url, "key_cache_ttl": 60})
     gw, twin = start_gateway(cfg), start_gateway(cfg)
-    if time.time() % 60 > 57:
-        time.sleep(3.1)
+    freeze_limits(gw, twin)
     key = new_key(gw, rpm_limit=4)
     codes = [generate(g, key)[0] for g in (gw, twin) * 4]
     assert sorted(codes) == [200] * 4 + [429] * 4  # one limit shared by both instances
     other = new_key(gw)
     assert generate(twin, other)[0] == 200  # cached on the twin for 60 s...
     assert call(gw, "POST", "/key/update", {"key": other, "blocked": True})[0] == 200
-    time.sleep(0.3)
-    assert generate(twin, other)[0] == 403  # ...but the change is published at once
+    eventually(lambda: generate(twin, other)[0] == 403)  # ...but the change is published
     stop(gw)
     stop(twin)

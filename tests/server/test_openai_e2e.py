@@ -20,7 +20,7 @@ import pydantic
 import pytest
 from google.genai import errors, types
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, InProcessGateway
 from tests.fakes.openai_upstream import AZURE_KEY, DEFAULT_KEY, FakeOpenAI
 from tests.server.conftest import MASTER_KEY, client_for
 
@@ -89,7 +89,7 @@ def gateway_config(fake: FakeOpenAI) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def gateway(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gw = Gateway(gateway_config(upstream), Path(tmp_path_factory.mktemp("openai-gateway")))
+    gw = InProcessGateway(gateway_config(upstream), Path(tmp_path_factory.mktemp("openai-gateway")))
     yield gw
     gw.stop()
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 from google.genai import errors
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, InProcessGateway
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.routing.conftest import unique_prefix
@@ -78,7 +78,7 @@ def gateway(fakes: list[FakeGemini], tmp_path_factory: pytest.TempPathFactory) -
         },
         "general_settings": {"master_key": MASTER_KEY},
     }
-    gw = Gateway(config, Path(tmp_path_factory.mktemp("router-gateway")))
+    gw = InProcessGateway(config, Path(tmp_path_factory.mktemp("router-gateway")))
     yield gw
     gw.stop()
 
@@ -211,7 +211,7 @@ def test_two_processes_share_an_rpm_cap_and_a_cooldown(
             "num_retries": 1,
         },
     }
-    one, two = Gateway(config, tmp_path), Gateway(config, tmp_path)
+    one, two = InProcessGateway(config, tmp_path), InProcessGateway(config, tmp_path)
     try:
         outcomes = []
         for i in range(6):
@@ -251,7 +251,7 @@ def test_redis_cut_off_mid_test_does_not_fail_requests(
                 "redis_reconnect_interval": 0.5,
             },
         }
-        gw = Gateway(config, tmp_path)
+        gw = InProcessGateway(config, tmp_path)
         try:
             for _ in range(3):
                 assert post(gw, "/v1beta/models/g:generateContent", BODY)[0] == 200

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from genroute.store.ledger import Totals
@@ -36,9 +37,16 @@ Entity = tuple[str, str]
 class EntityCache:
     """Rows by (kind, id), each kept for `ttl` seconds."""
 
-    def __init__(self, store: Store, ttl: float = 2.0, redis: Any = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ttl: float = 2.0,
+        redis: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.ttl = ttl
+        self.clock = clock  # when entries go stale (injectable for tests)
         self.redis = redis
         self._rows: dict[Entity, tuple[float, dict[str, Any] | None]] = {}
         self._loading: dict[Entity, asyncio.Future[dict[str, Any] | None]] = {}
@@ -51,7 +59,7 @@ class EntityCache:
         """The row (None when there is none), from the cache while it is fresh."""
         entity = (kind, ident)
         cached = self._rows.get(entity)
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > self.clock():
             return cached[1]
         waiting = self._loading.get(entity)
         if waiting is not None:
@@ -71,7 +79,7 @@ class EntityCache:
         return row
 
     def _remember(self, entity: Entity, row: dict[str, Any] | None) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if len(self._rows) >= MAX_ENTRIES:  # unknown keys are cached too: stay bounded
             self._rows = {k: v for k, v in self._rows.items() if v[0] > now}
             if len(self._rows) >= MAX_ENTRIES:
