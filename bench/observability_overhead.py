@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/observability_overhead.py [--calls 4000] [--rounds 5]
 
-Each call goes through the real ASGI app, Router, Gemini provider, translation and
-`JsonTransport` (so the upstream observer, attempt spans and `traceparent` injection are
-exercised); only the socket is replaced by a canned 200 reply, so the numbers are the
-gateway's own CPU time per call. Variants are interleaved round by round to cancel drift.
+Each call goes through the real ASGI app, the pipeline (observed, metered, Router), the
+Gemini provider, translation and `JsonTransport` (so the upstream observer, attempt spans
+and `traceparent` injection are exercised); only the network is replaced, by a
+`MockTransport` answering a canned 200 reply, so the numbers are the gateway's own CPU
+time per call. Variants are interleaved round by round to cancel drift.
 Prints p50/p99 per call and the p50 added over "off".
 """
 
@@ -33,10 +34,11 @@ from opentelemetry.sdk.trace.export import (  # noqa: E402
 )
 
 from genroute.config import config_from_data  # noqa: E402
-from genroute.http_pool import HttpPool  # noqa: E402
 from genroute.observability import Observability  # noqa: E402
 from genroute.observability.tracing import Tracing  # noqa: E402
-from genroute.router import Router  # noqa: E402
+from genroute.pipeline import build_pipeline  # noqa: E402
+from genroute.providers.transport import HttpRequest, HttpResponse, MockTransport  # noqa: E402
+from genroute.routing import Router  # noqa: E402
 from genroute.server.app import GatewayApp  # noqa: E402
 
 REPLY = json.dumps(
@@ -52,28 +54,8 @@ BODY = json.dumps({"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]}
 PATH = "/v1beta/models/flash:generateContent"
 
 
-class _Reply:
-    status = 200
-    headers: dict[str, str] = {}
-
-    async def read(self) -> bytes:
-        return REPLY
-
-    async def __aenter__(self) -> _Reply:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-class _Session:
-    closed = False
-
-    def post(self, url: str, **kwargs: Any) -> _Reply:
-        return _Reply()
-
-    async def close(self) -> None:
-        return None
+def _answer(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(200, {"content-type": "application/json"}, REPLY)
 
 
 class _Drop(SpanExporter):
@@ -96,11 +78,13 @@ def _app(obs: Observability | None) -> GatewayApp:
             ]
         }
     )
-    http = HttpPool()
-    http.session = lambda url: _Session()  # type: ignore[method-assign,assignment,return-value]
-    hooks = [obs.hook] if obs is not None else []
-    router = Router.from_config(config, allow_ad_hoc_models=False, http=http, hooks=hooks)
-    return GatewayApp(router, config, None, obs)
+    router = Router.from_config(
+        config, allow_ad_hoc_models=False, transport=MockTransport(_answer)
+    )
+    pipeline = build_pipeline(
+        config, router=router, governance=False, observability=obs or Observability()
+    )
+    return GatewayApp(pipeline, config)
 
 
 def _variants(tmp: str) -> dict[str, Callable[[], Observability | None]]:

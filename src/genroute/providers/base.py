@@ -10,7 +10,7 @@ canonical wire model; errors are raised as `genroute.errors` exceptions carrying
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from genroute.call import Call, ModelAPI
 from genroute.config import DeploymentParams, ModelInfo
@@ -21,14 +21,10 @@ from genroute.wire import (
     EmbedContentResponse,
 )
 
-if TYPE_CHECKING:
-    from genroute.providers.transport import Transport
-
 __all__ = [
     "DEFAULT_TIMEOUT",
     "DeploymentSpec",
     "Provider",
-    "ProviderFactory",
     "embed_one_by_batch",
 ]
 
@@ -65,12 +61,6 @@ class Provider(ModelAPI, Protocol):
 
     name: str
     spec: DeploymentSpec
-
-
-class ProviderFactory(Protocol):
-    """Builds a provider for a deployment; given the shared HTTP transport."""
-
-    def __call__(self, spec: DeploymentSpec, transport: Transport) -> Provider: ...
 
 
 async def embed_one_by_batch(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Protocol
 
 from genroute.errors import InvalidRequest
 from genroute.providers.anthropic import AnthropicProvider
-from genroute.providers.base import DeploymentSpec, Provider, ProviderFactory
+from genroute.providers.base import DeploymentSpec, Provider
 from genroute.providers.catalog import not_served
 from genroute.providers.demo import DemoProvider
 from genroute.providers.gemini import GeminiProvider
@@ -20,7 +21,21 @@ from genroute.providers.openai import SERVERS as OPENAI_COMPATIBLE
 from genroute.providers.openai import OpenAIProvider
 from genroute.providers.transport import Transport
 
-__all__ = ["ALIASES", "NOT_YET_SERVED", "PROVIDERS", "build_provider", "split_model"]
+__all__ = [
+    "ALIASES",
+    "NOT_YET_SERVED",
+    "PROVIDERS",
+    "ProviderFactory",
+    "build_provider",
+    "split_model",
+]
+
+
+class ProviderFactory(Protocol):
+    """Builds a provider for a deployment; given the shared HTTP transport."""
+
+    def __call__(self, spec: DeploymentSpec, transport: Transport) -> Provider: ...
+
 
 PROVIDERS: Mapping[str, ProviderFactory] = MappingProxyType(
     {
