@@ -213,8 +213,13 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 def rule_problems(body: dict[str, Any]) -> list[str]:
     """The conversation and parameter rules Anthropic enforces that types cannot express."""
-    problems: list[str] = []
     messages = body.get("messages") or []
+    return _turn_problems(messages) + _thinking_problems(body, messages)
+
+
+def _turn_problems(messages: list[dict[str, Any]]) -> list[str]:
+    """Roles, content and tool_use/tool_result pairing across the turns."""
+    problems: list[str] = []
     if messages and messages[0]["role"] != "user":
         problems.append('messages: first message must use the "user" role')
     seen_ids: set[str] = set()
@@ -250,6 +255,12 @@ def rule_problems(body: dict[str, Any]) -> list[str]:
                     f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
                     f"immediately after: {', '.join(missing)}"
                 )
+    return problems
+
+
+def _thinking_problems(body: dict[str, Any], messages: list[dict[str, Any]]) -> list[str]:
+    """Where thinking blocks may stand, and whether thinking must be on for them."""
+    problems: list[str] = []
     thinking_on = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
     for i, message in enumerate(messages):
         kinds = [b["type"] for b in _blocks(message)]

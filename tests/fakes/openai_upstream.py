@@ -460,19 +460,24 @@ class FakeOpenAI:
         except OpenAIError as err:
             return web.json_response(err.body(), status=err.status, headers=err.headers)
 
+    def _azure_deployment(self, request: web.BaseRequest) -> str | None:
+        """The Azure deployment named by the path (checked like Azure does), else None."""
+        parts = request.path.strip("/").split("/")
+        if parts[:2] != ["openai", "deployments"] or len(parts) < 4:
+            return None
+        if "api-version" not in request.query:
+            raise OpenAIError(404, "Resource not found", code="404")
+        if request.headers.get("api-key") != self.azure_key:
+            raise OpenAIError(
+                401,
+                "Access denied due to invalid subscription key or wrong API endpoint.",
+                code="401",
+            )
+        return parts[2]
+
     async def _route(self, request: web.BaseRequest) -> web.StreamResponse:
-        path, parts = request.path, request.path.strip("/").split("/")
-        deployment = None
-        if parts[:2] == ["openai", "deployments"] and len(parts) >= 4:
-            deployment = parts[2]
-            if "api-version" not in request.query:
-                raise OpenAIError(404, "Resource not found", code="404")
-            if request.headers.get("api-key") != self.azure_key:
-                raise OpenAIError(
-                    401,
-                    "Access denied due to invalid subscription key or wrong API endpoint.",
-                    code="401",
-                )
+        path = request.path
+        deployment = self._azure_deployment(request)
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None

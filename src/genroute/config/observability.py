@@ -92,7 +92,10 @@ class MetricsSettings(_Strict):
             "model_group": 200,
             "deployment": 200,
         }
-        return self.label_limits.get(label, defaults.get(label, 50))  # type: ignore[call-overload]
+        for name, limit in self.label_limits.items():
+            if name == label:
+                return limit
+        return defaults.get(label, 50)
 
 
 class TracingSettings(_Strict):

@@ -29,7 +29,7 @@ def backoff_delay(
     """
     if hinted is not None and hinted > cap:
         return None
-    step = base * 2 ** (retry - 1)
-    delay = step / 2 + rng.uniform(0, step / 2)
+    step = base * 2.0 ** (retry - 1)
+    delay: float = step / 2 + rng.uniform(0, step / 2)
     delay = max(delay, minimum, hinted or 0.0)
     return min(delay, cap)

@@ -15,7 +15,7 @@ connections belong to the event loop that first used them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from genroute.call import Call, Caller, Operation
 from genroute.config import Config, ModelEntry, ObservabilitySettings, config_from_data
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["COST_ATTRIBUTE", "DEPLOYMENT_KWARGS", "Client", "response_cost"]
 
 COST_ATTRIBUTE = "_genroute_cost"
+R = TypeVar("R")
 # Keywords that configure a deployment: only the one-off functions take them per call.
 DEPLOYMENT_KWARGS = frozenset(
     {"api_key", "api_base", "api_version", "timeout", "stream_timeout", "extra_headers"}
@@ -125,7 +126,7 @@ class Client:
             )
         return Call(operation, normalise_model_name(model), _caller(kwargs))
 
-    def _with_cost(self, response: Any, call: Call, wire: GenerateContentResponse) -> Any:
+    def _with_cost(self, response: R, call: Call, wire: GenerateContentResponse) -> R:
         usage = wire.usage_metadata
         if usage is None:
             return response

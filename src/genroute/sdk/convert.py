@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from google.genai import types
 from pydantic import BaseModel, ValidationError
 
 from genroute.errors import InvalidRequest
@@ -198,22 +199,16 @@ def build_embed_request(
         raise InvalidRequest(format_validation_error(exc)) from None
 
 
-def to_genai_response(response: GenerateContentResponse) -> Any:
+def to_genai_response(response: GenerateContentResponse) -> types.GenerateContentResponse:
     """The wire response as a `google.genai.types.GenerateContentResponse`."""
-    from google.genai import types
-
     return types.GenerateContentResponse._from_response(response=response.to_dict(), kwargs={})
 
 
-def to_genai_count(response: CountTokensResponse) -> Any:
+def to_genai_count(response: CountTokensResponse) -> types.CountTokensResponse:
     """The wire reply as a `google.genai.types.CountTokensResponse`."""
-    from google.genai import types
-
     return types.CountTokensResponse._from_response(response=response.to_dict(), kwargs={})
 
 
-def to_genai_embed(response: BatchEmbedContentsResponse) -> Any:
+def to_genai_embed(response: BatchEmbedContentsResponse) -> types.EmbedContentResponse:
     """The wire reply as a `google.genai.types.EmbedContentResponse` (one per content)."""
-    from google.genai import types
-
     return types.EmbedContentResponse._from_response(response=response.to_dict(), kwargs={})

@@ -4,9 +4,10 @@ SQLite (a file, WAL mode) by default; PostgreSQL with `general_settings.database
 postgresql://…`. Alembic migrations run automatically at start-up.
 """
 
+from genroute.errors import StoreError
 from genroute.store.engine import async_url, default_url
 from genroute.store.ledger import LedgerWriter, SpendRecord
-from genroute.store.repo import Store, StoreError, hash_key, parse_duration
+from genroute.store.repo import Store, hash_key, parse_duration
 
 __all__ = [
     "LedgerWriter",

@@ -217,6 +217,21 @@ def strict_schema(schema: Any) -> Any:
             {"type": "null"} if k == "null" else strict_schema({**rest, "type": k}) for k in kind
         ]
         return {**out, "anyOf": variants}
+    kind = _strict_choice(rest, out, kind)
+    for key in ("description", "title"):
+        if key in rest:
+            out[key] = rest.pop(key)
+    _strict_kind(rest, out, kind)
+    if rest:
+        described = ", ".join(f"{k}: {v}" for k, v in rest.items())
+        note = out.get("description")
+        out["description"] = (f"{note}\n\n" if note is not None else "") + "{" + described + "}"
+    return out
+
+
+def _strict_choice(rest: dict[str, Any], out: dict[str, Any], kind: Any) -> Any:
+    """Move enum/const/anyOf/oneOf/allOf (else the type) from `rest` to `out`; the type
+    left to shape the rest (None once an enum or const fixes the value)."""
     variants = rest.pop("anyOf", None) or rest.pop("oneOf", None)
     all_of = rest.pop("allOf", None)
     if isinstance(rest.get("enum"), list) and rest["enum"]:
@@ -229,9 +244,11 @@ def strict_schema(schema: Any) -> Any:
         out["allOf"] = [strict_schema(v) for v in all_of]
     elif kind is not None:
         out["type"] = kind
-    for key in ("description", "title"):
-        if key in rest:
-            out[key] = rest.pop(key)
+    return kind
+
+
+def _strict_kind(rest: dict[str, Any], out: dict[str, Any], kind: Any) -> None:
+    """Move the keywords of an object, string or array schema that Anthropic accepts."""
     if kind == "object":
         props = rest.pop("properties", None) or {}
         out["properties"] = {name: strict_schema(p) for name, p in props.items()}
@@ -246,8 +263,3 @@ def strict_schema(schema: Any) -> Any:
             out["items"] = strict_schema(rest.pop("items"))
         if rest.get("minItems") in (0, 1):
             out["minItems"] = rest.pop("minItems")
-    if rest:
-        described = ", ".join(f"{k}: {v}" for k, v in rest.items())
-        note = out.get("description")
-        out["description"] = (f"{note}\n\n" if note is not None else "") + "{" + described + "}"
-    return out

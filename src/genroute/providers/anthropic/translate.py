@@ -167,9 +167,9 @@ def _check_top_level(request: GenerateContentRequest, dropped: Drops) -> None:
         log.debug("unknown request field %s dropped", name)
 
 
-def _sampling(
-    generation: GenerationConfig, profile: ModelProfile, dropped: Drops
-) -> dict[str, Any]:
+def _refuse_unsupported(generation: GenerationConfig, dropped: Drops) -> None:
+    """Refuse (or, with drop_params, leave out) what changes the answer and has no
+    equivalent; log what can go without changing it."""
     where = "generationConfig"
     if generation.candidate_count is not None and generation.candidate_count > 1:
         dropped.refuse(f"{where}.candidateCount: anthropic models give one candidate")
@@ -185,6 +185,12 @@ def _sampling(
     for name in _DROPPED_CONFIG:
         if getattr(generation, name) is not None:
             log.debug("%s.%s dropped: no anthropic equivalent", where, name)
+
+
+def _sampling(
+    generation: GenerationConfig, profile: ModelProfile, dropped: Drops
+) -> dict[str, Any]:
+    _refuse_unsupported(generation, dropped)
     out: dict[str, Any] = {}
     if generation.stop_sequences:
         out["stop_sequences"] = list(generation.stop_sequences)
