@@ -6,12 +6,38 @@ sends for nested objects) alike, writes lowerCamel, and keeps fields it does not
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-__all__ = ["WireModel", "dump_json", "format_validation_error"]
+__all__ = ["Repeated", "WireModel", "dump_json", "format_validation_error", "one_as_list"]
+
+
+def one_as_list(value: Any) -> Any:
+    """A single value where a repeated field is expected, as a list of one.
+
+    Google's JSON parser accepts `"contents": {...}` for `"contents": [{...}]` (and the same
+    for every repeated field); Vertex's REST samples and LiteLLM's google_genai client send
+    it, so genroute accepts it too."""
+    if value is None or isinstance(value, list):
+        return value
+    return [value]
+
+
+if TYPE_CHECKING:
+    Repeated = list
+else:
+
+    class Repeated:
+        """`Repeated[X]`: a repeated field of the wire, a JSON array of X or a single X that
+        stands for a list of one. Validated as `list[X] | X`, array first, so that JSON
+        input stays on pydantic's fast path (a before-validator would not)."""
+
+        def __class_getitem__(cls, item: Any) -> Any:
+            return Annotated[
+                list[item] | item, Field(union_mode="left_to_right"), AfterValidator(one_as_list)
+            ]
 
 
 class WireModel(BaseModel):
@@ -50,16 +76,67 @@ def _loc_to_path(loc: tuple[int | str, ...], aliases: bool = True) -> str:
     return path
 
 
+Loc = tuple[int | str, ...]
+
+
+def _choose_branches(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the errors of the branch the input took at each `Repeated` field (a JSON array
+    or a single value), so that a message names one problem, not both readings of it."""
+    points: dict[tuple[Loc, str], list[dict[str, Any]]] = {}
+    for problem in problems:
+        loc = problem["loc"]
+        for i, seg in enumerate(loc):
+            if isinstance(seg, str) and seg.startswith("list[") and seg.endswith("]"):
+                points.setdefault((loc[:i], seg[5:-1]), []).append(problem)
+    drop: set[int] = set()
+    for (prefix, item), listed in points.items():
+        depth = len(prefix) + 1
+        n = len(prefix)
+        single = [p for p in problems if p["loc"][:n] == prefix and p["loc"][n : n + 1] == (item,)]
+        list_deep = any(len(p["loc"]) > depth for p in listed)
+        single_deep = any(len(p["loc"]) > depth for p in single)
+        if list_deep or not single_deep:
+            drop.update(id(p) for p in single)
+            if not list_deep:  # neither a list nor an item: one message for the field
+                for p in listed:
+                    p["msg"] = f"Input should be a list (or a single {item})"
+        else:
+            drop.update(id(p) for p in listed)
+    return [p for p in problems if id(p) not in drop]
+
+
+def _strip_branches(loc: Loc, list_points: set[tuple[Loc, str]]) -> Loc:
+    """The JSON path of a location, without the branch names pydantic adds at `Repeated`
+    fields (`list[Content]`, or `Content` for the single-item branch)."""
+    out: list[int | str] = []
+    for i, seg in enumerate(loc):
+        if isinstance(seg, str) and seg.startswith("function-"):
+            continue
+        if isinstance(seg, str) and seg.startswith("list[") and seg.endswith("]"):
+            continue
+        if isinstance(seg, str) and (loc[:i], seg) in list_points:
+            continue
+        out.append(seg)
+    return tuple(out)
+
+
 def format_validation_error(err: ValidationError, *, camel: bool = True) -> str:
     """One readable line per problem, each naming the field by its JSON path."""
     lines = []
-    for problem in err.errors(include_url=False):
-        loc = tuple(x for x in problem["loc"] if not str(x).startswith("function-"))
-        path = _loc_to_path(loc, aliases=camel) or "(request body)"
+    problems: list[dict[str, Any]] = [dict(p) for p in err.errors(include_url=False)]
+    list_points: set[tuple[Loc, str]] = set()
+    for p in problems:
+        loc: Loc = p["loc"]
+        for i, seg in enumerate(loc):
+            if isinstance(seg, str) and seg.startswith("list[") and seg.endswith("]"):
+                list_points.add((loc[:i], seg[5:-1]))
+    for problem in _choose_branches(problems):
+        path_loc = _strip_branches(problem["loc"], list_points)
+        path = _loc_to_path(path_loc, aliases=camel) or "(request body)"
         msg = str(problem["msg"]).removeprefix("Value error, ")
         if problem["type"] == "missing":
             msg = "required field is missing"
         elif problem["type"] == "extra_forbidden":
             msg = "unknown field"
         lines.append(f"{path}: {msg}")
-    return "; ".join(lines)
+    return "; ".join(dict.fromkeys(lines))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genroute.wire.base import WireModel
+from genroute.wire.base import Repeated, WireModel
 
 __all__ = [
     "Blob",
@@ -84,4 +84,4 @@ class Content(WireModel):
     """A turn of the conversation: a role (`user` or `model`) and its parts."""
 
     role: str | None = None
-    parts: list[Part] | None = None
+    parts: Repeated[Part] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import PrivateAttr
 
-from genroute.wire.base import WireModel
+from genroute.wire.base import Repeated, WireModel
 from genroute.wire.content import Content
 
 __all__ = [
@@ -43,7 +43,7 @@ class EmbedContentResponse(WireModel):
 class BatchEmbedContentsRequest(WireModel):
     """The body of `:batchEmbedContents`, which both SDKs use even for one input."""
 
-    requests: list[EmbedContentRequest]
+    requests: Repeated[EmbedContentRequest]
 
 
 class BatchEmbedContentsResponse(WireModel):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from genroute.wire.base import WireModel
+from genroute.wire.base import Repeated, WireModel
 from genroute.wire.content import Content
 from genroute.wire.response import ModalityTokenCount
 
@@ -40,7 +40,7 @@ class FunctionDeclaration(WireModel):
 class Tool(WireModel):
     """Function declarations and built-in tools (search, code execution, URL context...)."""
 
-    function_declarations: list[FunctionDeclaration] | None = None
+    function_declarations: Repeated[FunctionDeclaration] | None = None
     google_search: dict[str, Any] | None = None
     google_search_retrieval: dict[str, Any] | None = None
     code_execution: dict[str, Any] | None = None
@@ -51,7 +51,7 @@ class FunctionCallingConfig(WireModel):
     """How the model may call functions: AUTO, ANY, NONE or VALIDATED."""
 
     mode: str | None = None
-    allowed_function_names: list[str] | None = None
+    allowed_function_names: Repeated[str] | None = None
 
 
 class ToolConfig(WireModel):
@@ -85,7 +85,7 @@ class GenerationConfig(WireModel):
     top_k: int | None = None
     candidate_count: int | None = None
     max_output_tokens: int | None = None
-    stop_sequences: list[str] | None = None
+    stop_sequences: Repeated[str] | None = None
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
@@ -94,7 +94,7 @@ class GenerationConfig(WireModel):
     response_mime_type: str | None = None
     response_schema: dict[str, Any] | None = None
     response_json_schema: Any = None
-    response_modalities: list[str] | None = None
+    response_modalities: Repeated[str] | None = None
     media_resolution: str | None = None
     thinking_config: ThinkingConfig | None = None
     speech_config: dict[str, Any] | None = None
@@ -105,11 +105,11 @@ class GenerateContentRequest(WireModel):
     """The body of `models/{model}:generateContent` and `:streamGenerateContent`."""
 
     model: str | None = None
-    contents: list[Content]
+    contents: Repeated[Content]
     system_instruction: Content | None = None
-    tools: list[Tool] | None = None
+    tools: Repeated[Tool] | None = None
     tool_config: ToolConfig | None = None
-    safety_settings: list[SafetySetting] | None = None
+    safety_settings: Repeated[SafetySetting] | None = None
     generation_config: GenerationConfig | None = None
     cached_content: str | None = None
     labels: dict[str, str] | None = None
@@ -126,10 +126,10 @@ class GenerateContentRequest(WireModel):
 class CountTokensRequest(WireModel):
     """The body of `:countTokens`: `contents`, or a whole `generateContentRequest`."""
 
-    contents: list[Content] | None = None
+    contents: Repeated[Content] | None = None
     generate_content_request: GenerateContentRequest | None = None
     system_instruction: Content | None = None
-    tools: list[Tool] | None = None
+    tools: Repeated[Tool] | None = None
     generation_config: GenerationConfig | None = None
 
     def all_contents(self) -> list[Content]:
