@@ -103,6 +103,12 @@ async def test_a_stream_cut_anywhere_says_what_generate_says(case: Case, chunk: 
     assert "".join(c.text for c in chunks) == "Echo: hello there"
     assert finishes(chunks) == [len(chunks) - 1]
     assert chunks[-1].usage_metadata is not None
+    # Shaped like Gemini's chunks: code reading `candidates[0].content.parts` never breaks.
+    for chunk in chunks:
+        assert chunk.candidates, chunk
+        for candidate in chunk.candidates:
+            assert candidate.content is not None and candidate.content.role == "model"
+            assert candidate.content.parts
 
 
 @each_provider

@@ -16,9 +16,11 @@ from genroute.call import Call, ModelAPI
 from genroute.config import DeploymentParams, ModelInfo
 from genroute.wire import (
     BatchEmbedContentsRequest,
+    Content,
     ContentEmbedding,
     EmbedContentRequest,
     EmbedContentResponse,
+    Part,
 )
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "DeploymentSpec",
     "Provider",
     "embed_one_by_batch",
+    "stream_content",
 ]
 
 DEFAULT_TIMEOUT = 600.0
@@ -72,3 +75,10 @@ async def embed_one_by_batch(
     response = EmbedContentResponse(embedding=first)
     response._input_tokens = batch._input_tokens
     return response
+
+
+def stream_content(parts: list[Part]) -> Content:
+    """A translated stream chunk's content, shaped as Gemini's own: role `model` and a parts
+    list that is never empty (a chunk that only finishes the answer carries one empty text
+    part), so that code reading `chunk.candidates[0].content.parts` works on every chunk."""
+    return Content(role="model", parts=parts or [Part(text="")])

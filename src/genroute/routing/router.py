@@ -146,6 +146,11 @@ class Router:
         """The deployments serving `model`; raises NotFound for an unknown name."""
         return self._groups.group(model)
 
+    def knows(self, model: str) -> bool:
+        """Whether `model` is served: a group, an alias, a wildcard match, or (for an SDK
+        Router without a model list) any `provider/model`."""
+        return self._groups.knows(model) or (self.allow_ad_hoc_models and "/" in model)
+
     def resolve(self, model: str) -> str:
         """The group a client's model name is served by (aliases followed); NotFound for
         a name no group serves."""

@@ -1,6 +1,7 @@
-"""The gateway's ASGI application: Gemini API routes under /v1beta, /v1 and /v1alpha.
+"""The gateway's ASGI application: the Gemini API and Vertex AI model routes.
 
-Routes (any path prefix before the version is accepted, as the SDKs keep base-URL paths):
+Routes (the path shapes are in `genroute.server.paths`: Gemini API versions, no version,
+tuned models, Vertex AI with or without a project; any base-path prefix):
     POST {v}/models/{model}:generateContent | :streamGenerateContent | :countTokens
          | :embedContent | :batchEmbedContents
     GET  {v}/models        GET {v}/models/{model}
@@ -14,7 +15,6 @@ hands it to the pipeline (`genroute.pipeline`), whose layers do everything else.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from genroute.server import asgi, streaming
 from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
 from genroute.server.auth import MasterKeyAuth, presented_key, query_params
 from genroute.server.management import ManagementAPI
+from genroute.server.paths import parse_model_path
 from genroute.wire import (
     BatchEmbedContentsRequest,
     CountTokensRequest,
@@ -44,31 +45,14 @@ from genroute.wire import (
 
 log = logging.getLogger("genroute.server")
 
-__all__ = ["GatewayApp", "create_app", "parse_api_path", "parse_json"]
+__all__ = ["GatewayApp", "create_app", "parse_json"]
 
-_API_PATH = re.compile(r"/(v1|v1beta|v1alpha)/(models)(/.*)?$")
-_ACTIONS = frozenset(op.value for op in Operation)
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _HEALTH = {"/health/liveliness", "/health/liveness", "/health/readiness", "/health"}
 MAX_PAGE_SIZE = 1000
 
 W = TypeVar("W", bound=WireModel)
 Handler = Callable[[Scope, Receive, Send, Call, list[tuple[bytes, bytes]]], Awaitable[None]]
-
-
-def parse_api_path(path: str) -> tuple[str | None, str | None] | None:
-    """(model, action) for a Gemini API path, (None, None) for the models list, else None."""
-    match = _API_PATH.search(path)
-    if match is None:
-        return None
-    rest = match.group(3)
-    if not rest or rest == "/":
-        return None, None
-    target = rest[1:]
-    model, sep, action = target.rpartition(":")
-    if sep and action in _ACTIONS:
-        return model, action
-    return target, None
 
 
 def parse_json(body: bytes, model: type[W]) -> W:
@@ -171,7 +155,7 @@ class GatewayApp:
     ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        parsed = parse_api_path(path)
+        parsed = parse_model_path(path)
         if parsed is None:
             if path in _HEALTH and method in ("GET", "HEAD"):
                 await self._health(path, send, headers)
@@ -183,7 +167,7 @@ class GatewayApp:
                 await self.management.handle(scope, receive, send, headers)
                 return
             raise NotFound(f"no route for {method} {path}")
-        model, action = parsed
+        model, action = parsed.name(self.router.knows), parsed.action
         query = query_params(scope)
         key = presented_key(scope, query)
         row = None
@@ -206,7 +190,8 @@ class GatewayApp:
             raise GenrouteError(
                 f"{action} needs POST, not {method}", code=405, status="UNIMPLEMENTED"
             )
-        assert model is not None
+        if model is None:
+            raise NotFound(f"no route for {method} {path}")
         call = self._call(scope, Operation(action), normalise_model_name(model), key, row, rid)
         await self._post[action](scope, receive, send, call, headers)
 

@@ -105,6 +105,8 @@ def _joined(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Adjacent text deltas of the same kind merged, as a client concatenates them."""
     out: list[dict[str, Any]] = []
     for part in parts:
+        if part == {"text": ""}:  # what a chunk that only finishes the answer carries
+            continue
         prev = out[-1] if out else None
         same_kind = prev is not None and bool(prev.get("thought")) == bool(part.get("thought"))
         if (

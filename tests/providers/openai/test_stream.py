@@ -55,8 +55,9 @@ def test_chunks_keep_the_invariants_google_clients_need(name: str) -> None:
         assert bool(finishes) == last
         if chunk.usage_metadata is not None:
             assert last
-        for candidate in chunk.candidates or []:
-            assert candidate.content is not None or candidate.finish_reason
+        for candidate in chunk.candidates or []:  # shaped like Gemini's own chunks
+            assert candidate.content is not None and candidate.content.role == "model"
+            assert candidate.content.parts
 
 
 def test_tool_call_arguments_split_per_character_make_one_call() -> None:
@@ -98,7 +99,9 @@ def test_tool_call_arguments_split_per_character_make_one_call() -> None:
     assert parts == [
         {"functionCall": {"id": "call_1", "name": "search", "args": json.loads(arguments)}}
     ]
-    assert chunks[1].to_dict()["candidates"] == [{"finishReason": "STOP", "index": 0}]
+    assert chunks[1].to_dict()["candidates"] == [
+        {"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP", "index": 0}
+    ]
     assert decoder.feed(b"[DONE]") == [] and decoder.end() == []
 
 

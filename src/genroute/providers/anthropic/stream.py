@@ -35,8 +35,9 @@ from genroute.providers.anthropic.response import (
     usage_metadata,
 )
 from genroute.providers.anthropic.thinking import ThoughtCarrier
+from genroute.providers.base import stream_content
 from genroute.providers.shapes import Reader
-from genroute.wire import Candidate, Content, FunctionCall, GenerateContentResponse, Part
+from genroute.wire import Candidate, FunctionCall, GenerateContentResponse, Part
 
 __all__ = ["StreamDecoder"]
 
@@ -228,9 +229,8 @@ class StreamDecoder:
         return chunk
 
     def _chunk(self, parts: list[Part]) -> GenerateContentResponse:
-        content = Content(role="model", parts=parts) if parts else None
         return GenerateContentResponse(
-            candidates=[Candidate(content=content, index=0)],
+            candidates=[Candidate(content=stream_content(parts), index=0)],
             model_version=self._model,
             response_id=self._id,
         )

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from genroute.errors import UpstreamUnavailable
+from genroute.providers.base import stream_content
 from genroute.providers.openai.errors import error_from_object
 from genroute.providers.openai.response import (
     PROVIDER,
@@ -38,7 +39,7 @@ from genroute.providers.openai.response import (
     usage_metadata,
 )
 from genroute.providers.shapes import Reader
-from genroute.wire import Candidate, Content, GenerateContentResponse, Part, UsageMetadata
+from genroute.wire import Candidate, GenerateContentResponse, Part, UsageMetadata
 
 __all__ = ["DONE", "StreamDecoder"]
 
@@ -137,8 +138,7 @@ class StreamDecoder:
         result, _ = logprobs_result(choice.get("logprobs"), r, f"{path}.logprobs")
         if not parts and result is None:
             return None
-        content = Content(role="model", parts=parts) if parts else None
-        return Candidate(content=content, index=index, logprobs_result=result)
+        return Candidate(content=stream_content(parts), index=index, logprobs_result=result)
 
     @staticmethod
     def _add_call(state: _Choice, delta: ToolCall) -> None:
@@ -192,7 +192,7 @@ class StreamDecoder:
                 reason = "SAFETY"
             candidates.append(
                 Candidate(
-                    content=Content(role="model", parts=parts) if parts else None,
+                    content=stream_content(parts),
                     finish_reason=reason,
                     finish_message=state.finish_message,
                     index=index,
