@@ -3,6 +3,12 @@
 It registers every provider whose key is in the environment (the key variables come from
 `genroute.providers.catalog`); with none, the built-in `demo` model, so that a fresh
 machine has something that answers.
+
+Clients send Gemini model names of their own: gemini-cli in its default `auto` mode calls
+a classifier (`gemini-3.5-flash-lite`) and a pro model (`gemini-3.1-pro-preview`), and
+other names with `-m`. The default serves every `gemini-*` name: with a Gemini key on
+Gemini itself; without one on the first other provider found (`*pro*` names on its
+larger model, the rest on its smaller one), or on the demo model.
 """
 
 from __future__ import annotations
@@ -14,10 +20,30 @@ from typing import Any
 from genroute.config import Config, config_from_data
 from genroute.providers.catalog import key_env_present
 
-__all__ = ["default_config", "provider_keys_found"]
+__all__ = [
+    "DEFAULT_PROVIDERS",
+    "GEMINI_CLI_MODELS",
+    "STAND_INS",
+    "default_config",
+    "provider_keys_found",
+]
 
 # The providers whose keys the embedded default looks for, in the order they are added.
 DEFAULT_PROVIDERS = ("gemini", "anthropic", "openai")
+# The names gemini-cli (0.61) calls without `-m` (its `auto` mode's classifier and pro
+# model), and its documented defaults with `-m`; `check-config` warns about unserved ones.
+GEMINI_CLI_MODELS = (
+    "gemini-3.5-flash-lite",
+    "gemini-3.1-pro-preview",
+    "gemini-3-flash-preview",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+)
+# Without a Gemini key, `gemini-*` names go to another provider: (pro model, other model).
+STAND_INS = {
+    "anthropic": ("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
+    "openai": ("openai/gpt-4.1", "openai/gpt-4.1-mini"),
+}
 
 
 def provider_keys_found(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -60,6 +86,21 @@ def default_config(environ: Mapping[str, str] | None = None) -> Config:
         # Ahead of Gemini's `text-embedding-*`, which would otherwise take these names.
         for name in ("text-embedding-3-*", "text-embedding-ada-*"):
             entries.insert(0, _entry(name, f"openai/{name}", var, mode="embedding"))
-    if not entries:
-        entries.append({"model_name": "demo", "params": {"model": "demo/echo"}})
+    if "gemini" not in keys:
+        entries += _gemini_names_elsewhere(keys)
     return config_from_data({"model_list": entries}, source="<embedded default>", environ=env)
+
+
+def _gemini_names_elsewhere(keys: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Entries serving the `gemini-*` names clients send, without a Gemini key."""
+    for prefix, (pro, other) in STAND_INS.items():
+        if prefix in keys:
+            return [
+                _entry("gemini-*pro*", pro, keys[prefix]),
+                _entry("gemini-*", other, keys[prefix]),
+            ]
+    demo = {"model": "demo/echo"}
+    return [
+        {"model_name": "demo", "params": demo},
+        {"model_name": "gemini-*", "params": demo},
+    ]

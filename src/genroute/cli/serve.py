@@ -12,10 +12,17 @@ from rich.table import Table
 
 from genroute._version import __version__
 from genroute.config import Config, load_config
-from genroute.defaults import DEFAULT_PROVIDERS, default_config
+from genroute.defaults import DEFAULT_PROVIDERS, GEMINI_CLI_MODELS, default_config
 from genroute.providers.catalog import facts_for
 
-__all__ = ["CONFIG_ENV", "app_from_env", "check_config", "serve", "settle_heap"]
+__all__ = [
+    "CONFIG_ENV",
+    "app_from_env",
+    "check_config",
+    "serve",
+    "settle_heap",
+    "unserved_client_defaults",
+]
 
 CONFIG_ENV = "GENROUTE_CONFIG"
 
@@ -123,13 +130,26 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def unserved_client_defaults(config: Config) -> list[str]:
+    """The model names gemini-cli calls on its own that this config does not serve."""
+    from genroute.routing import Router
+
+    router = Router.from_config(config, allow_ad_hoc_models=False)
+    return [name for name in GEMINI_CLI_MODELS if not router.knows(name)]
+
+
 def check_config(args: argparse.Namespace) -> int:
     """Validate a config without serving."""
     config = load_config(args.path)
-    from genroute.routing import Router
-
-    Router.from_config(config, allow_ad_hoc_models=False)
+    unserved = unserved_client_defaults(config)
     console = Console(highlight=False)
     console.print(f"[green]{args.path}: OK[/green] ({len(config.model_list)} deployments)")
     console.print(_models_table(config))
+    if unserved:
+        console.print(
+            f"[yellow]warning: gemini-cli calls {', '.join(unserved)} on its own (its default "
+            "auto mode, and its default with -m), and this config serves none of them: add a "
+            "`gemini-*` wildcard entry, or map them with router_settings.model_group_alias."
+            "[/yellow]"
+        )
     return 0

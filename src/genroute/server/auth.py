@@ -1,8 +1,9 @@
 """Finding the caller's key and checking it against the master key in constant time.
 
-The key may come as `x-goog-api-key` (what the Google SDKs send), `?key=` or
-`Authorization: Bearer`. Keys are compared as SHA-256 digests with `hmac.compare_digest`
-and never logged.
+The key may come as `x-goog-api-key` (what the Google SDKs send), `?key=`,
+`Authorization: Bearer` or `x-litellm-api-key`. On the management API `?key=` names the key
+being looked up (as in LiteLLM), so there the caller's key comes from the headers only.
+Keys are compared as SHA-256 digests with `hmac.compare_digest` and never logged.
 """
 
 from __future__ import annotations
@@ -28,16 +29,20 @@ def query_params(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(raw.decode("latin-1"))) if raw else {}
 
 
-def presented_key(scope: Scope, query: dict[str, str]) -> str | None:
-    """The key the client sent, from the header, the query or a bearer token."""
+def presented_key(scope: Scope, query: dict[str, str] | None) -> str | None:
+    """The key the client sent: `x-goog-api-key`, else `?key=` (when `query` is given),
+    else `Authorization: Bearer`, else `x-litellm-api-key`."""
     value = header(scope, b"x-goog-api-key")
     if value:
         return value.decode("latin-1").strip()
-    if query.get("key"):
+    if query is not None and query.get("key"):
         return query["key"].strip()
     auth = header(scope, b"authorization")
     if auth and auth[:7].lower() == b"bearer ":
         return auth[7:].decode("latin-1").strip()
+    value = header(scope, b"x-litellm-api-key")
+    if value:
+        return value.decode("latin-1").strip()
     return None
 
 

@@ -182,9 +182,10 @@ class ManagementAPI:
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        """Authenticate as the master key, run the route, send its JSON."""
+        """Authenticate as the master key, run the route, send its JSON. The caller's key
+        comes from the headers: `?key=` is the key a route looks up, as in LiteLLM."""
         query = query_params(scope)
-        key = presented_key(scope, query)
+        key = presented_key(scope, None)
         if not self.gov.authenticated_master(key):
             if self.gov.has_master:
                 await self.gov.authenticate(key)  # 401/403 for a missing or unknown key
