@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -69,6 +70,26 @@ def redis_url() -> str:
     """A Redis URL for real tests (the machine's server)."""
     require_service("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+# One TLS context for every google-genai client the tests make: each client would otherwise
+# load the CA bundle three times (httpx, aiohttp, websockets), ~90 ms per client.
+_TLS = ssl.create_default_context()
+
+
+def genai_client(base_url: str, key: str, version: str = "v1beta", **options: Any) -> Any:
+    """The official google-genai client pointed at `base_url` (a gateway or a fake)."""
+    from google import genai
+    from google.genai import types
+
+    http = types.HttpOptions(
+        base_url=base_url,
+        api_version=version,
+        client_args={"verify": _TLS},
+        async_client_args={"ssl": _TLS},
+        **options,
+    )
+    return genai.Client(api_key=key, http_options=http)
 
 
 def free_port() -> int:

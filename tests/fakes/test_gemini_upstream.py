@@ -15,6 +15,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
+from tests.conftest import genai_client
+
 from .gemini_upstream import (
     DEFAULT_API_KEY,
     FRAMINGS,
@@ -45,8 +47,8 @@ def fake() -> Iterator[FakeGemini]:
 
 
 def sdk(fake: FakeGemini, key: str = DEFAULT_API_KEY, version: str = "v1beta") -> genai.Client:
-    options = types.HttpOptions(base_url=fake.base_url, api_version=version)
-    return genai.Client(api_key=key, http_options=options)
+    client: genai.Client = genai_client(fake.base_url, key, version)
+    return client
 
 
 def call(
@@ -415,13 +417,13 @@ def test_slow_stream_records_client_disconnect(fake: FakeGemini) -> None:
 
 
 def test_delay_script_and_client_timeout(fake: FakeGemini) -> None:
-    fake.script("delay", seconds=0.3)
+    fake.script("delay", seconds=0.1)
     started = time.monotonic()
     assert call(fake, "POST", GEN, BODY)[0] == 200
-    assert time.monotonic() - started >= 0.3
-    fake.script("error", code=500, delay=2.0)
+    assert time.monotonic() - started >= 0.1
+    fake.script("error", code=500, delay=0.5)
     with pytest.raises(TimeoutError):
-        call(fake, "POST", GEN, BODY, timeout=0.2)
+        call(fake, "POST", GEN, BODY, timeout=0.05)
     assert fake.cancelled.wait(2)
 
 

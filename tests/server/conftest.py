@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 from google import genai
-from google.genai import types
 
-from tests.conftest import Gateway, InProcessGateway, free_port
+from tests.conftest import Gateway, InProcessGateway, free_port, genai_client
 from tests.fakes.gemini_upstream import FakeGemini
 
 MASTER_KEY = "sk-test-master"
@@ -80,6 +79,4 @@ def gateway(fake: FakeGemini, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def client_for(gateway: Gateway, version: str = "v1beta", key: str = MASTER_KEY) -> genai.Client:
     """The official google-genai client pointed at genroute."""
-    return genai.Client(
-        api_key=key, http_options=types.HttpOptions(base_url=gateway.base_url, api_version=version)
-    )
+    return genai_client(gateway.base_url, key, version)

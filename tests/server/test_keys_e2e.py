@@ -18,9 +18,15 @@ import aiohttp
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
-from google.genai import types
 
-from tests.conftest import Gateway, InProcessGateway, advance_key_cache, eventually, freeze_limits
+from tests.conftest import (
+    Gateway,
+    InProcessGateway,
+    advance_key_cache,
+    eventually,
+    freeze_limits,
+    genai_client,
+)
 from tests.dbs import db_url
 
 __all__ = ["db_url"]
@@ -83,7 +89,8 @@ def generate(
 
 
 def sdk(gw: Gateway, key: str) -> genai.Client:
-    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=gw.base_url))
+    client: genai.Client = genai_client(gw.base_url, key)
+    return client
 
 
 def stop(gw: Gateway | InProcessGateway) -> None:
