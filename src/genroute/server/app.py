@@ -32,6 +32,7 @@ from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
 from genroute.server.auth import MasterKeyAuth, presented_key, query_params
 from genroute.server.management import ManagementAPI
 from genroute.server.paths import parse_model_path
+from genroute.server.vertex import lift_embed_config, predict_reply, predict_request
 from genroute.wire import (
     BatchEmbedContentsRequest,
     CountTokensRequest,
@@ -55,7 +56,9 @@ W = TypeVar("W", bound=WireModel)
 Handler = Callable[[Scope, Receive, Send, Call, list[tuple[bytes, bytes]]], Awaitable[None]]
 
 
-def parse_json(body: bytes, model: type[W]) -> W:
+def parse_json(
+    body: bytes, model: type[W], reshape: Callable[[dict[str, Any]], Any] | None = None
+) -> W:
     """Validate a request body; InvalidRequest naming the field on any problem."""
     try:
         data = orjson.loads(body) if body else None
@@ -63,6 +66,8 @@ def parse_json(body: bytes, model: type[W]) -> W:
         raise InvalidRequest(f"Invalid JSON payload received: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("Invalid JSON payload received: the body must be a JSON object")
+    if reshape is not None:
+        data = reshape(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -102,6 +107,7 @@ class GatewayApp:
             "countTokens": self._count_tokens,
             "embedContent": self._embed,
             "batchEmbedContents": self._batch_embed,
+            "predict": self._predict,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,7 +198,8 @@ class GatewayApp:
             )
         if model is None:
             raise NotFound(f"no route for {method} {path}")
-        call = self._call(scope, Operation(action), normalise_model_name(model), key, row, rid)
+        operation = Operation.BATCH_EMBED if action == "predict" else Operation(action)
+        call = self._call(scope, operation, normalise_model_name(model), key, row, rid)
         await self._post[action](scope, receive, send, call, headers)
 
     def _call(
@@ -262,10 +269,19 @@ class GatewayApp:
         reply = ListModelsResponse(models=page, next_page_token=more)
         await asgi.send_bytes(send, 200, dump_json(reply), [JSON_TYPE, *headers])
 
-    async def _body(self, scope: Scope, receive: Receive, call: Call, model: type[W]) -> W:
-        """The validated body; a refusal is recorded as the call's outcome."""
+    async def _body(
+        self,
+        scope: Scope,
+        receive: Receive,
+        call: Call,
+        model: type[W],
+        reshape: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> W:
+        """The validated body (`reshape`d first, for another API's shape of it); a refusal
+        is recorded as the call's outcome."""
         try:
-            return parse_json(await asgi.read_body(scope, receive, self.body_limit), model)
+            raw = await asgi.read_body(scope, receive, self.body_limit)
+            return parse_json(raw, model, reshape)
         except (GenrouteError, ConnectionAbortedError) as exc:
             if self.observability is not None:
                 self.observability.refused(call, exc)
@@ -324,8 +340,31 @@ class GatewayApp:
         call: Call,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        request = await self._body(scope, receive, call, EmbedContentRequest)
+        request = await self._body(scope, receive, call, EmbedContentRequest, lift_embed_config)
         await self._reply(send, self.pipeline.embed(call, request), call, headers)
+
+    async def _predict(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        call: Call,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Vertex `:predict` for embeddings: a batch embed in Vertex's own shape."""
+        request = await self._body(
+            scope,
+            receive,
+            call,
+            BatchEmbedContentsRequest,
+            lambda body: predict_request(body, call.model).model_dump(by_alias=True),
+        )
+        try:
+            response = await self.pipeline.batch_embed(call, request)
+        finally:
+            headers.extend(routing_headers(call.route))
+        data = orjson.dumps(predict_reply(request, response))
+        await asgi.send_bytes(send, 200, data, [JSON_TYPE, *headers])
 
     async def _batch_embed(
         self,

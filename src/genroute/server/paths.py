@@ -9,7 +9,8 @@
                                                   Vertex AI (v1, v1beta1), and its
                                                   express mode; `vertexai=True` clients
 
-`{prefix}` is any base path the client keeps in its base URL. Without `:{method}` the
+`{prefix}` is any base path the client keeps in its base URL. Vertex paths also take
+`:predict`, with which Vertex clients embed (see `genroute.server.vertex`). Without `:{method}` the
 path names a model (GET) or, without a model, the models list. A model id may contain
 `/` (`models/org/model-x`).
 
@@ -25,7 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ACTIONS", "ModelPath", "parse_model_path"]
+__all__ = ["ACTIONS", "VERTEX_ACTIONS", "ModelPath", "parse_model_path"]
 
 ACTIONS = frozenset(
     {
@@ -36,6 +37,7 @@ ACTIONS = frozenset(
         "batchEmbedContents",
     }
 )
+VERTEX_ACTIONS = ACTIONS | {"predict"}  # Vertex embeds text-embedding models with :predict
 _PATH = re.compile(
     r"^(?:.*?/)??"
     r"(?:(?P<version>v1|v1beta|v1alpha|v1beta1)/)?"
@@ -86,6 +88,6 @@ def parse_model_path(path: str) -> ModelPath | None:
     action: str | None = None
     if rest:
         head, sep, tail = rest.rpartition(":")
-        if sep and tail in ACTIONS and head:
+        if sep and tail in (VERTEX_ACTIONS if vertex else ACTIONS) and head:
             model, action = head, tail
     return ModelPath(model, action, match["publisher"], match["collection"], vertex)
