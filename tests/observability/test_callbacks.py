@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,19 @@ class Raises(Callback):
         raise RuntimeError("callback bug")
 
 
-class Sleeps(Callback):
+class NeverReturns(Callback):
     async def on_success(self, record: CallRecord) -> None:
-        await asyncio.sleep(1.0)
+        await asyncio.Event().wait()
 
 
-class SleepsInSyncCode:
-    def on_success(self, record: CallRecord) -> None:  # sync: run in a thread
-        time.sleep(0.5)
+class BlocksInSyncCode:
+    """A sync callback (run in a thread) that blocks until the test releases it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def on_success(self, record: CallRecord) -> None:
+        self.release.wait(10)
 
 
 RECORDER = Recorder()
@@ -80,7 +86,8 @@ async def test_sdk_client_callbacks_success_and_stream_end() -> None:
 
 async def test_slow_and_failing_callbacks_leave_requests_unchanged() -> None:
     baseline = Client(DEMO)
-    busy = Client(DEMO, callbacks=[Raises(), Sleeps(), SleepsInSyncCode()])
+    blocking = BlocksInSyncCode()
+    busy = Client(DEMO, callbacks=[Raises(), NeverReturns(), blocking])
     obs = busy.pipeline.observability
     assert obs is not None and obs.callbacks is not None
 
@@ -94,15 +101,18 @@ async def test_slow_and_failing_callbacks_leave_requests_unchanged() -> None:
             texts.append(response.text)
         return texts, worst
 
-    expected, base_worst = await timed(baseline)
-    texts, worst = await timed(busy)
-    assert texts == expected
-    assert worst < base_worst + 0.05, (worst, base_worst)  # the 1 s and 0.5 s sleeps never show
-    raising = next(s for s in obs.callbacks.sinks if s.name == "Raises")
-    await until(lambda: raising.errors == 20)
-    await baseline.aclose()
-    await obs.callbacks.aclose(drain_seconds=0.2)  # the sleepers would take 20 s to drain
-    await busy.aclose()
+    try:
+        expected, base_worst = await timed(baseline)
+        texts, worst = await timed(busy)
+        assert texts == expected
+        assert worst < base_worst + 0.05, (worst, base_worst)  # the blocked callbacks never show
+        raising = next(s for s in obs.callbacks.sinks if s.name == "Raises")
+        await until(lambda: raising.errors == 20)
+        await baseline.aclose()
+        await obs.callbacks.aclose(drain_seconds=0.05)  # the blocked ones would never drain
+        await busy.aclose()
+    finally:
+        blocking.release.set()
 
 
 async def test_a_full_queue_drops_and_counts() -> None:

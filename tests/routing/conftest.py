@@ -20,8 +20,9 @@ REQUEST = GenerateContentRequest.model_validate(
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[list[FakeGemini]]:
-    """Three fake Gemini upstreams, shared by a module's tests."""
-    upstreams = [FakeGemini(UPSTREAM_KEY).start() for _ in range(3)]
+    """Three fake Gemini upstreams, shared by a module's tests (their streams pause 2 ms
+    between writes, not 10: the Router tests do not look at how the bytes are cut)."""
+    upstreams = [FakeGemini(UPSTREAM_KEY, pause=0.002).start() for _ in range(3)]
     yield upstreams
     for upstream in upstreams:
         upstream.stop()
@@ -52,14 +53,29 @@ def entry(group: str, params: dict[str, Any], deployment_id: str | None = None) 
     return item
 
 
+class ManualClock:
+    """A monotonic clock the test moves forward (for cooldowns and usage windows)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 _open: list[Router] = []
 
 
-def make_router(entries: list[dict[str, Any]], **settings: Any) -> Router:
-    """A Router over `entries` (fast backoff unless the test sets its own), closed after
-    the test."""
+def make_router(
+    entries: list[dict[str, Any]], clock: ManualClock | None = None, **settings: Any
+) -> Router:
+    """A Router over `entries` (fast backoff unless the test sets its own; its in-memory
+    state on `clock` when given), closed after the test."""
     settings.setdefault("retry_backoff_base", 0.01)
-    router = Router(entries, router_settings=settings)
+    router = Router(entries, router_settings=settings, clock=clock)
     _open.append(router)
     return router
 

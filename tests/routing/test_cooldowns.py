@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from genroute.errors import GroupRateLimited, GroupUnavailable, RateLimited, UpstreamError
 from tests.calls import call
 from tests.fakes.gemini_upstream import FakeGemini
-from tests.routing.conftest import REQUEST, entry, gemini, make_router
+from tests.routing.conftest import REQUEST, ManualClock, entry, gemini, make_router
 
 
 async def test_cooldown_after_allowed_fails_and_its_expiry(fakes: list[FakeGemini]) -> None:
     bad = fakes[0]
     bad.script("error", code=500, times=None)
+    clock = ManualClock()
     router = make_router(
         [
             entry("g", gemini(bad, order=1), "bad"),
             entry("g", {"model": "demo/x", "order": 2}, "good"),
         ],
+        clock,
         num_retries=1,
         allowed_fails=1,
         cooldown_time=0.6,
@@ -34,7 +34,10 @@ async def test_cooldown_after_allowed_fails_and_its_expiry(fakes: list[FakeGemin
         await router.generate(ctx := call("g"), REQUEST)
         assert [a.deployment_id for a in ctx.route.attempts] == ["good"]
     assert len(bad.requests) == 2
-    await asyncio.sleep(0.7)
+    clock.advance(0.5)
+    await router.generate(ctx := call("g"), REQUEST)
+    assert [a.deployment_id for a in ctx.route.attempts] == ["good"]  # still cooling
+    clock.advance(0.2)
     await router.generate(ctx := call("g"), REQUEST)
     assert ctx.route.attempts[0].deployment_id == "bad" and len(bad.requests) == 3
 

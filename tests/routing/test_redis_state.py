@@ -6,8 +6,10 @@ TCP proxy that the test cuts off and brings back.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -115,8 +117,6 @@ async def test_unreachable_redis_falls_back_to_memory_and_warns_once(
 async def test_redis_cut_off_mid_test_and_back(
     redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture, fakes: list[FakeGemini]
 ) -> None:
-    import asyncio
-
     caplog.set_level(logging.WARNING, logger="genroute.router")
     with TcpProxy(6379) as proxy:
         router: Router = make_router(
@@ -124,7 +124,7 @@ async def test_redis_cut_off_mid_test_and_back(
             **shared(
                 f"redis://127.0.0.1:{proxy.port}/0",
                 prefix,
-                redis_reconnect_interval=0.3,
+                redis_reconnect_interval=0.05,
                 routing_strategy="least-busy",
             ),
         )
@@ -140,7 +140,11 @@ async def test_redis_cut_off_mid_test_and_back(
         down = [r for r in caplog.records if "Redis is unreachable" in r.getMessage()]
         assert len(down) == 1
         proxy.start()
-        await asyncio.sleep(0.4)
+        deadline = time.monotonic() + 5
+        while router.state.backend != "redis":  # retried every 0.05 s, on the next call
+            assert time.monotonic() < deadline, "Redis never came back"
+            await asyncio.sleep(0.01)
+            await router.generate(call("g"), REQUEST)
         for _ in range(3):
             await router.generate(call("g"), REQUEST)
         assert router.state.backend == "redis"
@@ -180,8 +184,6 @@ async def test_redis_host_settings_build_the_url(redis_url: str, prefix: str) ->
 async def test_redis_that_stops_answering_times_out_to_memory(
     redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import time
-
     caplog.set_level(logging.WARNING, logger="genroute.router")
     with TcpProxy(6379) as proxy:
         router = make_router(
@@ -189,7 +191,7 @@ async def test_redis_that_stops_answering_times_out_to_memory(
             **shared(
                 f"redis://127.0.0.1:{proxy.port}/0",
                 prefix,
-                redis_socket_timeout=0.2,
+                redis_socket_timeout=0.05,
                 redis_reconnect_interval=30,
             ),
         )

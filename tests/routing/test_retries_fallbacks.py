@@ -55,7 +55,7 @@ class CountingLayer:
     [
         {"kind": "error", "code": 500},
         {"kind": "error", "code": 503},
-        {"kind": "error", "code": 429, "retry_delay": "0.2s", "headers": {"Retry-After": "0"}},
+        {"kind": "error", "code": 429, "retry_delay": "0.05s", "headers": {"Retry-After": "0"}},
         {"kind": "drop"},
     ],
     ids=["500", "503", "429", "drop"],
@@ -73,10 +73,10 @@ async def test_retries_the_same_deployment(fakes: list[FakeGemini], script: dict
 
 async def test_timeout_moves_to_another_deployment(fakes: list[FakeGemini]) -> None:
     slow, fast = fakes[0], fakes[1]
-    slow.script("delay", seconds=3, times=None)
+    slow.script("delay", seconds=0.5, times=None)
     router = make_router(
         [
-            entry("g", gemini(slow, timeout=0.3, order=1), "slow"),
+            entry("g", gemini(slow, timeout=0.05, order=1), "slow"),
             entry("g", gemini(fast, order=2), "fast"),
         ],
         num_retries=1,

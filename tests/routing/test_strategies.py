@@ -80,7 +80,7 @@ async def test_least_busy_spreads_concurrent_requests_evenly(fakes: list[FakeGem
 
 async def test_least_busy_avoids_the_slow_deployment(fakes: list[FakeGemini]) -> None:
     slow, fast = fakes[0], fakes[1]
-    slow.script("delay", seconds=0.5, times=None)
+    slow.script("delay", seconds=0.3, times=None)
     router = make_router(
         [entry("g", gemini(slow), "slow"), entry("g", gemini(fast), "fast")],
         routing_strategy="least-busy",
@@ -88,7 +88,7 @@ async def test_least_busy_avoids_the_slow_deployment(fakes: list[FakeGemini]) ->
     tasks = []
     for _ in range(20):
         tasks.append(asyncio.ensure_future(served_by(router)))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)
     counts = collections.Counter(await asyncio.gather(*tasks))
     report("least-busy, slow vs fast, 20 staggered", counts)
     assert counts["fast"] >= 14

@@ -51,8 +51,8 @@ async def test_failure_before_the_first_chunk_falls_back(
 
 async def test_no_first_chunk_within_stream_timeout_falls_back(fakes: list[FakeGemini]) -> None:
     fake = fakes[0]
-    fake.script("delay", seconds=2)
-    router = router_with_backup(fake, stream_timeout=0.3)
+    fake.script("delay", seconds=0.5)
+    router = router_with_backup(fake, stream_timeout=0.05)
     chunks = await collect(router, ctx := call("g", stream=True))
     assert chunks and ctx.route.fallbacks == ["backup"]
     assert ctx.route.attempts[0].error_status == "DEADLINE_EXCEEDED"
