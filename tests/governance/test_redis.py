@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +14,7 @@ from genroute.errors import RateLimited
 from genroute.governance import LimitCheck, RedisLimiter
 from genroute.governance.cache import EntityCache
 from genroute.store import Store
+from tests.conftest import mid_minute
 
 
 @pytest.fixture
@@ -24,11 +24,20 @@ async def redis(redis_url: str) -> AsyncIterator[Any]:
     await client.aclose()
 
 
-async def test_two_instances_share_one_rpm_limit(redis: Any) -> None:
-    if time.time() % 60 > 57:
-        await asyncio.sleep(60 - time.time() % 60 + 0.05)
+def limiters(redis: Any) -> tuple[str, RedisLimiter, RedisLimiter]:
+    """Two instances' limiters on one key prefix of their own, their clocks stopped in the
+    middle of a minute (a test never straddles the start of a new one)."""
     prefix = f"genroute-test:{uuid.uuid4().hex}"
-    a, b = RedisLimiter(redis, prefix), RedisLimiter(redis, prefix)
+    now = mid_minute()
+    return (
+        prefix,
+        RedisLimiter(redis, prefix, lambda: now),
+        RedisLimiter(redis, prefix, lambda: now),
+    )
+
+
+async def test_two_instances_share_one_rpm_limit(redis: Any) -> None:
+    prefix, a, b = limiters(redis)
     check = LimitCheck("key:abc", "key 'abc'", rpm=10)
     results = await asyncio.gather(
         *((a if i % 2 else b).admit([check]) for i in range(30)), return_exceptions=True
@@ -42,8 +51,7 @@ async def test_two_instances_share_one_rpm_limit(redis: Any) -> None:
 
 
 async def test_parallel_and_tpm_across_instances(redis: Any) -> None:
-    prefix = f"genroute-test:{uuid.uuid4().hex}"
-    a, b = RedisLimiter(redis, prefix), RedisLimiter(redis, prefix)
+    prefix, a, b = limiters(redis)
     check = LimitCheck("end_user:u", "end user 'u'", tpm=100, parallel=2)
     first = await a.admit([check])
     await b.admit([check])
