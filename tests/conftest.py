@@ -99,6 +99,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, looking for `should_exit` every 5 ms instead of every 100 ms, so
+    that stopping an in-process gateway does not wait out a tick."""
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            await asyncio.sleep(0.005)
+
+
 class InProcessGateway:
     """genroute's ASGI app on uvicorn in a thread of this process: the same app, routes and
     lifespan as `genroute serve`, without starting an interpreter. Its Python log records
@@ -140,7 +151,7 @@ class InProcessGateway:
             log_level="warning",
             timeout_graceful_shutdown=10,
         )
-        self.server = uvicorn.Server(settings)
+        self.server = _Server(settings)
         self._thread = threading.Thread(target=self._run, name=f"gateway-{self.port}")
         self._thread.start()
         try:
