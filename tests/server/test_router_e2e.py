@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import redis
 from google.genai import errors
 
-from tests.conftest import Gateway, InProcessGateway
+from tests.conftest import Gateway, InProcessGateway, eventually
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.routing.conftest import unique_prefix
@@ -248,7 +247,7 @@ def test_redis_cut_off_mid_test_does_not_fail_requests(
             "router_settings": {
                 "redis_url": f"redis://127.0.0.1:{proxy.port}/0",
                 "redis_key_prefix": redis_prefix,
-                "redis_reconnect_interval": 0.5,
+                "redis_reconnect_interval": 0.05,
             },
         }
         gw = InProcessGateway(config, tmp_path)
@@ -264,7 +263,12 @@ def test_redis_cut_off_mid_test_does_not_fail_requests(
             assert get_json(gw, "/health")["router_state"] == "memory (redis unreachable)"
             assert gw.log().count("Redis is unreachable") == 1
             proxy.start()
-            time.sleep(0.6)
+            eventually(  # retried every 0.05 s, on the next request
+                lambda: (
+                    post(gw, "/v1beta/models/g:generateContent", BODY)[0] == 200
+                    and get_json(gw, "/health")["router_state"] == "redis"
+                )
+            )
             for _ in range(3):
                 assert post(gw, "/v1beta/models/g:generateContent", BODY)[0] == 200
             assert get_json(gw, "/health")["router_state"] == "redis"
