@@ -47,6 +47,8 @@ def gateway_config(fake: FakeGemini) -> dict[str, Any]:
                 "params": gemini("gemini-2.5-flash", timeout=2, stream_timeout=2),
             },
             {"model_name": "team/flash", "params": gemini("gemini-2.0-flash")},
+            # Times out against the fake's scripted delays (0.3 s) without waiting seconds.
+            {"model_name": "impatient", "params": gemini("gemini-2.5-flash", timeout=0.05)},
             {
                 "model_name": "text-embedding-004",
                 "params": gemini("text-embedding-004"),
