@@ -110,3 +110,31 @@ def test_package_exports_are_what_the_docs_say() -> None:
     assert sorted(genroute.__all__) == _documented_api()
     for name in genroute.__all__:
         assert getattr(genroute, name) is not None
+
+
+def test_call_state_lives_on_the_stack() -> None:
+    """No table keyed by `id(...)`, and every ContextVar set is reset in the same module."""
+    for name, path in _modules():
+        source = path.read_text()
+        assert "[id(" not in source and "id(ctx)" not in source, name
+        if "ContextVar(" in source:
+            assert ".reset(" in source, f"{name}: a ContextVar set without a reset"
+
+
+def test_one_error_tree_and_one_first_env() -> None:
+    from genroute import errors
+
+    classes = [getattr(errors, n) for n in errors.__all__ if isinstance(getattr(errors, n), type)]
+    exceptions = [c for c in classes if issubclass(c, BaseException)]
+    assert all(issubclass(c, errors.GenrouteError) for c in exceptions)
+    names = {c.__name__ for c in exceptions}
+    assert {"ConfigError", "StoreError", "GroupUnavailable", "GroupRateLimited"} <= names
+    defined_elsewhere = [
+        name
+        for name, path in _modules()
+        if name != "genroute.errors"
+        and re.search(r"^class \w+\((\w+\.)?(Exception|GenrouteError)\)", path.read_text(), re.M)
+    ]
+    assert defined_elsewhere == []
+    first_envs = [name for name, path in _modules() if "def first_env(" in path.read_text()]
+    assert first_envs == ["genroute.providers.catalog"]
