@@ -49,11 +49,25 @@ def _error_info(reason: str) -> dict[str, object]:
     }
 
 
+def _pattern_matches(pattern: str, model: str) -> bool:
+    """A model list entry against a model name, segment by segment: `*` and `?` never
+    match a `/`, so `gemini-2.5-flash*` cannot reach `gemini-2.5-flash/../gemini-2.5-pro`
+    and `gemini/*` does not reach `gemini/a/b`."""
+    if pattern == model:
+        return True
+    parts, names = pattern.split("/"), model.split("/")
+    return len(parts) == len(names) and all(
+        fnmatch.fnmatchcase(name, part) for name, part in zip(names, parts, strict=True)
+    )
+
+
 def model_allowed(models: list[str] | None, model: str | None) -> bool:
-    """Whether a model list (empty: every model) allows a model group."""
+    """Whether a model list (empty: every model) allows a model group. An entry is a group
+    name, a pattern whose `*` and `?` stay within one `/`-separated segment, or `*` /
+    `all-proxy-models` (every model)."""
     if not models or model is None:
         return True
-    return any(m in ALL_MODELS or m == model or fnmatch.fnmatchcase(model, m) for m in models)
+    return any(m in ALL_MODELS or _pattern_matches(m, model) for m in models)
 
 
 def _expired(row: dict[str, Any], now: datetime) -> bool:
