@@ -15,7 +15,7 @@ hands it to the pipeline (`genroute.pipeline`), whose layers do everything else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -296,7 +296,7 @@ class GatewayApp:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, call, GenerateContentRequest)
-        await self._reply(send, self.pipeline.generate(call, request), call, headers)
+        await self._reply(receive, send, self.pipeline.generate(call, request), call, headers)
 
     async def _stream(
         self,
@@ -330,7 +330,7 @@ class GatewayApp:
             if self.observability is not None:
                 self.observability.refused(call, error)
             raise error
-        await self._reply(send, self.pipeline.count_tokens(call, request), call, headers)
+        await self._reply(receive, send, self.pipeline.count_tokens(call, request), call, headers)
 
     async def _embed(
         self,
@@ -341,7 +341,7 @@ class GatewayApp:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         request = await self._body(scope, receive, call, EmbedContentRequest, lift_embed_config)
-        await self._reply(send, self.pipeline.embed(call, request), call, headers)
+        await self._reply(receive, send, self.pipeline.embed(call, request), call, headers)
 
     async def _predict(
         self,
@@ -360,7 +360,9 @@ class GatewayApp:
             lambda body: predict_request(body, call.model).model_dump(by_alias=True),
         )
         try:
-            response = await self.pipeline.batch_embed(call, request)
+            response = await asgi.cancel_on_disconnect(
+                self.pipeline.batch_embed(call, request), receive
+            )
         finally:
             headers.extend(routing_headers(call.route))
         data = orjson.dumps(predict_reply(request, response))
@@ -380,18 +382,20 @@ class GatewayApp:
             if self.observability is not None:
                 self.observability.refused(call, error)
             raise error
-        await self._reply(send, self.pipeline.batch_embed(call, request), call, headers)
+        await self._reply(receive, send, self.pipeline.batch_embed(call, request), call, headers)
 
     @staticmethod
     async def _reply(
+        receive: Receive,
         send: Send,
-        work: Awaitable[WireModel],
+        work: Coroutine[Any, Any, WireModel],
         call: Call,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        """Await the pipeline's answer and send it, with the routing headers either way."""
+        """Await the pipeline's answer and send it, with the routing headers either way; a
+        client that leaves first cancels the call."""
         try:
-            response = await work
+            response = await asgi.cancel_on_disconnect(work, receive)
         finally:
             headers.extend(routing_headers(call.route))
         cost = call.meter.cost

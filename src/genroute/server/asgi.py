@@ -1,9 +1,12 @@
-"""Minimal ASGI plumbing: reading bounded bodies and sending JSON or Google-style errors."""
+"""Minimal ASGI plumbing: reading bounded bodies, sending JSON or Google-style errors with
+header values made safe, and cancelling work when the client disconnects."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from typing import Any, TypeVar
 
 import orjson
 
@@ -17,11 +20,14 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "cancel_on_disconnect",
     "header",
     "read_body",
+    "safe_headers",
     "send_bytes",
     "send_error",
     "send_json",
+    "wait_for_disconnect",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -32,6 +38,10 @@ Send = Callable[[Message], Awaitable[None]]
 JSON_TYPE = (b"content-type", b"application/json; charset=utf-8")
 SSE_TYPE = (b"content-type", b"text/event-stream")
 NO_CACHE = (b"cache-control", b"no-cache")
+# What HTTP/1.1 servers refuse in a header value (uvicorn drops the connection instead of
+# answering): control characters other than tab, and DEL.
+_UNSAFE_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+T = TypeVar("T")
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -70,6 +80,40 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def safe_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with control characters in their values replaced by `?`: a header built
+    from client input (a model name, an id) must never cost the client its reply."""
+    if not any(_UNSAFE_VALUE.search(value) for _, value in headers):
+        return headers
+    return [(name, _UNSAFE_VALUE.sub(b"?", value)) for name, value in headers]
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return when the client disconnects (the request body must have been read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def cancel_on_disconnect(work: Coroutine[Any, Any, T], receive: Receive) -> T:
+    """Run `work` to its result, unless the client disconnects first: then `work` is
+    cancelled (its layers release what they took and record the call as 499) and
+    ConnectionAbortedError is raised."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(wait_for_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+    if task.cancelled():
+        raise ConnectionAbortedError("the client went away before the answer")
+    return task.result()
+
+
 async def send_bytes(
     send: Send,
     status: int,
@@ -81,7 +125,7 @@ async def send_bytes(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            "headers": [*safe_headers(headers), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -15,20 +15,21 @@ from collections.abc import AsyncIterator
 import orjson
 
 from genroute.errors import GenrouteError
-from genroute.server.asgi import JSON_TYPE, NO_CACHE, SSE_TYPE, Receive, Send
+from genroute.server.asgi import (
+    JSON_TYPE,
+    NO_CACHE,
+    SSE_TYPE,
+    Receive,
+    Send,
+    safe_headers,
+    wait_for_disconnect,
+)
 from genroute.sse import encode_event
 from genroute.wire import GenerateContentResponse, dump_json
 
 __all__ = ["relay"]
 
 log = logging.getLogger("genroute.server")
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def relay(
@@ -48,10 +49,10 @@ async def relay(
     except BaseException:
         await _close(iterator)
         raise
-    start_headers = [SSE_TYPE if sse else JSON_TYPE, NO_CACHE, *headers]
+    start_headers = [SSE_TYPE if sse else JSON_TYPE, NO_CACHE, *safe_headers(headers)]
     await send({"type": "http.response.start", "status": 200, "headers": start_headers})
     pump = asyncio.ensure_future(_pump(first, iterator, send, sse))
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    watcher = asyncio.ensure_future(wait_for_disconnect(receive))
     try:
         await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
     finally:
