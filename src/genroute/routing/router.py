@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 
 from genroute.call import Call
 from genroute.config import Config, ModelEntry, config_from_data
-from genroute.errors import GenrouteError, cancelled
+from genroute.errors import GenrouteError, InvalidRequest, cancelled
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.demo.provider import DEMO_NOTICE
+from genroute.providers.models import ModelFacts, model_facts
 from genroute.providers.registry import build_provider, split_model
 from genroute.providers.transport import AiohttpTransport, Transport
 from genroute.routing.dispatch import Dispatcher, Sleep, aclose_quietly, deadline
@@ -286,12 +287,16 @@ class Router:
     # -- models list -------------------------------------------------------------------------
 
     def describe(self, name: str) -> Model:
-        """The Google `Model` resource for a served name."""
+        """The Google `Model` resource for a served name: an alias describes its target,
+        a wildcard entry (`gemini-*`) its pattern, without resolving it. Methods, token
+        limits and `thinking` come from the model facts (`genroute.providers.models`),
+        `model_info` winning; a limit nothing gives is left out."""
         name = normalise_model_name(name)
         entry = self._entry_for(name)
         info = entry.model_info
         is_demo = entry.params.model.startswith("demo/")
-        methods = EMBED_METHODS if info.mode == "embedding" else GENERATE_METHODS
+        facts = _facts(entry)
+        methods = EMBED_METHODS if facts.mode == "embedding" else GENERATE_METHODS
         description = info.description or (
             DEMO_NOTICE if is_demo else f"{entry.params.model} via genroute"
         )
@@ -304,9 +309,10 @@ class Router:
             version=info.base_model or entry.params.model,
             display_name=display,
             description=description,
-            input_token_limit=info.max_input_tokens or info.max_tokens,
-            output_token_limit=info.max_output_tokens,
+            input_token_limit=facts.input_token_limit(),
+            output_token_limit=facts.output_limit,
             supported_generation_methods=methods,
+            thinking=facts.reasons if facts.mode == "chat" else None,
         )
 
     def _entry_for(self, name: str) -> ModelEntry:
@@ -330,6 +336,15 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _facts(entry: ModelEntry) -> ModelFacts:
+    """The model facts of a model_list entry (a wildcard entry's pattern included)."""
+    try:
+        provider, upstream = split_model(entry.params.model)
+    except InvalidRequest:  # a wildcard entry no call has resolved yet may name anything
+        provider, upstream = "", entry.params.model
+    return model_facts(provider, upstream, entry.model_info)
 
 
 def _sleep(sleep: Sleep | None) -> dict[str, Sleep]:

@@ -12,7 +12,6 @@ from genroute.providers.openai.prefixes import (
     AZURE_DEFAULT_API_VERSION,
     SERVERS,
     endpoint,
-    takes_sampling,
 )
 from genroute.providers.registry import NOT_YET_SERVED, PROVIDERS, split_model
 
@@ -110,25 +109,6 @@ def test_body_quirks_are_data() -> None:
     assert dict(mistral.renames) == {"seed": "random_seed"}
 
 
-@pytest.mark.parametrize(
-    ("prefix", "model", "sampling"),
-    [
-        ("openai", "gpt-4o", True),
-        ("openai", "gpt-4.1-mini", True),
-        ("openai", "o3-mini", False),
-        ("openai", "o1", False),
-        ("openai", "gpt-5", False),
-        ("openai", "gpt-5-chat-latest", True),
-        ("azure", "o4-mini", False),
-        ("hosted_vllm", "o3-like-local-model", True),
-    ],
-)
-def test_reasoning_families_take_no_sampling_settings(
-    prefix: str, model: str, sampling: bool
-) -> None:
-    assert takes_sampling(SERVERS[prefix], model) is sampling
-
-
 def test_every_prefix_is_registered_and_served() -> None:
     for prefix in SERVERS:
         assert prefix in PROVIDERS and prefix not in NOT_YET_SERVED
@@ -138,7 +118,8 @@ def test_every_prefix_is_registered_and_served() -> None:
 def test_embedded_default_registers_openai_models_with_a_key() -> None:
     from genroute.defaults import default_config
 
-    assert [e.model_name for e in default_config({}).model_list] == ["demo"]
+    # Without a key only the demo serves (also gemini-cli's own `gemini-*` names).
+    assert {e.params.model for e in default_config({}).model_list} == {"demo/echo"}
     config = default_config({"OPENAI_API_KEY": "sk-x", "GEMINI_API_KEY": "g"})
     by_name = {e.model_name: e.params for e in config.model_list}
     assert by_name["openai/*"].model == "openai/*" and by_name["gpt-*"].model == "openai/gpt-*"

@@ -15,15 +15,24 @@ from typing import Any
 import orjson
 import pytest
 
+from genroute.config import DeploymentParams, ModelInfo
 from genroute.errors import InvalidRequest, UpstreamError, UpstreamMalformed
+from genroute.providers.base import DeploymentSpec
 from genroute.providers.drops import Drops
 from genroute.providers.openai import translate
 from genroute.providers.openai.errors import map_error
+from genroute.providers.openai.prefixes import SERVERS, endpoint
+from genroute.providers.openai.provider import chat_options
+from genroute.providers.registry import split_model
 from genroute.wire import BatchEmbedContentsRequest, GenerateContentRequest
 from tests.fakes.openai_upstream import openai_rules, validation_problems
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "openai"
 EXTENSIONS = frozenset({"top_k", "random_seed"})
+ENVIRON = {
+    "AZURE_API_BASE": "https://example.openai.azure.com",
+    "HOSTED_VLLM_API_BASE": "http://vllm:8000",
+}
 
 
 def load(name: str) -> Any:
@@ -39,6 +48,19 @@ def counter_ids() -> translate.IdFactory:
     return lambda: f"call_gen{next(count)}"
 
 
+def options_for(case: dict[str, Any]) -> translate.ChatOptions:
+    """The options a fixture's deployment gets (`deployment`: model, params, model_info),
+    as the provider computes them: the server's row and the model's facts."""
+    if "options" in case:  # the translator alone, with options as given
+        return translate.ChatOptions(**case["options"])
+    deployment = case["deployment"]
+    provider, upstream = split_model(deployment["model"])
+    params = DeploymentParams(model=deployment["model"], **deployment.get("params", {}))
+    info = ModelInfo(**deployment.get("model_info", {}))
+    spec = DeploymentSpec(provider, upstream, params, info)
+    return chat_options(spec, endpoint(SERVERS[provider], params, upstream, ENVIRON))
+
+
 def assert_valid_body(body: dict[str, Any]) -> None:
     kind = "chat_stream" if body.get("stream") else "chat"
     assert validation_problems(kind, body, EXTENSIONS) == []
@@ -50,12 +72,7 @@ def test_request_matches_golden_and_the_sdk_types(name: str) -> None:
     case = load(name)
     expected = load(name.replace(".in.json", ".out.json"))
     request = GenerateContentRequest.model_validate(case["request"])
-    out = translate.to_wire(
-        request,
-        translate.ChatOptions(**case["options"]),
-        stream=case["stream"],
-        new_id=counter_ids(),
-    )
+    out = translate.to_wire(request, options_for(case), stream=case["stream"], new_id=counter_ids())
     assert out.body == expected["body"]
     assert list(out.dropped) == expected["dropped"]
     assert (out.include_thoughts, out.unwrap) == (expected["include_thoughts"], expected["unwrap"])

@@ -2,20 +2,20 @@
 switched on, whether native structured outputs (`output_config.format`) exist, and whether
 sampling parameters (temperature, top_p, top_k) are still accepted.
 
-Pure data and one lookup. The family is read from the upstream model id
-(`claude-sonnet-4-5-20250929`, `claude-3-7-sonnet-latest`, ...); `model_info` flags
-(`supports_reasoning`, `supports_response_schema`) and `params.max_tokens` /
-`model_info.max_output_tokens` override the table. docs/translation-anthropic.md has the
+The families are rows of the model-facts table (`genroute.providers.models.CLAUDE`), read
+here for one deployment. The family is read from the upstream model id (or
+`model_info.base_model`: `claude-sonnet-4-5-20250929`, `claude-3-7-sonnet-latest`, ...);
+`model_info` flags (`supports_reasoning`, `supports_response_schema`) and
+`params.max_tokens` / `model_info.max_output_tokens` override the table. docs/translation-anthropic.md has the
 same tables in prose.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Literal
 
 from genroute.providers.base import DeploymentSpec
+from genroute.providers.models import ClaudeFamily, ThinkingMode, claude_family, claude_row
 
 __all__ = [
     "BUDGET_EFFORTS",
@@ -37,8 +37,6 @@ __all__ = [
     "profile_for",
 ]
 
-ThinkingMode = Literal["adaptive", "budget", "none"]
-
 # Used when nothing else gives a default `max_tokens` (Anthropic requires one).
 FALLBACK_MAX_TOKENS = 4096
 # Anthropic's lower bound for `thinking.budget_tokens`.
@@ -54,16 +52,8 @@ LEVEL_EFFORTS["XHIGH"] = "xhigh"
 BUDGET_EFFORTS = ((4096, "low"), (12288, "medium"), (24576, "high"))
 MAX_EFFORT = "xhigh"
 
-_NEW_STYLE = re.compile(r"claude-([a-z]+)-(\d+)(?:-(\d)(?!\d))?")
-_OLD_STYLE = re.compile(r"claude-(\d+)(?:[-.](\d)(?!\d))?-(opus|sonnet|haiku)")
-
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    """A Claude model family: tier and (major, minor) version, as parsed from the id."""
-
-    tier: str
-    version: tuple[int, int]
+#: A Claude family, as parsed from the id (the table is `genroute.providers.models.CLAUDE`).
+Family = ClaudeFamily
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,52 +71,37 @@ class ModelProfile:
 
 def parse_family(model: str) -> Family | None:
     """`claude-sonnet-4-5-2025…` → Family("sonnet", (4, 5)); None for other names."""
-    name = model.lower().rsplit("/", 1)[-1]
-    if match := _NEW_STYLE.search(name):
-        return Family(match[1], (int(match[2]), int(match[3] or 0)))
-    if match := _OLD_STYLE.search(name):
-        return Family(match[3], (int(match[1]), int(match[2] or 0)))
-    return None
+    return claude_family(model)
 
 
 def family_max_tokens(family: Family | None) -> int:
     """The documented maximum output of a family, used as the default `max_tokens`."""
-    if family is None:
-        return FALLBACK_MAX_TOKENS
-    if family.version >= (4, 5) or family.version == (3, 7):
-        return 64000
-    if family.version >= (4, 0):
-        return 32000 if family.tier == "opus" else 64000
-    if family.version >= (3, 5):
-        return 8192
-    return FALLBACK_MAX_TOKENS
+    row = claude_row(family)
+    return FALLBACK_MAX_TOKENS if row is None else row.output_limit
 
 
 def family_thinking(family: Family | None) -> ThinkingMode:
     """`adaptive` from 4.6 on (Opus 4.7 rejects budgets), `budget` from 3.7, else `none`.
     Unknown names get `budget`: the client's request is passed on as asked."""
-    if family is None:
-        return "budget"
-    if family.version >= (4, 6):
-        return "adaptive"
-    return "budget" if family.version >= (3, 7) else "none"
+    row = claude_row(family)
+    return "budget" if row is None else row.thinking
 
 
 def family_structured_outputs(family: Family | None) -> bool:
     """Native JSON outputs: Opus 4.1 and every family from 4.5 on."""
-    if family is None:
-        return False
-    return family.version >= (4, 5) or (family.tier == "opus" and family.version == (4, 1))
+    row = claude_row(family)
+    return row is not None and row.structured_outputs
 
 
 def family_sampling(family: Family | None) -> bool:
     """temperature / top_p / top_k: deprecated by Anthropic and rejected from 4.7 on."""
-    return family is None or family.version < (4, 7)
+    row = claude_row(family)
+    return row is None or row.sampling
 
 
 def profile_for(spec: DeploymentSpec) -> ModelProfile:
     """The profile of a deployment: the family table, overridden by config."""
-    family = parse_family(spec.upstream_model)
+    family = parse_family(spec.model_info.base_model or spec.upstream_model)
     info = spec.model_info
     extra = info.model_extra or {}
     max_tokens = spec.params.max_tokens or info.max_output_tokens or family_max_tokens(family)

@@ -5,12 +5,13 @@ the provider code never branches on a prefix name. Where the key and base URL co
 (environment variables, default base, whether a key is required) is in the provider
 catalog (`providers/catalog.py`), which each row carries as `facts`. `endpoint()` turns a
 row, the deployment's params and the environment into URLs and headers (pure: no I/O).
+What each model takes (reasoning_effort, sampling settings, the max-tokens field it
+requires) is a model fact: `providers/models.py`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -25,19 +26,15 @@ from genroute.providers.transport import path_segment
 __all__ = [
     "AZURE_DEFAULT_API_VERSION",
     "AZURE_VERSION_ENV",
-    "REASONING_MODELS",
     "SERVERS",
     "CompatServer",
     "Endpoint",
     "endpoint",
     "missing_key_message",
-    "takes_sampling",
 ]
 
 AZURE_DEFAULT_API_VERSION = "2024-10-21"
 AZURE_VERSION_ENV = ("AZURE_API_VERSION", "OPENAI_API_VERSION")
-# OpenAI's reasoning model families (the profile axis: they take no sampling settings).
-REASONING_MODELS = re.compile(r"^(?!.*-chat)(o\d|gpt-5|codex)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +47,12 @@ class CompatServer:
     add_v1: bool = False
     # Azure's /openai/deployments/{deployment}/...?api-version= layout.
     azure: bool = False
+    # The default max-tokens field; a model that requires max_completion_tokens (OpenAI's
+    # reasoning models, providers/models.py) gets it on every server.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     top_k: bool = False
+    # False: the server takes no reasoning_effort at all; otherwise models that reason
+    # (providers/models.py) get it.
     reasoning_effort: bool = True
     stream_usage: bool = True
     renames: Mapping[str, str] = field(default_factory=dict)
@@ -180,14 +181,6 @@ def endpoint(
         stream_usage=server.stream_usage,
         renames=server.renames,
     )
-
-
-def takes_sampling(server: CompatServer, model: str) -> bool:
-    """False for OpenAI's reasoning families (o1, o3, o4, gpt-5...), which refuse
-    temperature, top_p, penalties and logprobs; every other model takes them."""
-    if server.prefix not in ("openai", "azure"):
-        return True
-    return REASONING_MODELS.match(model.rsplit("/", 1)[-1].lower()) is None
 
 
 def missing_key_message(server: CompatServer, upstream_model: str) -> str:

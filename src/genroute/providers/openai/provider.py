@@ -18,14 +18,10 @@ from genroute.call import Call
 from genroute.errors import FailureReason, Unauthenticated
 from genroute.providers.base import DeploymentSpec, embed_one_by_batch
 from genroute.providers.drops import Drops
+from genroute.providers.models import model_facts
 from genroute.providers.openai import tokens, translate
 from genroute.providers.openai.errors import map_error
-from genroute.providers.openai.prefixes import (
-    SERVERS,
-    endpoint,
-    missing_key_message,
-    takes_sampling,
-)
+from genroute.providers.openai.prefixes import SERVERS, Endpoint, endpoint, missing_key_message
 from genroute.providers.openai.stream import DONE, StreamDecoder
 from genroute.providers.transport import JsonTransport, Transport, reading
 from genroute.wire import (
@@ -40,9 +36,28 @@ from genroute.wire import (
     GenerateContentResponse,
 )
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["OpenAIProvider", "chat_options"]
 
 log = logging.getLogger("genroute.providers.openai")
+
+
+def chat_options(spec: DeploymentSpec, found: Endpoint) -> translate.ChatOptions:
+    """What the translator may send this deployment: the server's row (`found`) and the
+    model's facts (providers/models.py, `model_info` applied). A model that does not
+    reason gets no reasoning_effort; a reasoning model no sampling settings, and the
+    max-tokens field it requires."""
+    facts = model_facts(spec.provider, spec.upstream_model, spec.model_info)
+    return translate.ChatOptions(
+        model=spec.upstream_model,
+        max_tokens_field=facts.max_tokens_field or found.max_tokens_field,
+        top_k=found.top_k,
+        reasoning_effort=found.reasoning_effort and facts.takes_effort,
+        effort_values=facts.efforts or (),
+        stream_usage=found.stream_usage,
+        sampling=facts.sampling,
+        renames=found.renames,
+        drop_params=spec.drop_params,
+    )
 
 
 class OpenAIProvider:
@@ -53,20 +68,7 @@ class OpenAIProvider:
         self.name = spec.provider
         self._server = SERVERS[spec.provider]
         self._endpoint = endpoint(self._server, spec.params, spec.upstream_model)
-        flags = spec.model_info.model_extra or {}
-        self._options = translate.ChatOptions(
-            model=spec.upstream_model,
-            max_tokens_field=self._endpoint.max_tokens_field,
-            top_k=self._endpoint.top_k,
-            reasoning_effort=self._endpoint.reasoning_effort
-            and flags.get("supports_reasoning") is not False,
-            stream_usage=self._endpoint.stream_usage,
-            sampling=takes_sampling(
-                self._server, spec.model_info.base_model or spec.upstream_model
-            ),
-            renames=self._endpoint.renames,
-            drop_params=spec.drop_params,
-        )
+        self._options = chat_options(spec, self._endpoint)
         self._http = JsonTransport.for_deployment(
             transport, spec, provider=self.name, map_error=partial(map_error, provider=self.name)
         )

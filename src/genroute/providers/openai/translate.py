@@ -19,6 +19,7 @@ from typing import Any
 
 from genroute.errors import InvalidRequest
 from genroute.providers.drops import Drops
+from genroute.providers.models import closest_effort
 from genroute.providers.openai.messages import IdFactory, to_messages
 from genroute.providers.openai.response import PROVIDER, Embeddings, embeddings_from_wire, from_wire
 from genroute.providers.schema import to_json_schema
@@ -27,6 +28,7 @@ from genroute.wire import (
     FunctionDeclaration,
     GenerateContentRequest,
     GenerationConfig,
+    ThinkingConfig,
 )
 
 __all__ = [
@@ -54,6 +56,7 @@ _BUILTIN_TOOLS = {
 }
 _CONSUMED_CONFIG = {"media_resolution", "thinking_config", "response_modalities"}
 _SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+OFF = "off"  # thinkingBudget 0
 WRAP_KEY = "value"
 JSON_HINT = "Reply with a JSON object."
 
@@ -65,7 +68,11 @@ class ChatOptions:
     model: str
     max_tokens_field: str = "max_completion_tokens"
     top_k: bool = False
+    # False: no reasoning_effort is sent (the model does not reason, or the server
+    # refuses the field); a thinkingConfig is then left out and logged.
     reasoning_effort: bool = True
+    # The reasoning_effort values the model takes, least first; (): any value is sent.
+    effort_values: tuple[str, ...] = ()
     stream_usage: bool = True
     # False for reasoning models that refuse temperature, top_p, penalties and logprobs.
     sampling: bool = True
@@ -293,28 +300,47 @@ def _ask_for_json(messages: list[dict[str, Any]]) -> None:
         messages.insert(0, {"role": "system", "content": JSON_HINT})
 
 
+def _asked_effort(thinking: ThinkingConfig, dropped: Drops) -> str | None:
+    """The reasoning_effort a thinkingConfig asks for: a level, or a budget's nearest
+    effort; OFF for a budget of 0; None for the server's default (budget -1, or none)."""
+    if thinking.thinking_level:
+        effort = _LEVELS.get(thinking.thinking_level.upper())
+        if effort is None:
+            dropped.add("thinkingConfig.thinkingLevel")
+        return effort
+    budget = thinking.thinking_budget
+    if budget is None or budget < 0:
+        return None
+    if budget == 0:
+        return OFF
+    return "low" if budget <= 1024 else "medium" if budget <= 8192 else "high"
+
+
 def _thinking(
     config: GenerationConfig, options: ChatOptions, body: dict[str, Any], dropped: Drops
 ) -> bool:
     thinking = config.thinking_config
     if thinking is None:
         return False
-    effort: str | None = None
-    if thinking.thinking_level:
-        effort = _LEVELS.get(thinking.thinking_level.upper())
-        if effort is None:
-            dropped.add("thinkingConfig.thinkingLevel")
-    elif thinking.thinking_budget is not None:
-        budget = thinking.thinking_budget
-        if budget == 0:
+    effort = _asked_effort(thinking, dropped)
+    if effort is None:
+        return bool(thinking.include_thoughts)
+    if not options.reasoning_effort:
+        # gemini-cli sends a thinkingConfig on every call: a model that does not reason
+        # answers the same without it.
+        dropped.add(f"thinkingConfig ({options.model} takes no reasoning_effort)")
+        return bool(thinking.include_thoughts)
+    values = options.effort_values
+    if effort == OFF:
+        if not values:  # no "off" every model takes: the server's default
             dropped.add("thinkingConfig.thinkingBudget=0")
-        elif budget > 0:
-            effort = "low" if budget <= 1024 else "medium" if budget <= 8192 else "high"
-    if effort is not None:
-        if options.reasoning_effort:
-            body["reasoning_effort"] = effort
-        else:
-            dropped.add("thinkingConfig")
+            return bool(thinking.include_thoughts)
+        effort = values[0]  # the least reasoning the model takes
+    sent = closest_effort(effort, values)
+    if sent != effort:
+        taken = "/".join(values)
+        dropped.add(f"reasoning_effort {effort} (sent as {sent}: the model takes {taken})")
+    body["reasoning_effort"] = sent
     return bool(thinking.include_thoughts)
 
 
