@@ -16,9 +16,7 @@ VERTEX_SAMPLE = {  # the shape of Vertex AI's REST samples: objects where lists 
     "contents": {"role": "user", "parts": {"text": "Why is the sky blue?"}},
     "systemInstruction": {"parts": {"text": "Be brief."}},
     "tools": {"functionDeclarations": {"name": "get_weather", "parameters": {"type": "object"}}},
-    "toolConfig": {
-        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": "get_weather"}
-    },
+    "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": "get_weather"}},
     "safetySettings": {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"},
     "generationConfig": {"stopSequences": "END", "responseModalities": "TEXT"},
 }
