@@ -205,7 +205,10 @@ def test_sdk_stream_record(gateway: Gateway, logdir: Path) -> None:
 
 
 def scrape(gateway: Gateway) -> dict[str, Any]:
-    with urllib.request.urlopen(gateway.base_url + "/metrics", timeout=5) as resp:
+    request = urllib.request.Request(
+        gateway.base_url + "/metrics", headers={"x-goog-api-key": MASTER_KEY}
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
         assert resp.headers["content-type"].startswith("text/plain")
         text = resp.read().decode()
     return {f.name: f for f in text_string_to_metric_families(text)}

@@ -83,7 +83,10 @@ def gateway(fakes: list[FakeGemini], tmp_path_factory: pytest.TempPathFactory) -
 
 
 def get_json(gateway: Gateway, path: str) -> Any:
-    with urllib.request.urlopen(gateway.base_url + path, timeout=10) as resp:
+    request = urllib.request.Request(
+        gateway.base_url + path, headers={"x-goog-api-key": MASTER_KEY}
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
 
 

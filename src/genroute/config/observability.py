@@ -3,7 +3,7 @@
     observability:
       logs:      {enabled, format: auto|json|text, destination: stdout|stderr|<path>,
                   include_content, redact_patterns, max_content_chars}
-      metrics:   {enabled, label_limits: {key_alias: 50, end_user: 50}}
+      metrics:   {enabled, require_auth: true, label_limits: {key_alias: 50, end_user: 50}}
       tracing:   {enabled: auto|true|false}      # auto: on when OTEL_EXPORTER_OTLP_* is set
       callbacks: ["module:object", {type: jsonl, path: ...}, {type: webhook, url: ...}]
       callback_queue_size: 1000
@@ -78,7 +78,9 @@ class MetricsSettings(_Strict):
     """Prometheus metrics at GET /metrics."""
 
     enabled: bool = True
-    require_auth: bool = False
+    # The master key is needed (when one is configured): the metrics name key aliases, teams
+    # and end users. `false` opens /metrics to a scraper that cannot send a key.
+    require_auth: bool = True
     label_limits: dict[
         Literal["key_alias", "end_user", "team_id", "model_group", "deployment"], int
     ] = Field(default_factory=dict)

@@ -15,6 +15,7 @@ hands it to the pipeline (`genroute.pipeline`), whose layers do everything else.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -24,14 +25,14 @@ from pydantic import ValidationError
 
 from genroute.call import Call, Caller, Operation, new_request_id
 from genroute.config import Config
-from genroute.errors import GenrouteError, InvalidRequest, NotFound
+from genroute.errors import GenrouteError, InvalidRequest, NotFound, PermissionDenied
 from genroute.pipeline import Pipeline, build_pipeline
 from genroute.routing import Router, normalise_model_name, routing_headers, with_routing_headers
 from genroute.server import asgi, streaming
 from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
 from genroute.server.auth import MasterKeyAuth, presented_key, query_params
 from genroute.server.management import ManagementAPI
-from genroute.server.paths import parse_model_path
+from genroute.server.paths import ModelPath, parse_model_path
 from genroute.server.vertex import lift_embed_config, predict_reply, predict_request
 from genroute.wire import (
     BatchEmbedContentsRequest,
@@ -51,6 +52,8 @@ __all__ = ["GatewayApp", "create_app", "parse_json"]
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _HEALTH = {"/health/liveliness", "/health/liveness", "/health/readiness", "/health"}
 MAX_PAGE_SIZE = 1000
+MAX_MODEL_NAME = 256  # the ledger's model_group column
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 W = TypeVar("W", bound=WireModel)
 Handler = Callable[[Scope, Receive, Send, Call, list[tuple[bytes, bytes]]], Awaitable[None]]
@@ -164,7 +167,7 @@ class GatewayApp:
         parsed = parse_model_path(path)
         if parsed is None:
             if path in _HEALTH and method in ("GET", "HEAD"):
-                await self._health(path, send, headers)
+                await self._health(scope, send, headers)
                 return
             if path == "/metrics" and method == "GET" and self.observability is not None:
                 await self._metrics(scope, send, headers)
@@ -173,6 +176,7 @@ class GatewayApp:
                 await self.management.handle(scope, receive, send, headers)
                 return
             raise NotFound(f"no route for {method} {path}")
+        _check_model_name(parsed)
         model, action = parsed.name(self.router.knows), parsed.action
         query = query_params(scope)
         key = presented_key(scope, query)
@@ -231,25 +235,37 @@ class GatewayApp:
         deadline = _deadline(scope, call.started)
         return call if deadline is None else replace(call, deadline=deadline)
 
+    async def _require_master(self, scope: Scope, what: str) -> None:
+        """Refuse a caller without the master key (when one is configured): 401/403 for a
+        missing or unknown key, 403 for a virtual key."""
+        key = presented_key(scope, query_params(scope))
+        if self.governance is None:
+            self.auth.check(key)
+            return
+        if not self.governance.has_master or self.governance.authenticated_master(key):
+            return
+        await self.governance.authenticate(key)
+        raise PermissionDenied(f"{what} needs the master key (general_settings.master_key).")
+
     async def _metrics(self, scope: Scope, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         assert self.observability is not None
         if self.observability.metrics_require_auth:
-            key = presented_key(scope, query_params(scope))
-            if self.governance is None:
-                self.auth.check(key)
-            else:
-                await self.governance.authenticate(key)
+            await self._require_master(
+                scope, "/metrics (observability.metrics.require_auth: true)"
+            )
         rendered = await self.observability.render_metrics()
         if rendered is None:
             raise NotFound("metrics are off (observability.metrics.enabled: false)")
         body, content_type = rendered
         await asgi.send_bytes(send, 200, body, [(b"content-type", content_type.encode()), *headers])
 
-    async def _health(self, path: str, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    async def _health(self, scope: Scope, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        """Liveness and readiness are open and say only the status; the full report (models,
+        deployments, upstream URLs) at /health is for the master key."""
         body: dict[str, Any] = {"status": "healthy"}
-        if path != "/health/liveliness" and path != "/health/liveness":
+        if scope["path"] == "/health":
+            await self._require_master(scope, "/health (liveness and readiness are open)")
             body["models"] = self.router.model_names
-        if path == "/health":
             body.update(await self.router.health())
         await asgi.send_json(send, 200, body, headers)
 
@@ -402,6 +418,25 @@ class GatewayApp:
         if cost is not None:
             headers.append((b"x-genroute-response-cost", f"{cost:.10g}".encode()))
         await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+
+
+def _check_model_name(path: ModelPath) -> None:
+    """InvalidRequest naming the model for a name no model can have: control characters
+    (NUL, CR, LF, ...), or longer than MAX_MODEL_NAME."""
+    if path.model is None:
+        return
+    name = path.model
+    if path.publisher is not None:
+        name = f"publishers/{path.publisher}/models/{name}"
+    if _CONTROL.search(name):
+        raise InvalidRequest(
+            f"model: {name!r} is not a model name: it contains a control character"
+        )
+    if len(path.model) > MAX_MODEL_NAME:
+        raise InvalidRequest(
+            f"model: a name of {len(path.model)} characters is over the limit of "
+            f"{MAX_MODEL_NAME}"
+        )
 
 
 def _clean_id(raw: bytes) -> str:

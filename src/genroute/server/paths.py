@@ -43,7 +43,8 @@ _PATH = re.compile(
     r"(?:(?P<version>v1|v1beta|v1alpha|v1beta1)/)?"
     r"(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/)?"
     r"(?:publishers/(?P<publisher>[^/]+)/)?"
-    r"(?P<collection>models|tunedModels)(?:/(?P<rest>.*))?$"
+    r"(?P<collection>models|tunedModels)(?:/(?P<rest>.*))?$",
+    re.DOTALL,  # a name with a newline is still a model path (refused by name, not 404)
 )
 
 
