@@ -11,8 +11,8 @@
 
 Every body is validated against the official ``openai`` SDK request types (no unknown
 keys, right shapes; ``validation_problems``) and against OpenAI's own rules on tool-call
-order, ``tool_choice`` and JSON mode; problems are answered as OpenAI does, with a 400
-``{"error": {"message", "type", "param", "code"}}``.
+order, ``tool_choice``, JSON mode and media data (standard base64); problems are answered
+as OpenAI does, with a 400 ``{"error": {"message", "type", "param", "code"}}``.
 
 Default reply: "Echo: <last user text>" (media parts as ``[image_url]``...), or "Tool
 results: <id>=<content>; ..." after tool messages, or JSON following a ``json_schema``.
@@ -28,6 +28,8 @@ Scripts (``fake.script(kind, times=1, **opts)``), consumed by the next request(s
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import socket
@@ -98,10 +100,39 @@ def validation_problems(
     return list(_lost(body, kept, ""))
 
 
+def _bad_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)  # the standard alphabet, as OpenAI decodes it
+    except (binascii.Error, ValueError):
+        return True
+    return False
+
+
+def media_problem(i: int, message: dict[str, Any]) -> str | None:
+    """An image data URL or audio part whose data is not standard base64."""
+    content = message.get("content")
+    for j, part in enumerate(content if isinstance(content, list) else []):
+        where = f"messages[{i}].content[{j}]"
+        url = (
+            (part.get("image_url") or {}).get("url", "") if part.get("type") == "image_url" else ""
+        )
+        if url.startswith("data:") and _bad_base64(url.partition(",")[2]):
+            return (
+                f"Invalid '{where}.image_url.url'. Expected a base64-encoded data URL with an "
+                "image MIME type, but got a value with an invalid base64 encoding."
+            )
+        if part.get("type") == "input_audio" and _bad_base64(part["input_audio"]["data"]):
+            return f"Invalid '{where}.input_audio.data': not valid base64."
+    return None
+
+
 def openai_rules(body: dict[str, Any]) -> str | None:
-    """The first of OpenAI's own request rules ``body`` breaks (tool-call order, JSON mode...)."""
+    """The first of OpenAI's own request rules ``body`` breaks (tool-call order, JSON mode,
+    media data...)."""
     pending: list[str] = []
     for i, message in enumerate(body.get("messages") or []):
+        if problem := media_problem(i, message):
+            return problem
         role = message.get("role")
         if role == "tool":
             if message.get("tool_call_id") not in pending:
