@@ -7,19 +7,30 @@
     POST /customer/delete   GET /customer/list
     GET  /spend/logs     GET /global/spend/report
 
-Bodies are checked strictly: a wrong type, a negative budget, a bad duration or an unknown
-field is a 400 naming the field. Successful answers are LiteLLM-shaped JSON; errors are
-Google's error JSON like everywhere else.
+Bodies and query parameters are checked strictly, at the edge, against what the columns
+hold on SQLite and PostgreSQL alike: a wrong type, a negative budget, a limit over 2^31-1
+(PostgreSQL's INTEGER), an id over 256 characters or with a control character (NUL, which
+PostgreSQL cannot store), a duration over 100 years, an unknown field, a bad date or a bad
+limit/offset is a 400 naming the field. Successful answers are LiteLLM-shaped JSON; errors
+are Google's error JSON like everywhere else.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from genroute.errors import GenrouteError, InvalidRequest, NotFound, PermissionDenied
 from genroute.governance import Governance
@@ -32,6 +43,11 @@ from genroute.wire import format_validation_error
 
 __all__ = [
     "BODY_LIMIT",
+    "INT_MAX",
+    "MAX_DURATION",
+    "MAX_ID",
+    "MAX_ITEMS",
+    "MAX_OFFSET",
     "CustomerDelete",
     "CustomerFields",
     "KeyDelete",
@@ -43,86 +59,105 @@ __all__ = [
 ]
 
 BODY_LIMIT = 1024 * 1024
+INT_MAX = 2**31 - 1  # PostgreSQL's INTEGER (SQLite's is 64-bit): the bound on both
+MAX_OFFSET = 2**63 - 1  # OFFSET is a 64-bit integer on both
+MAX_ID = 256  # the String(256) id and alias columns
+MAX_KEY = 1024  # a key (or its hash) to look up: hashed, never stored as given
+MAX_ITEMS = 1000  # ids in one delete, models in one list
+MAX_DURATION = timedelta(days=36_500)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 M = TypeVar("M", bound=BaseModel)
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (NUL, CR, LF, ...)")
+    return value
+
+
+def _duration(value: str) -> str:
+    """A duration the store can add to now: `1h`, `30d`, ..., at most 100 years."""
+    try:
+        length = parse_duration(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{value!r} is not a duration such as 1h, 1d, 7d or 30d") from None
+    if length > MAX_DURATION:
+        raise ValueError(f"{value!r} is over the longest duration, 36500d (100 years)")
+    return value
+
+
+Id = Annotated[str, Field(max_length=MAX_ID), AfterValidator(_no_control)]
+Key = Annotated[str, Field(min_length=1, max_length=MAX_KEY), AfterValidator(_no_control)]
+Count = Annotated[int, Field(ge=0, le=INT_MAX)]
+Duration = Annotated[str, Field(max_length=16), AfterValidator(_duration)]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
-def _duration(value: str | None) -> str | None:
-    if value is not None:
-        parse_duration(value)
-    return value
-
-
 class _Limits(_Body):
-    max_budget: float | None = Field(default=None, ge=0)
-    budget_duration: str | None = None
-    rpm_limit: int | None = Field(default=None, ge=0)
-    tpm_limit: int | None = Field(default=None, ge=0)
-    max_parallel_requests: int | None = Field(default=None, ge=1)
+    max_budget: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget_duration: Duration | None = None
+    rpm_limit: Count | None = None
+    tpm_limit: Count | None = None
+    max_parallel_requests: Annotated[int, Field(ge=1, le=INT_MAX)] | None = None
     blocked: bool | None = None
     metadata: dict[str, Any] | None = None
-
-    _check_duration = field_validator("budget_duration")(_duration)
 
 
 class KeyFields(_Limits):
     """What /key/generate and /key/update take."""
 
-    models: list[str] | None = None
-    key_alias: str | None = Field(default=None, min_length=1, max_length=256)
-    team_id: str | None = None
-    user_id: str | None = None
-    duration: str | None = None
-
-    _check_key_duration = field_validator("duration")(_duration)
+    models: list[Id] | None = Field(default=None, max_length=MAX_ITEMS)
+    key_alias: Annotated[Id, Field(min_length=1)] | None = None
+    team_id: Id | None = None
+    user_id: Id | None = None
+    duration: Duration | None = None
 
 
 class KeyUpdate(KeyFields):
     """/key/update: the key (secret or hash) and the fields to change."""
 
-    key: str = Field(min_length=1)
+    key: Key
 
 
 class KeyDelete(_Body):
     """/key/delete."""
 
-    keys: list[str] = Field(min_length=1)
+    keys: list[Key] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class TeamFields(_Limits):
     """/team/new and /team/update."""
 
-    team_id: str | None = Field(default=None, min_length=1, max_length=256)
-    team_alias: str | None = None
-    models: list[str] | None = None
+    team_id: Annotated[Id, Field(min_length=1)] | None = None
+    team_alias: Id | None = None
+    models: list[Id] | None = Field(default=None, max_length=MAX_ITEMS)
 
 
 class TeamDelete(_Body):
     """/team/delete."""
 
-    team_ids: list[str] = Field(min_length=1)
+    team_ids: list[Id] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class CustomerFields(_Limits):
     """/customer/new and /customer/update (LiteLLM names the id `user_id`)."""
 
-    user_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=256,
-        validation_alias=AliasChoices("user_id", "end_user_id"),
+    user_id: Annotated[Id, Field(min_length=1)] | None = Field(
+        default=None, validation_alias=AliasChoices("user_id", "end_user_id")
     )
-    alias: str | None = None
+    alias: Id | None = None
 
 
 class CustomerDelete(_Body):
     """/customer/delete."""
 
-    user_ids: list[str] = Field(
-        min_length=1, validation_alias=AliasChoices("user_ids", "end_user_ids")
+    user_ids: list[Id] = Field(
+        min_length=1,
+        max_length=MAX_ITEMS,
+        validation_alias=AliasChoices("user_ids", "end_user_ids"),
     )
 
 
@@ -135,9 +170,40 @@ def _when(value: str | None, name: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except ValueError:
         raise InvalidRequest(f"{name}: {value!r} is not an ISO date or date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:
+        raise InvalidRequest(f"{name}: {value!r} is out of range in UTC") from None
+
+
+def _param(query: dict[str, str], *names: str, limit: int = MAX_ID) -> str | None:
+    """The first of the query parameters `names` given (not empty), checked like an id:
+    InvalidRequest naming it when it is over `limit` characters or has a control character."""
+    for name in names:
+        value = query.get(name)
+        if not value:
+            continue
+        if len(value) > limit:
+            raise InvalidRequest(f"{name}: {len(value)} characters, over the limit of {limit}")
+        if _CONTROL.search(value):
+            raise InvalidRequest(f"{name}: must not contain control characters (NUL, CR, LF, ...)")
+        return value
+    return None
+
+
+def _whole(query: dict[str, str], name: str, default: int) -> int:
+    """A whole-number query parameter from 0 to MAX_OFFSET; InvalidRequest naming it."""
+    raw = query.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}: {raw[:40]!r} is not a whole number") from None
+    if not 0 <= value <= MAX_OFFSET:
+        raise InvalidRequest(f"{name}: must be from 0 to {MAX_OFFSET}")
+    return value
 
 
 def _token(key: str) -> str:
@@ -243,7 +309,7 @@ class ManagementAPI:
         return row
 
     async def key_info(self, body: bytes, query: dict[str, str]) -> Any:
-        row = await self._key(query.get("key"))
+        row = await self._key(_param(query, "key", limit=MAX_KEY))
         return {"key": row["key_hash"], "info": row}
 
     async def key_update(self, body: bytes, query: dict[str, str]) -> Any:
@@ -266,7 +332,7 @@ class ManagementAPI:
         return {"deleted_keys": deleted}
 
     async def key_list(self, body: bytes, query: dict[str, str]) -> Any:
-        keys = await self.store.list("key", team_id=query.get("team_id"))
+        keys = await self.store.list("key", team_id=_param(query, "team_id"))
         return {"keys": keys, "total_count": len(keys)}
 
     # -- teams and customers -------------------------------------------------------------------
@@ -277,7 +343,7 @@ class ManagementAPI:
         return await self.store.create("team", fields)
 
     async def team_info(self, body: bytes, query: dict[str, str]) -> Any:
-        team_id = query.get("team_id")
+        team_id = _param(query, "team_id")
         row = await self.store.get("team", team_id) if team_id else None
         if row is None:
             raise NotFound(f"team {team_id!r} not found")
@@ -314,7 +380,7 @@ class ManagementAPI:
         return {**row, "user_id": row["end_user_id"]}
 
     async def customer_info(self, body: bytes, query: dict[str, str]) -> Any:
-        ident = query.get("end_user_id") or query.get("user_id")
+        ident = _param(query, "end_user_id", "user_id")
         row = await self.store.get("end_user", ident) if ident else None
         if row is None:
             raise NotFound(f"end user {ident!r} not found")
@@ -338,22 +404,19 @@ class ManagementAPI:
 
     @staticmethod
     def _filter(query: dict[str, str]) -> SpendFilter:
-        key = query.get("api_key") or query.get("key")
+        key = _param(query, "api_key", "key", limit=MAX_KEY)
         return SpendFilter(
             key_hash=_token(key) if key else None,
-            end_user=query.get("end_user") or query.get("end_user_id") or None,
-            team_id=query.get("team_id") or None,
-            model=query.get("model") or None,
+            end_user=_param(query, "end_user", "end_user_id"),
+            team_id=_param(query, "team_id"),
+            model=_param(query, "model"),
             start=_when(query.get("start_date"), "start_date"),
             end=_when(query.get("end_date"), "end_date"),
         )
 
     async def spend_logs(self, body: bytes, query: dict[str, str]) -> Any:
-        try:
-            limit = int(query.get("limit") or 1000)
-            offset = int(query.get("offset") or 0)
-        except ValueError:
-            raise InvalidRequest("limit and offset must be whole numbers") from None
+        limit = _whole(query, "limit", 1000)
+        offset = _whole(query, "offset", 0)
         return await spend_logs(self.store, self._filter(query), limit, offset)
 
     async def spend_report(self, body: bytes, query: dict[str, str]) -> Any:
