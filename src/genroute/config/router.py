@@ -50,6 +50,11 @@ class RouterSettings(Strict):
     allowed_fails_window: float = Field(default=60.0, gt=0)
     cooldown_time: float = Field(default=5.0, ge=0)
     disable_cooldowns: bool = False
+    # Retries allowed per group: under this share of its recent calls, plus a floor.
+    retry_budget_percent: float = Field(default=20.0, ge=0)
+    retry_budget_min_retries: int = Field(default=10, ge=0)
+    retry_budget_window: float = Field(default=10.0, gt=0)
+    disable_retry_budget: bool = False
     redis_url: str | None = Field(default=None, repr=False)
     redis_host: str | None = None
     redis_port: int = Field(default=6379, ge=1, le=65535)

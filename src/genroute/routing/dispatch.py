@@ -7,12 +7,19 @@ For the client's group, then each of its fallback groups in turn:
      let the routing strategy choose one, and count it as started (atomically with
      its caps);
   3. run the attempt; on failure, count it towards the deployment's cooldown and, when
-     the failure is retryable (`genroute.routing.retry`) and retries are left, go to 1.
+     the failure is retryable (`genroute.routing.retry`), retries are left and the
+     group's retry budget allows one (`genroute.routing.budget`), go to 1.
      A retry on the same deployment waits an exponential backoff that honours the
      upstream's Retry-After; a retry on another deployment does not wait.
 Whether a failure is retried, cools the deployment down or falls back is decided by its
 `FailureReason` (the table in `genroute.errors`). Each attempt is appended to
 `call.route.attempts`, and each group fallen back to, to `call.route.fallbacks`.
+
+Every deployment that keeps failing cools down. While it does, calls that have somewhere
+else to go (another deployment of the group, or a fallback group) skip it. A call with
+nowhere else to go (the client's own group has that one deployment and no fallbacks) is
+still tried on it, as in LiteLLM, so that the client gets the upstream's own answer rather
+than "no deployment available"; its retries, like all others, are held by the budget.
 """
 
 from __future__ import annotations
@@ -38,11 +45,13 @@ from genroute.errors import (
     UpstreamTimeout,
     cancelled,
 )
+from genroute.routing.budget import RetryBudgets
 from genroute.routing.groups import Deployment, ModelGroups
 from genroute.routing.retry import backoff_delay
 from genroute.routing.state import (
     COOL_RATE_LIMIT,
     USAGE_WINDOW,
+    Clock,
     CooldownPolicy,
     DeploymentStats,
     RouterState,
@@ -91,7 +100,6 @@ class Lease:
     deployment: Deployment
     attempt: Attempt
     stream: bool
-    may_cool: bool
     measure: bool = True  # count this call's latency (not for countTokens or embeddings)
     done: bool = False
 
@@ -118,7 +126,7 @@ class Lease:
         self.attempt.error_status = error.status
         self.attempt.error_message = error.message
         reason = error.reason
-        if reason.cools_down and self.may_cool:
+        if reason.cools_down:
             rate_limited = reason is FailureReason.RATE_LIMIT
             cooled = await self.state.record_failure(
                 self.deployment.id,
@@ -148,6 +156,7 @@ class Dispatcher:
         settings: RouterSettings,
         rng: random.Random,
         sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.groups = groups
         self.state = state
@@ -160,6 +169,13 @@ class Dispatcher:
             window=settings.allowed_fails_window,
             cooldown_time=settings.cooldown_time,
             enabled=not settings.disable_cooldowns,
+        )
+        self.budgets = RetryBudgets(
+            percent=settings.retry_budget_percent,
+            min_retries=settings.retry_budget_min_retries,
+            window=settings.retry_budget_window,
+            clock=clock,
+            enabled=not settings.disable_retry_budget,
         )
 
     async def run(
@@ -175,15 +191,28 @@ class Dispatcher:
         `measure`: count the attempts' latency (generate and stream calls, not countTokens
         or embeddings)."""
         chain = [self.groups.canonical(call.model)]
+        # Retries and fallbacks are charged to the budget of the group the client called
+        # (for a wildcard name, of its wildcard entry).
+        budget = self.groups.group(chain[0])[0].entry.model_name
         last: GenrouteError | None = None
         index = -1
         while index + 1 < len(chain):
             index += 1
             group = chain[index]
             if index:
+                # Falling back after an upstream failure is a retry elsewhere: budgeted.
+                assert last is not None
+                if last.reason.retryable and not self._may_retry(budget, call, f"to {group}"):
+                    raise last
                 call.route.fallbacks.append(group)
+            # The client's own group, one deployment, no fallbacks: nowhere else to go.
+            alone = (
+                not index
+                and len(self.groups.group(group)) == 1
+                and not self.groups.fallbacks(group, FailureReason.NO_DEPLOYMENT)
+            )
             try:
-                return await self._run_group(group, call, op, stream, measure)
+                return await self._run_group(group, call, op, stream, measure, alone, budget)
             except GenrouteError as exc:
                 last = exc
                 if not exc.reason.falls_back:
@@ -214,33 +243,22 @@ class Dispatcher:
         op: Callable[[Deployment], Awaitable[T]],
         stream: bool,
         measure: bool,
+        alone: bool,
+        budget: str,
     ) -> tuple[T, Lease]:
         deployments = self.groups.group(group)
-        may_cool = len(deployments) > 1 or bool(
-            self.groups.fallbacks(group, FailureReason.UPSTREAM_5XX)
-        )
         failed: list[str] = []
         last: GenrouteError | None = None
         tries = races = 0
         while True:
             try:
-                deployment = await self._pick(group, deployments, set(failed), stream)
+                deployment = await self._pick(group, deployments, set(failed), stream, alone)
             except (GroupUnavailable, GroupRateLimited):
                 if last is not None:
                     raise last from None
                 raise
             if last is not None and failed and deployment.id == failed[-1]:
-                delay = backoff_delay(
-                    tries,
-                    base=self.settings.retry_backoff_base,
-                    cap=self.settings.max_retry_backoff,
-                    minimum=self.settings.retry_after,
-                    hinted=last.retry_after,
-                    rng=self.rng,
-                )
-                if delay is None:
-                    raise last
-                await self.sleep(delay)
+                await self._backoff(tries, last)
             if not await self.state.acquire(deployment.id, deployment.limits):
                 races += 1
                 if races >= MAX_ACQUIRE_RACES:
@@ -250,14 +268,20 @@ class Dispatcher:
                     )
                 continue
             tries += 1
-            lease = self._start(call, group, deployment, stream, may_cool)
+            if not call.route.attempts:  # the call's first upstream attempt
+                self.budgets.started(budget)
+            lease = self._start(call, group, deployment, stream)
             lease.measure = measure
             try:
                 result = await op(deployment)
             except GenrouteError as exc:
                 reason = await lease.finish(exc)
                 last = exc
-                if reason is None or not reason.retryable or tries > self._retries(deployment):
+                if reason is None or not reason.retryable:
+                    raise
+                if tries > self._retries(deployment):
+                    raise
+                if not self._may_retry(budget, call, f"in {group}"):
                     raise
                 failed.append(deployment.id)
                 log.info(
@@ -274,9 +298,34 @@ class Dispatcher:
                 raise
             return result, lease
 
-    def _start(
-        self, call: Call, group: str, deployment: Deployment, stream: bool, may_cool: bool
-    ) -> Lease:
+    async def _backoff(self, tries: int, last: GenrouteError) -> None:
+        """Wait before retrying the deployment that just failed (or give up: `last`)."""
+        delay = backoff_delay(
+            tries,
+            base=self.settings.retry_backoff_base,
+            cap=self.settings.max_retry_backoff,
+            minimum=self.settings.retry_after,
+            hinted=last.retry_after,
+            rng=self.rng,
+        )
+        if delay is None:
+            raise last
+        await self.sleep(delay)
+
+    def _may_retry(self, budget: str, call: Call, what: str) -> bool:
+        if self.budgets.try_retry(budget):
+            return True
+        log.info(
+            "request %s: the retry budget of %s is spent (retries and fallbacks after a "
+            "failure are held under %g%% of its calls); not retrying %s",
+            call.request_id,
+            budget,
+            self.settings.retry_budget_percent,
+            what,
+        )
+        return False
+
+    def _start(self, call: Call, group: str, deployment: Deployment, stream: bool) -> Lease:
         route = call.route
         route.group = group
         route.deployment_id = deployment.id
@@ -284,14 +333,23 @@ class Dispatcher:
         route.provider_model = deployment.spec.upstream_model
         attempt = Attempt(group, deployment.id, deployment.spec.provider, time.perf_counter())
         route.attempts.append(attempt)
-        return Lease(self.state, self.policy, deployment, attempt, stream, may_cool)
+        return Lease(self.state, self.policy, deployment, attempt, stream)
 
     async def _pick(
-        self, group: str, deployments: Sequence[Deployment], avoid: set[str], stream: bool
+        self,
+        group: str,
+        deployments: Sequence[Deployment],
+        avoid: set[str],
+        stream: bool,
+        alone: bool,
     ) -> Deployment:
+        """A deployment for the next attempt; one cooling down only when the call is
+        `alone` (it has nowhere else to go)."""
         stats = await self.state.snapshot([d.id for d in deployments])
         usable = [
-            d for d in deployments if not stats[d.id].cooling and not stats[d.id].at_cap(d.limits)
+            d
+            for d in deployments
+            if not stats[d.id].at_cap(d.limits) and (alone or not stats[d.id].cooling)
         ]
         if not usable:
             raise exhausted(group, deployments, stats)

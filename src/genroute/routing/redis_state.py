@@ -147,6 +147,7 @@ redis.call('ZADD', fails, now, ARGV[5])
 redis.call('ZREMRANGEBYSCORE', fails, '-inf', now - math.max(window, 600))
 redis.call('EXPIRE', fails, math.ceil(math.max(window, 600)) + 60)
 if ARGV[6] ~= '1' then return 0 end
+if tonumber(redis.call('HGET', s, 'cool_until') or '0') > now then return 0 end
 if redis.call('ZCOUNT', fails, now - window, '+inf') <= allowed then return 0 end
 redis.call('HSET', s, 'cool_until', tostring(now + seconds), 'cool_cause', ARGV[4])
 redis.call('EXPIRE', s, tonumber(ARGV[7]))

@@ -105,7 +105,12 @@ class Router:
         self._groups = ModelGroups(config, self._deploy, ad_hoc)
         self.state: RouterState = state or build_state(config, clock)
         self._dispatch = Dispatcher(
-            self._groups, self.state, config.router_settings, self._rng, **_sleep(sleep)
+            self._groups,
+            self.state,
+            config.router_settings,
+            self._rng,
+            clock=clock or time.monotonic,
+            **_sleep(sleep),
         )
 
     @classmethod

@@ -232,7 +232,7 @@ class LocalState:
         item.fails.append(now)
         while item.fails and item.fails[0] <= now - max(policy.window, 600):
             item.fails.popleft()
-        if not policy.enabled:
+        if not policy.enabled or item.cool_until > now:  # off, or cooling already
             return False
         in_window = sum(1 for t in item.fails if t > now - policy.window)
         if in_window <= policy.allowed_fails:
