@@ -41,6 +41,13 @@ def _no_provider_keys_from_the_shell() -> Iterator[None]:
     os.environ.update(saved)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _close_refusing_ports() -> Iterator[None]:
+    yield
+    while _REFUSING:
+        _REFUSING.pop().close()
+
+
 def in_ci() -> bool:
     """Whether this run is CI's (CI=true), where missing prerequisites fail instead of skip."""
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -93,10 +100,25 @@ def genai_client(base_url: str, key: str, version: str = "v1beta", **options: An
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for a subprocess to
+    bind; something else may take it first, see Gateway)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+_REFUSING: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A port on 127.0.0.1 where every connection is refused, for as long as the tests
+    run: it is bound here and never listened on, so no other test (nor xdist worker) can
+    start a server on it."""
+    if not _REFUSING:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        _REFUSING.append(sock)
+    return int(_REFUSING[0].getsockname()[1])
 
 
 class _Server(uvicorn.Server):
@@ -120,7 +142,10 @@ class InProcessGateway:
         from genroute.defaults import default_config
         from genroute.server import create_app
 
-        self.port = free_port()
+        # Bound here and handed to uvicorn: no window in which another server takes it.
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"gateway-{self.port}.log"
         self.log_path.touch()
@@ -161,7 +186,7 @@ class InProcessGateway:
             raise
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve())
+        asyncio.run(self.server.serve(sockets=[self._socket]))
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -181,6 +206,7 @@ class InProcessGateway:
         """Shut down as on SIGTERM: finish requests, run the lifespan shutdown, join."""
         self.server.should_exit = True
         self._thread.join(30)
+        self._socket.close()
         logging.getLogger("genroute").removeHandler(self._handler)
         self._handler.close()
 
@@ -228,26 +254,31 @@ class Gateway:
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "genroute.cli", "serve", "--port", str(self.port)]
-        if config is not None:
-            path = tmp / f"config-{self.port}.yaml"
-            path.write_text(yaml.safe_dump(config))
-            args += ["--config", str(path)]
-        args += extra_args or []
-        self.log_path = tmp / f"gateway-{self.port}.log"
-        self._log = self.log_path.open("wb")
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_ENV_PREFIXES)}
         full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT
-        )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(3):
+            # The port is free when chosen; another server (another xdist worker's) may
+            # still take it before this process binds it: then choose another.
+            self.port = free_port()
+            self.base_url = f"http://127.0.0.1:{self.port}"
+            args = [sys.executable, "-m", "genroute.cli", "serve", "--port", str(self.port)]
+            if config is not None:
+                path = tmp / f"config-{self.port}.yaml"
+                path.write_text(yaml.safe_dump(config))
+                args += ["--config", str(path)]
+            args += extra_args or []
+            self.log_path = tmp / f"gateway-{self.port}.log"
+            self._log = self.log_path.open("wb")
+            self.proc = subprocess.Popen(
+                args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT
+            )
+            try:
+                self._wait_ready()
+                return
+            except BaseException:
+                self.stop()
+                if attempt == 2 or "address already in use" not in self.log().lower():
+                    raise
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

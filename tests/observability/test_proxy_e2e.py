@@ -20,7 +20,7 @@ import pytest
 from google.genai import errors
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Gateway, InProcessGateway, free_port
+from tests.conftest import Gateway, InProcessGateway, refused_port
 from tests.fakes.gemini_upstream import FakeGemini, build_generate_response
 from tests.server.conftest import MASTER_KEY, UPSTREAM_KEY, client_for
 from tests.server.test_gemini_e2e import BODY, post
@@ -375,7 +375,7 @@ def test_cooldown_gauge(fake: FakeGemini, tmp_path: Path) -> None:
             "params": {
                 "model": "gemini/gemini-2.5-flash",
                 "api_key": UPSTREAM_KEY,
-                "api_base": f"http://127.0.0.1:{free_port()}",  # nothing listens
+                "api_base": f"http://127.0.0.1:{refused_port()}",  # nothing listens
             },
         }
     )

@@ -20,7 +20,7 @@ from genroute.routing import Router
 from genroute.routing.redis_state import RedisState
 from genroute.routing.state import CooldownPolicy, Limits
 from tests.calls import call
-from tests.conftest import free_port
+from tests.conftest import refused_port
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.routing.conftest import REQUEST, entry, gemini, make_router, unique_prefix
@@ -101,7 +101,7 @@ async def test_unreachable_redis_falls_back_to_memory_and_warns_once(
 ) -> None:
     router = make_router(
         [entry("g", {"model": "demo/x", "rpm": 3}, "d")],
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_url=f"redis://127.0.0.1:{refused_port()}/0",
         redis_reconnect_interval=60,
     )
     caplog.set_level(logging.WARNING, logger="genroute.router")

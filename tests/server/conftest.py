@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from google import genai
 
-from tests.conftest import Gateway, InProcessGateway, free_port, genai_client
+from tests.conftest import Gateway, InProcessGateway, genai_client, refused_port
 from tests.fakes.gemini_upstream import FakeGemini
 
 MASTER_KEY = "sk-test-master"
@@ -62,7 +62,7 @@ def gateway_config(fake: FakeGemini) -> dict[str, Any]:
                 "model_name": "unreachable",
                 "params": {
                     **gemini("gemini-2.5-flash"),
-                    "api_base": f"http://127.0.0.1:{free_port()}",
+                    "api_base": f"http://127.0.0.1:{refused_port()}",
                 },
             },
         ],
