@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import os
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -22,6 +23,7 @@ __all__ = [
     "serve",
     "settle_heap",
     "unserved_client_defaults",
+    "uvicorn_settings",
 ]
 
 CONFIG_ENV = "GENROUTE_CONFIG"
@@ -88,6 +90,28 @@ def app_from_env() -> object:
     return app
 
 
+def uvicorn_settings(config: Config, host: str, port: int) -> dict[str, Any]:
+    """uvicorn's settings for a config: httptools with genroute's limits on slow and idle
+    clients (`genroute.server.protocol`; the header deadline and connection limit are read
+    from the app), the keep-alive timeout and the listen backlog from general_settings."""
+    general = config.general_settings
+    return {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "genroute.server.protocol:GuardedHttpToolsProtocol",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 30,
+        "timeout_keep_alive": general.keep_alive_timeout,
+        "limit_concurrency": general.max_connections,
+        "backlog": general.backlog,
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the gateway until interrupted."""
     import uvicorn
@@ -101,19 +125,7 @@ def serve(args: argparse.Namespace) -> int:
 
         json_python_logs()
     _banner(config, args.host, args.port, args.workers)
-    common = {
-        "host": args.host,
-        "port": args.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "lifespan": "on",
-        "access_log": False,
-        "log_level": "warning",
-        "timeout_graceful_shutdown": 30,
-        "backlog": 4096,
-        "proxy_headers": False,
-        "server_header": False,
-    }
+    common = uvicorn_settings(config, args.host, args.port)
     if args.workers > 1:
         if args.config:
             os.environ[CONFIG_ENV] = os.path.abspath(args.config)

@@ -22,6 +22,16 @@ class GeneralSettings(Strict):
     key_cache_ttl: float = Field(default=2.0, ge=0)
     max_request_size_mb: float = Field(default=DEFAULT_MAX_REQUEST_MB, gt=0)
     end_user_header: str = "x-genroute-end-user"
+    # Slow and idle clients (`genroute serve`): seconds to send the request line and headers
+    # (from the connection opening, or a kept-alive request's first byte; 408 and closed),
+    # seconds to send the whole body (408 and closed), seconds a connection may stay idle
+    # between requests; open connections per worker before requests get a 503; the listen
+    # backlog.
+    request_header_timeout: float = Field(default=10.0, gt=0)
+    request_body_timeout: float = Field(default=60.0, gt=0)
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=2048, ge=1)
+    backlog: int = Field(default=4096, ge=1)
 
     @field_validator("master_key")
     @classmethod

@@ -52,6 +52,7 @@ __all__ = ["GatewayApp", "create_app", "parse_json"]
 _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 _HEALTH = {"/health/liveliness", "/health/liveness", "/health/readiness", "/health"}
 MAX_PAGE_SIZE = 1000
+_CLOSE_AFTER = frozenset({408, 413})
 MAX_MODEL_NAME = 256  # the ledger's model_group column
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -100,8 +101,15 @@ class GatewayApp:
         self.governance = pipeline.governance
         self.config = config
         self.auth = MasterKeyAuth(config.general_settings.master_key)
-        self.management = ManagementAPI(self.governance) if self.governance else None
-        self.body_limit = config.general_settings.max_request_bytes
+        general = config.general_settings
+        self.body_limit = general.max_request_bytes
+        self.body_timeout = general.request_body_timeout
+        # Read by genroute.server.protocol (the header deadline and connection limit).
+        self.header_timeout = general.request_header_timeout
+        self.max_connections = general.max_connections
+        self.management = (
+            ManagementAPI(self.governance, self.body_timeout) if self.governance else None
+        )
         self.end_user_header = config.general_settings.end_user_header.lower().encode("latin-1")
         self._tracing = self.observability is not None and self.observability.tracing is not None
         self._post: dict[str, Handler] = {
@@ -145,6 +153,8 @@ class GatewayApp:
         except GenrouteError as exc:
             if exc.code >= 500:
                 log.warning("request %s failed: %s %s", rid, exc.code, exc.message)
+            if exc.code in _CLOSE_AFTER:  # the rest of the body is not worth waiting for
+                headers.append((b"connection", b"close"))
             await asgi.send_error(send, exc, headers)
         except ConnectionAbortedError:
             return
@@ -250,9 +260,7 @@ class GatewayApp:
     async def _metrics(self, scope: Scope, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         assert self.observability is not None
         if self.observability.metrics_require_auth:
-            await self._require_master(
-                scope, "/metrics (observability.metrics.require_auth: true)"
-            )
+            await self._require_master(scope, "/metrics (observability.metrics.require_auth: true)")
         rendered = await self.observability.render_metrics()
         if rendered is None:
             raise NotFound("metrics are off (observability.metrics.enabled: false)")
@@ -296,7 +304,7 @@ class GatewayApp:
         """The validated body (`reshape`d first, for another API's shape of it); a refusal
         is recorded as the call's outcome."""
         try:
-            raw = await asgi.read_body(scope, receive, self.body_limit)
+            raw = await asgi.read_body(scope, receive, self.body_limit, self.body_timeout)
             return parse_json(raw, model, reshape)
         except (GenrouteError, ConnectionAbortedError) as exc:
             if self.observability is not None:
@@ -434,8 +442,7 @@ def _check_model_name(path: ModelPath) -> None:
         )
     if len(path.model) > MAX_MODEL_NAME:
         raise InvalidRequest(
-            f"model: a name of {len(path.model)} characters is over the limit of "
-            f"{MAX_MODEL_NAME}"
+            f"model: a name of {len(path.model)} characters is over the limit of {MAX_MODEL_NAME}"
         )
 
 

@@ -52,14 +52,29 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body; PayloadTooLarge as soon as it is over `limit` bytes."""
+async def read_body(
+    scope: Scope, receive: Receive, limit: int, within: float | None = None
+) -> bytes:
+    """The whole request body; PayloadTooLarge as soon as it is over `limit` bytes, a 408
+    when it has not all arrived `within` seconds (a client trickling it in)."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
             f"request body is {int(declared)} bytes, over the limit of {limit} bytes "
             "(general_settings.max_request_size_mb)"
         )
+    try:
+        async with asyncio.timeout(within):
+            return await _read(receive, limit)
+    except TimeoutError:
+        raise GenrouteError(
+            f"the request body did not arrive within {within:g} s "
+            "(general_settings.request_body_timeout)",
+            code=408,
+        ) from None
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

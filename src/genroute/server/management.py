@@ -217,8 +217,9 @@ def _token(key: str) -> str:
 class ManagementAPI:
     """Routes the management paths to the store, behind the master key."""
 
-    def __init__(self, governance: Governance) -> None:
+    def __init__(self, governance: Governance, body_timeout: float | None = None) -> None:
         self.gov = governance
+        self.body_timeout = body_timeout
         self.store = governance.store
         self.routes: dict[tuple[str, str], Any] = {
             ("POST", "/key/generate"): self.key_generate,
@@ -266,7 +267,7 @@ class ManagementAPI:
             )
         body = b""
         if scope["method"] == "POST":
-            body = await asgi.read_body(scope, receive, BODY_LIMIT)
+            body = await asgi.read_body(scope, receive, BODY_LIMIT, self.body_timeout)
         try:
             result = await route(body, query)
         except StoreError as exc:
