@@ -30,7 +30,8 @@ from genroute.cost import Tokens
 from genroute.errors import PermissionDenied, RateLimited, Unauthenticated
 from genroute.governance.cache import Entity, EntityCache
 from genroute.governance.limits import LimitCheck, Limiter, MemoryLimiter, Ticket
-from genroute.store.ledger import LedgerWriter, SpendRecord
+from genroute.store.ledger import SpendRecord
+from genroute.store.writer import LedgerWriter
 from genroute.store.repo import Store, hash_key, utcnow
 
 __all__ = ["ALL_MODELS", "Admission", "Governance", "model_allowed"]

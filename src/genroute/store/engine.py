@@ -3,6 +3,12 @@
     sqlite:///path/genroute.db      → sqlite+aiosqlite (WAL mode, busy timeout)
     postgresql://user@host:5432/db  → postgresql+asyncpg
 
+Every database call is bounded by `timeout` seconds (`general_settings.database_timeout`):
+connecting, waiting for a pooled connection, and each statement (asyncpg's
+`command_timeout`; SQLite's busy timeout), so a database that hangs fails calls instead of
+holding them. Migrations run on an engine of their own without a statement timeout (a
+migration may rewrite a large table).
+
 Migrations run programmatically on every start (`alembic upgrade head`), under a lock so
 several workers starting at once do not race: a PostgreSQL advisory lock, or a lock file
 next to the SQLite database.
@@ -24,7 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
     "DEFAULT_DB_FILE",
+    "DEFAULT_TIMEOUT",
+    "MAX_OVERFLOW",
     "MIGRATIONS",
+    "POOL_SIZE",
     "async_url",
     "create_engine",
     "default_url",
@@ -64,22 +73,42 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+DEFAULT_TIMEOUT = 5.0
+POOL_SIZE = 10
+MAX_OVERFLOW = 10
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """A pooled async engine for the URL (WAL mode for SQLite)."""
+def _sqlite_pragmas_for(busy_ms: int) -> Any:
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.close()
+
+    return pragmas
+
+
+def create_engine(url: str, timeout: float | None = DEFAULT_TIMEOUT) -> AsyncEngine:
+    """A pooled async engine for the URL (WAL mode for SQLite); every connect, pool wait
+    and statement bounded by `timeout` seconds (None: statements are not bounded)."""
     full = async_url(url)
     if is_sqlite(url):
-        engine = create_async_engine(full, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        busy = timeout if timeout is not None else 30.0
+        engine = create_async_engine(full, connect_args={"timeout": busy})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas_for(int(busy * 1000)))
         return engine
-    return create_async_engine(full, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    connect: dict[str, Any] = {"timeout": timeout or DEFAULT_TIMEOUT}
+    if timeout is not None:
+        connect["command_timeout"] = timeout
+    return create_async_engine(
+        full,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        pool_pre_ping=True,
+        pool_timeout=timeout or DEFAULT_TIMEOUT,
+        connect_args=connect,
+    )
 
 
 def _upgrade(connection: Connection) -> None:

@@ -1,46 +1,67 @@
-"""The spend ledger writer: one row per call, written off the request path, in batches.
+"""Spend ledger rows: what one call leaves, how a row is made fit for its columns, and how a
+batch of them is written.
 
-`submit` puts a `SpendRecord` on a bounded queue (waiting only when the queue is full, which
-is back-pressure, never loss). A background task writes what has queued every
-`flush_interval` seconds (sooner when a batch fills): the rows and the spend totals of
-their keys, teams and end users, in one transaction. A failed write is retried with the
-same rows; `aclose` (ASGI lifespan shutdown, which uvicorn runs on SIGTERM after the
-in-flight requests finish) writes everything still queued.
+`SpendRecord` is one finished call. `clean_row` makes a record fit its columns whatever
+the call carried (text clipped to the column's length, NULs and unpaired surrogates
+removed, counts clamped to the column's range, non-finite numbers dropped), so that one
+odd request cannot fail a batch. `write_batch` inserts rows idempotently (each carries the
+call's unique `row_id`: a row written twice, by a retry or a replayed spool, is kept once),
+adds the cost of the rows it inserted to their keys', teams' and end users' spend, and
+deletes their budget holds, in one transaction. A batch the database refuses because of
+some rows is bisected under savepoints, still in one transaction: the others are written,
+each refused row is returned, and written stripped of its description (`strip_record`) so
+that its spend still counts. `is_row_error` tells a failure caused by
+the rows (a data or constraint error: bisect the batch and set the bad row aside) from one
+of the database itself (unreachable, timed out, missing table: keep the rows for later).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
+import math
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Boolean, DateTime, Float, Integer, String, bindparam, delete, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 
 from genroute.call import Call
 from genroute.cost import Tokens
-from genroute.store.models import EndUser, SpendLog, Team, VirtualKey
-from genroute.store.repo import Store, utcnow
+from genroute.store.models import BudgetHold, EndUser, SpendLog, Team, VirtualKey
+from genroute.store.repo import Store, aware, utcnow
 
 __all__ = [
-    "DEFAULT_BATCH",
-    "DEFAULT_QUEUE",
+    "FAN_OUT",
     "INSERT_SLICE",
-    "LedgerWriter",
+    "INT_MAX",
+    "Refused",
     "SpendRecord",
     "Totals",
+    "Written",
+    "clean_ident",
+    "clean_row",
+    "is_row_error",
+    "new_row_id",
+    "record_from_json",
+    "strip_record",
     "write_batch",
 ]
 
-log = logging.getLogger("genroute.ledger")
-
-DEFAULT_QUEUE = 50_000
-DEFAULT_BATCH = 1_000
 INSERT_SLICE = 100  # rows per INSERT statement
+INT_MAX = 2**31 - 1  # an Integer column on PostgreSQL
+FAN_OUT = 2  # parts a refused slice is split into (halves: fewest tries per bad row)
+_ROW_STATES = ("22", "23")  # SQLSTATE classes: data exception, integrity constraint
+
+
+def new_row_id() -> str:
+    """A fresh, unique ledger row id (32 hex digits)."""
+    return uuid.uuid4().hex
 
 
 @dataclass(slots=True)
@@ -70,6 +91,7 @@ class SpendRecord:
     latency_ms: float | None = None
     ttft_ms: float | None = None
     stream: bool = False
+    row_id: str = field(default_factory=new_row_id)
 
     @classmethod
     def of(
@@ -79,6 +101,7 @@ class SpendRecord:
         status_code: int,
         error_status: str | None,
         finished: float,
+        row_id: str | None = None,
     ) -> SpendRecord:
         """The record of a finished call (`finished`: its perf_counter end time)."""
         meter, route, caller = call.meter, call.route, call.caller
@@ -110,7 +133,107 @@ class SpendRecord:
             latency_ms=latency * 1000,
             ttft_ms=None if ttft is None else ttft * 1000,
             stream=call.stream,
+            row_id=row_id or new_row_id(),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data (the spool's and the dead letters' line): text
+        with unpaired surrogates repaired, non-finite numbers as None."""
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str):
+                value = _valid_text(value)
+            elif isinstance(value, float) and not math.isfinite(value):
+                value = None
+            data[f.name] = value
+        data["start_time"] = self.start_time.isoformat()
+        return data
+
+
+def record_from_json(data: dict[str, Any]) -> SpendRecord:
+    """A record read back from a spool line (unknown fields ignored)."""
+    known = {f.name for f in fields(SpendRecord)}
+    values = {k: v for k, v in data.items() if k in known}
+    start = values.get("start_time")
+    values["start_time"] = (
+        aware(datetime.fromisoformat(start)) if isinstance(start, str) else utcnow()
+    )
+    return SpendRecord(**values)
+
+
+def _valid_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # unpaired surrogates
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _clean_text(value: Any, length: int | None) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    text = _valid_text(text)
+    return text[:length] if length is not None else text
+
+
+def clean_ident(value: str, length: int = 256) -> str:
+    """A key hash, team or end-user id as its column stores it (see `clean_row`)."""
+    return _clean_text(value, length)
+
+
+def _clean_value(column: Any, value: Any) -> Any:
+    kind = column.type
+    if value is None:
+        return None if column.nullable else _default(kind)
+    if isinstance(kind, String):
+        return _clean_text(value, kind.length)
+    if isinstance(kind, Boolean):
+        return bool(value)
+    if isinstance(kind, Integer):
+        try:
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
+            return None if column.nullable else 0
+        return max(-INT_MAX, min(INT_MAX, number))
+    if isinstance(kind, Float):
+        try:
+            real = float(value)
+        except (TypeError, ValueError, OverflowError):
+            real = math.nan
+        if math.isfinite(real):
+            return real
+        return None if column.nullable else 0.0
+    if isinstance(kind, DateTime):
+        return value if isinstance(value, datetime) else utcnow()
+    return value
+
+
+def _default(kind: Any) -> Any:
+    if isinstance(kind, String):
+        return ""
+    if isinstance(kind, Boolean):
+        return False
+    if isinstance(kind, (Integer, Float)):
+        return 0
+    return utcnow()
+
+
+_COLUMNS = [c for c in SpendLog.__table__.columns if c.key != "id"]
+
+
+def clean_row(record: SpendRecord) -> tuple[dict[str, Any], bool]:
+    """The record as a row that fits its columns, and whether anything had to change."""
+    row: dict[str, Any] = {}
+    changed = False
+    for column in _COLUMNS:
+        value = getattr(record, column.key)
+        cleaned = _clean_value(column, value)
+        if cleaned != value and not (value is None and cleaned is None):
+            changed = True
+        row[column.key] = cleaned
+    return row, changed
 
 
 @dataclass(slots=True)
@@ -122,136 +245,198 @@ class Totals:
     end_user: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @classmethod
-    def of(cls, records: list[SpendRecord]) -> Totals:
+    def of(cls, records: Iterable[SpendRecord]) -> Totals:
         """Add up a batch."""
         totals = cls()
         for record in records:
-            if not record.cost:
+            cost = record.cost
+            if not cost or not math.isfinite(cost):
                 continue
             if record.key_hash:
-                totals.key[record.key_hash] += record.cost
+                totals.key[clean_ident(record.key_hash, 64)] += cost
             if record.team_id:
-                totals.team[record.team_id] += record.cost
+                totals.team[clean_ident(record.team_id)] += cost
             if record.end_user:
-                totals.end_user[record.end_user] += record.cost
+                totals.end_user[clean_ident(record.end_user)] += cost
         return totals
 
+    def add(self, other: Totals) -> None:
+        """Add another batch's totals to these."""
+        for mine, theirs in ((self.key, other.key), (self.team, other.team)):
+            for ident, amount in theirs.items():
+                mine[ident] += amount
+        for ident, amount in other.end_user.items():
+            self.end_user[ident] += amount
 
-async def write_batch(store: Store, records: list[SpendRecord]) -> Totals:
-    """Insert the rows and add their cost to the totals, in one transaction."""
-    totals = Totals.of(records)
-    async with store.session.begin() as session:
+    @property
+    def empty(self) -> bool:
+        """Whether there is nothing to add anywhere."""
+        return not (self.key or self.team or self.end_user)
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """Whether a failed write was caused by the rows themselves (bisect and set them
+    aside), not by the database (unreachable, timed out, locked, a missing table)."""
+    if isinstance(exc, (sa_exc.DataError, sa_exc.IntegrityError)):
+        return True
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(state, str) and state[:2] in _ROW_STATES:
+        return True
+    if isinstance(exc, sa_exc.StatementError) and isinstance(
+        orig, (ValueError, TypeError, OverflowError)
+    ):
+        return True
+    return isinstance(exc, (ValueError, TypeError, OverflowError))
+
+
+def _insert(dialect: str) -> Any:
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(SpendLog)
+    return statement.on_conflict_do_nothing(index_elements=["row_id"]).returning(SpendLog.row_id)
+
+
+async def _add_totals(conn: Any, totals: Totals) -> None:
+    for table, pk, amounts in (
+        (VirtualKey, VirtualKey.token, totals.key),
+        (Team, Team.team_id, totals.team),
+        (EndUser, EndUser.end_user_id, totals.end_user),
+    ):
+        if not amounts:
+            continue
+        statement = (
+            update(table.__table__)  # type: ignore[arg-type]
+            .where(table.__table__.c[pk.key] == bindparam("ident"))
+            .values(spend=table.__table__.c.spend + bindparam("amount"))
+        )
+        await conn.execute(
+            statement, [{"ident": k, "amount": v} for k, v in sorted(amounts.items())]
+        )
+
+
+async def _drop_holds(conn: Any, row_ids: list[str]) -> None:
+    for start in range(0, len(row_ids), INSERT_SLICE):
+        chunk = row_ids[start : start + INSERT_SLICE]
+        await conn.execute(delete(BudgetHold).where(BudgetHold.hold_id.in_(chunk)))
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A row the database refused (set aside), and whether its stripped form (see
+    `strip_record`) was written, so that its spend counted."""
+
+    record: SpendRecord
+    error: BaseException
+    counted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What `write_batch` did: rows inserted (a row already there is not), the spend it
+    added to totals, how many rows needed cleaning to fit their columns, and the rows the
+    database refused."""
+
+    inserted: int
+    totals: Totals
+    cleaned: int
+    refused: list[Refused] = field(default_factory=list)
+
+
+class _Batch:
+    """One transaction's writing of rows (see `write_batch`)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.statement = _insert(conn.dialect.name)
+        self.inserted: set[str] = set()
+        self.cleaned = 0
+        self.refused: list[Refused] = []
+
+    def rows(self, records: list[SpendRecord]) -> list[dict[str, Any]]:
+        rows = []
+        for record in records:
+            row, changed = clean_row(record)
+            self.cleaned += changed
+            rows.append(row)
+        return rows
+
+    async def insert(self, records: list[SpendRecord]) -> None:
         # Rows go in slices: SQLAlchemy prepares each statement's parameters on the event
         # loop's thread, so one statement of thousands of rows would stall every request.
         for start in range(0, len(records), INSERT_SLICE):
-            rows = [asdict(r) for r in records[start : start + INSERT_SLICE]]
-            await session.execute(insert(SpendLog), rows)
+            rows = self.rows(records[start : start + INSERT_SLICE])
+            result = await self.conn.execute(self.statement, rows)
+            self.inserted.update(r[0] for r in result.all())
             await asyncio.sleep(0)
-        for table, pk, amounts in (
-            (VirtualKey, VirtualKey.token, totals.key),
-            (Team, Team.team_id, totals.team),
-            (EndUser, EndUser.end_user_id, totals.end_user),
-        ):
-            if not amounts:
-                continue
-            statement = (
-                update(table.__table__)  # type: ignore[arg-type]
-                .where(table.__table__.c[pk.key] == bindparam("ident"))
-                .values(spend=table.__table__.c.spend + bindparam("amount"))
-            )
-            conn = await session.connection()
-            await conn.execute(
-                statement, [{"ident": k, "amount": v} for k, v in sorted(amounts.items())]
-            )
-    return totals
 
+    async def _try(self, records: list[SpendRecord]) -> BaseException | None:
+        """Insert under a savepoint; the row error that undid it, if one did."""
+        try:
+            async with self.conn.begin_nested():
+                result = await self.conn.execute(self.statement, self.rows(records))
+                self.inserted.update(r[0] for r in result.all())
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
+            return exc
+        return None
 
-class LedgerWriter:
-    """Batches SpendRecords onto the database from a background task."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        flush_interval: float = 1.0,
-        max_queue: int = DEFAULT_QUEUE,
-        batch_size: int = DEFAULT_BATCH,
-        on_commit: Callable[[Totals], None] | None = None,
-    ) -> None:
-        self.store = store
-        self.flush_interval = flush_interval
-        self.batch_size = batch_size
-        self.on_commit = on_commit
-        self.queue: asyncio.Queue[SpendRecord] = asyncio.Queue(max_queue)
-        self.written = 0
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._stop = asyncio.Event()
-
-    def start(self) -> None:
-        """Start the background flusher (idempotent)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="genroute-ledger")
-
-    async def submit(self, record: SpendRecord) -> None:
-        """Queue a record; waits only while the queue is full."""
-        if self._task is None and not self._closing:
-            self.start()
-        await self.queue.put(record)
-
-    def _take(self) -> list[SpendRecord]:
-        batch: list[SpendRecord] = []
-        while len(batch) < self.batch_size:
-            try:
-                batch.append(self.queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return batch
-
-    async def _write(self, batch: list[SpendRecord], attempts: int | None = None) -> None:
-        delay, attempt = 0.1, 0
-        while True:
-            attempt += 1
-            try:
-                totals = await write_batch(self.store, batch)
-            except Exception:
-                if attempt >= (attempts or (20 if self._stop.is_set() else 1 << 30)):
-                    log.exception(
-                        "spend ledger: dropping %d rows after %d tries", len(batch), attempt
-                    )
-                    return
-                log.exception("spend ledger: writing %d rows failed; retrying", len(batch))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self.written += len(batch)
-            if self.on_commit is not None:
-                self.on_commit(totals)
+    async def isolate(self, records: list[SpendRecord]) -> None:
+        """Insert what the database takes: a slice it refuses is split (in halves, then
+        again, under savepoints) until each refused row is alone; that row is written
+        stripped of its description (`strip_record`) or, if even that is refused, left out."""
+        error = await self._try(records)
+        if error is None:
             return
+        if len(records) == 1:
+            counted = await self._try([strip_record(records[0])]) is None
+            self.refused.append(Refused(records[0], error, counted))
+            return
+        size = -(-len(records) // FAN_OUT)
+        for start in range(0, len(records), size):
+            await self.isolate(records[start : start + size])
+            await asyncio.sleep(0)
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            deadline = time.monotonic() + self.flush_interval
-            while self.queue.qsize() < self.batch_size and not self._stop.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), min(remaining, 0.05))
-            while batch := self._take():
-                await self._write(batch)
+    async def finish(self, records: list[SpendRecord]) -> Written:
+        totals = Totals.of(r for r in records if r.row_id in self.inserted)
+        await _add_totals(self.conn, totals)
+        return Written(len(self.inserted), totals, self.cleaned, self.refused)
 
-    async def flush(self) -> None:
-        """Write everything queued now."""
-        while batch := self._take():
-            await self._write(batch)
 
-    async def aclose(self) -> None:
-        """Stop the flusher and write everything still queued."""
-        self._closing = True
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-        while batch := self._take():
-            await self._write(batch, attempts=20)
+async def write_batch(store: Store, records: list[SpendRecord]) -> Written:
+    """Insert the rows (a row whose `row_id` is already there is skipped), add the cost of
+    those inserted to their totals, and delete their budget holds, in one transaction.
+
+    When the database refuses the batch because of some of its rows, the batch is written
+    again in one transaction that isolates them under savepoints (`_Batch.isolate`): the
+    others are written, each refused row is returned in `Written.refused`."""
+    row_ids = [clean_ident(r.row_id, 32) for r in records]
+    try:
+        async with store.session.begin() as session:
+            batch = _Batch(await session.connection())
+            await _drop_holds(batch.conn, row_ids)
+            await batch.insert(records)
+            return await batch.finish(records)
+    except Exception as exc:
+        if not is_row_error(exc):
+            raise
+    async with store.session.begin() as session:
+        batch = _Batch(await session.connection())
+        await _drop_holds(batch.conn, row_ids)  # first: a write, so SQLite's transaction is open
+        for start in range(0, len(records), INSERT_SLICE):
+            await batch.isolate(records[start : start + INSERT_SLICE])
+        return await batch.finish(records)
+
+
+_KEPT_WHEN_STRIPPED = {"request_id", "operation", "key_hash", "team_id", "end_user", "row_id"}
+
+
+def strip_record(record: SpendRecord) -> SpendRecord:
+    """The record with every descriptive text field emptied (model, deployment, provider,
+    alias, user, error status): what is left of a row the database refused, so that its
+    spend is still written, once (by its row_id), and still counts against its budgets."""
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    for f in fields(record):
+        if f.name not in _KEPT_WHEN_STRIPPED and isinstance(values[f.name], str):
+            values[f.name] = None
+    return SpendRecord(**values)

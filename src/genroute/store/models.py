@@ -1,8 +1,12 @@
-"""The tables: virtual keys, teams, end users and the spend ledger (SQLAlchemy 2 ORM).
+"""The tables: virtual keys, teams, end users, the spend ledger and budget holds
+(SQLAlchemy 2 ORM).
 
 Keys are stored only as the hex SHA-256 of the secret. Money is USD as a double; budgets
-are compared with it, never summed across billions of rows. The Alembic migrations in
-`genroute.store.migrations` create exactly these tables; change both together.
+are compared with it, never summed across billions of rows. Each ledger row carries the
+call's unique `row_id`, so writing a row twice (a retried batch, a replayed spool) keeps
+one. A budget hold is what one call in flight (or finished, with its row not yet written)
+takes from a budget when several instances share it without Redis. The Alembic migrations
+in `genroute.store.migrations` create exactly these tables; change both together.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "EndUser", "SpendLog", "Team", "VirtualKey"]
+__all__ = ["Base", "BudgetHold", "EndUser", "SpendLog", "Team", "VirtualKey"]
 
 
 class Base(DeclarativeBase):
@@ -80,6 +84,7 @@ class SpendLog(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    row_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     request_id: Mapped[str] = mapped_column(String(128), nullable=False)
     start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     key_hash: Mapped[str | None] = mapped_column(String(64))
@@ -103,3 +108,18 @@ class SpendLog(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     stream: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+
+
+class BudgetHold(Base):
+    """What one call holds on one budget: its most possible cost while in flight, its cost
+    once settled, until the ledger writes its row (which deletes the hold)."""
+
+    __tablename__ = "genroute_budget_holds"
+    __table_args__ = (Index("ix_genroute_budget_holds_entity", "kind", "ident"),)
+
+    hold_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ident: Mapped[str] = mapped_column(String(256), nullable=False)
+    amount: Mapped[float] = mapped_column(Float, nullable=False)
+    settled: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -3,22 +3,30 @@
 Rows go in and out as plain dicts shaped like LiteLLM's management responses, so the
 management API and the CLI share them. The spend ledger's writes are in `ledger.py`, its
 queries in `spend.py`.
+
+A database that cannot be reached, times out or is locked makes these methods raise
+`ServiceUnavailable` (503, retry later), never a bare driver error: `database_unavailable`
+tells such a failure from an error in the request.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import delete, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from genroute.errors import StoreError
-from genroute.store.engine import create_engine, migrate
+from genroute.errors import GenrouteError, ServiceUnavailable, StoreError
+from genroute.store.engine import DEFAULT_TIMEOUT, create_engine, migrate
 from genroute.store.models import Base, EndUser, Team, VirtualKey
 
 __all__ = [
@@ -28,6 +36,8 @@ __all__ = [
     "KIND_TABLE",
     "Store",
     "aware",
+    "database_unavailable",
+    "guarded",
     "hash_key",
     "new_secret",
     "parse_duration",
@@ -95,6 +105,48 @@ def row_dict(row: Base) -> dict[str, Any]:
     return data
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an exception means the database could not do its work (unreachable, timed
+    out, locked, its pool exhausted), as opposed to an error in what was asked of it."""
+    if isinstance(exc, GenrouteError):
+        return False
+    if isinstance(exc, (sa_exc.IntegrityError, sa_exc.DataError)):
+        return False
+    return isinstance(
+        exc, (OSError, TimeoutError, sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.InterfaceError)
+    )
+
+
+@asynccontextmanager
+async def guarded(what: str) -> AsyncIterator[None]:
+    """Turn a failure of the database into ServiceUnavailable (503, retry in a second)."""
+    try:
+        yield
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        raise ServiceUnavailable(
+            f"The database is unavailable ({what}: {type(exc).__name__}); retry shortly",
+            retry_after=1.0,
+        ) from exc
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guard(what: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    def decorate(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(method)
+        async def guarded_method(*args: P.args, **kwargs: P.kwargs) -> R:
+            async with guarded(what):
+                return await method(*args, **kwargs)
+
+        return guarded_method
+
+    return decorate
+
+
 def _column_values(fields: dict[str, Any]) -> dict[str, Any]:
     values = {("metadata_" if k == "metadata" else k): v for k, v in fields.items()}
     if "budget_duration" in fields:
@@ -106,14 +158,23 @@ def _column_values(fields: dict[str, Any]) -> dict[str, Any]:
 class Store:
     """Async access to genroute's tables over one pooled engine."""
 
-    def __init__(self, url: str, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self, url: str, engine: AsyncEngine | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.url = url
-        self.engine = engine or create_engine(url)
+        self.timeout = timeout
+        self.engine = engine or create_engine(url, timeout)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.migrated = False
 
     async def start(self) -> None:
-        """Run the migrations."""
-        await migrate(self.engine, self.url)
+        """Run the migrations (on an engine of their own, without a statement timeout)."""
+        engine = create_engine(self.url, None)
+        try:
+            await migrate(engine, self.url)
+        finally:
+            await engine.dispose()
+        self.migrated = True
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
@@ -126,11 +187,13 @@ class Store:
         async with self.session() as session:
             return await session.get(table, ident)
 
+    @_guard("reading a row")
     async def get(self, kind: str, ident: str) -> dict[str, Any] | None:
         """One key (by hash), team or end user as a dict, or None."""
         row = await self._get(kind, ident)
         return None if row is None else row_dict(row)
 
+    @_guard("reading a row")
     async def load(self, kind: str, ident: str) -> dict[str, Any] | None:
         """Like `get`, but first resets the spend of a budget whose period has ended."""
         row = await self._get(kind, ident)
@@ -150,6 +213,7 @@ class Store:
             row = await self._get(kind, ident)
         return None if row is None else row_dict(row)
 
+    @_guard("creating a row")
     async def create(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Insert a team or end user (fields already validated)."""
         table = KIND_TABLE[kind]
@@ -165,6 +229,7 @@ class Store:
             raise StoreError(f"{kind} {fields.get(KIND_PK[kind])!r} already exists") from None
         return row_dict(row)
 
+    @_guard("updating a row")
     async def update(self, kind: str, ident: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Change some fields of a row; StoreError 404 when there is none."""
         table = KIND_TABLE[kind]
@@ -181,6 +246,7 @@ class Store:
         assert found is not None
         return found
 
+    @_guard("deleting rows")
     async def delete(self, kind: str, idents: list[str]) -> list[str]:
         """Delete rows; returns the identifiers that existed."""
         table = KIND_TABLE[kind]
@@ -190,6 +256,7 @@ class Store:
             await session.execute(delete(table).where(pk.in_(idents)))
         return found
 
+    @_guard("listing rows")
     async def list(self, kind: str, team_id: str | None = None) -> list[dict[str, Any]]:
         """Every row of a kind (keys optionally of one team), newest first."""
         table = KIND_TABLE[kind]
@@ -216,6 +283,7 @@ class Store:
             raise StoreError("key: that key or key_alias already exists") from None
         return {"key": secret, **data}
 
+    @_guard("reading a key")
     async def key_by_alias(self, alias: str) -> dict[str, Any] | None:
         """A key found by its alias."""
         async with self.session() as session:
@@ -224,6 +292,7 @@ class Store:
             ).scalar_one_or_none()
         return None if row is None else row_dict(row)
 
+    @_guard("creating an end user")
     async def ensure_end_user(self, end_user_id: str) -> None:
         """Create the end user on first sight (a race with another instance is harmless)."""
         now = utcnow()
