@@ -159,8 +159,11 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
 
 
 def test_default_config_demo_without_keys_and_gemini_with_one() -> None:
-    demo = default_config({})
-    assert [e.model_name for e in demo.model_list] == ["demo"]
+    demo = default_config({})  # the demo model, also under the Gemini names clients send
+    assert [(e.model_name, e.params.model) for e in demo.model_list] == [
+        ("demo", "demo/echo"),
+        ("gemini-*", "demo/echo"),
+    ]
     gemini = default_config({"GEMINI_API_KEY": "g"})
     names = [e.model_name for e in gemini.model_list]
     assert "demo" not in names and "gemini-*" in names
