@@ -25,7 +25,6 @@ import uvicorn
 from genroute.cli.serve import uvicorn_settings
 from genroute.config import config_from_data
 from genroute.server import create_app
-from tests.conftest import free_port
 
 TIMEOUT = 0.3  # every timeout of the test gateway
 SLACK = 1.5  # how much later than its timeout a connection may be closed, on a busy machine
@@ -54,11 +53,16 @@ class Guarded:
                 "observability": {"logs": {"enabled": False}},
             }
         )
-        self.port = free_port()
+        # Bound here and handed to uvicorn: no window in which another server takes it.
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = int(self.socket.getsockname()[1])
         settings = uvicorn_settings(config, "127.0.0.1", self.port)
         settings.update(loop="asyncio", timeout_graceful_shutdown=1)
         self.server = Server(uvicorn.Config(create_app(config), **settings))
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()))
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.server.serve(sockets=[self.socket]))
+        )
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
@@ -71,6 +75,7 @@ class Guarded:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+        self.socket.close()
 
 
 @pytest.fixture(scope="module")
