@@ -13,6 +13,14 @@ responses, so that it is not the bottleneck of the benchmark:
   (``data: {json}\\n\\n``: the role, 5 content deltas, ``finish_reason: stop``), an 8th with
   ``usage`` and ``choices: []`` when ``stream_options.include_usage`` is true, then
   ``data: [DONE]``; it needs ``Authorization: Bearer …`` (else OpenAI's 401);
+* ``POST .../v1/messages`` → an Anthropic Messages ``message`` (the same text, with
+  ``usage``), or with ``"stream": true`` in the body its SSE events (``event: <type>`` and
+  ``data: {json}``: ``message_start``, ``content_block_start``, ``ping``, 5
+  ``content_block_delta``, ``content_block_stop``, ``message_delta`` with ``end_turn`` and
+  the output tokens, ``message_stop``); it needs ``x-api-key`` (else Anthropic's 401);
+* a Gemini model whose name ends in ``-chunks-N`` (``gemini-chunks-50``) streams N events
+  instead of 5 (the text pieces repeated; ``finishReason`` and usage on the last), so that
+  the cost of one more chunk can be measured;
 * ``POST /v1/traces`` → 200 with an empty OTLP/HTTP response, a sink for genroute's spans;
 * ``GET /__stats`` → ``{"paths": {"POST /path?alt": count, ...}}``, the request lines seen
   (query parameter names only), so the benchmark can show which upstream path each gateway calls;
@@ -205,9 +213,91 @@ _OAI_401 = {
 }
 R_OAI_401 = _http("401 Unauthorized", b"application/json", _dumps(_OAI_401))
 R_TRACES = _http("200 OK", b"application/x-protobuf", b"")
+# ---- Anthropic Messages
+ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
+_ANT_USAGE = {"input_tokens": 61, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+_ANT_MESSAGE = {
+    "id": "msg_bench000000000000000001",
+    "type": "message",
+    "role": "assistant",
+    "model": ANTHROPIC_MODEL,
+    "content": [{"type": "text", "text": EXPECTED_TEXT}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {**_ANT_USAGE, "output_tokens": 61},
+}
+
+
+def _anthropic_events() -> list[dict[str, Any]]:
+    start = {k: v for k, v in _ANT_MESSAGE.items() if k not in ("content", "stop_reason")}
+    start |= {"content": [], "stop_reason": None, "usage": {**_ANT_USAGE, "output_tokens": 1}}
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+    events.append(
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    )
+    events.append({"type": "ping"})
+    for piece in STREAM_PIECES:
+        delta = {"type": "text_delta", "text": piece}
+        events.append({"type": "content_block_delta", "index": 0, "delta": delta})
+    events.append({"type": "content_block_stop", "index": 0})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 61},
+        }
+    )
+    events.append({"type": "message_stop"})
+    return events
+
+
+def _anthropic_sse() -> bytes:
+    body = b"".join(
+        _chunk(b"event: " + e["type"].encode() + b"\ndata: " + _dumps(e) + b"\n\n")
+        for e in _anthropic_events()
+    )
+    return _chunked_head(SSE) + body + b"0\r\n\r\n"
+
+
+R_ANT_JSON = _http("200 OK", b"application/json", _dumps(_ANT_MESSAGE))
+R_ANT_SSE = _anthropic_sse()
+R_ANT_401 = _http(
+    "401 Unauthorized",
+    b"application/json",
+    _dumps(
+        {
+            "type": "error",
+            "error": {"type": "authentication_error", "message": "x-api-key header is required"},
+        }
+    ),
+)
+
+# ---- Gemini streams of N events (`...-chunks-N` models)
+_CHUNKS = re.compile(rb"-chunks-(\d{1,4}):")
+_SSE_BY_COUNT: dict[int, bytes] = {}
+
+
+def sse_of(count: int) -> bytes:
+    """A Gemini SSE reply of `count` events (cached)."""
+    found = _SSE_BY_COUNT.get(count)
+    if found is None:
+        events = [
+            _response(
+                STREAM_PIECES[i % len(STREAM_PIECES)],
+                last=i == count - 1,
+                usage=12 * (i + 1),
+                with_safety=i == count - 1,
+            )
+            for i in range(count)
+        ]
+        body = b"".join(_chunk(b"data: " + _dumps(e) + b"\r\n\r\n") for e in events)
+        found = _SSE_BY_COUNT[count] = _chunked_head(SSE) + body + b"0\r\n\r\n"
+    return found
+
+
 _STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 _INCLUDE_USAGE = re.compile(rb'"include_usage"\s*:\s*true')
-_NO_DELAY = (R_403, R_400, R_OAI_401, R_TRACES)
+_NO_DELAY = (R_403, R_400, R_OAI_401, R_ANT_401, R_TRACES)
 
 
 class Stats:
@@ -338,13 +428,20 @@ class Upstream(asyncio.Protocol):
             return R_OAI_SSE_USAGE if _INCLUDE_USAGE.search(body) else R_OAI_SSE
         if path == b"/v1/traces":
             return R_TRACES
+        if path.endswith(b"/v1/messages"):
+            if not headers.get(b"x-api-key"):
+                return R_ANT_401
+            return R_ANT_SSE if _STREAM_TRUE.search(body) else R_ANT_JSON
         has_key = bool(headers.get(b"x-goog-api-key")) or b"key=" in query
         if path.endswith(b":generateContent"):
             return R_JSON if has_key else R_403
         if path.endswith(b":streamGenerateContent"):
             if not has_key:
                 return R_403
-            return R_SSE if b"alt=sse" in query else R_ARRAY
+            if b"alt=sse" not in query:
+                return R_ARRAY
+            count = _CHUNKS.search(path + b":")
+            return sse_of(int(count.group(1))) if count else R_SSE
         return _http("404 Not Found", JSON, _dumps(_error(404, "NOT_FOUND", f"no route {key}")))
 
     def connection_lost(self, exc: Exception | None) -> None:

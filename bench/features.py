@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -37,11 +38,13 @@ from harness import (
     BenchError,
     Target,
     measure_run,
+    measure_ttfb,
     ms,
     pause,
     request,
     start_genroute,
     start_litellm,
+    start_python_proxy,
     upstream_paths,
     verify,
 )
@@ -49,8 +52,18 @@ from proctools import Procs, tree_mib
 
 PG_DB = "genroute_bench"
 PG_URL = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
+GEMINI_PRICES = {"input_cost_per_token": 3e-7, "output_cost_per_token": 2.5e-6}
 NON_STREAM = (("generate", 1, 1), ("generate", 32, 2))
 BOTH = (*NON_STREAM, ("stream", 1, 1), ("stream", 32, 2))
+CHUNK_MODEL = "gemini-chunks-50"  # the fake streams 50 events for it
+CHUNKS = (5, 50)
+STREAMING = (
+    ("ttfb", 1, 1),
+    ("stream", 1, 1),
+    ("stream-50", 1, 1),
+    ("stream", 32, 2),
+    ("stream-50", 32, 2),
+)
 STRIP_ON_SAVE = ("key",)  # never written to results.json: secrets
 
 
@@ -132,10 +145,64 @@ def genroute(
     key: str,
     model: str = "bench-model",
     env: dict[str, str] | None = None,
+    *,
+    workers: int = 1,
+    cpu: str | None = None,
 ) -> Target:
     conf = write_config(name, config)
-    port, pid, start_s = start_genroute(ctx.procs, name, conf, ctx.args.cpus.target, env)
+    cpu = cpu or ctx.args.cpus.target
+    port, pid, start_s = start_genroute(ctx.procs, name, conf, cpu, env, workers=workers)
     return Target(name, port, model, pid, key, start_s=start_s)
+
+
+def open_config(port: int) -> dict[str, Any]:
+    """genroute with every feature off: no key, no ledger, no logs, metrics or tracing."""
+    return {"model_list": [gemini_entry(port)], "observability": LEAN_OBSERVABILITY}
+
+
+def production_config(ctx: Ctx, name: str, db_url: str) -> dict[str, Any]:
+    """Every feature on: master key (virtual keys are made after start), the ledger on
+    `db_url`, a JSON request log to a file, /metrics, tracing (the OTLP endpoint comes from
+    the environment, see `otlp_env`)."""
+    log_file = WORK / "features" / f"{name}.requests.log"
+    log_file.unlink(missing_ok=True)
+    observability = {
+        "logs": {"enabled": True, "format": "json", "destination": str(log_file)},
+        "metrics": {"enabled": True},
+        "tracing": {"enabled": True},
+    }
+    general = {"master_key": ctx.key, "database_url": db_url}
+    return {
+        "model_list": [gemini_entry(ctx.ports[0])],
+        "general_settings": general,
+        "observability": observability,
+    }
+
+
+def otlp_env(ctx: Ctx, ratio: float | None = None) -> dict[str, str]:
+    """OTLP/HTTP export to the fake's /v1/traces; with `ratio`, parent-based ratio sampling."""
+    env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{ctx.ports[0]}/v1/traces"}
+    if ratio is not None:
+        env |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}
+        env["OTEL_TRACES_SAMPLER_ARG"] = f"{ratio:g}"
+    return env
+
+
+def fresh_db(ctx: Ctx, name: str) -> str | None:
+    """A new, empty PostgreSQL database (dropped after the group); None if none can be made."""
+    if shutil.which("createdb") is None:
+        return None
+    pg("dropdb", "--if-exists", name)
+    if pg("createdb", name).returncode != 0:
+        return None
+    ctx.args.pg_dbs = [*getattr(ctx.args, "pg_dbs", []), name]
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_dbs(args: argparse.Namespace) -> None:
+    for name in getattr(args, "pg_dbs", []):
+        pg("dropdb", "--if-exists", name)
+    args.pg_dbs = []
 
 
 @dataclass
@@ -163,7 +230,19 @@ def translated(ctx: Ctx, group: Group) -> list[Target]:
     params = {"model": "openai/gpt-4o-mini", "api_key": UPSTREAM_KEY, "api_base": base}
     config: dict[str, Any] = {"model_list": [{"model_name": "gpt-4o-mini", "params": params}]}
     config["general_settings"] = {"master_key": ctx.key}
-    targets = [direct, genroute(ctx, "genroute-openai", config, ctx.key, "gpt-4o-mini")]
+    gemini = {"model_list": [gemini_entry(port)], "general_settings": {"master_key": ctx.key}}
+    ant_params = {"model": "anthropic/claude-sonnet-4-5", "api_key": UPSTREAM_KEY}
+    ant_params["api_base"] = f"http://127.0.0.1:{port}"
+    anthropic = {
+        "model_list": [{"model_name": "claude-sonnet-4-5", "params": ant_params}],
+        "general_settings": {"master_key": ctx.key},
+    }
+    targets = [
+        direct,
+        genroute(ctx, "genroute-gemini", gemini, ctx.key),
+        genroute(ctx, "genroute-openai", config, ctx.key, "gpt-4o-mini"),
+        genroute(ctx, "genroute-anthropic", anthropic, ctx.key, "claude-sonnet-4-5"),
+    ]
     if ctx.args.litellm is None:
         group.notes.append("LiteLLM left out (not installed or failed earlier in this run)")
         return targets
@@ -264,6 +343,86 @@ def observability(ctx: Ctx, group: Group) -> list[Target]:
     ]
 
 
+def streaming(ctx: Ctx, group: Group) -> list[Target]:
+    """Time to first byte at c=1, and streams of 5 and of 50 events (the cost of a chunk)."""
+    port = ctx.ports[0]
+    direct = Target("direct", port, "gemini-2.5-flash", ctx.direct.pgid, "x", is_upstream=True)
+    direct.chunk_model = CHUNK_MODEL
+    proxy = start_python_proxy(ctx.procs, "python-proxy", port, ctx.args.cpus.target)
+    proxy.chunk_model = CHUNK_MODEL
+    chunked = gemini_entry(port)
+    chunked["model_name"] = "bench-chunks-50"
+    chunked["params"]["model"] = f"gemini/{CHUNK_MODEL}"
+    chunked["model_info"] = dict(GEMINI_PRICES)
+    open_ = open_config(port)
+    open_["model_list"].append(chunked)
+    default = {"model_list": [gemini_entry(port), chunked]}
+    default["general_settings"] = {"master_key": ctx.key}
+    targets = [
+        direct,
+        proxy,
+        genroute(ctx, "genroute-open", open_, ""),
+        genroute(ctx, "genroute", default, ctx.key),
+    ]
+    for target in targets[2:]:
+        target.chunk_model = "bench-chunks-50"
+    return targets
+
+
+def production(ctx: Ctx, group: Group) -> list[Target]:
+    """The featureless genroute against every feature on (virtual key, PostgreSQL ledger,
+    JSON log file, metrics, OTLP tracing at 100 % and at 10 %), and the same without
+    tracing, so that the cost of 10 % sampling can be read against it."""
+    targets = [ctx.direct, genroute(ctx, "genroute-open", open_config(ctx.ports[0]), "")]
+    variants = (
+        ("genroute-production", otlp_env(ctx)),
+        ("genroute-production-10pct", otlp_env(ctx, 0.1)),
+        ("genroute-production-notrace", None),
+    )
+    for name, env in variants:
+        db = fresh_db(ctx, f"genroute_bench_{name.replace('-', '_')}")
+        if db is None:
+            group.notes.append(f"{name} left out: no PostgreSQL (createdb failed or missing)")
+            continue
+        config = production_config(ctx, name, db)
+        if env is None:
+            config["observability"]["tracing"] = {"enabled": False}
+        target = genroute(ctx, name, config, ctx.key, env=env)
+        target.key = virtual_key(target, ctx.key)
+        targets.append(target)
+    return targets
+
+
+def workers(ctx: Ctx, group: Group) -> list[Target]:
+    """`--workers 1` against `--workers 2`, featureless and with every feature on. One worker
+    is pinned to the target CPU as everywhere else; two workers may run on every CPU (one
+    CPU each is the point), so they share the second with the fake upstream and wrk."""
+    every = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    cpu2 = every if ctx.args.cpus.target is not None else None
+    open_ = open_config(ctx.ports[0])
+    targets = [
+        ctx.direct,
+        genroute(ctx, "open-w1", open_, ""),
+        genroute(ctx, "open-w2", open_, "", workers=2, cpu=cpu2),
+    ]
+    for name, count in (("production-w1", 1), ("production-w2", 2)):
+        db = fresh_db(ctx, f"genroute_bench_{name.replace('-', '_')}")
+        if db is None:
+            group.notes.append(f"{name} left out: no PostgreSQL")
+            continue
+        config = production_config(ctx, name, db)
+        cpu = cpu2 if count == 2 else None
+        target = genroute(ctx, name, config, ctx.key, env=otlp_env(ctx), workers=count, cpu=cpu)
+        target.key = virtual_key(target, ctx.key)
+        targets.append(target)
+    group.notes.append(
+        f"CPUs: w1 on CPU {ctx.args.cpus.target}, w2 on CPUs {cpu2}; the fake upstream and wrk "
+        f"on CPU {ctx.args.cpus.load}. On a 2-CPU machine w2 can reach at most "
+        "1 + (1 - the load side's share of CPU 1) times w1"
+    )
+    return targets
+
+
 # name: (title, how to start its targets, scenarios, the reference target)
 GROUPS: dict[str, tuple[str, Callable[[Ctx, Group], list[Target]], tuple[Any, ...], str]] = {
     "translated": (
@@ -285,10 +444,33 @@ GROUPS: dict[str, tuple[str, Callable[[Ctx, Group], list[Target]], tuple[Any, ..
         NON_STREAM,
         "obs-all-off",
     ),
+    "production": (
+        "Production settings: every feature on vs the featureless genroute",
+        production,
+        BOTH,
+        "genroute-open",
+    ),
+    "workers": ("Workers: --workers 2 vs 1", workers, NON_STREAM, "open-w1"),
+    "streaming": (
+        "Streaming: time to first byte, and the cost of a chunk",
+        streaming,
+        STREAMING,
+        "genroute-open",
+    ),
 }
 DESCRIBE = {
     "direct-openai": "wrk → fake `/v1/chat/completions` (no gateway)",
+    "genroute-gemini": "genroute, `gemini/gemini-2.5-flash` (passthrough), master key",
     "genroute-openai": "genroute, `openai/gpt-4o-mini`, master key",
+    "genroute-anthropic": "genroute, `anthropic/claude-sonnet-4-5` (fake `/v1/messages`), master key",
+    "genroute-open": "no key, no ledger, no logs/metrics/tracing: the featureless genroute",
+    "genroute-production": "virtual key, PostgreSQL ledger, JSON log file, metrics, OTLP tracing 100 %",
+    "genroute-production-10pct": "the same, tracing sampled at 10 % (parentbased_traceidratio)",
+    "genroute-production-notrace": "the same without tracing",
+    "open-w1": "featureless, `--workers 1`",
+    "open-w2": "featureless, `--workers 2`",
+    "production-w1": "every feature on (tracing 100 %), `--workers 1`",
+    "production-w2": "every feature on (tracing 100 %), `--workers 2`",
     "litellm-openai": "LiteLLM, `openai/gpt-4o-mini`, master key, no DB",
     "direct": "wrk → fake Gemini (no gateway)",
     "router-1-deployment": "one deployment (`dep-a`)",
@@ -341,6 +523,19 @@ def after_measuring(ctx: Ctx, group: Group, targets: list[Target], served: dict[
                     f"{served.get(name, 0)} calls completed (by wrk, warm-ups included, and "
                     "the checks; wrk does not count the calls it cuts off at the end of a run)"
                 )
+    if group.name == "production":
+        time.sleep(6)  # the ledger flushes every second, the span processor every 5 s
+        for name in ("genroute-production", "genroute-production-10pct"):
+            if name in by_name:
+                rows = ledger_rows(by_name[name], ctx.key)
+                log_file = WORK / "features" / f"{name}.requests.log"
+                lines = log_file.read_bytes().count(b"\n") if log_file.exists() else 0
+                group.notes.append(
+                    f"{name}: {rows if rows is not None else '?'} ledger rows and {lines} "
+                    f"request-log lines for {served.get(name, 0)} calls completed"
+                )
+        exports = upstream_paths(ctx.ports[0]).get("POST /v1/traces", 0)
+        group.notes.append(f"OTLP exports received by the sink (both tracing targets): {exports}")
     if group.name == "observability" and "obs-all-on" in by_name:
         on = by_name["obs-all-on"]
         time.sleep(6)  # the span processor exports every 5 s
@@ -369,8 +564,11 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = sum(r["duration_us"] for r in runs) / 1e6
     row |= {"rounds": len(runs), "requests": sum(r["requests"] for r in runs)}
     row |= {"rps": row["requests"] / seconds, "errors": sum(r["errors"] for r in runs)}
-    for key in ("p50_us", "p90_us", "p99_us"):
-        row[key] = statistics.median(r[key] for r in runs)
+    for key in first:
+        if key.endswith("_us") and key not in ("duration_us", "p50_spread_us"):
+            row[key] = statistics.median(r[key] for r in runs)
+    row["target_cpu_s"] = sum(r["target_cpu_s"] for r in runs)
+    row["cpu_us_per_req"] = 1e6 * row["target_cpu_s"] / row["requests"] if row["requests"] else 0
     row["p50_spread_us"] = max(r["p50_us"] for r in runs) - min(r["p50_us"] for r in runs)
     for key in ("target_cpu_pct", "upstream_cpu_pct", "wrk_cpu_pct", "other_cpu_pct"):
         row[key] = statistics.fmean(r[key] for r in runs)
@@ -407,9 +605,12 @@ def run_group(ctx: Ctx, name: str) -> Group:
                     print(
                         f"  r{rnd + 1} {target.name:20} {mode:8} c={conns:<3}", end="", flush=True
                     )
-                    row = measure_run(
-                        target, mode, conns, threads, durations, ctx.args.cpus, ctx.direct.pgid
-                    )
+                    if mode == "ttfb":
+                        row = measure_ttfb(target, durations, ctx.args.cpus, ctx.direct.pgid)
+                    else:
+                        row = measure_run(
+                            target, mode, conns, threads, durations, ctx.args.cpus, ctx.direct.pgid
+                        )
                     row["round"] = rnd + 1
                     runs.append(row)
                     served[target.name] += row["requests"] + row.get("warmup_requests", 0)
@@ -430,6 +631,7 @@ def run_group(ctx: Ctx, name: str) -> Group:
         ctx.procs.stop([p.pid for p in ctx.procs.started[started:]])
         if name == "keys" and getattr(ctx.args, "pg_created", False):
             pg("dropdb", "--if-exists", PG_DB)
+        drop_dbs(ctx.args)
     return group
 
 
@@ -483,71 +685,144 @@ def _vs(group: Group, target: str, ref: str, limit_ms: float | None = None) -> s
     )
 
 
-def summarise(group: Group) -> None:
-    out = group.summary
-    if group.name == "translated":
-        for mode in ("generate", "stream"):
-            g, lt = rps(group, "genroute-openai", mode), rps(group, "litellm-openai", mode)
-            if g and lt:
-                out.append(
-                    f"{mode}, req/s at c=32: genroute {g:.0f}, LiteLLM {lt:.0f}: "
-                    f"genroute/LiteLLM = **{g / lt:.1f}x**"
-                )
-            parts = []
-            for name in ("genroute-openai", "litellm-openai"):
-                row, add = _row(group, name, mode, 1), added(group, name, mode)
-                if row and add is not None:
-                    parts.append(
-                        f"{name} p50 {ms(row['p50_us'])} / p99 {ms(row['p99_us'])} ms, "
-                        f"+p50 over direct-openai {ms(add)} ms"
-                    )
-            if parts:
-                out.append(f"{mode}, c=1: " + "; ".join(parts))
-    elif group.name == "router":
-        out.append(_vs(group, "router-3-deployments", "router-1-deployment"))
-    elif group.name == "keys":
-        out.append(_vs(group, "keys-master-sqlite", "keys-open"))
-        for name in ("keys-vkey-sqlite", "keys-vkey-postgres"):
-            if _row(group, name, "generate", 1):
-                out.append(_vs(group, name, "keys-master-sqlite", 0.5))
-    elif group.name == "observability":
-        out.append(_vs(group, "obs-all-on", "obs-all-off", 0.3))
-        out.append(_vs(group, "obs-no-tracing", "obs-all-off"))
-
-
-def header(env: dict[str, str], args: argparse.Namespace) -> str:
-    """The top of results.md when only the feature suite ran."""
+def _ratio(
+    group: Group, target: str, ref: str, mode: str, goal: float | None = None, conns: int = 32
+) -> str | None:
+    """req/s of `target` as a multiple of `ref`'s, with the issue's goal when given."""
+    a, b = _row(group, target, mode, conns), _row(group, ref, mode, conns)
+    if not a or not b or not b["rps"]:
+        return None
+    ratio = a["rps"] / b["rps"]
+    verdict = f" (goal ≥ {goal:g}x: {'met' if ratio >= goal else '**not met**'})" if goal else ""
     return (
-        f"# genroute benchmark (features only), {env['date']}\n\n"
-        f"- machine: {env['machine']}\n"
-        f"- versions: genroute {env['genroute']}, LiteLLM {env['litellm']}, wrk {env['wrk']}, "
-        f"Python {env['python']}\n"
-        f"- pinning: {args.cpus.describe()}; targets not being measured are paused (SIGSTOP)\n"
+        f"{mode}, req/s at c={conns}: {target} {a['rps']:.0f} / {ref} {b['rps']:.0f} = "
+        f"**{ratio:.2f}x**{verdict}; CPU per request {a['cpu_us_per_req']:.0f} vs "
+        f"{b['cpu_us_per_req']:.0f} µs"
     )
 
 
-def report(groups: list[Group], args: argparse.Namespace) -> str:
-    if not groups:
-        return ""
-    out = [
-        "",
-        "## Feature comparisons",
-        "",
-        f"Each group is started, checked (200 and the expected text), measured and stopped on "
-        f"its own. Runs of {args.feature_duration:g} s after a {args.feature_warmup:g} s warm-up, "
-        f"{args.feature_rounds} rounds with the targets alternating run by run; req/s is over "
-        "all rounds, p50/p99 the median of the rounds, `spread` the range of the rounds' p50. "
-        "`+p50` is over the group's own direct baseline in the same rounds; `Δp50` and "
-        "`req/s vs ref` compare with the group's reference target (in bold).",
-    ]
+def _streaming_summary(group: Group) -> None:
+    out = group.summary
+    base = _row(group, "direct", "ttfb", 1)
+    for target in ("python-proxy", "genroute-open", "genroute"):
+        row = _row(group, target, "ttfb", 1)
+        if row and base:
+            add = row["ttfb_p50_us"] - base["ttfb_p50_us"]
+            met = "met" if add <= 500 else "**not met**"
+            out.append(
+                f"{target}: time to first event at c=1 p50 {ms(row['ttfb_p50_us'])} / p99 "
+                f"{ms(row['ttfb_p99_us'])} ms, **+{ms(add)} ms** over direct (goal ≤ 0.5 ms: "
+                f"{met}); first response byte p50 {ms(row['first_byte_p50_us'])} ms"
+            )
+        few, many = _row(group, target, "stream", 32), _row(group, target, "stream-50", 32)
+        one_few, one_many = _row(group, target, "stream", 1), _row(group, target, "stream-50", 1)
+        if few and many:
+            extra = CHUNKS[1] - CHUNKS[0]
+            cpu = (many["cpu_us_per_req"] - few["cpu_us_per_req"]) / extra
+            text = f"{target}: one more chunk costs **{cpu:.1f} µs of CPU** (c=32"
+            if one_few and one_many:
+                text += f"; {(one_many['p50_us'] - one_few['p50_us']) / extra:.1f} µs of p50 at c=1"
+            out.append(
+                text + f"), from {CHUNKS[0]} vs {CHUNKS[1]} events: "
+                f"{few['cpu_us_per_req']:.0f} vs {many['cpu_us_per_req']:.0f} µs per stream"
+            )
+
+
+def _production_summary(group: Group) -> None:
+    for mode in ("generate", "stream"):
+        for name, ref, goal in (
+            ("genroute-production", "genroute-open", 0.7),
+            ("genroute-production-10pct", "genroute-open", 0.7),
+            ("genroute-production-notrace", "genroute-open", None),
+            ("genroute-production", "genroute-production-notrace", None),
+            ("genroute-production-10pct", "genroute-production-notrace", 0.95),
+        ):
+            if line := _ratio(group, name, ref, mode, goal):
+                group.summary.append(line)
+    group.summary.append(_vs(group, "genroute-production", "genroute-open"))
+
+
+def _workers_summary(group: Group) -> None:
+    for name, ref in (("open-w2", "open-w1"), ("production-w2", "production-w1")):
+        if line := _ratio(group, name, ref, "generate", 1.8):
+            group.summary.append(line)
+
+
+def _translated_summary(group: Group) -> None:
+    out = group.summary
+    for mode in ("generate", "stream"):
+        for name in ("genroute-openai", "genroute-anthropic"):
+            if line := _ratio(group, name, "genroute-gemini", mode, 0.8):
+                out.append(line)
+    for mode in ("generate", "stream"):
+        g, lt = rps(group, "genroute-openai", mode), rps(group, "litellm-openai", mode)
+        if g and lt:
+            out.append(
+                f"{mode}, req/s at c=32: genroute {g:.0f}, LiteLLM {lt:.0f}: "
+                f"genroute/LiteLLM = **{g / lt:.1f}x**"
+            )
+        parts = []
+        for name in ("genroute-gemini", "genroute-openai", "genroute-anthropic", "litellm-openai"):
+            row, add = _row(group, name, mode, 1), added(group, name, mode)
+            if row and add is not None:
+                parts.append(
+                    f"{name} p50 {ms(row['p50_us'])} / p99 {ms(row['p99_us'])} ms, "
+                    f"+p50 over direct-openai {ms(add)} ms"
+                )
+        if parts:
+            out.append(f"{mode}, c=1: " + "; ".join(parts))
+
+
+def _keys_summary(group: Group) -> None:
+    group.summary.append(_vs(group, "keys-master-sqlite", "keys-open"))
+    for name in ("keys-vkey-sqlite", "keys-vkey-postgres"):
+        if _row(group, name, "generate", 1):
+            group.summary.append(_vs(group, name, "keys-master-sqlite", 0.5))
+
+
+def _observability_summary(group: Group) -> None:
+    group.summary.append(_vs(group, "obs-all-on", "obs-all-off", 0.3))
+    group.summary.append(_vs(group, "obs-no-tracing", "obs-all-off"))
+
+
+def _router_summary(group: Group) -> None:
+    group.summary.append(_vs(group, "router-3-deployments", "router-1-deployment"))
+
+
+SUMMARIES: dict[str, Callable[[Group], None]] = {
+    "translated": _translated_summary,
+    "router": _router_summary,
+    "keys": _keys_summary,
+    "observability": _observability_summary,
+    "production": _production_summary,
+    "workers": _workers_summary,
+    "streaming": _streaming_summary,
+}
+
+
+def summarise(group: Group) -> None:
+    SUMMARIES[group.name](group)
+
+
+def report(groups: list[Group], args: argparse.Namespace, env: dict[str, str]) -> dict[str, str]:
+    """One markdown block per group, named `feature-<group>` (see results_file.py)."""
+    blocks: dict[str, str] = {}
     for group in groups:
-        out += ["", f"### {group.title}", ""]
+        out = [
+            f"### {group.title}",
+            "",
+            f"Run {env['date']}, genroute {env['genroute']}, {env['machine']}; "
+            f"{args.feature_rounds} rounds of {args.feature_duration:g} s after "
+            f"{args.feature_warmup:g} s of warm-up, targets alternating; pinning: "
+            f"{args.cpus.describe()}.",
+            "",
+        ]
         if group.rows:
             out.append(
                 "| target | setup | mode | c | req/s | p50 ms | p99 ms | +p50 ms | Δp50 ms "
-                "| req/s vs ref | spread ms | errors | CPU% target | CPU% other |"
+                "| req/s vs ref | spread ms | errors | CPU µs/req | CPU% target | CPU% other |"
             )
-            out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+            out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for r in group.rows:
             base = _row(group, group.baseline, r["mode"], r["conns"])
             ref = _row(group, group.reference, r["mode"], r["conns"])
@@ -560,9 +835,17 @@ def report(groups: list[Group], args: argparse.Namespace) -> str:
             out.append(
                 f"| {name} | {DESCRIBE.get(r['target'], '')} | {r['mode']} | {r['conns']} "
                 f"| {r['rps']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {add} | {delta} "
-                f"| {versus} | {ms(r['p50_spread_us'])} | {errors} | {r['target_cpu_pct']:.0f} "
-                f"| {r['other_cpu_pct']:.0f} |"
+                f"| {versus} | {ms(r['p50_spread_us'])} | {errors} | {r['cpu_us_per_req']:.0f} "
+                f"| {r['target_cpu_pct']:.0f} | {r['other_cpu_pct']:.0f} |"
             )
+        if group.name == "streaming" and group.rows:
+            out += [
+                "",
+                "`ttfb` rows: one stream after another on one connection (a Python client "
+                "pinned to the load CPU); p50/p99 are to the end of the stream; the time to "
+                "the first event is below. `stream-50`: the same request on a model the fake "
+                "streams 50 events for. For `direct` the CPU is the fake upstream's.",
+            ]
         if group.targets:
             paths = {
                 t["name"]: ", ".join(f"`{p}`" for p in t["upstream_paths"]) for t in group.targets
@@ -577,4 +860,5 @@ def report(groups: list[Group], args: argparse.Namespace) -> str:
                 out += [f"- upstream paths of {name}: {p}" for name, p in paths.items() if p]
         out += [f"- {line}" for line in group.summary]
         out += [f"- {note}" for note in group.notes]
-    return "\n".join(out) + "\n"
+        blocks[f"feature-{group.name}"] = "\n".join(out) + "\n"
+    return blocks

@@ -74,11 +74,15 @@ class Target:
     peak_rss_mib: float = 0.0
     is_upstream: bool = False  # `direct`: the process is the fake upstream, never paused
     notes: list[str] = field(default_factory=list)
+    chunk_model: str = ""  # the model that streams 50 events (mode `stream-50`)
 
     def path(self, mode: str) -> str:
+        """`generate`, `stream` (and `ttfb`, the same request) or `stream-50`."""
         if self.api == "openai":
             return "/v1/chat/completions"
-        if mode == "stream":
+        if mode.startswith("stream-"):
+            return f"/v1beta/models/{self.chunk_model}:streamGenerateContent?alt=sse"
+        if mode in ("stream", "ttfb"):
             return f"/v1beta/models/{self.model}:streamGenerateContent?alt=sse"
         return f"/v1beta/models/{self.model}:generateContent"
 
@@ -245,6 +249,28 @@ def run_wrk(
 ) -> dict[str, Any]:
     """One wrk run (whole seconds: wrk takes no fractions); its BENCH_JSON summary plus wrk's
     own CPU seconds."""
+    cmd, env = wrk_command(target, mode, conns, threads, seconds, cpu)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 30)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary = wrk_summary(target, out.returncode, out.stdout, out.stderr)
+    summary["wrk_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return summary
+
+
+def wrk_summary(target: Target, returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The BENCH_JSON line wrk_post.lua prints."""
+    line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({returncode}) on {target.name}: {stderr[-500:]}")
+    summary: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+    return summary
+
+
+def wrk_command(
+    target: Target, mode: str, conns: int, threads: int, seconds: float, cpu: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """The wrk command line (pinned to `cpu`) and its environment for one run."""
     env = {**os.environ, "BENCH_PATH": target.path(mode), "BENCH_BODY": target.body(mode)}
     header, value = next(iter(target.headers().items()), ("x-goog-api-key", "none"))
     env |= {"BENCH_KEY_HEADER": header, "BENCH_KEY": value}
@@ -259,15 +285,7 @@ def run_wrk(
         "10s",
     ]
     cmd += ["-s", str(BENCH / "wrk_post.lua"), f"http://127.0.0.1:{target.port}"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 30)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
-    if out.returncode != 0 or line is None:
-        raise BenchError(f"wrk failed ({out.returncode}) on {target.name}: {out.stderr[-500:]}")
-    summary: dict[str, Any] = json.loads(line.split(" ", 1)[1])
-    summary["wrk_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return summary
+    return cmd, env
 
 
 def pause(targets: list[Target], running: Target | None) -> None:
@@ -297,7 +315,8 @@ def measure_run(
     busy = machine_busy_seconds() - all0
     wall = res["duration_us"] / 1e6
     up_pct = 100 * (cpu_seconds(upstream_pid) - up0) / wall
-    own_pct = 100 * (cpu_seconds(target.pgid) - t0) / wall  # the upstream's for direct
+    own_s = cpu_seconds(target.pgid) - t0  # the upstream's for direct
+    own_pct = 100 * own_s / wall
     wrk_pct = 100 * res["wrk_cpu_s"] / wall
     ours = up_pct + wrk_pct + (0 if target.is_upstream else own_pct)
     row: dict[str, Any] = {"target": target.name, "mode": mode, "conns": conns}
@@ -305,7 +324,113 @@ def measure_run(
     row["errors"] = sum(res[k] for k in ERROR_KEYS)
     row["warmup_requests"] = warm.get("requests", 0)
     row |= {"target_cpu_pct": own_pct, "upstream_cpu_pct": up_pct, "wrk_cpu_pct": wrk_pct}
+    # CPU time of the target's process tree (all its threads) per request served
+    row["target_cpu_s"] = own_s
+    row["cpu_us_per_req"] = 1e6 * own_s / res["requests"] if res["requests"] else 0.0
     row["other_cpu_pct"] = max(0.0, 100 * busy / wall - ours)
+    return row
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ttfb_client(target: Target, seconds: float) -> dict[str, Any]:
+    """Streams one after another on one keep-alive connection (c=1) for `seconds`: the time
+    to the first byte of the response, to the first byte of the first event (`data:`), and
+    to the end of the stream (the chunked terminator), in µs."""
+    body = target.body("stream").encode()
+    head = f"POST {target.path('ttfb')} HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\n"
+    head += "Content-Type: application/json\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in target.headers().items())
+    request_bytes = head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    first_byte: list[float] = []
+    first_event: list[float] = []
+    total: list[float] = []
+    errors = 0
+    sock = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    clock = time.perf_counter_ns
+    start = clock()
+    deadline = start + int(seconds * 1e9)
+    try:
+        while clock() < deadline:
+            t0 = clock()
+            sock.sendall(request_bytes)
+            buf = b""
+            t_byte = t_event = 0
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    raise BenchError(f"{target.name}: connection closed mid-stream")
+                now = clock()
+                if not t_byte:
+                    t_byte = now
+                buf += data
+                if not t_event:
+                    head_end = buf.find(b"\r\n\r\n")
+                    if head_end >= 0 and not buf.startswith(b"HTTP/1.1 200"):
+                        raise BenchError(f"{target.name}: {buf[:200]!r}")
+                    if head_end >= 0 and buf.find(b"data:", head_end) >= 0:
+                        t_event = now
+                if t_event and buf.endswith(b"\r\n0\r\n\r\n"):
+                    break
+            first_byte.append((t_byte - t0) / 1000)
+            first_event.append((t_event - t0) / 1000)
+            total.append((now - t0) / 1000)
+    except (OSError, BenchError):
+        errors += 1
+    finally:
+        sock.close()
+    duration_us = (clock() - start) / 1000
+    return {
+        "requests": len(total),
+        "duration_us": duration_us,
+        "errors": errors,
+        "p50_us": _percentile(total, 0.5),
+        "p90_us": _percentile(total, 0.9),
+        "p99_us": _percentile(total, 0.99),
+        "ttfb_p50_us": _percentile(first_event, 0.5),
+        "ttfb_p99_us": _percentile(first_event, 0.99),
+        "first_byte_p50_us": _percentile(first_byte, 0.5),
+    }
+
+
+def measure_ttfb(
+    target: Target, durations: tuple[float, float], cpus: Cpus, upstream_pid: int
+) -> dict[str, Any]:
+    """A warm-up and a measured `ttfb_client` run (this process pinned to the load CPU, as
+    wrk would be): one result row, with the columns of a wrk row where they apply."""
+    warmup, duration = durations
+    mask = os.sched_getaffinity(0)
+    if cpus.load is not None:
+        os.sched_setaffinity(0, {int(c) for c in cpus.load.split(",")})
+    try:
+        if warmup > 0:
+            ttfb_client(target, warmup)
+        t0, up0, all0 = cpu_seconds(target.pgid), cpu_seconds(upstream_pid), machine_busy_seconds()
+        me0 = time.thread_time()
+        res = ttfb_client(target, duration)
+        me = time.thread_time() - me0
+        busy = machine_busy_seconds() - all0
+        own_s, up_s = cpu_seconds(target.pgid) - t0, cpu_seconds(upstream_pid) - up0
+    finally:
+        os.sched_setaffinity(0, mask)
+    wall = res["duration_us"] / 1e6
+    row: dict[str, Any] = {"target": target.name, "mode": "ttfb", "conns": 1, "threads": 1}
+    row |= res | {"rps": res["requests"] / wall, "warmup_requests": 0}
+    own_pct = 0.0 if target.is_upstream else 100 * own_s / wall
+    row |= {"target_cpu_pct": 100 * own_s / wall, "upstream_cpu_pct": 100 * up_s / wall}
+    row["wrk_cpu_pct"] = 100 * me / wall  # the Python client's own CPU
+    row["other_cpu_pct"] = max(0.0, 100 * busy / wall - own_pct - row["upstream_cpu_pct"])
+    row["other_cpu_pct"] = max(0.0, row["other_cpu_pct"] - row["wrk_cpu_pct"])
+    row["target_cpu_s"] = own_s
+    row["cpu_us_per_req"] = 1e6 * own_s / res["requests"] if res["requests"] else 0.0
+    for key in ERROR_KEYS:
+        row[key] = 0
     return row
 
 
@@ -329,14 +454,35 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+GENROUTE = Path(sys.executable).with_name("genroute")
+# The genroute under test: this checkout's by default; bench/run.py --genroute changes it.
+_UNDER_TEST = [GENROUTE]
+
+
+def use_genroute(exe: Path) -> None:
+    """Run `exe` (another checkout's genroute) for every genroute target from now on."""
+    _UNDER_TEST[0] = exe
+
+
+def genroute_exe() -> Path:
+    return _UNDER_TEST[0]
+
+
 def start_genroute(
-    procs: Procs, name: str, conf: Path, cpu: str | None, env: dict[str, str] | None = None
+    procs: Procs,
+    name: str,
+    conf: Path,
+    cpu: str | None,
+    env: dict[str, str] | None = None,
+    *,
+    workers: int = 1,
+    exe: Path | None = None,
 ) -> tuple[int, int, float]:
-    """`genroute serve --workers 1` on a free port: (port, pid, seconds to listen)."""
+    """`genroute serve --workers N` (`exe`: another checkout's genroute, for the baseline) on
+    a free port: (port, pid, seconds to listen)."""
     port = free_port()
-    exe = Path(sys.executable).with_name("genroute")
-    argv = [str(exe), "serve", "--config", str(conf), "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--workers", "1"]
+    argv = [str(exe or genroute_exe()), "serve", "--config", str(conf), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--workers", str(workers)]
     proc = procs.start(name, argv, cpu, {**clean_env(), **(env or {})}, cwd=conf.parent)
     return port, proc.pid, wait_ready(name, proc, port, 60)
 
@@ -352,3 +498,16 @@ def start_litellm(procs: Procs, name: str, exe: Path, conf: Path, cpu: str | Non
     proc = procs.start(name, argv, cpu, env)
     start_s = wait_ready(name, proc, port, 180)  # its start-up imports take several seconds
     return Target(name, port, "", proc.pid, start_s=start_s)
+
+
+def start_python_proxy(
+    procs: Procs, name: str, upstream_port: int, cpu: str | None, key_header: str = "x-goog-api-key"
+) -> Target:
+    """bench/python_proxy.py (aiohttp server + client, uvloop), one process, on a free port."""
+    port = free_port()
+    argv = [sys.executable, str(BENCH / "python_proxy.py"), "--port", str(port)]
+    argv += ["--upstream", f"http://127.0.0.1:{upstream_port}", "--upstream-key", UPSTREAM_KEY]
+    argv += ["--key-header", key_header]
+    proc = procs.start(name, argv, cpu, clean_env())
+    start_s = wait_ready(name, proc, port, 30)
+    return Target(name, port, "gemini-2.5-flash", proc.pid, start_s=start_s)

@@ -78,9 +78,7 @@ def _app(obs: Observability | None) -> GatewayApp:
             ]
         }
     )
-    router = Router.from_config(
-        config, allow_ad_hoc_models=False, transport=MockTransport(_answer)
-    )
+    router = Router.from_config(config, allow_ad_hoc_models=False, transport=MockTransport(_answer))
     pipeline = build_pipeline(
         config, router=router, governance=False, observability=obs or Observability()
     )

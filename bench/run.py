@@ -50,6 +50,8 @@ from typing import Any
 
 # bench/ is on sys.path when this runs as a script
 import features
+import results_file
+import soak
 from harness import (
     BENCH,
     LEAN_OBSERVABILITY,
@@ -64,6 +66,7 @@ from harness import (
     clean_env,
     find_binary,
     free_port,
+    genroute_exe,
     measure_run,
     ms,
     pause,
@@ -71,13 +74,26 @@ from harness import (
     render,
     start_genroute,
     start_litellm,
+    start_python_proxy,
+    use_genroute,
     verify,
     wait_ready,
 )
 from proctools import Procs, tree_mib
 
 LITELLM_VENV = WORK / "litellm-venv"
-TARGETS = ("direct", "nginx", "genroute", "genroute-lean", "litellm")
+TARGETS = (
+    "direct",
+    "nginx",
+    "python-proxy",
+    "genroute",
+    "genroute-lean",
+    "genroute-open",
+    "litellm",
+)
+GENROUTE_ROWS = ("genroute", "genroute-lean", "genroute-open")
+BASELINE_DIR = WORK / "baseline"
+CURRENT_DIR = WORK / "current"
 SCENARIOS = (("generate", 1, 1), ("generate", 32, 2), ("stream", 1, 1), ("stream", 32, 2))
 
 
@@ -128,25 +144,67 @@ def ensure_litellm() -> Path:
     return exe
 
 
+def ensure_checkout(spec: str, folder: Path) -> Path:
+    """The genroute executable of another checkout: `spec` is a checkout with its own
+    `.venv` (made with `pip install -e` when missing), or a commit, checked out first as a
+    git worktree into `folder`. Used by --baseline (the old code) and --genroute (a commit
+    of the code under test, away from a working tree others are editing)."""
+    path = Path(spec).resolve()
+    log = f"{folder.name}-install.log"
+    if not path.exists():
+        if folder.exists():
+            raise BenchError(f"{folder} exists: pass that path instead of {spec}, or delete it")
+        print(f"checking out {spec} into {folder} (git worktree) ...")
+        cmd = ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), spec]
+        if run_logged(cmd, log, 120) != 0:
+            raise BenchError(f"git worktree add {spec} failed; see {LOGS / log}")
+        path = folder
+    exe = path / ".venv" / "bin" / "genroute"
+    if not exe.exists():
+        print(f"installing {path} into {path / '.venv'} ...")
+        base = shutil.which("python3") or sys.executable
+        python = str(path / ".venv" / "bin" / "python")
+        for cmd in (
+            [base, "-m", "venv", str(path / ".venv")],
+            [python, "-m", "pip", "install", "-q", "-e", str(path)],
+        ):
+            if run_logged(cmd, log, 1200) != 0:
+                raise BenchError(f"installing {path} failed; see {LOGS / log}")
+    return exe
+
+
 # ---------------------------------------------------------------- servers
 
 
+def genroute_conf(name: str, values: dict[str, object]) -> Path:
+    """The config of a core genroute row (`-baseline` rows use their twin's)."""
+    kind = name.removesuffix("-baseline")
+    folder = WORK / name  # its spend ledger (genroute.db) goes next to the config
+    shutil.rmtree(folder, ignore_errors=True)
+    conf = render("genroute_config.yaml.template", folder / "genroute.yaml", values)
+    if kind in ("genroute-lean", "genroute-open"):  # JSON is YAML
+        text = conf.read_text()
+        if kind == "genroute-open":  # no master key: no governance, no ledger
+            text = re.sub(r"(?s)\ngeneral_settings:.*", "\n", text)
+        conf.write_text(f"{text}\nobservability: {json.dumps(LEAN_OBSERVABILITY)}\n")
+    return conf
+
+
 def start_target(
-    name: str, procs: Procs, upstream_port: int, cpu: str | None, key: str, litellm: Path | None
+    name: str, procs: Procs, upstream_port: int, cpu: str | None, key: str, args: Any
 ) -> Target:
     port, prefix = free_port(), WORK / "nginx"
     values: dict[str, object] = {"PORT": port, "UPSTREAM_PORT": upstream_port, "PREFIX": prefix}
     values |= {"UPSTREAM_KEY": UPSTREAM_KEY, "MASTER_KEY": key}
     if name.startswith("genroute"):
-        folder = WORK / name  # its spend ledger (genroute.db) goes next to the config
-        shutil.rmtree(folder, ignore_errors=True)
-        conf = render("genroute_config.yaml.template", folder / "genroute.yaml", values)
-        if name == "genroute-lean":  # JSON is YAML
-            conf.write_text(
-                f"{conf.read_text()}\nobservability: {json.dumps(LEAN_OBSERVABILITY)}\n"
-            )
-        port, pid, start_s = start_genroute(procs, name, conf, cpu)
-        return Target(name, port, "bench-model", pid, key, start_s=start_s)
+        conf = genroute_conf(name, values)
+        exe = args.baseline_exe if name.endswith("-baseline") else genroute_exe()
+        port, pid, start_s = start_genroute(procs, name, conf, cpu, exe=exe)
+        client_key = "" if name.startswith("genroute-open") else key
+        return Target(name, port, "bench-model", pid, client_key, start_s=start_s)
+    if name == "python-proxy":
+        return start_python_proxy(procs, name, upstream_port, cpu)
+    litellm: Path | None = args.litellm
     if name == "litellm":
         assert litellm is not None
         conf = render("litellm_config.yaml.template", WORK / "litellm.yaml", values)
@@ -163,19 +221,29 @@ def start_target(
 
 
 def measure(targets: list[Target], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every scenario on every target in turn; one row per (scenario, target)."""
-    rows: list[dict[str, Any]] = []
+    """Every scenario on every target in turn, `--rounds` times; one row per (scenario,
+    target): with one round the run itself, with several their aggregate (req/s over all
+    rounds, the median of the rounds' p50 and p99, as in the features suite)."""
+    runs: list[dict[str, Any]] = []
     upstream_pid = targets[0].pgid
-    for mode, conns, threads in SCENARIOS:
-        for target in targets:
-            pause(targets, target)
-            print(f"  {target.name:13} {mode:8} c={conns:<3}", end="", flush=True)
-            durations = (args.warmup, args.duration)
-            row = measure_run(target, mode, conns, threads, durations, args.cpus, upstream_pid)
-            rows.append(row)
-            features.print_row(row)
+    for rnd in range(args.rounds):
+        for mode, conns, threads in SCENARIOS:
+            for target in targets:
+                pause(targets, target)
+                print(f"  r{rnd + 1} {target.name:22} {mode:8} c={conns:<3}", end="", flush=True)
+                durations = (args.warmup, args.duration)
+                row = measure_run(target, mode, conns, threads, durations, args.cpus, upstream_pid)
+                runs.append(row)
+                features.print_row(row)
     pause(targets, None)
-    return rows
+    args.core_runs = runs
+    if args.rounds == 1:
+        return runs
+    keys = dict.fromkeys((r["target"], r["mode"], r["conns"]) for r in runs)
+    return [
+        features.aggregate([r for r in runs if (r["target"], r["mode"], r["conns"]) == k])
+        for k in keys
+    ]
 
 
 # ---------------------------------------------------------------- report
@@ -189,21 +257,30 @@ def command_output(cmd: list[str]) -> str:
     return (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr) else "?"
 
 
-def environment(litellm: Path | None) -> dict[str, str]:
+def environment(litellm: Path | None, baseline_exe: Path | None = None) -> dict[str, str]:
     cpu = "?"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    git = command_output(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
-    genroute = command_output([str(Path(sys.executable).with_name("genroute")), "--version"])
+    checkout = genroute_exe().parent.parent.parent
+    git = command_output(["git", "-C", str(checkout), "describe", "--always", "--dirty"])
+    if checkout != REPO:
+        git += f", {checkout.relative_to(REPO) if checkout.is_relative_to(REPO) else checkout}"
+    genroute = command_output([str(genroute_exe()), "--version"])
     litellm_version = "not run"
     if litellm is not None:
         py = str(litellm.with_name("python"))
         code = "import importlib.metadata as m; print(m.version('litellm'))"
         litellm_version = command_output([py, "-c", code])
     wrk_version = re.search(r"\d+\.\d+(\.\d+)?", command_output(["wrk", "-v"]))
+    baseline = ""
+    if baseline_exe is not None:
+        checkout = baseline_exe.parent.parent.parent
+        commit = command_output(["git", "-C", str(checkout), "describe", "--always", "--dirty"])
+        baseline = f"{commit} ({checkout.relative_to(REPO) if checkout.is_relative_to(REPO) else checkout})"
     return {
+        "baseline": baseline,
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "machine": f"{os.cpu_count()} CPUs, {cpu}, Linux {platform.release()}",
         "genroute": f"{genroute.removeprefix('genroute ')} ({git})",
@@ -214,29 +291,11 @@ def environment(litellm: Path | None) -> dict[str, str]:
     }
 
 
-def report(
-    env: dict[str, str], targets: list[Target], rows: list[dict[str, Any]], args: argparse.Namespace
-) -> str:
-    cpus: Cpus = args.cpus
-    direct = {(r["mode"], r["conns"]): r for r in rows if r["target"] == "direct"}
+def _core_table(rows: list[dict[str, Any]], direct: dict[tuple[str, int], Any]) -> list[str]:
     out = [
-        f"# genroute benchmark, {env['date']}",
-        "",
-        f"- machine: {env['machine']}",
-        f"- versions: genroute {env['genroute']}, nginx {env['nginx']}, "
-        f"LiteLLM {env['litellm']}, wrk {env['wrk']}, Python {env['python']}",
-        f"- pinning: {cpus.describe()}; gateways not being measured are paused (SIGSTOP)",
-        f"- load: wrk, {args.duration:g} s per run after a {args.warmup:g} s warm-up; "
-        f"c=1 is `-t1 -c1`, c=32 is `-t2 -c32`; request body {len(REQUEST_BODY)} B; "
-        "fake upstream answers at once (~1 KB JSON, or 5 SSE events)",
-        "- latency is to the last byte (for a stream, the whole stream); "
-        "+p50/+p99 are the target's minus `direct`'s in the same run",
-        "- CPU% is of one CPU during the measured run; `other` is the rest of the machine "
-        "(this script, other users): high values mean a noisy run",
-        "",
         "| target | mode | c | req/s | p50 ms | p99 ms | +p50 ms | +p99 ms | errors "
-        "| CPU% target | CPU% upstream | CPU% wrk | CPU% other |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| CPU µs/req | CPU% target | CPU% upstream | CPU% wrk | CPU% other |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         base = direct.get((r["mode"], r["conns"]))
@@ -245,11 +304,110 @@ def report(
         errors = f"**{r['errors']}** ⚠" if r["errors"] else "0"
         out.append(
             f"| {r['target']} | {r['mode']} | {r['conns']} | {r['rps']:.0f} | {ms(r['p50_us'])} "
-            f"| {ms(r['p99_us'])} | {add50} | {add99} | {errors} | {r['target_cpu_pct']:.0f} "
-            f"| {r['upstream_cpu_pct']:.0f} | {r['wrk_cpu_pct']:.0f} | {r['other_cpu_pct']:.0f} |"
+            f"| {ms(r['p99_us'])} | {add50} | {add99} | {errors} | {r['cpu_us_per_req']:.0f} "
+            f"| {r['target_cpu_pct']:.0f} | {r['upstream_cpu_pct']:.0f} | {r['wrk_cpu_pct']:.0f} "
+            f"| {r['other_cpu_pct']:.0f} |"
         )
-    out += ["", "| target | start s | idle RSS MiB | peak RSS MiB | upstream path used |"]
-    out.append("|---|--:|--:|--:|---|")
+    return out
+
+
+def _targets_lines(rows: list[dict[str, Any]], direct: dict[tuple[str, int], Any]) -> list[str]:
+    """The issue's passthrough goals, for each genroute row against python-proxy."""
+    by = {(r["target"], r["mode"], r["conns"]): r for r in rows}
+    out = []
+    for name in GENROUTE_ROWS:
+        for mode in ("generate", "stream"):
+            row, floor = by.get((name, mode, 32)), by.get(("python-proxy", mode, 32))
+            one, base = by.get((name, mode, 1)), direct.get((mode, 1))
+            if not row or not floor or not one or not base:
+                continue
+            ratio = row["rps"] / floor["rps"]
+            add50, add99 = one["p50_us"] - base["p50_us"], one["p99_us"] - base["p99_us"]
+            verdicts = [
+                f"req/s at c=32 {ratio:.2f}x python-proxy (goal ≥ 1: {_met(ratio >= 1)})",
+                f"CPU {row['cpu_us_per_req']:.0f} µs/req vs python-proxy "
+                f"{floor['cpu_us_per_req']:.0f} (goal ≤ 200: {_met(row['cpu_us_per_req'] <= 200)})",
+                f"+p50 at c=1 {ms(add50)} ms (goal ≤ 0.5: {_met(add50 <= 500)})",
+                f"+p99 at c=1 {ms(add99)} ms (goal ≤ 1: {_met(add99 <= 1000)})",
+            ]
+            out.append(f"- {name}, {mode}: " + "; ".join(verdicts))
+    return out
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _baseline_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Each genroute row against its `-baseline` twin (the old code), scenario by scenario."""
+    by = {(r["target"], r["mode"], r["conns"]): r for r in rows}
+    pairs = [
+        (r, by[(r["target"] + "-baseline", r["mode"], r["conns"])])
+        for r in rows
+        if (r["target"] + "-baseline", r["mode"], r["conns"]) in by
+    ]
+    if not pairs:
+        return []
+    out = [
+        "",
+        "Against the baseline (the old code, same config, same run): Δ is now vs before.",
+        "",
+        "| row | mode | c | req/s now | req/s before | Δ req/s | p50 ms now / before "
+        "| p99 ms now / before | CPU µs/req now / before |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    slower = []
+    for now, old in pairs:
+        delta = 100 * (now["rps"] / old["rps"] - 1) if old["rps"] else 0.0
+        if delta < -3:
+            slower.append(f"{now['target']} {now['mode']} c={now['conns']} ({delta:+.0f}%)")
+        out.append(
+            f"| {now['target']} | {now['mode']} | {now['conns']} | {now['rps']:.0f} "
+            f"| {old['rps']:.0f} | {delta:+.1f}% | {ms(now['p50_us'])} / {ms(old['p50_us'])} "
+            f"| {ms(now['p99_us'])} / {ms(old['p99_us'])} "
+            f"| {now['cpu_us_per_req']:.0f} / {old['cpu_us_per_req']:.0f} |"
+        )
+    out.append("")
+    if slower:
+        out.append(f"- rows more than 3 % slower than the baseline: {', '.join(slower)}")
+    else:
+        out.append("- no row is more than 3 % slower in req/s than the baseline in this run")
+    return out
+
+
+def report(
+    env: dict[str, str], targets: list[Target], rows: list[dict[str, Any]], args: argparse.Namespace
+) -> str:
+    cpus: Cpus = args.cpus
+    direct = {(r["mode"], r["conns"]): r for r in rows if r["target"] == "direct"}
+    baseline = f", baseline {env['baseline']}" if env.get("baseline") else ""
+    out = [
+        f"## Core: genroute, nginx, the Python limit and LiteLLM, {env['date']}",
+        "",
+        f"- machine: {env['machine']}",
+        f"- versions: genroute {env['genroute']}{baseline}, nginx {env['nginx']}, "
+        f"LiteLLM {env['litellm']}, wrk {env['wrk']}, Python {env['python']}",
+        f"- pinning: {cpus.describe()}; gateways not being measured are paused (SIGSTOP)",
+        f"- load: wrk, {args.duration:g} s per run after a {args.warmup:g} s warm-up, "
+        f"{args.rounds} round(s) (several: req/s over all, p50/p99 the rounds' median); "
+        f"c=1 is `-t1 -c1`, c=32 is `-t2 -c32`; request body {len(REQUEST_BODY)} B; "
+        "fake upstream answers at once (~1 KB JSON, or 5 SSE events)",
+        "- latency is to the last byte (for a stream, the whole stream); "
+        "+p50/+p99 are the target's minus `direct`'s in the same run",
+        "- CPU µs/req: CPU time of the target's process tree during the measured run ÷ requests "
+        "(for `direct`, the fake upstream's); CPU% is of one CPU; `other` is the rest of the "
+        "machine (this script, other users): high values mean a noisy run",
+        "- rows: `genroute` = master key (so the SQLite ledger) + JSON request log + /metrics; "
+        "`genroute-lean` = the same without log and metrics; `genroute-open` = no key, no "
+        "ledger, no log, metrics or tracing (featureless); `python-proxy` = bench/python_proxy.py "
+        "(aiohttp server + client, uvloop, bytes in and out), the Python limit; `-baseline` = "
+        "the same config on the old code",
+        "",
+        *_core_table(rows, direct),
+        "",
+        "| target | start s | idle RSS MiB | peak RSS MiB | upstream path used |",
+        "|---|--:|--:|--:|---|",
+    ]
     for t in targets:
         name = "direct (fake upstream)" if t.name == "direct" else t.name
         paths = "<br>".join(f"`{p}`" for p in t.upstream_paths)
@@ -262,28 +420,32 @@ def report(
         for r in rows
         if r["conns"] == 1 and (r["mode"], 1) in direct
     }
+    names = [t.name for t in targets[1:]]
     for mode in ("generate", "stream"):
-        added = [f"{t} {ms(add[(t, mode)])}" for t in TARGETS[1:] if (t, mode) in add]
+        added = [f"{t} {ms(add[(t, mode)])}" for t in names if (t, mode) in add]
         if added:
             out.append(f"- added p50 at c=1, {mode} (ms): {', '.join(added)}")
     rps = {(r["target"], r["mode"], r["conns"]): r["rps"] for r in rows}
-    for name in ("genroute", "genroute-lean"):
+    for name in [n for n in names if n.startswith("genroute")]:
         for mode in ("generate", "stream"):
             g, parts = rps.get((name, mode, 32)), []
             if g and (n := rps.get(("nginx", mode, 32))):
                 parts.append(f"{100 * g / n:.0f}% of nginx")
+            if g and (py := rps.get(("python-proxy", mode, 32))):
+                parts.append(f"{100 * g / py:.0f}% of python-proxy")
             if g and (lt := rps.get(("litellm", mode, 32))):
                 parts.append(f"{g / lt:.1f}x LiteLLM")
-            if g and name == "genroute-lean" and (d := rps.get(("genroute", mode, 32))):
-                parts.append(f"{100 * (g / d - 1):+.0f}% vs genroute (logs and metrics on)")
             if parts:
                 out.append(f"- {name} throughput at c=32, {mode}: {', '.join(parts)}")
+    out += ["", "The issue's passthrough goals:", "", *_targets_lines(rows, direct)]
+    out += _baseline_lines(rows)
     flagged = [r for r in rows if r["errors"]]
+    if flagged or args.notes:
+        out.append("")
     for r in flagged:
         out.append(
-            f"- ⚠ {r['target']} {r['mode']} c={r['conns']}: {r['status_errors']} non-2xx, "
-            f"{r['connect_errors'] + r['read_errors'] + r['write_errors']} socket errors, "
-            f"{r['timeouts']} timeouts"
+            f"- ⚠ {r['target']} {r['mode']} c={r['conns']}: {r['errors']} errors "
+            "(non-2xx, socket errors and timeouts; see results.json)"
         )
     for note in args.notes:
         out.append(f"- {note}")
@@ -309,9 +471,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds of the core runs (targets alternate)"
+    )
     parser.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM out")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="fake upstream latency")
+    parser.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="also run each chosen genroute row on the old code, as `<row>-baseline`: a "
+        "checkout with its own .venv (made if missing), or a commit to check out into "
+        "bench/.work/baseline",
+    )
+    parser.add_argument(
+        "--genroute",
+        metavar="PATH",
+        help="the genroute under test: a checkout with its own .venv (made if missing), or a "
+        "commit to check out into bench/.work/current; default: this working tree's .venv",
+    )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="instead of the suites: every feature on at c=32 for MINUTES, RSS every 10 s",
+    )
     features.add_arguments(parser)
     args = parser.parse_args(argv)
     chosen = {t.strip() for t in args.only.split(",") if t.strip()}
@@ -320,6 +504,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.skip_litellm:
         chosen.discard("litellm")
     args.targets = [t for t in TARGETS if t in chosen or t == "direct"]
+    if args.baseline:
+        at = args.targets.index("litellm") if "litellm" in args.targets else len(args.targets)
+        twins = [f"{t}-baseline" for t in args.targets if t in GENROUTE_ROWS]
+        args.targets[at:at] = twins
+    if args.soak is not None:
+        if not 0 < args.soak <= 240:
+            parser.error("--soak must be in (0, 240] minutes")
+        args.suite = "soak"
     if not 0 < args.duration <= 120 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be in (0, 120] and --warmup in [0, 60]")
     ncpu = len(os.sched_getaffinity(0))
@@ -367,7 +559,7 @@ def start_all(args: argparse.Namespace, procs: Procs, key: str, direct: Target) 
     for name in args.targets[1:]:
         print(f"starting {name} ...", flush=True)
         try:
-            targets.append(start_target(name, procs, up_port, args.cpus.target, key, args.litellm))
+            targets.append(start_target(name, procs, up_port, args.cpus.target, key, args))
         except BenchError as exc:
             if name != "litellm":
                 raise
@@ -399,7 +591,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_system_tools()
         args.litellm = None
-        if "litellm" in args.targets or (args.suite != "core" and not args.skip_litellm):
+        args.baseline_exe = ensure_checkout(args.baseline, BASELINE_DIR) if args.baseline else None
+        if args.genroute:
+            use_genroute(ensure_checkout(args.genroute, CURRENT_DIR))
+        if args.suite == "soak":
+            direct = start_upstream(args, procs)
+            env = environment(None)
+            block = soak.run(args, procs, key, direct, env)
+            results_file.update_file(BENCH / "results.md", {"soak": block})
+            print("\n" + block + f"\nwrote {BENCH / 'results.md'}")
+            return 0
+        if "litellm" in args.targets or (args.suite not in ("core",) and not args.skip_litellm):
             try:
                 args.litellm = ensure_litellm()
             except (BenchError, subprocess.TimeoutExpired) as exc:
@@ -416,15 +618,15 @@ def main(argv: list[str] | None = None) -> int:
                 target.peak_rss_mib = tree_mib(target.pgid, "VmHWM")
             procs.stop([t.pgid for t in targets if not t.is_upstream])
         groups = features.run_all(args, procs, key, direct) if args.suite != "core" else []
-        env = environment(args.litellm)
-        table = report(env, targets, rows, args) if rows else features.header(env, args)
-        table += features.report(groups, args)
-        print("\n" + table)
-        (BENCH / "results.md").write_text(table)
+        env = environment(args.litellm, args.baseline_exe)
+        blocks = {"core": report(env, targets, rows, args)} if rows else {}
+        blocks |= features.report(groups, args, env)
+        print("\n" + "\n".join(blocks.values()))
+        results_file.update_file(BENCH / "results.md", blocks)
         raw: dict[str, Any] = {"env": env, "pinning": asdict(args.cpus), "suite": args.suite}
         raw["request_body"] = REQUEST_BODY
         raw["targets"] = [{k: v for k, v in asdict(t).items() if k != "key"} for t in targets]
-        raw["runs"] = rows
+        raw["runs"] = getattr(args, "core_runs", rows)
         raw["features"] = [asdict(g) for g in groups]
         (WORK / "results.json").write_text(json.dumps(raw, indent=2))
         print(f"wrote {BENCH / 'results.md'} and {WORK / 'results.json'}")

@@ -1,0 +1,342 @@
+"""What stalls one request in a hundred at c=1 (run by hand, not a test).
+
+    .venv/bin/python bench/stall_probe.py [--config default|lean|open|production]
+        [--seconds 20] [--genroute CHECKOUT] [--switch-interval MS] [--gc-off]
+
+Starts the fake upstream (on the load CPU) and one genroute worker (on the target CPU)
+under a small wrapper that records, with the monotonic clock the client also reads:
+
+* every garbage collection (`gc.callbacks`: generation, start, end);
+* every spend-ledger write (`genroute.store.ledger.write_batch`, when the module has it:
+  start and end, rows);
+* every write of the request-log thread (`RequestLog._write_lines`) and every OTLP span
+  export (`OTLPSpanExporter.export`), both on their own threads.
+
+A Python client on the load CPU then sends generateContent requests one after another (c=1)
+on one keep-alive connection, recording when each starts and ends. Afterwards the requests
+slower than the slow threshold (default: 3 x the median, at least 2 ms) are matched with the
+events that overlap them, against how often an event of that kind overlaps any request:
+the kind that covers most slow requests and few others is the cause.
+
+Experiments: `--switch-interval MS` sets `sys.setswitchinterval` in the worker (how long a
+thread that wants the GIL waits for another to give it up; Python's default is 5 ms), and
+`--gc-off` turns the collector off after start-up (`gc.disable()`), to confirm a cause by
+removing it. Writes bench/.work/stall-<config>.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# ---------------------------------------------------------------- inside the worker
+
+
+def _instrument(events_path: str, switch_ms: float | None, gc_off: bool) -> None:
+    """Record events in the genroute worker; written to `events_path` at exit."""
+    import atexit
+    import gc
+
+    clock = time.perf_counter_ns
+    events: list[tuple[str, int, int, int]] = []
+    started: dict[str, int] = {}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started["gc"] = clock()
+        else:
+            events.append((f"gc gen{info['generation']}", started.get("gc", 0), clock(), 0))
+
+    gc.callbacks.append(on_gc)
+    if switch_ms is not None:
+        sys.setswitchinterval(switch_ms / 1000)
+    try:
+        from genroute.store import ledger
+
+        original_write = getattr(ledger, "write_batch", None)
+        if original_write is not None:
+
+            async def write_batch(store: Any, records: Any, *args: Any, **kwargs: Any) -> Any:
+                t0 = clock()
+                try:
+                    return await original_write(store, records, *args, **kwargs)
+                finally:
+                    events.append(("ledger write", t0, clock(), len(records)))
+
+            ledger.write_batch = write_batch
+    except ImportError:
+        pass
+    from genroute.observability import logs
+
+    original_lines = logs.RequestLog._write_lines
+
+    def _write_lines(self: Any, lines: list[bytes]) -> None:
+        t0 = clock()
+        try:
+            original_lines(self, lines)
+        finally:
+            events.append(("request-log write (thread)", t0, clock(), len(lines)))
+
+    logs.RequestLog._write_lines = _write_lines  # type: ignore[method-assign]
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        original_export = OTLPSpanExporter.export
+
+        def export(self: Any, spans: Any) -> Any:
+            t0 = clock()
+            try:
+                return original_export(self, spans)
+            finally:
+                events.append(("span export (thread)", t0, clock(), len(spans)))
+
+        OTLPSpanExporter.export = export  # type: ignore[method-assign]
+    except ImportError:
+        pass
+    if gc_off:
+        from genroute.cli import serve
+
+        settle = serve.settle_heap
+
+        def settle_and_stop() -> None:
+            settle()
+            gc.disable()
+
+        serve.settle_heap = settle_and_stop
+
+    def dump() -> None:
+        Path(events_path).write_text(json.dumps(events))
+
+    def on_term(signum: int, frame: Any) -> None:
+        # uvicorn restores this handler after its graceful shutdown and raises SIGTERM
+        # again: write the events then, since the default action would skip atexit
+        dump()
+        os._exit(0)
+
+    atexit.register(dump)
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def serve_main(argv: list[str]) -> None:
+    """`stall_probe.py --serve EVENTS SWITCH_MS GC_OFF -- genroute serve args`."""
+    events, switch, gc_off = argv[0], argv[1], argv[2] == "1"
+    _instrument(events, float(switch) if switch != "-" else None, gc_off)
+    from genroute.cli import main
+
+    sys.argv = ["genroute", *argv[4:]]
+    sys.exit(main())
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def client(port: int, path: str, key: str, body: bytes, seconds: float) -> list[tuple[int, int]]:
+    """(start, end) in perf_counter ns of each request, c=1 on one connection."""
+    import socket
+
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    if key:
+        head += f"x-goog-api-key: {key}\r\n"
+    request = head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    clock = time.perf_counter_ns
+    out: list[tuple[int, int]] = []
+    deadline = clock() + int(seconds * 1e9)
+    while clock() < deadline:
+        t0 = clock()
+        sock.sendall(request)
+        buf = b""
+        need = -1
+        while True:
+            buf += sock.recv(65536)
+            if need < 0 and (end := buf.find(b"\r\n\r\n")) >= 0:
+                if not buf.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(buf[:300])
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in buf[:end].split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                need = end + 4 + length
+            if need >= 0 and len(buf) >= need:
+                break
+        out.append((t0, clock()))
+    sock.close()
+    return out
+
+
+def analyse(
+    requests: list[tuple[int, int]], events: list[list[Any]], threshold_us: float | None
+) -> str:
+    latencies = sorted((e - s) / 1000 for s, e in requests)
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[int(0.99 * len(latencies))]
+    slow_at = threshold_us or max(2000.0, 3 * p50)
+    slow = [(s, e) for s, e in requests if (e - s) / 1000 >= slow_at]
+    kinds = sorted({e[0] for e in events})
+    lines = [
+        f"{len(requests)} requests at c=1: p50 {p50 / 1000:.2f} ms, p99 {p99 / 1000:.2f} ms, "
+        f"max {latencies[-1] / 1000:.2f} ms; {len(slow)} slow (≥ {slow_at / 1000:.2f} ms, "
+        f"{100 * len(slow) / len(requests):.2f} %)",
+        "",
+        "| event | count | median ms | max ms | overlaps slow requests | overlaps any request "
+        "| slow requests it explains |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    explained: set[int] = set()
+    for kind in kinds:
+        spans = sorted((e[1], e[2]) for e in events if e[0] == kind)
+        durations = sorted((b - a) / 1e6 for a, b in spans)
+
+        def overlapping(
+            reqs: list[tuple[int, int]], spans: list[tuple[int, int]] = spans
+        ) -> set[int]:
+            import bisect
+
+            starts = [a for a, _ in spans]
+            hit = set()
+            for i, (s, e) in enumerate(reqs):
+                j = bisect.bisect_right(starts, e)
+                # events that start before the request ends and end after it starts
+                for a, b in spans[max(0, j - 50) : j]:
+                    if b >= s and a <= e:
+                        hit.add(i)
+                        break
+            return hit
+
+        on_slow, on_any = overlapping(slow), overlapping(requests)
+        explained |= on_slow
+        lines.append(
+            f"| {kind} | {len(spans)} | {durations[len(durations) // 2]:.2f} "
+            f"| {durations[-1]:.2f} | {len(on_slow)} of {len(slow)} "
+            f"({100 * len(on_slow) / max(1, len(slow)):.0f} %) "
+            f"| {100 * len(on_any) / len(requests):.1f} % "
+            f"| {100 * len(on_slow) / max(1, len(slow)):.0f} % |"
+        )
+    lines += [
+        "",
+        f"- slow requests overlapped by no recorded event: "
+        f"{len(slow) - len(explained)} of {len(slow)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> str:
+    import secrets
+
+    import features
+    from harness import (
+        REQUEST_BODY,
+        WORK,
+        Cpus,
+        Target,
+        clean_env,
+        free_port,
+        genroute_exe,
+        use_genroute,
+        verify,
+        wait_ready,
+    )
+    from proctools import Procs
+
+    if args.genroute:
+        use_genroute(Path(args.genroute).resolve() / ".venv" / "bin" / "genroute")
+    python = genroute_exe().with_name("python")
+    cpus = sorted(os.sched_getaffinity(0))
+    pins = Cpus(str(cpus[0]), str(cpus[1]))
+    procs = Procs(WORK / "logs", WORK)
+    port = free_port()
+    bench = Path(__file__).resolve().parent
+    upstream = procs.start(
+        "fake_upstream",
+        [sys.executable, str(bench / "fake_upstream.py"), "--port", str(port)],
+        pins.load,
+        clean_env(),
+    )
+    ns = argparse.Namespace(cpus=pins, upstream_ports=[port])
+    direct = Target("direct", port, "gemini-2.5-flash", upstream.pid, "x", is_upstream=True)
+    key = "sk-" + secrets.token_hex(16)
+    ctx = features.Ctx(ns, procs, key, direct)
+    events_file = WORK / f"stall-{args.config}.events.json"
+    events_file.unlink(missing_ok=True)
+    try:
+        wait_ready("fake_upstream", upstream, port, 20)
+        client_key = key
+        if args.config == "open":
+            config, client_key, env = features.open_config(port), "", {}
+        elif args.config in ("default", "lean"):
+            config = {"model_list": [features.gemini_entry(port)]}
+            config["general_settings"] = {"master_key": key}
+            log_file = WORK / "features" / "stall.requests.log"
+            obs: dict[str, Any] = {"logs": {"enabled": True, "format": "json"}}
+            obs["logs"]["destination"] = str(log_file)
+            obs |= {"metrics": {"enabled": True}, "tracing": {"enabled": False}}
+            config["observability"] = (
+                obs if args.config == "default" else features.LEAN_OBSERVABILITY
+            )
+            env = {}
+        else:
+            db = features.fresh_db(ctx, "genroute_bench_stall")
+            if db is None:
+                raise SystemExit("no PostgreSQL")
+            config = features.production_config(ctx, "stall-production", db)
+            env = features.otlp_env(ctx)
+        conf = features.write_config(f"stall-{args.config}", config)
+        target_port = free_port()
+        wrapper = [str(python), str(Path(__file__).resolve()), "--serve", str(events_file)]
+        wrapper += ["-" if args.switch_interval is None else str(args.switch_interval)]
+        wrapper += ["1" if args.gc_off else "0", "--", "serve", "--config", str(conf)]
+        wrapper += ["--host", "127.0.0.1", "--port", str(target_port), "--workers", "1"]
+        proc = procs.start(
+            f"stall-{args.config}", wrapper, pins.target, {**clean_env(), **env}, cwd=conf.parent
+        )
+        wait_ready("genroute", proc, target_port, 60)
+        target = Target("genroute", target_port, "bench-model", proc.pid, client_key)
+        if args.config == "production":
+            target.key = client_key = features.virtual_key(target, key)
+        verify(target, port)
+        os.sched_setaffinity(0, {cpus[1]})
+        body = REQUEST_BODY.encode()
+        path = "/v1beta/models/bench-model:generateContent"
+        client(target_port, path, client_key, body, 3)  # warm-up
+        requests = client(target_port, path, client_key, body, args.seconds)
+        procs.stop([proc.pid])
+        events = json.loads(events_file.read_text()) if events_file.exists() else []
+        title = (
+            f"#### Stalls at c=1, `{args.config}`"
+            + (f", switch interval {args.switch_interval} ms" if args.switch_interval else "")
+            + (", gc disabled" if args.gc_off else "")
+        )
+        text = title + "\n\n" + analyse(requests, events, args.threshold_us)
+        (WORK / f"stall-{args.config}.md").write_text(text)
+        return text
+    finally:
+        procs.stop_all()
+        features.drop_dbs(ns)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        serve_main(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", choices=("default", "lean", "open", "production"), default="default"
+    )
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--genroute", help="a checkout with its own .venv (default: this one)")
+    parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval, in ms")
+    parser.add_argument("--gc-off", action="store_true", help="gc.disable() after start-up")
+    parser.add_argument("--threshold-us", type=float, help="what counts as slow (µs)")
+    print(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
