@@ -298,7 +298,10 @@ class ManagementAPI:
     async def key_generate(self, body: bytes, query: dict[str, str]) -> Any:
         fields = _fields(self._parse(body, KeyFields))
         await self._team_exists(fields.get("team_id"))
-        data = await self.store.create_key(fields)
+        try:
+            data = await self.store.create_key(fields)
+        except StoreError:
+            raise InvalidRequest("key_alias: that key_alias is taken") from None
         return {**data, "token": data["key_hash"]}
 
     async def _key(self, key: str | None) -> dict[str, Any]:
@@ -321,7 +324,12 @@ class ManagementAPI:
             duration = fields.pop("duration")
             fields["expires"] = datetime.now(UTC) + parse_duration(duration) if duration else None
         token = _token(parsed.key)
-        row = await self.store.update("key", token, fields)
+        try:
+            row = await self.store.update("key", token, fields)
+        except StoreError as exc:
+            if exc.code != 400:
+                raise
+            raise InvalidRequest("key_alias: that key_alias is taken") from None
         await self.gov.cache.invalidate("key", token)
         return row
 
@@ -341,7 +349,10 @@ class ManagementAPI:
     async def team_new(self, body: bytes, query: dict[str, str]) -> Any:
         fields = _fields(self._parse(body, TeamFields))
         fields.setdefault("team_id", str(uuid.uuid4()))
-        return await self.store.create("team", fields)
+        try:
+            return await self.store.create("team", fields)
+        except StoreError as exc:
+            raise InvalidRequest(f"team_id: {exc.message}") from None
 
     async def team_info(self, body: bytes, query: dict[str, str]) -> Any:
         team_id = _param(query, "team_id")
@@ -376,7 +387,10 @@ class ManagementAPI:
         if not fields.get("user_id"):
             raise InvalidRequest("user_id: required field is missing")
         fields["end_user_id"] = fields.pop("user_id")
-        row = await self.store.create("end_user", fields)
+        try:
+            row = await self.store.create("end_user", fields)
+        except StoreError as exc:
+            raise InvalidRequest(f"user_id: {exc.message}") from None
         await self.gov.cache.invalidate("end_user", row["end_user_id"])
         return {**row, "user_id": row["end_user_id"]}
 

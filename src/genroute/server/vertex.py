@@ -17,13 +17,22 @@ Both become the wire model's batch/single embed requests, so every provider serv
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from pydantic import ValidationError
 
 from genroute.cost import text_tokens
 from genroute.errors import InvalidRequest
-from genroute.wire import BatchEmbedContentsRequest, BatchEmbedContentsResponse
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    BatchEmbedContentsResponse,
+    format_validation_error,
+)
 
 __all__ = ["EMBED_CONFIG_FIELDS", "lift_embed_config", "predict_reply", "predict_request"]
+
+_REQUESTS = re.compile(r"(^|; )requests\[")
 
 EMBED_CONFIG_FIELDS = {
     "taskType": "taskType",
@@ -84,7 +93,12 @@ def predict_request(body: Any, model: str) -> BatchEmbedContentsRequest:
         if dimensions is not None:
             request["outputDimensionality"] = dimensions
         requests.append(request)
-    return BatchEmbedContentsRequest.model_validate({"requests": requests})
+    try:
+        return BatchEmbedContentsRequest.model_validate({"requests": requests})
+    except ValidationError as exc:
+        # Named by the instance the client sent: requests[i] is instances[i].
+        problems = _REQUESTS.sub(r"\1instances[", format_validation_error(exc))
+        raise InvalidRequest(f"Invalid request: {problems}") from None
 
 
 def predict_reply(
