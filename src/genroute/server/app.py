@@ -5,11 +5,15 @@ tuned models, Vertex AI with or without a project; any base-path prefix):
     POST {v}/models/{model}:generateContent | :streamGenerateContent | :countTokens
          | :embedContent | :batchEmbedContents
     GET  {v}/models        GET {v}/models/{model}
-    GET  /health/liveliness  GET /health/readiness
+    GET  /health/liveness (liveliness)  GET /health/readiness     open, status only
+    GET  /health  GET /metrics                                   the master key, when set
 Every error is Google's `{"error": {"code", "message", "status", "details"?}}`.
 
-The edge authenticates the caller, reads and validates the body, builds the `Call` and
-hands it to the pipeline (`genroute.pipeline`), whose layers do everything else.
+The edge authenticates the caller, reads and validates the body (within
+`general_settings.request_body_timeout`), refuses model names no model has (control
+characters, over 256 characters), builds the `Call` and hands it to the pipeline
+(`genroute.pipeline`), whose layers do everything else. A client that disconnects cancels
+its call, streamed or not. Header values sent back are made safe (`asgi.safe_headers`).
 """
 
 from __future__ import annotations
