@@ -24,14 +24,28 @@ class GeneralSettings(Strict):
     end_user_header: str = "x-genroute-end-user"
     # Slow and idle clients (`genroute serve`): seconds to send the request line and headers
     # (from the connection opening, or a kept-alive request's first byte; 408 and closed),
-    # seconds to send the whole body (408 and closed), seconds a connection may stay idle
+    # seconds to send the whole body (408 and closed), seconds a stream's client may take to
+    # read a chunk (the stream and connection end), seconds a connection may stay idle
     # between requests; open connections per worker before requests get a 503; the listen
     # backlog.
     request_header_timeout: float = Field(default=10.0, gt=0)
     request_body_timeout: float = Field(default=60.0, gt=0)
+    response_write_timeout: float = Field(default=60.0, gt=0)
     keep_alive_timeout: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=2048, ge=1)
     backlog: int = Field(default=4096, ge=1)
+    # Governance under faults (docs/keys-and-spend.md): seconds any database call may take;
+    # seconds past key_cache_ttl a cached key, team or end-user row keeps serving while the
+    # database cannot be reached; the directory of the spend journal and spool (default: a
+    # `genroute-spool` directory next to the config file) and its size bound; the socket
+    # timeout of governance's Redis client; the output tokens a budget holds for a model
+    # whose output limit is unknown.
+    database_timeout: float = Field(default=5.0, gt=0)
+    key_cache_max_stale: float = Field(default=900.0, ge=0)
+    spend_spool_dir: str | None = None
+    spend_spool_max_mb: float = Field(default=256.0, gt=0)
+    redis_socket_timeout: float = Field(default=0.5, gt=0)
+    default_max_output_tokens: int = Field(default=65_536, ge=1)
 
     @field_validator("master_key")
     @classmethod

@@ -5,11 +5,18 @@ load at a time per row, however many requests wait for it). A change made throug
 instance invalidates its entry at once; other instances see it within `ttl`, or at once
 when Redis is configured (the change is published on a channel every instance follows).
 
+**Outages.** When the database cannot be reached (or times out), a row this instance has
+loaded before keeps serving for up to `max_stale` seconds past its TTL: a known key keeps
+working through an outage, on what the database said when it was last reachable. A row
+it has not loaded (an unknown key, a new end user), or one older than that, is a 503
+`ServiceUnavailable` with a retry hint, never a 500. After a failure the database is left
+alone for a backoff (0.25 s doubling to 5 s, `Dependency`), so an outage costs requests no
+waiting. When the Redis invalidation channel drops, every cached row is treated as expired
+once it is back (invalidations published meanwhile were missed).
+
 `pending` is the spend of finished calls still queued for the ledger; once the ledger
 commits a batch, `committed` moves it onto the cached rows, so budgets see every cent this
-instance has spent without waiting for a reload. `reserved` is what the calls in flight on
-a budget will likely cost (the budget's moving-average call cost each, or before it has
-one, each call's estimate from its prompt).
+instance has spent without waiting for a reload.
 """
 
 from __future__ import annotations
@@ -22,20 +29,32 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from genroute.errors import ServiceUnavailable
+from genroute.governance.health import Dependency
 from genroute.store.ledger import Totals
-from genroute.store.repo import Store
+from genroute.store.repo import Store, database_unavailable
 
-__all__ = ["CHANNEL", "MAX_ENTRIES", "Entity", "EntityCache"]
+__all__ = ["CHANNEL", "DEFAULT_MAX_STALE", "MAX_ENTRIES", "Entity", "EntityCache"]
 
 log = logging.getLogger("genroute.governance")
 
 CHANNEL = "genroute:invalidate"
 MAX_ENTRIES = 100_000
+DEFAULT_MAX_STALE = 900.0
 Entity = tuple[str, str]
+Row = dict[str, Any] | None
+
+
+def _unavailable(kind: str) -> ServiceUnavailable:
+    what = {"key": "API key", "team": "team", "end_user": "end user"}.get(kind, kind)
+    return ServiceUnavailable(
+        f"The key store is unavailable and this {what} is not cached here; retry shortly",
+        retry_after=2.0,
+    )
 
 
 class EntityCache:
-    """Rows by (kind, id), each kept for `ttl` seconds."""
+    """Rows by (kind, id), each fresh for `ttl` seconds (module docstring)."""
 
     def __init__(
         self,
@@ -43,77 +62,88 @@ class EntityCache:
         ttl: float = 2.0,
         redis: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_stale: float = DEFAULT_MAX_STALE,
+        database: Dependency | None = None,
     ) -> None:
         self.store = store
         self.ttl = ttl
+        self.max_stale = max_stale
         self.clock = clock  # when entries go stale (injectable for tests)
         self.redis = redis
-        self._rows: dict[Entity, tuple[float, dict[str, Any] | None]] = {}
-        self._loading: dict[Entity, asyncio.Future[dict[str, Any] | None]] = {}
+        self.database = database or Dependency("the database", fallback="cached keys")
+        self._rows: dict[Entity, tuple[float, Row]] = {}  # entity → (loaded at, row)
+        self._loading: dict[Entity, asyncio.Future[Row]] = {}
         self.pending: dict[Entity, float] = defaultdict(float)
-        self._reserved: dict[Entity, float] = {}
-        self.typical: dict[Entity, float] = {}
+        self.stale_served = 0  # rows served past their TTL because the database was down
+        self.refused = 0  # lookups answered 503: not cached, database down
+        self.subscribed = False  # following the Redis invalidation channel
         self._listener: asyncio.Task[None] | None = None
 
-    async def get(self, kind: str, ident: str) -> dict[str, Any] | None:
-        """The row (None when there is none), from the cache while it is fresh."""
+    async def get(self, kind: str, ident: str) -> Row:
+        """The row (None when there is none), from the cache while it is fresh; a stale
+        one while the database is unreachable; else ServiceUnavailable."""
         entity = (kind, ident)
         cached = self._rows.get(entity)
-        if cached is not None and cached[0] > self.clock():
+        if cached is not None and cached[0] + self.ttl > self.clock():
             return cached[1]
+        if not self.database.should_try():
+            return self._fallback(entity, cached)
         waiting = self._loading.get(entity)
         if waiting is not None:
             return await asyncio.shield(waiting)
-        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
         self._loading[entity] = future
         try:
-            row = await self.store.load(kind, ident)
+            row = await self._load(entity, cached)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must
             raise
         finally:
             self._loading.pop(entity, None)
-        self._remember(entity, row)
         future.set_result(row)
         return row
 
-    def _remember(self, entity: Entity, row: dict[str, Any] | None) -> None:
+    async def _load(self, entity: Entity, cached: tuple[float, Row] | None) -> Row:
+        try:
+            row = await self.store.load(*entity)
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc, ServiceUnavailable) else exc
+            if not isinstance(exc, ServiceUnavailable) and not database_unavailable(exc):
+                raise
+            self.database.failed(cause or exc)
+            return self._fallback(entity, cached)
+        self.database.succeeded()
+        self._remember(entity, row)
+        return row
+
+    def _fallback(self, entity: Entity, cached: tuple[float, Row] | None) -> Row:
+        """The database cannot be asked: a stale row within `max_stale`, else 503."""
+        fresh_enough = cached is not None and self.clock() - cached[0] <= self.ttl + self.max_stale
+        if cached is not None and cached[1] is not None and fresh_enough:
+            self.stale_served += 1
+            return cached[1]
+        self.refused += 1
+        raise _unavailable(entity[0])
+
+    def _remember(self, entity: Entity, row: Row) -> None:
         now = self.clock()
         if len(self._rows) >= MAX_ENTRIES:  # unknown keys are cached too: stay bounded
-            self._rows = {k: v for k, v in self._rows.items() if v[0] > now}
+            keep = self.ttl + self.max_stale
+            self._rows = {k: v for k, v in self._rows.items() if now - v[0] <= keep}
             if len(self._rows) >= MAX_ENTRIES:
                 self._rows.clear()
-        self._rows[entity] = (now + self.ttl, row)
+        self._rows[entity] = (now, row)
+
+    def cached(self, kind: str, ident: str) -> Row:
+        """The row cached for an entity, fresh or not (None when there is none)."""
+        found = self._rows.get((kind, ident))
+        return None if found is None else found[1]
 
     def spend(self, kind: str, ident: str, row: dict[str, Any]) -> float:
         """The row's spend plus what this instance has spent and not yet written."""
         return float(row.get("spend") or 0.0) + self.pending.get((kind, ident), 0.0)
-
-    def reserved(self, kind: str, ident: str) -> float:
-        """What this instance's calls in flight on a budget will likely cost."""
-        return self._reserved.get((kind, ident), 0.0)
-
-    def begin(self, entities: list[Entity], estimate: float) -> list[tuple[Entity, float]]:
-        """A call on these budgets started: reserve the budget's typical call cost (else the
-        call's own estimate) on each, until `end`."""
-        held = []
-        for entity in entities:
-            amount = self.typical.get(entity, estimate)
-            self._reserved[entity] = self._reserved.get(entity, 0.0) + amount
-            held.append((entity, amount))
-        return held
-
-    def end(self, held: list[tuple[Entity, float]], cost: float) -> None:
-        """The call ended: free its reservations; its cost moves each typical cost."""
-        for entity, amount in held:
-            left = self._reserved.get(entity, 0.0) - amount
-            if left > 1e-12:
-                self._reserved[entity] = left
-            else:
-                self._reserved.pop(entity, None)
-            previous = self.typical.get(entity)
-            self.typical[entity] = cost if previous is None else 0.8 * previous + 0.2 * cost
 
     def add_pending(self, kind: str, ident: str, amount: float) -> None:
         """A finished call's cost, queued for the ledger."""
@@ -142,6 +172,11 @@ class EntityCache:
         """Drop one entry here."""
         self._rows.pop((kind, ident), None)
 
+    def expire_all(self) -> None:
+        """Treat every row as past its TTL (reloaded on next use, still a fallback)."""
+        now = self.clock()
+        self._rows = {k: (min(v[0], now - self.ttl), v[1]) for k, v in self._rows.items()}
+
     async def invalidate(self, kind: str, ident: str) -> None:
         """Drop an entry here and, with Redis, on every other instance."""
         self.forget(kind, ident)
@@ -152,31 +187,45 @@ class EntityCache:
                 log.warning("could not publish a cache invalidation to Redis", exc_info=True)
 
     async def start(self) -> None:
-        """Follow other instances' invalidations (with Redis)."""
+        """Follow other instances' invalidations (with Redis), in the background: Redis
+        being unreachable delays nothing and fails nothing."""
         if self.redis is not None and self._listener is None:
-            pubsub = self.redis.pubsub()
-            await pubsub.subscribe(CHANNEL)
-            self._listener = asyncio.create_task(self._listen(pubsub), name="genroute-invalidate")
+            self._listener = asyncio.create_task(self._listen(), name="genroute-invalidate")
 
-    async def _listen(self, pubsub: Any) -> None:
-        try:
-            while True:
-                try:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.warning("Redis invalidation channel failed; retrying", exc_info=True)
-                    await asyncio.sleep(1.0)
-                    continue
-                if message and message.get("type") == "message":
-                    data = message["data"]
-                    text = data.decode() if isinstance(data, bytes) else str(data)
-                    kind, _, ident = text.partition(":")
-                    self.forget(kind, ident)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+    async def _listen(self) -> None:
+        delay, missed = 0.25, False
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(CHANNEL)
+                if missed:  # invalidations published while we were not listening are lost
+                    self.expire_all()
+                    log.warning("Redis invalidation channel is back; cached rows reloaded")
+                self.subscribed, missed, delay = True, False, 0.25
+                await self._receive(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not missed:
+                    log.warning(
+                        "Redis invalidation channel unavailable (%s); changes made on other "
+                        "instances reach this one within key_cache_ttl meanwhile", exc,
+                    )  # fmt: skip
+                self.subscribed, missed = False, True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _receive(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message and message.get("type") == "message":
+                data = message["data"]
+                text = data.decode() if isinstance(data, bytes) else str(data)
+                kind, _, ident = text.partition(":")
+                self.forget(kind, ident)
 
     async def aclose(self) -> None:
         """Stop following invalidations."""

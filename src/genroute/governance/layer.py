@@ -4,8 +4,8 @@ Around each of the five operations (generateContent, streams, countTokens, embed
 batchEmbedContents) it
   1. resolves the model to its group (404 for a name no group serves),
   2. admits the call: the key's and team's model lists (403), blocked rows, budgets and
-     rpm/tpm/parallel limits of the key, its team and the end user (429), reserving the
-     call's likely cost on each budget;
+     rpm/tpm/parallel limits of the key, its team and the end user (429), holding the most
+     the call can cost on each budget (`genroute.governance.estimate.MaxCost`);
   3. calls the next layer;
   4. settles in a `finally`, whatever happened further in (an error, a cancellation, a
      client that left mid-stream): the limits and reservations it took are given back,
@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from genroute.call import Call, ModelAPI
-from genroute.cost import Pricer, estimate_usage, text_tokens
+from genroute.cost import Pricer
 from genroute.errors import outcome
+from genroute.governance.estimate import GroupResolver, MaxCost
 from genroute.governance.service import Admission, Governance
 from genroute.wire import (
     BatchEmbedContentsRequest,
@@ -35,25 +36,12 @@ from genroute.wire import (
     EmbedContentResponse,
     GenerateContentRequest,
     GenerateContentResponse,
-    UsageMetadata,
 )
 
-__all__ = ["Governed", "GroupResolver"]
+__all__ = ["Governed", "GroupResolver"]  # GroupResolver: genroute.governance.estimate
 
 log = logging.getLogger("genroute.governance")
 T = TypeVar("T")
-
-
-class GroupResolver(Protocol):
-    """What the governed layer asks of the Router: a model's group, and how it is priced."""
-
-    def resolve(self, model: str) -> str:
-        """The group serving `model` (NotFound when none does)."""
-        ...
-
-    def price_facts(self, group: str) -> tuple[str, str, str]:
-        """(provider, upstream model, deployment id) of the group's first deployment."""
-        ...
 
 
 class Governed:
@@ -66,21 +54,10 @@ class Governed:
         self.governance = governance
         self.groups = groups
         self.pricer = pricer
-
-    def _estimate(self, group: str, usage: UsageMetadata) -> float:
-        provider, model, deployment_id = self.groups.price_facts(group)
-        return self.pricer.cost(usage, provider, model, deployment_id, group, quiet=True).usd
+        self.max_cost = MaxCost(groups, pricer, governance.default_max_output_tokens)
 
     def _generate_estimate(self, group: str, request: GenerateContentRequest) -> float:
-        """The prompt, and maxOutputTokens of output when set (the worst case), else as
-        much output as prompt."""
-        guess = estimate_usage(request, 0)
-        output = guess.prompt_token_count or 0
-        config = request.generation_config
-        if config is not None and config.max_output_tokens:
-            output = config.max_output_tokens
-        guess.candidates_token_count = output
-        return self._estimate(group, guess)
+        return self.max_cost.generate(group, request)
 
     async def _admit(self, call: Call, estimate: Callable[[str], float]) -> Admission:
         group = self.groups.resolve(call.model)
@@ -143,10 +120,7 @@ class Governed:
         )
 
     def _embed_estimate(self, group: str, contents: list[Content]) -> float:
-        tokens = text_tokens(contents)
-        return self._estimate(
-            group, UsageMetadata(prompt_token_count=tokens, total_token_count=tokens)
-        )
+        return self.max_cost.embed(group, contents)
 
     async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
         return await self._around(

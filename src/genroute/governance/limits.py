@@ -6,22 +6,32 @@ tokens are under the limit, and its own tokens count when it ends), and
 `max_parallel_requests` the calls in flight. `admit` checks every scope of a call and then
 counts it in all of them, or in none: in memory that is atomic on the event loop; with
 Redis one Lua script does it, so the limits hold across instances.
+
+`FallbackLimiter` is what a gateway with Redis uses: Redis's limits, or, while Redis cannot
+be reached (or times out), this process's own limits, with one warning per outage and a
+count of the calls admitted that way (`local_admissions`); Redis is tried again after a
+backoff and used as soon as it answers. A call is released where it was admitted; a
+release Redis does not take leaves its parallel slot to expire (`PARALLEL_TTL`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from genroute.errors import RateLimited
+from genroute.governance.health import Dependency
 
 __all__ = [
     "KEY_TTL",
     "PARALLEL_TTL",
+    "REDIS_ERRORS",
     "WINDOW",
     "Clock",
+    "FallbackLimiter",
     "LimitCheck",
     "Limiter",
     "MemoryLimiter",
@@ -31,6 +41,7 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+log = logging.getLogger("genroute.governance")
 
 WINDOW = 60
 KEY_TTL = 2 * WINDOW
@@ -59,6 +70,7 @@ class Ticket:
 
     minute: int
     checks: list[LimitCheck] = field(default_factory=list)
+    local: bool = False  # admitted by this process's memory while Redis was down
 
 
 def refusal(check: LimitCheck, kind: str, now: float) -> RateLimited:
@@ -224,3 +236,62 @@ class RedisLimiter:
                 ("1" if check.parallel is not None else "0", tokens if check.tpm is not None else 0)
             )
         await self._release(keys=keys, args=args)
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
+
+
+REDIS_ERRORS = _redis_errors()
+
+
+class FallbackLimiter:
+    """Redis's limits, or this process's while Redis is down (module docstring)."""
+
+    def __init__(
+        self, remote: RedisLimiter, local: MemoryLimiter, health: Dependency | None = None
+    ) -> None:
+        self.remote = remote
+        self.local = local
+        self.health = health or Dependency("Redis (limits)", fallback="this process's limits")
+        self.local_admissions = 0
+
+    @property
+    def _clock(self) -> Clock:
+        return self.remote._clock
+
+    @_clock.setter
+    def _clock(self, clock: Clock) -> None:
+        self.remote._clock = clock
+        self.local._clock = clock
+
+    async def admit(self, checks: list[LimitCheck]) -> Ticket:
+        if self.health.should_try():
+            try:
+                ticket = await self.remote.admit(checks)
+            except RateLimited:
+                self.health.succeeded()
+                raise
+            except REDIS_ERRORS as exc:
+                self.health.failed(exc)
+            else:
+                self.health.succeeded()
+                return ticket
+        ticket = await self.local.admit(checks)
+        ticket.local = True
+        self.local_admissions += 1
+        return ticket
+
+    async def release(self, ticket: Ticket, tokens: int) -> None:
+        if ticket.local:
+            await self.local.release(ticket, tokens)
+            return
+        if not ticket.checks:
+            return
+        try:
+            await self.remote.release(ticket, tokens)
+        except REDIS_ERRORS as exc:
+            self.health.failed(exc)
+            log.debug("limits: a release Redis did not take (its slot expires)", exc_info=True)

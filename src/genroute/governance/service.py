@@ -1,45 +1,73 @@
 """Governance: who may call, within which budgets and limits, and what each call cost.
 
 `Governance` holds the store, the short-TTL cache of key, team and end-user rows, the
-limiter and the spend ledger writer. The HTTP edge calls `authenticate` (master key or a
-valid virtual key) and `caller` (who the call is for); the pipeline's governed layer
-(`genroute.governance.layer.Governed`) calls `admit` before every operation and `settle`
-after it, so the proxy and the SDK share them.
+limiter, the budget book and the spend ledger writer. The HTTP edge calls `authenticate`
+(master key or a valid virtual key) and `caller` (who the call is for); the pipeline's
+governed layer (`genroute.governance.layer.Governed`) calls `admit` before every operation
+and `settle` after it, so the proxy and the SDK share them. The edge reports `status()`
+and `ready()` on its readiness route, and `metrics()` are the counters and gauges the
+observability layer exports.
 
-Budget overshoot: a call's cost is only known when it ends. A call is admitted while
-spend + reservations < max_budget, where each call in flight reserves the budget's
-moving-average call cost (before it has one: the call's estimate from its prompt). On one
-instance the overshoot is then about one call's cost, more when calls cost far more than
-the average or the estimate; at most the calls in flight, which `max_parallel_requests`
-bounds. Across instances each sees the others' spend only after their ledger flush
-(`spend_flush_interval`) plus its own cache TTL (`key_cache_ttl`).
+Budgets: a call holds the most it can cost on each of its budgets from `admit` to
+`settle` (`genroute.governance.budgets`), so the spend passes a budget by at most one
+call's hold, whatever the concurrency, streams or instances.
+
+Faults: the database and Redis are each a `Dependency` (up, or down and retried after a
+backoff). Without the database, known keys serve from their cached rows (bounded
+staleness), unknown ones get 503, spend goes to the ledger's local spool, and budgets are
+held in memory; without Redis, limits and budgets are held in memory. Start-up waits for
+neither: migrations are retried in the background. `settle` never raises, and queues the
+ledger row before anything that can fail.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fnmatch
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from genroute.call import Call, Caller
 from genroute.cost import Tokens
-from genroute.errors import PermissionDenied, RateLimited, Unauthenticated
-from genroute.governance.cache import Entity, EntityCache
-from genroute.governance.limits import LimitCheck, Limiter, MemoryLimiter, Ticket
-from genroute.store.ledger import SpendRecord
-from genroute.store.writer import LedgerWriter
+from genroute.errors import PermissionDenied, ServiceUnavailable, Unauthenticated
+from genroute.governance.budgets import (
+    Budget,
+    BudgetBook,
+    DatabaseBudgets,
+    Hold,
+    LocalBudgets,
+    RedisBudgets,
+    budget_refusal,
+)
+from genroute.governance.cache import DEFAULT_MAX_STALE, EntityCache
+from genroute.governance.estimate import DEFAULT_MAX_OUTPUT_TOKENS
+from genroute.governance.health import Dependency
+from genroute.governance.limits import (
+    FallbackLimiter,
+    LimitCheck,
+    Limiter,
+    MemoryLimiter,
+    RedisLimiter,
+    Ticket,
+)
+from genroute.store.journal import Journal
+from genroute.store.ledger import SpendRecord, new_row_id
 from genroute.store.repo import Store, hash_key, utcnow
+from genroute.store.writer import LedgerWriter
 
 __all__ = ["ALL_MODELS", "Admission", "Governance", "model_allowed"]
 
 log = logging.getLogger("genroute.governance")
 
 ALL_MODELS = {"*", "all-proxy-models"}
-_KIND_LABEL = {"key": "key", "team": "team", "end_user": "end user"}
+DEFAULT_SPOOL_BYTES = 256 << 20
+START_TIMEOUT = 30.0
 
 
 def _error_info(reason: str) -> dict[str, object]:
@@ -81,7 +109,25 @@ class Admission:
     """What `admit` took for one call, so that `settle` gives back exactly that."""
 
     ticket: Ticket
-    held: list[tuple[Entity, float]] = field(default_factory=list)
+    hold: Hold | None = None
+    row_id: str = ""  # the call's ledger row id (and its budget holds' id)
+
+
+def _open_journal(directory: Path | None, max_bytes: int) -> Journal | None:
+    if directory is None:
+        return None
+    journal = Journal(directory, max_bytes=max_bytes)
+    try:
+        journal.open()
+    except OSError as exc:
+        log.error(
+            "spend journal: cannot use %s (%s); ledger rows wait in memory only, and are "
+            "lost if the process is killed before they are written",
+            directory,
+            exc,
+        )
+        return None
+    return journal
 
 
 class Governance:
@@ -98,30 +144,147 @@ class Governance:
         cache_ttl: float = 2.0,
         flush_interval: float = 1.0,
         now: Callable[[], datetime] = utcnow,
+        max_stale: float = DEFAULT_MAX_STALE,
+        spool_dir: Path | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
+        default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
     ) -> None:
         self.store = store
         self.now = now  # the wall clock keys expire by (injectable for tests)
         self._master = hash_key(master_key).encode() if master_key else None
         self.redis = redis
+        self.default_max_output_tokens = default_max_output_tokens
+        self.database = Dependency("the database", fallback="cached keys and the local spool")
+        if limiter is None and redis is not None:
+            limiter = FallbackLimiter(RedisLimiter(redis), MemoryLimiter())
         self.limiter: Limiter = limiter or MemoryLimiter()
-        self.cache = EntityCache(store, cache_ttl, redis)
-        self.ledger = LedgerWriter(
-            store, flush_interval=flush_interval, on_commit=self.cache.committed
+        found = getattr(self.limiter, "health", None)
+        self.redis_health = found if isinstance(found, Dependency) else Dependency("Redis")
+        self.cache = EntityCache(
+            store, cache_ttl, redis, max_stale=max_stale, database=self.database
         )
+        shared = RedisBudgets(redis) if redis is not None else DatabaseBudgets(store)
+        health = self.redis_health if redis is not None else self.database
+        self.budgets = BudgetBook(shared, LocalBudgets(self.cache), health)
+        self.ledger = LedgerWriter(
+            store,
+            flush_interval=flush_interval,
+            on_commit=self.cache.committed,
+            on_state=self._ledger_state,
+            journal=_open_journal(spool_dir, spool_max_bytes),
+            timeout=2 * store.timeout,
+        )
+        self._migrator: asyncio.Task[None] | None = None
+
+    def _ledger_state(self, up: bool, error: BaseException | None) -> None:
+        if up:
+            self.database.succeeded()
+        elif error is not None:
+            self.database.failed(error)
 
     async def start(self) -> None:
-        """Migrate the database and start the ledger writer and cache listener."""
-        await self.store.start()
+        """Migrate the database, start the ledger writer and the cache listener. Neither an
+        unreachable database nor an unreachable Redis stops the start: the migrations are
+        retried in the background meanwhile."""
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                await self.store.start()
+        except Exception as exc:
+            self.database.failed(exc)
+            log.error(
+                "the database is unavailable at start-up (%s); serving the master key and "
+                "cached nothing else, keeping spend in the local spool, retrying migrations",
+                self.database.error,
+            )
+            self._migrator = asyncio.create_task(self._migrate_later(), name="genroute-migrate")
         await self.cache.start()
         self.ledger.start()
 
+    async def _migrate_later(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.store.start()
+            except Exception as exc:
+                self.database.failed(exc)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.database.succeeded()
+            log.warning("the database is reachable: migrations are done")
+            return
+
     async def aclose(self) -> None:
-        """Write every queued ledger row, then close connections."""
+        """Write every queued ledger row (what cannot be written stays in the spool), then
+        close connections; bounded however the database and Redis behave."""
+        if self._migrator is not None:
+            self._migrator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._migrator
         await self.ledger.aclose()
         await self.cache.aclose()
-        await self.store.aclose()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.store.timeout):
+                await self.store.aclose()
         if self.redis is not None:
-            await self.redis.aclose()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.store.timeout):
+                    await self.redis.aclose()
+
+    # -- readiness and metrics ---------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Whether new calls can be taken without waiting or losing spend: False only
+        when the spend journal (or, without one, the ledger's memory queue) is full."""
+        return not self.ledger.full
+
+    def status(self) -> dict[str, Any]:
+        """JSON for a readiness answer: `status` is `ok`, `degraded` (the database or Redis
+        is down, or the ledger cannot write and spools: calls are still served) or
+        `unavailable` (`ready()` is False: new calls are refused with 503)."""
+        ledger = self.ledger
+        journal = ledger.journal
+        report: dict[str, Any] = {
+            "database": {**self.database.status(), "migrated": self.store.migrated},
+            "ledger": {
+                "writing": ledger.writing,
+                "spooling": ledger.spooling,
+                "queued_rows": len(ledger.queue),
+                "spool_rows": journal.backlog if journal else 0,
+                "spool_bytes": journal.size if journal else 0,
+                "journal": str(journal.directory) if journal else None,
+                "dead_lettered": ledger.stats.dead_lettered,
+                "last_error": ledger.last_error,
+            },
+        }
+        healthy = self.database.up and ledger.writing and self.store.migrated
+        if self.redis is not None:
+            report["redis"] = {**self.redis_health.status(), "invalidations": self.cache.subscribed}
+            healthy = healthy and self.redis_health.up
+        state = "ok" if healthy else "degraded"
+        report["status"] = state if self.ready() else "unavailable"
+        return report
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and gauges by their exported names (cheap: no I/O)."""
+        values = self.ledger.metrics()
+        values.update(
+            {
+                "genroute_database_up": float(self.database.up),
+                "genroute_database_failures_total": self.database.failures,
+                "genroute_governance_ready": float(self.ready()),
+                "genroute_governance_stale_rows_served_total": self.cache.stale_served,
+                "genroute_governance_unavailable_total": self.cache.refused,
+                "genroute_governance_local_budget_holds_total": self.budgets.local_holds,
+            }
+        )
+        if self.redis is not None:
+            values["genroute_redis_up"] = float(self.redis_health.up)
+            values["genroute_redis_failures_total"] = self.redis_health.failures
+            values["genroute_governance_local_limit_admissions_total"] = getattr(
+                self.limiter, "local_admissions", 0
+            )
+        return values
 
     # -- the edge ------------------------------------------------------------------------------
 
@@ -195,29 +358,26 @@ class Governance:
 
     # -- admission and settlement ----------------------------------------------------------
 
-    def _check_budget(self, kind: str, ident: str, row: dict[str, Any], label: str) -> bool:
-        """Refuse a call on a spent budget; True when the budget is to be tracked."""
-        budget = row.get("max_budget")
-        if budget is None:
-            return False
+    def _budget(self, kind: str, ident: str, row: dict[str, Any], label: str) -> Budget | None:
+        """The row's budget (None without one); a 429 at once when the spend this instance
+        knows of already reaches it."""
+        limit = row.get("max_budget")
+        if limit is None:
+            return None
+        resets = row.get("budget_reset_at")
+        budget = Budget(
+            kind,
+            ident,
+            label,
+            float(limit),
+            float(row.get("spend") or 0.0),
+            str(resets or ""),
+            resets,
+        )
         spend = self.cache.spend(kind, ident, row)
-        if spend >= budget:
-            reset = row.get("budget_reset_at")
-            when = f"; it resets at {reset}" if reset else ""
-            raise RateLimited(
-                f"Budget exceeded for {label}: spend ${spend:.6f} of max_budget ${budget:.6f}"
-                f"{when}",
-                details=[_error_info("BUDGET_EXCEEDED")],
-            )
-        reserved = self.cache.reserved(kind, ident)
-        if reserved and spend + reserved >= budget:
-            raise RateLimited(
-                f"Budget nearly exhausted for {label}: spend ${spend:.6f} of max_budget "
-                f"${budget:.6f}, and the calls in flight will likely use the rest",
-                details=[_error_info("BUDGET_EXCEEDED")],
-                retry_after=1.0,
-            )
-        return True
+        if spend >= budget.limit:
+            raise budget_refusal(budget, spend, 0.0)
+        return budget
 
     async def _rows(self, caller: Caller) -> list[tuple[str, str, dict[str, Any], str]]:
         rows: list[tuple[str, str, dict[str, Any], str]] = []
@@ -234,23 +394,24 @@ class Governance:
             if team is not None:
                 rows.append(("team", team_id, team, f"team {team_id!r}"))
         if caller.end_user:
-            user = await self.cache.get("end_user", caller.end_user)
-            if user is None:
-                await self.store.ensure_end_user(caller.end_user)
-                self.cache.forget("end_user", caller.end_user)
-                user = await self.cache.get("end_user", caller.end_user)
+            user = await self._end_user(caller.end_user)
             if user is not None:
                 rows.append(("end_user", caller.end_user, user, f"end user {caller.end_user!r}"))
         return rows
 
-    async def admit(self, call: Call, group: str, estimate: float) -> Admission:
-        """Refuse the call (403 model/blocked, 429 budget/limit) or count it in.
+    async def _end_user(self, end_user: str) -> dict[str, Any] | None:
+        user = await self.cache.get("end_user", end_user)
+        if user is None:
+            await self.store.ensure_end_user(end_user)  # ServiceUnavailable when down
+            self.cache.forget("end_user", end_user)
+            user = await self.cache.get("end_user", end_user)
+        return user
 
-        `group` is the model group the call's model resolves to; `estimate` a guess at the
-        call's cost in USD (reserved on budgets that have no typical call cost yet)."""
-        rows = await self._rows(call.caller)
+    def _checks(
+        self, group: str, rows: list[tuple[str, str, dict[str, Any], str]]
+    ) -> tuple[list[LimitCheck], list[Budget]]:
         checks: list[LimitCheck] = []
-        budgets: list[Entity] = []
+        budgets: list[Budget] = []
         for kind, ident, row, label in rows:
             if row.get("blocked"):
                 raise PermissionDenied(f"The {label} is blocked.")
@@ -260,8 +421,8 @@ class Governance:
                     f"it may use: {', '.join(row['models'])}",
                     details=[_error_info("MODEL_NOT_ALLOWED")],
                 )
-            if self._check_budget(kind, ident, row, label):
-                budgets.append((kind, ident))
+            if (budget := self._budget(kind, ident, row, label)) is not None:
+                budgets.append(budget)
             checks.append(
                 LimitCheck(
                     f"{kind}:{ident}",
@@ -271,8 +432,29 @@ class Governance:
                     row.get("max_parallel_requests"),
                 )
             )
-        ticket = await self.limiter.admit(checks)
-        return Admission(ticket, self.cache.begin(budgets, estimate))
+        return checks, budgets
+
+    async def admit(self, call: Call, group: str, estimate: float) -> Admission:
+        """Refuse the call (403 model/blocked, 429 budget/limit, 503 when the key store or
+        the spend journal cannot take it) or count it in.
+
+        `group` is the model group the call's model resolves to; `estimate` the most the
+        call can cost in USD, held on each of its budgets until `settle`."""
+        if self.ledger.full:
+            raise ServiceUnavailable(
+                "The spend ledger is full (the database has been unavailable for a while); "
+                "retry later",
+                retry_after=5.0,
+            )
+        checks, budgets = self._checks(group, await self._rows(call.caller))
+        row_id = new_row_id()
+        hold = await self.budgets.reserve(budgets, row_id, max(0.0, estimate))
+        try:
+            ticket = await self.limiter.admit(checks)
+        except BaseException:
+            await self.budgets.cancel(hold)
+            raise
+        return Admission(ticket, hold, row_id)
 
     async def settle(
         self,
@@ -283,20 +465,33 @@ class Governance:
         error_status: str | None,
         finished: float,
     ) -> None:
-        """A call ended: free its reservations and limits, note its spend, queue its ledger
-        row. `admission` is None for a call refused before it was admitted."""
+        """A call ended: queue its ledger row (first: nothing after it can lose it), note
+        its spend, free its holds and limits. `admission` is None for a call refused before
+        it was admitted. Never raises."""
         cost = call.meter.cost or 0.0
         caller = call.caller
-        if admission is not None:
-            self.cache.end(admission.held, cost)
+        try:
+            record = SpendRecord.of(
+                call,
+                status_code=status_code,
+                error_status=error_status,
+                finished=finished,
+                row_id=admission.row_id if admission is not None else None,
+            )
+            await self.ledger.submit(record)
+        except Exception:
+            log.exception("spend ledger: request %s could not be queued", call.request_id)
+        for kind, ident in (
+            ("key", caller.key_hash),
+            ("team", caller.team_id),
+            ("end_user", caller.end_user),
+        ):
+            if ident:
+                self.cache.add_pending(kind, ident, cost)
+        if admission is None:
+            return
+        await self.budgets.settle(admission.hold, cost)
+        try:
             await self.limiter.release(admission.ticket, Tokens.from_usage(call.meter.usage).total)
-        if caller.key_hash:
-            self.cache.add_pending("key", caller.key_hash, cost)
-        if caller.team_id:
-            self.cache.add_pending("team", caller.team_id, cost)
-        if caller.end_user:
-            self.cache.add_pending("end_user", caller.end_user, cost)
-        record = SpendRecord.of(
-            call, status_code=status_code, error_status=error_status, finished=finished
-        )
-        await self.ledger.submit(record)
+        except Exception:
+            log.exception("limits: releasing request %s failed", call.request_id)

@@ -297,10 +297,12 @@ def _insert(dialect: str) -> Any:
 
 
 async def _add_totals(conn: Any, totals: Totals) -> None:
+    # In the order budget reservations lock rows (kind, then id: end users, keys, teams),
+    # so that a batch and a reservation never wait on each other in a cycle.
     for table, pk, amounts in (
+        (EndUser, EndUser.end_user_id, totals.end_user),
         (VirtualKey, VirtualKey.token, totals.key),
         (Team, Team.team_id, totals.team),
-        (EndUser, EndUser.end_user_id, totals.end_user),
     ):
         if not amounts:
             continue
