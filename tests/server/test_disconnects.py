@@ -74,7 +74,7 @@ class Harness:
     records: list[CallRecord]
 
 
-def config(tmp: Path | None) -> dict[str, Any]:
+def config(tmp: Path | None, general: dict[str, Any] | None = None) -> dict[str, Any]:
     gemini = {"api_key": "upstream-key", "api_base": "http://upstream.invalid"}
     data: dict[str, Any] = {
         "model_list": [
@@ -87,18 +87,19 @@ def config(tmp: Path | None) -> dict[str, Any]:
         ],
         "router_settings": {"num_retries": 0},
         "observability": {"logs": {"enabled": False}},
+        "general_settings": dict(general or {}),
     }
     if tmp is not None:
-        data["general_settings"] = {
-            "master_key": MASTER,
-            "database_url": f"sqlite:///{tmp / 'keys.db'}",
-            "spend_flush_interval": 0.01,
-        }
+        data["general_settings"].update(
+            master_key=MASTER,
+            database_url=f"sqlite:///{tmp / 'keys.db'}",
+            spend_flush_interval=0.01,
+        )
     return data
 
 
-async def harness(tmp: Path | None) -> Harness:
-    loaded = config_from_data(config(tmp))
+async def harness(tmp: Path | None, general: dict[str, Any] | None = None) -> Harness:
+    loaded = config_from_data(config(tmp, general))
     upstream = Hanging()
     router = Router.from_config(
         loaded, allow_ad_hoc_models=False, transport=MockTransport(upstream)
@@ -222,3 +223,33 @@ async def test_governed_call_released_and_ledgered_as_499(governed: Harness) -> 
     while sorted(codes := await ledger()) != [200, 499]:
         assert time.monotonic() < deadline, codes
         await asyncio.sleep(0.01)
+
+
+async def test_a_stream_whose_client_stops_reading_is_ended() -> None:
+    """uvicorn's send waits while the client's buffer is full; a client that reads nothing
+    for `response_write_timeout` ends the stream: the upstream stream is closed and the call
+    recorded as 499, instead of both being held open for as long as the client stays."""
+    h = await harness(None, {"response_write_timeout": 0.1})
+    h.upstream.hang = False
+    try:
+        client = Client(h.app, "/v1beta/models/flash:streamGenerateContent", GENERATE)
+        stuck = asyncio.Event()
+
+        async def full(message: dict[str, Any]) -> None:
+            client.sent.append(message)
+            if message["type"] == "http.response.body":
+                stuck.set()
+                await asyncio.Event().wait()  # the client's buffer never drains
+
+        client.task.cancel()
+        client.task = asyncio.ensure_future(h.app(client.scope, client.receive, full))
+        await asyncio.wait_for(stuck.wait(), 5)
+        started = time.monotonic()
+        await asyncio.wait_for(client.task, 2)
+        assert time.monotonic() - started < 1
+        assert client.sent[0]["type"] == "http.response.start"
+        await wait_for(lambda: h.records)
+        (record,) = h.records
+        assert record.status_code == 499
+    finally:
+        await h.app.pipeline.aclose()

@@ -108,6 +108,7 @@ class GatewayApp:
         general = config.general_settings
         self.body_limit = general.max_request_bytes
         self.body_timeout = general.request_body_timeout
+        self.write_timeout = general.response_write_timeout
         # Read by genroute.server.protocol (the header deadline and connection limit).
         self.header_timeout = general.request_header_timeout
         self.max_connections = general.max_connections
@@ -342,6 +343,7 @@ class GatewayApp:
             send,
             sse=sse,
             headers=headers,
+            write_timeout=self.write_timeout,
         )
 
     async def _count_tokens(

@@ -2,7 +2,9 @@
 
 The first chunk is awaited before the response starts, so an error before any byte is
 sent is a normal HTTP error. After that, an error becomes a final `data: {"error": ...}`
-event (or the array's last element). A client that goes away cancels the upstream call.
+event (or the array's last element). A client that goes away cancels the upstream call, and
+so does one that stops reading: a chunk it has not taken within `write_timeout` seconds
+(`general_settings.response_write_timeout`) ends the stream and the connection.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from genroute.server.asgi import (
     JSON_TYPE,
     NO_CACHE,
     SSE_TYPE,
+    Message,
     Receive,
     Send,
     safe_headers,
@@ -39,8 +42,11 @@ async def relay(
     *,
     sse: bool,
     headers: list[tuple[bytes, bytes]],
+    write_timeout: float | None = None,
 ) -> None:
-    """Send `chunks` to the client, stopping the upstream if the client disconnects."""
+    """Send `chunks` to the client, stopping the upstream if the client disconnects or
+    stops reading (ConnectionAbortedError)."""
+    send = _timed(send, write_timeout)
     iterator = aiter(chunks)
     try:
         first = await anext(iterator)
@@ -50,7 +56,11 @@ async def relay(
         await _close(iterator)
         raise
     start_headers = [SSE_TYPE if sse else JSON_TYPE, NO_CACHE, *safe_headers(headers)]
-    await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+    except BaseException:
+        await _close(iterator)
+        raise
     pump = asyncio.ensure_future(_pump(first, iterator, send, sse))
     watcher = asyncio.ensure_future(wait_for_disconnect(receive))
     try:
@@ -59,11 +69,34 @@ async def relay(
         watcher.cancel()
         if not pump.done():
             pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
-        await _close(iterator)
-    if not pump.cancelled() and pump.exception() is not None:
-        log.warning("stream relay failed: %r", pump.exception())
+        try:
+            await asyncio.wait((pump,))
+        finally:
+            await _close(iterator)  # the upstream stream ends here, however the relay ended
+    failure = None if pump.cancelled() else pump.exception()
+    if isinstance(failure, ConnectionAbortedError):
+        raise failure
+    if failure is not None:
+        log.warning("stream relay failed: %r", failure)
+
+
+def _timed(send: Send, seconds: float | None) -> Send:
+    """`send`, raising ConnectionAbortedError when a message waits over `seconds` for the
+    client to read (uvicorn's send waits while the client's buffer is full)."""
+    if seconds is None:
+        return send
+
+    async def timed(message: Message) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await send(message)
+        except TimeoutError:
+            raise ConnectionAbortedError(
+                f"the client read nothing for {seconds:g} s "
+                "(general_settings.response_write_timeout)"
+            ) from None
+
+    return timed
 
 
 async def _pump(
@@ -86,6 +119,8 @@ async def _pump(
             await emit(dump_json(first))
         async for chunk in iterator:
             await emit(dump_json(chunk))
+    except ConnectionAbortedError:
+        raise  # the client stopped reading: nothing more can be sent
     except GenrouteError as exc:
         log.warning("stream failed after it began: %s %s", exc.code, exc.message)
         await emit(orjson.dumps(exc.to_body()))
