@@ -315,7 +315,10 @@ class LedgerWriter:
                     journal.abandon(left)
                 self._enter_spool([])
                 return False
-            log.info("spend ledger: replayed %s, left by a process that is gone", orphan.path.name)
+            log.warning(
+                "spend ledger: replayed the journal %s, left by a process that is gone",
+                orphan.path.name,
+            )
             journal.adopted(orphan)
         return True
 
