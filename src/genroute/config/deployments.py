@@ -30,6 +30,12 @@ class DeploymentParams(Strict):
     max_tokens: int | None = Field(default=None, ge=1)
     organization: str | None = None
     extra_headers: dict[str, str] | None = None
+    # Google Vertex AI (vertex_ai/), LiteLLM's names: the project and region, and the
+    # credentials (a service-account JSON file's path, or that JSON as a string or mapping).
+    # Unset: $VERTEXAI_PROJECT / $VERTEXAI_LOCATION and application default credentials.
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    vertex_credentials: str | dict[str, Any] | None = Field(default=None, repr=False)
     # Leave out what the provider cannot take instead of answering 400 (LiteLLM's name).
     # None: `litellm_settings.drop_params` decides.
     drop_params: bool | None = None

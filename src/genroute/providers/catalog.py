@@ -160,10 +160,19 @@ _ROWS = (
         default_base="https://api.x.ai/v1",
         price_id="x-ai",
     ),
+    # Vertex AI: OAuth2 from a service account or application default credentials, not
+    # a key; genai-prices' `google` rows are Vertex's prices, Claude on Vertex included.
+    ProviderFacts(
+        "vertex_ai",
+        "Google Vertex AI",
+        "gcp.vertex_ai",
+        key_env=("GOOGLE_APPLICATION_CREDENTIALS",),
+        price_id="google",
+        key_required=False,
+    ),
     ProviderFacts("demo", "genroute demo model (local)", key_required=False),
     # Prefixes LiteLLM knows that genroute recognises but does not serve in this version.
     _unserved("azure_ai", "Azure AI Foundry", "azure.ai.inference"),
-    _unserved("vertex_ai", "Google Vertex AI", "gcp.vertex_ai", price="google"),
     _unserved("vertex_ai_beta", "Google Vertex AI (beta)", "gcp.vertex_ai", price="google"),
     _unserved("bedrock", "AWS Bedrock", "aws.bedrock", price="aws"),
     _unserved("cohere", "Cohere", price="cohere"),

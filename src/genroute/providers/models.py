@@ -11,8 +11,9 @@ A `Family` row matches the model id from its start: lower-cased, the last path s
 (`azure/o3-mini`, `openai/gpt-oss-120b` → `o3-mini`, `gpt-oss-120b`), without a
 fine-tune's `ft:`. The first matching row of the deployment's table wins (`TABLES`:
 `openai/` and `azure/` read the OpenAI table, the other OpenAI-compatible prefixes a short
-table of their own, `gemini/` the Gemini one). Claude families are read by version
-(`claude_family`, `CLAUDE`), since their ids put tier and version in two orders.
+table of their own, `gemini/` and `vertex_ai/` the Gemini one). Claude families (also
+`vertex_ai/claude-*`) are read by version (`claude_family`, `CLAUDE`), since their ids put
+tier and version in two orders.
 
 `model_info` wins over the table, fact by fact (`model_facts`): `base_model` (the model the
 facts are about: an Azure deployment's name says nothing), `mode`, `supports_reasoning`,
@@ -201,6 +202,7 @@ TABLES: Mapping[str, tuple[Family, ...]] = MappingProxyType(
         "azure": OPENAI,
         "gemini": GEMINI,
         "google_ai_studio": GEMINI,
+        "vertex_ai": GEMINI,  # and its claude-* models read the Claude rows
         **dict.fromkeys(
             (
                 "hosted_vllm",
@@ -342,7 +344,7 @@ def table_for(provider: str) -> tuple[Family, ...]:
 
 
 def _table_facts(provider: str, model: str) -> ModelFacts:
-    if provider == "anthropic":
+    if provider == "anthropic" or (provider == "vertex_ai" and claude_family(model)):
         row = claude_row(claude_family(model))
         if row is None:
             return ModelFacts(provider, model)

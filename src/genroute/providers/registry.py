@@ -20,6 +20,7 @@ from genroute.providers.gemini import GeminiProvider
 from genroute.providers.openai import SERVERS as OPENAI_COMPATIBLE
 from genroute.providers.openai import OpenAIProvider
 from genroute.providers.transport import Transport
+from genroute.providers.vertex import vertex_provider
 
 __all__ = [
     "ALIASES",
@@ -42,6 +43,7 @@ PROVIDERS: Mapping[str, ProviderFactory] = MappingProxyType(
         "gemini": GeminiProvider,
         "demo": DemoProvider,
         "anthropic": AnthropicProvider,
+        "vertex_ai": vertex_provider,
         **dict.fromkeys(OPENAI_COMPATIBLE, OpenAIProvider),
     }
 )
