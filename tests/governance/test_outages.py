@@ -272,13 +272,17 @@ async def redis_env(redis_proxy: TcpProxy, tmp_path: Path) -> AsyncIterator[Env]
     await asyncio.wait_for(pipeline.aclose(), 10)
 
 
+@pytest.mark.parametrize("fault", ["refused", "hung"])
 async def test_redis_down_falls_back_to_local_limits_and_back(
-    redis_env: Env, redis_proxy: TcpProxy
+    redis_env: Env, redis_proxy: TcpProxy, fault: str
 ) -> None:
     gov = redis_env.gov
     key = str((await gov.store.create_key({"rpm_limit": 3, "max_budget": 1.0}))["key"])
     await redis_env.call(key)  # counted in Redis
-    redis_proxy.stop()
+    if fault == "refused":
+        redis_proxy.stop()
+    else:
+        redis_proxy.hold = True
     served = 0
     for _ in range(5):
         try:
@@ -292,7 +296,10 @@ async def test_redis_down_falls_back_to_local_limits_and_back(
     assert metrics["genroute_governance_local_limit_admissions_total"] == 3
     assert metrics["genroute_governance_local_budget_holds_total"] >= 3
     assert gov.status()["status"] == "degraded"
-    redis_proxy.start()
+    if fault == "refused":
+        redis_proxy.start()
+    else:
+        redis_proxy.hold = False
     redis_env.clock.now += 10  # past the retry backoff
     # Redis again (this process's minute is full, Redis's has 1 of 3): 2 more, then 429.
     await redis_env.call(key)
