@@ -9,7 +9,8 @@ missing and garbage keys; against the demo model without a key, and a governed g
   could not be read);
 - a stream that started never carries an internal error.
 
-The budget is a fixed number of examples per test (EXAMPLES), about a minute in all.
+The budget is a fixed number of examples per test (EXAMPLES): about 3,300 requests, about
+40 s of CPU with coverage on.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tests.server.asgi_client import Reply, asgi_request, google_error
 
 MASTER = "sk-master-fuzz"
 LIMIT = 5.0  # seconds one request may take
-EXAMPLES = 150
+EXAMPLES = 100
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
