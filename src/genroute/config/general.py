@@ -34,6 +34,10 @@ class GeneralSettings(Strict):
     keep_alive_timeout: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=2048, ge=1)
     backlog: int = Field(default=4096, ge=1)
+    # PostgreSQL connections per instance: a pool of database_pool_size, plus up to
+    # database_max_overflow more under load (docs/scaling.md).
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
     # Governance under faults (docs/keys-and-spend.md): seconds any database call may take;
     # seconds past key_cache_ttl a cached key, team or end-user row keeps serving while the
     # database cannot be reached; the directory of the spend journal and spool (default: a

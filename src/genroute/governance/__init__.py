@@ -95,7 +95,12 @@ def build_governance(config: Config) -> Governance | None:
         redis = _redis_client(rurl, settings.redis_socket_timeout)
         limiter = FallbackLimiter(RedisLimiter(redis), MemoryLimiter())
     return Governance(
-        Store(url, timeout=settings.database_timeout),
+        Store(
+            url,
+            timeout=settings.database_timeout,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        ),
         master_key=settings.master_key,
         limiter=limiter,
         redis=redis,

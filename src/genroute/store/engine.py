@@ -89,9 +89,16 @@ def _sqlite_pragmas_for(busy_ms: int) -> Any:
     return pragmas
 
 
-def create_engine(url: str, timeout: float | None = DEFAULT_TIMEOUT) -> AsyncEngine:
+def create_engine(
+    url: str,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    *,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = MAX_OVERFLOW,
+) -> AsyncEngine:
     """A pooled async engine for the URL (WAL mode for SQLite); every connect, pool wait
-    and statement bounded by `timeout` seconds (None: statements are not bounded)."""
+    and statement bounded by `timeout` seconds (None: statements are not bounded). On
+    PostgreSQL an instance opens at most `pool_size + max_overflow` connections."""
     full = async_url(url)
     if is_sqlite(url):
         busy = timeout if timeout is not None else 30.0
@@ -103,8 +110,8 @@ def create_engine(url: str, timeout: float | None = DEFAULT_TIMEOUT) -> AsyncEng
         connect["command_timeout"] = timeout
     return create_async_engine(
         full,
-        pool_size=POOL_SIZE,
-        max_overflow=MAX_OVERFLOW,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_timeout=timeout or DEFAULT_TIMEOUT,
         connect_args=connect,

@@ -26,7 +26,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from genroute.errors import GenrouteError, ServiceUnavailable, StoreError
-from genroute.store.engine import DEFAULT_TIMEOUT, create_engine, migrate
+from genroute.store.engine import (
+    DEFAULT_TIMEOUT,
+    MAX_OVERFLOW,
+    POOL_SIZE,
+    create_engine,
+    migrate,
+)
 from genroute.store.models import Base, EndUser, Team, VirtualKey
 
 __all__ = [
@@ -159,11 +165,19 @@ class Store:
     """Async access to genroute's tables over one pooled engine."""
 
     def __init__(
-        self, url: str, engine: AsyncEngine | None = None, *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        url: str,
+        engine: AsyncEngine | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        pool_size: int = POOL_SIZE,
+        max_overflow: int = MAX_OVERFLOW,
     ) -> None:
         self.url = url
         self.timeout = timeout
-        self.engine = engine or create_engine(url, timeout)
+        self.engine = engine or create_engine(
+            url, timeout, pool_size=pool_size, max_overflow=max_overflow
+        )
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
         self.migrated = False
 
