@@ -7,23 +7,31 @@ Prices come from the deployment's `model_info` when it names any (`input_cost_pe
 
 Gemini's usage counts: `promptTokenCount` includes cached tokens, `candidatesTokenCount`
 excludes thinking, which `thoughtsTokenCount` reports and which is billed as output.
+
+Model names can come from clients (through wildcards), so everything kept per model is
+bounded: the catalogue lookups are least-recently-used caches (`CATALOGUE_CACHE` models),
+and `Pricer` names at most `UNKNOWN_LOGGED` unpriced models in its warnings.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from genroute.config import ModelEntry, ModelInfo
 from genroute.providers.catalog import price_provider_id
 from genroute.wire import Content, GenerateContentRequest, UsageMetadata
 
 __all__ = [
+    "CATALOGUE_CACHE",
     "CHARS_PER_TOKEN",
     "LONG_CONTEXT_TOKENS",
+    "UNKNOWN_LOGGED",
     "Cost",
     "Pricer",
     "Tokens",
@@ -40,6 +48,37 @@ log = logging.getLogger("genroute.cost")
 
 LONG_CONTEXT_TOKENS = 200_000
 CHARS_PER_TOKEN = 4
+CATALOGUE_CACHE = 1024  # models whose catalogue entry (or its absence) is kept
+UNKNOWN_LOGGED = 256  # unpriced models named one by one in warnings
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Lru(OrderedDict[K, V]):
+    """A dict that keeps its `limit` most recently used entries."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def get_fresh(self, key: K, default: V) -> V:
+        """The value for `key` (now the most recently used), else `default`."""
+        try:
+            self.move_to_end(key)
+            return self[key]
+        except KeyError:  # absent (or evicted by another thread meanwhile)
+            return default
+
+    def put(self, key: K, value: V) -> None:
+        """Store, dropping the least recently used entries beyond the limit."""
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            try:
+                self.popitem(last=False)
+            except KeyError:
+                break
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +163,10 @@ class _Rates:
 
 
 _NO_RATES = _Rates(-1.0, -1.0, -1.0)
-_tiers_cache: dict[tuple[str, str, date], tuple[Any, Any, tuple[int, ...]] | None] = {}
-_rates_cache: dict[tuple[str, str, date, tuple[bool, ...]], _Rates] = {}
+_Found = tuple[Any, Any, tuple[int, ...]] | None
+_NOT_LOOKED_UP: _Found = (None, None, ())
+_tiers_cache: _Lru[tuple[str, str, date], _Found] = _Lru(CATALOGUE_CACHE)
+_rates_cache: _Lru[tuple[str, str, date, tuple[bool, ...]], _Rates] = _Lru(4 * CATALOGUE_CACHE)
 
 
 def _tier_starts(model_price: Any) -> tuple[int, ...]:
@@ -141,19 +182,23 @@ def _catalogue_model(
     provider_id: str, model: str, today: date
 ) -> tuple[Any, Any, tuple[int, ...]] | None:
     key = (provider_id, model, today)
-    if key not in _tiers_cache:
+    found = _tiers_cache.get_fresh(key, _NOT_LOOKED_UP)
+    if found is _NOT_LOOKED_UP:
         from genai_prices import data_snapshot
 
+        # Not `find_provider_model`: genai-prices keeps what it finds that way, for every
+        # model name, in caches of its own that never shrink.
+        snapshot = data_snapshot.get_snapshot()
+        found = None
         try:
-            provider, info = data_snapshot.get_snapshot().find_provider_model(
-                model, None, provider_id, None
-            )
+            provider = snapshot.find_provider(None, provider_id, None)
         except LookupError:
-            _tiers_cache[key] = None
-        else:
-            starts = _tier_starts(info.get_prices(datetime.now(tz=UTC)))
-            _tiers_cache[key] = (provider, info, starts)
-    return _tiers_cache[key]
+            provider = None
+        info = provider.find_model(model, all_providers=snapshot.providers) if provider else None
+        if info is not None:
+            found = (provider, info, _tier_starts(info.get_prices(datetime.now(tz=UTC))))
+        _tiers_cache.put(key, found)
+    return found
 
 
 def _probe(provider: Any, info: Any, input_tokens: int, cached: int, output: int) -> float:
@@ -182,14 +227,14 @@ def catalogue_cost(tokens: Tokens, provider: str | None, model: str) -> float | 
     input_total = tokens.input_total
     tier = tuple(input_total > start for start in starts)
     key = (provider_id, model, today, tier)
-    rates = _rates_cache.get(key, _NO_RATES)
+    rates = _rates_cache.get_fresh(key, _NO_RATES)
     if rates is _NO_RATES:
         probe = max(input_total, 1)
         base = _probe(price_provider, info, probe, 0, 0)
         all_cached = _probe(price_provider, info, probe, probe, 0)
         with_output = _probe(price_provider, info, probe, 0, probe)
         rates = _Rates(base / probe, all_cached / probe, (with_output - base) / probe)
-        _rates_cache[key] = rates
+        _rates_cache.put(key, rates)
     cached = min(tokens.cached, input_total)
     return (
         (input_total - cached) * rates.input
@@ -234,17 +279,27 @@ def estimate_usage(request: GenerateContentRequest, output_chars: int) -> UsageM
 
 
 class Pricer:
-    """Prices calls for a set of deployments; logs each unpriced model once."""
+    """Prices calls for a set of deployments; logs each unpriced model once (the first
+    `UNKNOWN_LOGGED` of them by name, then that there are more)."""
 
     def __init__(self, model_infos: dict[str, ModelInfo] | None = None) -> None:
-        self._infos = dict(model_infos or {})
+        infos = dict(model_infos or {})
+        self._infos = {k: v for k, v in infos.items() if "*" not in k}
+        # Names with `*` are wildcard entries: every name they match has their prices.
+        self._patterns = [(_pattern(k), v) for k, v in infos.items() if "*" in k]
         self._unknown: set[str] = set()
+        self._more_unknown = False
 
     def info_for(self, *names: str | None) -> ModelInfo | None:
-        """The model_info of the first name (deployment id, model, group) that has one."""
+        """The model_info of the first name (deployment id, model, group) that has one, or
+        that a wildcard entry with one matches."""
         for name in names:
             if name and name in self._infos:
                 return self._infos[name]
+        for name in names:
+            for pattern, info in self._patterns:
+                if name and pattern.match(name):
+                    return info
         return None
 
     def cost(
@@ -258,19 +313,37 @@ class Pricer:
         """The cost of a call; an unknown model costs 0 and is logged once."""
         result = call_cost(usage, provider, model, self.info_for(*names))
         if not result.known and not quiet:
-            label = f"{provider}/{model}" if provider else str(model)
-            if label not in self._unknown:
-                self._unknown.add(label)
-                log.warning(
-                    "no price known for model %s: its calls cost 0 (set "
-                    "model_info.input_cost_per_token and output_cost_per_token to price it)",
-                    label,
-                )
+            self._unpriced(f"{provider}/{model}" if provider else str(model))
         return result
+
+    def _unpriced(self, label: str) -> None:
+        if label in self._unknown or self._more_unknown:
+            return
+        if len(self._unknown) < UNKNOWN_LOGGED:
+            self._unknown.add(label)
+            log.warning(
+                "no price known for model %s: its calls cost 0 (set "
+                "model_info.input_cost_per_token and output_cost_per_token to price it)",
+                label,
+            )
+            return
+        self._more_unknown = True
+        log.warning(
+            "no price known for model %s nor for %d others named before: their calls cost 0; "
+            "further unpriced models are not logged",
+            label,
+            len(self._unknown),
+        )
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    body = ".*".join(re.escape(part) for part in name.split("*"))
+    return re.compile(f"^{body}$", re.DOTALL)
 
 
 def pricer_for(entries: list[ModelEntry]) -> Pricer:
-    """A Pricer knowing each model_list entry by its id, its params.model and its name."""
+    """A Pricer knowing each model_list entry by its id, its params.model and its name
+    (a wildcard entry's name, such as `gemini-*`, prices every name it matches)."""
     infos: dict[str, ModelInfo] = {}
     for entry in entries:
         if not has_custom_prices(entry.model_info):

@@ -180,3 +180,21 @@ def _assert_one_request_under_models(fake: FakeGemini, name: str) -> None:
     assert len(requests) == 1, [r.path for r in requests]
     assert requests[0].path == f"/v1beta/models/{name}:generateContent"
     assert requests[0].query == {} and requests[0].method == "POST"
+
+
+async def test_a_wildcard_entrys_prices_price_every_name_it_matches(
+    fakes: list[FakeGemini],
+) -> None:
+    from genroute.cost import pricer_for
+    from genroute.pipeline.metering import Metered
+
+    entries = wildcard_entries(fakes[0])
+    entries[0]["model_info"] = {"input_cost_per_token": 1.0, "output_cost_per_token": 10.0}
+    router = make_router(entries)
+    metered = Metered(router, pricer_for(router.config.model_list))
+    await metered.generate(ctx := call("gemini-2.5-flash"), REQUEST)
+    usage = ctx.meter.usage
+    assert usage is not None and usage.prompt_token_count and usage.candidates_token_count
+    thinking = usage.thoughts_token_count or 0
+    expected = usage.prompt_token_count + 10.0 * (usage.candidates_token_count + thinking)
+    assert ctx.meter.cost == pytest.approx(expected)

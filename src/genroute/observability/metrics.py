@@ -1,8 +1,11 @@
 """Prometheus metrics, served at `GET /metrics`.
 
 Every metric is read from the finished call's `CallRecord`. Labels that can grow without bound
-(key alias, team, end user) keep their first N distinct values (per worker, N from
-`observability.metrics.label_limits`); later values are counted as `other`.
+(model group, deployment, key alias, team, end user) keep their first N distinct values
+(per worker, N from `observability.metrics.label_limits`); later values are counted as
+`other`. Bounded labels can still multiply (groups x keys x end users), so each metric also
+keeps at most `MAX_SERIES` label sets; beyond that, a call is counted in one series whose
+every label is `other`. What `/metrics` renders is bounded whatever clients send.
 
 With `genroute serve --workers N` the CLI sets `PROMETHEUS_MULTIPROC_DIR` (emptied at
 start) before the workers start, and each scrape aggregates every worker's files.
@@ -32,6 +35,7 @@ from genroute.observability.records import CallRecord
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "MAX_SERIES",
     "MULTIPROC_ENV",
     "OTHER",
     "OVERHEAD_BUCKETS",
@@ -44,6 +48,7 @@ __all__ = [
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"
+MAX_SERIES = 2000  # label sets per metric, per worker
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, float("inf"))
 OVERHEAD_BUCKETS = (
     0.0001,
@@ -92,6 +97,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._cooldowns = cooldowns
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._series: dict[Any, int] = {}  # label sets made, per metric
         self._group = BoundedLabel(settings.limit("model_group"))
         self._deployment = BoundedLabel(settings.limit("deployment"))
         self._key = BoundedLabel(settings.limit("key_alias"))
@@ -165,10 +171,16 @@ class Metrics:
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, kept: prometheus-client's lookup takes a lock and
-        several µs, and the label sets are bounded by the label limits anyway."""
+        several µs. A metric with `MAX_SERIES` label sets counts new ones as all `other`."""
         key = (id(metric), labels)
         child = self._children.get(key)
         if child is None:
+            made = self._series.get(metric, 0)
+            if made >= MAX_SERIES:
+                overflow = (OTHER,) * len(labels)
+                if labels != overflow:
+                    return self._child(metric, *overflow)
+            self._series[metric] = made + 1
             child = self._children[key] = metric.labels(*labels)
         return child
 

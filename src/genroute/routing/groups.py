@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 Builder = Callable[[str, ModelEntry, str], "Deployment"]
-Evicted = Callable[[list["Deployment"]], None]
 WILDCARD_CACHE = 1024
 MAX_MODEL_NAME = 256
 _URL_SYNTAX = frozenset("?#%\\")
@@ -158,7 +157,6 @@ class ModelGroups:
         # model_info.id gives every name the same id).
         self._dynamic_ids: Counter[str] = Counter()
         self._configured_ids: frozenset[str] = frozenset()
-        self.on_evict: Evicted | None = None
         self._patterns: list[tuple[re.Pattern[str], ModelEntry]] = []
         self.aliases = dict(config.router_settings.model_group_alias)
         seen: dict[tuple[str, str, str], int] = {}
@@ -246,8 +244,6 @@ class ModelGroups:
             for d in evicted:
                 if self._dynamic_ids[d.id] <= 0:
                     del self._dynamic_ids[d.id]
-            if self.on_evict is not None:
-                self.on_evict(evicted)
         return deployments
 
     def _resolve_dynamic(self, name: str) -> list[Deployment]:

@@ -11,7 +11,8 @@ Keys, per deployment id `D` under the prefix `P`:
 
 When Redis cannot be reached the state falls back to this process's memory, logs one
 warning for the outage (not one per request), and tries Redis again after
-`reconnect_interval` seconds.
+`reconnect_interval` seconds. That memory forgets deployments that are no longer resident
+as `LocalState` does; in Redis, every key expires once unused (`KEY_TTL` at most).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from genroute.routing.state import (
     DeploymentStats,
     Limits,
     LocalState,
+    Resident,
     cooldown_seconds,
 )
 
@@ -44,7 +46,7 @@ __all__ = ["ACQUIRE", "FAILURE", "KEY_TTL", "RELEASE", "SNAPSHOT", "RedisState"]
 
 log = logging.getLogger("genroute.router")
 T = TypeVar("T")
-KEY_TTL = 86400
+KEY_TTL = 3600  # seconds an unused deployment's hash is kept
 
 _NOW = """
 local t = redis.call('TIME')
@@ -198,6 +200,9 @@ class RedisState:
     def backend(self) -> str:
         return "memory (redis unreachable)" if self._down else "redis"
 
+    def retain(self, resident: Resident) -> None:
+        self._local.retain(resident)
+
     def _keys(self, deployment_id: str, *names: str) -> list[str]:
         return [f"{self._prefix}:{deployment_id}:{name}" for name in names]
 
@@ -276,7 +281,10 @@ class RedisState:
     ) -> None:
         held = self._local_held.get(deployment_id, 0)
         if held:  # acquired while Redis was down: give it back where it was counted
-            self._local_held[deployment_id] = held - 1
+            if held > 1:
+                self._local_held[deployment_id] = held - 1
+            else:
+                del self._local_held[deployment_id]
             await self._local.release(deployment_id, tokens=tokens, latency=latency, ttft=ttft)
             return
 

@@ -69,9 +69,13 @@ async def with_routing_headers(
 
 
 def health_report(
-    deployments: Sequence[Deployment], stats: dict[str, DeploymentStats], backend: str
+    deployments: Sequence[Deployment],
+    stats: dict[str, DeploymentStats],
+    backend: str,
+    omitted: int = 0,
 ) -> dict[str, Any]:
-    """LiteLLM's /health shape: healthy and unhealthy endpoints, with their recent state."""
+    """LiteLLM's /health shape: healthy and unhealthy endpoints, with their recent state;
+    `wildcard_deployments_omitted` says how many wildcard names were not listed."""
     healthy: list[dict[str, Any]] = []
     unhealthy: list[dict[str, Any]] = []
     for d in deployments:
@@ -104,10 +108,13 @@ def health_report(
         else:
             item["at_capacity"] = s.at_cap(limits)
             healthy.append(item)
-    return {
+    report: dict[str, Any] = {
         "healthy_count": len(healthy),
         "unhealthy_count": len(unhealthy),
         "healthy_endpoints": healthy,
         "unhealthy_endpoints": unhealthy,
         "router_state": backend,
     }
+    if omitted:
+        report["wildcard_deployments_omitted"] = omitted
+    return report

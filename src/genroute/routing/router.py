@@ -44,8 +44,9 @@ from genroute.wire import (
     Model,
 )
 
-__all__ = ["Deployment", "Router", "build_state", "normalise_model_name"]
+__all__ = ["HEALTH_WILDCARD_LIMIT", "Deployment", "Router", "build_state", "normalise_model_name"]
 
+HEALTH_WILDCARD_LIMIT = 50  # wildcard names /health lists (the most recently used)
 GENERATE_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 EMBED_METHODS = ["embedContent", "batchEmbedContents", "countTokens"]
 T = TypeVar("T")
@@ -104,6 +105,7 @@ class Router:
         ad_hoc = not config.model_list if allow_ad_hoc_models is None else allow_ad_hoc_models
         self._groups = ModelGroups(config, self._deploy, ad_hoc)
         self.state: RouterState = state or build_state(config, clock)
+        self.state.retain(self._groups.resident)
         self._dispatch = Dispatcher(
             self._groups,
             self.state,
@@ -283,11 +285,13 @@ class Router:
 
     # -- health ------------------------------------------------------------------------------
 
-    async def health(self) -> dict[str, Any]:
-        """Each deployment's recent health: cooling down or not, load, latency (no calls)."""
-        deployments = self._groups.all_deployments()
-        stats = await self.state.snapshot([d.id for d in deployments])
-        return health_report(deployments, stats, self.state.backend)
+    async def health(self, wildcard_limit: int = HEALTH_WILDCARD_LIMIT) -> dict[str, Any]:
+        """Each deployment's recent health: cooling down or not, load, latency (no calls).
+        Every configured deployment is listed, and those of the `wildcard_limit` most
+        recently used wildcard names."""
+        deployments, omitted = self._groups.listed_deployments(wildcard_limit)
+        stats = await self.state.snapshot(list(dict.fromkeys(d.id for d in deployments)))
+        return health_report(deployments, stats, self.state.backend, omitted)
 
     # -- models list -------------------------------------------------------------------------
 

@@ -7,6 +7,12 @@ through Redis and falls back to a `LocalState` while Redis is unreachable.
 Windows: rpm counts requests started in the last 60 s (sliding); tpm sums the tokens of
 calls that finished in the last 60 s, in 5-second buckets. A deployment cools down when it
 has failed more than `allowed_fails` times within `allowed_fails_window` seconds.
+
+Deployments built for wildcard names come and go (`genroute.routing.groups` keeps the
+recently used ones). The Router tells the state which ids are still resident
+(`retain`); `LocalState` forgets the others once nothing is in flight on them, sweeping
+whenever it has doubled in size since the last sweep, so its memory follows the number of
+resident deployments, not the number of names clients ever sent.
 """
 
 from __future__ import annotations
@@ -20,18 +26,21 @@ from typing import Protocol
 __all__ = [
     "COOL_FAILURE",
     "COOL_RATE_LIMIT",
+    "SWEEP_FLOOR",
     "USAGE_WINDOW",
     "Clock",
     "CooldownPolicy",
     "DeploymentStats",
     "Limits",
     "LocalState",
+    "Resident",
     "RouterState",
     "cooldown_seconds",
     "ema",
 ]
 
 Clock = Callable[[], float]
+Resident = Callable[[str], bool]
 
 USAGE_WINDOW = 60.0
 TPM_BUCKET = 5.0
@@ -39,6 +48,7 @@ LATENCY_ALPHA = 0.3  # weight of a new sample in the moving average
 
 COOL_RATE_LIMIT = "rate_limit"
 COOL_FAILURE = "failure"
+SWEEP_FLOOR = 256  # LocalState never sweeps below this many entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +127,9 @@ class RouterState(Protocol):
     ) -> bool:
         """Count a failure; True when it put the deployment into cooldown."""
 
+    def retain(self, resident: Resident) -> None:
+        """Keep state only for deployment ids `resident` accepts (and any in flight)."""
+
     async def aclose(self) -> None:
         """Release connections."""
 
@@ -158,16 +171,35 @@ class LocalState:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._items: dict[str, _Local] = {}
         self._clock = clock
+        self._resident: Resident | None = None
+        self._sweep_at = SWEEP_FLOOR
 
     @property
     def backend(self) -> str:
         return "memory"
 
+    def retain(self, resident: Resident) -> None:
+        self._resident = resident
+
+    def __len__(self) -> int:
+        return len(self._items)
+
     def _get(self, deployment_id: str) -> _Local:
         item = self._items.get(deployment_id)
         if item is None:
+            if len(self._items) >= self._sweep_at:
+                self._sweep()
             item = self._items[deployment_id] = _Local()
         return item
+
+    def _sweep(self) -> None:
+        """Forget deployments no longer resident with nothing in flight."""
+        resident = self._resident
+        if resident is not None:
+            gone = [k for k, v in self._items.items() if not v.in_flight and not resident(k)]
+            for key in gone:
+                del self._items[key]
+        self._sweep_at = max(SWEEP_FLOOR, 2 * len(self._items))
 
     @staticmethod
     def _prune(item: _Local, now: float) -> None:
