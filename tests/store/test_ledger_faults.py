@@ -352,6 +352,22 @@ async def test_a_journal_that_cannot_be_written_keeps_rows_in_memory(
     assert await rows(store) == 5
 
 
+async def test_a_full_memory_queue_never_makes_a_journaled_call_wait(
+    store: Store, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path)
+    journal.open()
+    writer = LedgerWriter(store, flush_interval=60, journal=journal, max_queue=5)
+    for i in range(20):
+        await asyncio.wait_for(writer.submit(record(i)), 1)  # never waits for space
+    assert len(writer.queue) == 5 and writer.stats.spooled == 15
+    await writer.flush()  # the memory queue, then the segment is closed...
+    await writer.flush()  # ...and replayed (rows already written are kept once)
+    assert await rows(store) == 20
+    await writer.aclose()
+    assert segments(tmp_path) == []
+
+
 def test_record_round_trips_through_json() -> None:
     r = record(1, "k", cost=math.pi, ttft_ms=None)
     from genroute.store.ledger import record_from_json

@@ -333,8 +333,10 @@ class LedgerWriter:
                     return
             if self.journal is not None:
                 current = self.journal.current
-                if current is not None and current.settled and current.appended:
-                    self.journal.rotate()  # its rows are all written: delete it
+                if current is not None and current.appended and (current.settled or current.replay):
+                    # All its rows written: delete it; or some left memory (it was full):
+                    # close it, for the next cycle to replay.
+                    self.journal.rotate()
                 await self.journal.sync()
 
     async def _run(self) -> None:
