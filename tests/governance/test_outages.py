@@ -362,3 +362,18 @@ async def test_start_with_redis_unreachable(tmp_path: Path, redis_url: str) -> N
     await env.call(key)
     assert gov.metrics()["genroute_redis_up"] == 0
     await asyncio.wait_for(pipeline.aclose(), 10)
+
+
+def test_the_spool_lives_next_to_the_config_or_the_database(tmp_path: Path) -> None:
+    from genroute.cli.serve import load_config
+    from genroute.config import config_from_data as load
+    from genroute.governance import spool_dir
+
+    path = tmp_path / "conf" / "config.yaml"
+    path.parent.mkdir()
+    path.write_text("general_settings:\n  master_key: sk-x\n")
+    assert spool_dir(load_config(path)) == tmp_path / "conf" / "genroute-spool"
+    sqlite = load({"general_settings": {"database_url": f"sqlite:///{tmp_path}/db/k.db"}})
+    assert spool_dir(sqlite) == tmp_path / "db" / "genroute-spool"
+    chosen = load({"general_settings": {"master_key": "k", "spend_spool_dir": str(tmp_path / "s")}})
+    assert spool_dir(chosen) == tmp_path / "s"

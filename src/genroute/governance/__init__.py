@@ -13,13 +13,16 @@
 (the gateway is then open, as without this package). Otherwise the store is the configured
 `general_settings.database_url`, or a SQLite file `genroute.db` next to the config file,
 and the spend journal is `general_settings.spend_spool_dir`, or a `genroute-spool`
-directory next to the config file (the working directory for a config without a file).
+directory next to the config file (for a config without a file: next to its SQLite
+database, else in the working directory).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from genroute.config import Config
 from genroute.governance.layer import Governed
@@ -32,6 +35,7 @@ from genroute.governance.limits import (
 )
 from genroute.governance.service import Admission, Governance, model_allowed
 from genroute.store import Store, default_url
+from genroute.store.engine import is_sqlite
 
 SPOOL_DIR = "genroute-spool"
 
@@ -51,11 +55,19 @@ def _config_dir(config: Config) -> Path | None:
 
 
 def spool_dir(config: Config) -> Path:
-    """Where the spend journal lives: `spend_spool_dir`, else next to the config file."""
+    """Where the spend journal lives: `spend_spool_dir`, else next to the config file,
+    else (a config without a file) next to a SQLite database, else in the working
+    directory."""
     configured = config.general_settings.spend_spool_dir
     if configured:
         return Path(configured).expanduser()
-    return (_config_dir(config) or Path.cwd()) / SPOOL_DIR
+    base = _config_dir(config)
+    url = database_url(config)
+    if base is None and url is not None and is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            base = Path(database).expanduser().parent
+    return (base or Path.cwd()) / SPOOL_DIR
 
 
 def database_url(config: Config) -> str | None:
