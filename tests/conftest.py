@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_ENV_PREFIXES = (
     "GEMINI_", "GOOGLE_API_KEY", "GOOGLE_GEMINI_", "OPENAI_", "AZURE_", "ANTHROPIC_", "GROQ_",
     "DEEPSEEK_", "OPENROUTER_", "MISTRAL_", "TOGETHER", "XAI_", "HOSTED_VLLM_", "OLLAMA_",
+    "AWS_",
 )  # fmt: skip
 POSTGRES_URL = os.environ.get("GENROUTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GENROUTE_TEST_REDIS", "redis://127.0.0.1:6379/0")

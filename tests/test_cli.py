@@ -61,8 +61,8 @@ def test_check_config_accepts_a_good_file(
             "model_list[0].params.temprature: unknown field",
         ),
         (
-            {"model_list": [{"model_name": "d", "params": {"model": "bedrock/claude-3"}}]},
-            "provider 'bedrock' is not served",
+            {"model_list": [{"model_name": "d", "params": {"model": "sagemaker/my-endpoint"}}]},
+            "provider 'sagemaker' is not served",
         ),
     ],
 )

@@ -62,7 +62,7 @@ def test_weighted_shuffle_follows_weights() -> None:
 
 def test_provider_prefix_errors_are_clear() -> None:
     with pytest.raises(InvalidRequest, match="not served by this genroute version"):
-        make([{"model_name": "a", "params": {"model": "bedrock/claude"}}])
+        make([{"model_name": "a", "params": {"model": "sagemaker/my-endpoint"}}])
     with pytest.raises(InvalidRequest, match="unknown provider prefix 'nosuch'"):
         make([{"model_name": "a", "params": {"model": "nosuch/x"}}])
     with pytest.raises(InvalidRequest, match="names no provider"):

@@ -113,7 +113,7 @@ def test_split_model(model: str, expected: tuple[str, str]) -> None:
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ("bedrock/claude", "model 'bedrock/claude': provider 'bedrock' is not served by this "
+        ("sagemaker/my-endpoint", "model 'sagemaker/my-endpoint': provider 'sagemaker' is not served by this "
          "genroute version; served providers: "),
         ("nope/x", "model 'nope/x': unknown provider prefix 'nope'; use one of "),
         ("llama3", "model 'llama3' names no provider; write it as provider/model, e.g. gemini/llama3"),

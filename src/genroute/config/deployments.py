@@ -30,6 +30,14 @@ class DeploymentParams(Strict):
     max_tokens: int | None = Field(default=None, ge=1)
     organization: str | None = None
     extra_headers: dict[str, str] | None = None
+    # AWS (bedrock/), LiteLLM's names. Unset: botocore's credential chain (the AWS_*
+    # variables, the shared credentials and config files, SSO, container and instance roles).
+    aws_access_key_id: str | None = Field(default=None, repr=False)
+    aws_secret_access_key: str | None = Field(default=None, repr=False)
+    aws_session_token: str | None = Field(default=None, repr=False)
+    aws_region_name: str | None = None
+    aws_profile_name: str | None = None
+    aws_bedrock_runtime_endpoint: str | None = None  # LiteLLM's name; `api_base` wins
     # Google Vertex AI (vertex_ai/), LiteLLM's names: the project and region, and the
     # credentials (a service-account JSON file's path, or that JSON as a string or mapping).
     # Unset: $VERTEXAI_PROJECT / $VERTEXAI_LOCATION and application default credentials.

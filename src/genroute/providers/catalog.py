@@ -170,11 +170,20 @@ _ROWS = (
         price_id="google",
         key_required=False,
     ),
+    ProviderFacts(
+        "bedrock",
+        "AWS Bedrock",
+        "aws.bedrock",
+        # The access key id; the secret, token, region and profile: providers/bedrock/auth.py.
+        key_env=("AWS_ACCESS_KEY_ID",),
+        base_env=("AWS_BEDROCK_RUNTIME_ENDPOINT", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"),
+        default_base="https://bedrock-runtime.{region}.amazonaws.com",  # {region}: filled in
+        price_id="aws",
+    ),
     ProviderFacts("demo", "genroute demo model (local)", key_required=False),
     # Prefixes LiteLLM knows that genroute recognises but does not serve in this version.
     _unserved("azure_ai", "Azure AI Foundry", "azure.ai.inference"),
     _unserved("vertex_ai_beta", "Google Vertex AI (beta)", "gcp.vertex_ai", price="google"),
-    _unserved("bedrock", "AWS Bedrock", "aws.bedrock", price="aws"),
     _unserved("cohere", "Cohere", price="cohere"),
     _unserved("huggingface", "Hugging Face"),
     _unserved("fireworks_ai", "Fireworks AI", price="fireworks"),

@@ -12,8 +12,8 @@ A `Family` row matches the model id from its start: lower-cased, the last path s
 fine-tune's `ft:`. The first matching row of the deployment's table wins (`TABLES`:
 `openai/` and `azure/` read the OpenAI table, the other OpenAI-compatible prefixes a short
 table of their own, `gemini/` and `vertex_ai/` the Gemini one). Claude families (also
-`vertex_ai/claude-*`) are read by version (`claude_family`, `CLAUDE`), since their ids put
-tier and version in two orders.
+`vertex_ai/claude-*` and `bedrock/…anthropic.claude-*`) are read by version
+(`claude_family`, `CLAUDE`), since their ids put tier and version in two orders.
 
 `model_info` wins over the table, fact by fact (`model_facts`): `base_model` (the model the
 facts are about: an Azure deployment's name says nothing), `mode`, `supports_reasoning`,
@@ -203,6 +203,7 @@ TABLES: Mapping[str, tuple[Family, ...]] = MappingProxyType(
         "gemini": GEMINI,
         "google_ai_studio": GEMINI,
         "vertex_ai": GEMINI,  # and its claude-* models read the Claude rows
+        "bedrock": (),  # its Claude models read the Claude rows; others have no row yet
         **dict.fromkeys(
             (
                 "hosted_vllm",
@@ -344,7 +345,7 @@ def table_for(provider: str) -> tuple[Family, ...]:
 
 
 def _table_facts(provider: str, model: str) -> ModelFacts:
-    if provider == "anthropic" or (provider == "vertex_ai" and claude_family(model)):
+    if provider == "anthropic" or (provider in ("vertex_ai", "bedrock") and claude_family(model)):
         row = claude_row(claude_family(model))
         if row is None:
             return ModelFacts(provider, model)

@@ -14,6 +14,7 @@ from typing import Protocol
 from genroute.errors import InvalidRequest
 from genroute.providers.anthropic import AnthropicProvider
 from genroute.providers.base import DeploymentSpec, Provider
+from genroute.providers.bedrock import BedrockProvider
 from genroute.providers.catalog import not_served
 from genroute.providers.demo import DemoProvider
 from genroute.providers.gemini import GeminiProvider
@@ -43,6 +44,7 @@ PROVIDERS: Mapping[str, ProviderFactory] = MappingProxyType(
         "gemini": GeminiProvider,
         "demo": DemoProvider,
         "anthropic": AnthropicProvider,
+        "bedrock": BedrockProvider,
         "vertex_ai": vertex_provider,
         **dict.fromkeys(OPENAI_COMPATIBLE, OpenAIProvider),
     }
