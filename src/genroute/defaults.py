@@ -1,8 +1,10 @@
 """The embedded default configuration used when `genroute serve` gets no `--config`.
 
 It registers every provider whose key is in the environment (the key variables come from
-`genroute.providers.catalog`); with none, the built-in `demo` model, so that a fresh
-machine has something that answers.
+`genroute.providers.catalog`; for AWS Bedrock, $AWS_ACCESS_KEY_ID with
+$AWS_SECRET_ACCESS_KEY and $AWS_REGION or $AWS_DEFAULT_REGION, serving
+`bedrock/<model id>`); with none, the built-in `demo` model, so that a fresh machine has
+something that answers.
 
 Clients send Gemini model names of their own: gemini-cli in its default `auto` mode calls
 a classifier (`gemini-3.5-flash-lite`) and a pro model (`gemini-3.1-pro-preview`), and
@@ -29,7 +31,7 @@ __all__ = [
 ]
 
 # The providers whose keys the embedded default looks for, in the order they are added.
-DEFAULT_PROVIDERS = ("gemini", "anthropic", "openai")
+DEFAULT_PROVIDERS = ("gemini", "anthropic", "openai", "bedrock")
 # The names gemini-cli (0.61) calls without `-m` (its `auto` mode's classifier and pro
 # model), and its documented defaults with `-m`; `check-config` warns about unserved ones.
 GEMINI_CLI_MODELS = (
@@ -43,7 +45,14 @@ GEMINI_CLI_MODELS = (
 STAND_INS = {
     "anthropic": ("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
     "openai": ("openai/gpt-4.1", "openai/gpt-4.1-mini"),
+    # Global cross-region inference profiles: callable from any commercial region.
+    "bedrock": (
+        "bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "bedrock/global.anthropic.claude-haiku-4-5-20251001-v1:0",
+    ),
 }
+# Bedrock is picked up when all of these are set (the region: either of the last two).
+AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", ("AWS_REGION", "AWS_DEFAULT_REGION"))
 
 
 def provider_keys_found(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -52,9 +61,26 @@ def provider_keys_found(environ: Mapping[str, str] | None = None) -> dict[str, s
     found = {}
     for prefix in DEFAULT_PROVIDERS:
         name = key_env_present(prefix, env)
-        if name:
+        if name and (prefix != "bedrock" or _aws_ready(env)):
             found[prefix] = name
     return found
+
+
+def _aws_ready(env: Mapping[str, str]) -> bool:
+    """Whether the AWS environment gives a key, its secret and a region (AWS_ENV)."""
+    names = [n if isinstance(n, tuple) else (n,) for n in AWS_ENV]
+    return all(any(env.get(n, "").strip() for n in group) for group in names)
+
+
+def _aws_params(env: Mapping[str, str]) -> dict[str, str]:
+    """A Bedrock deployment's credentials and region, read from the AWS environment."""
+    region = next(n for n in AWS_ENV[2] if env.get(n, "").strip())
+    params = {"aws_access_key_id": "os.environ/AWS_ACCESS_KEY_ID",
+              "aws_secret_access_key": "os.environ/AWS_SECRET_ACCESS_KEY",
+              "aws_region_name": f"os.environ/{region}"}  # fmt: skip
+    if env.get("AWS_SESSION_TOKEN", "").strip():
+        params["aws_session_token"] = "os.environ/AWS_SESSION_TOKEN"
+    return params
 
 
 def _entry(name: str, model: str, key_var: str, **info: Any) -> dict[str, Any]:
@@ -86,8 +112,13 @@ def default_config(environ: Mapping[str, str] | None = None) -> Config:
         # Ahead of Gemini's `text-embedding-*`, which would otherwise take these names.
         for name in ("text-embedding-3-*", "text-embedding-ada-*"):
             entries.insert(0, _entry(name, f"openai/{name}", var, mode="embedding"))
+    if "bedrock" in keys:
+        entries.append(_entry("bedrock/*", "bedrock/*", keys["bedrock"]))
     if "gemini" not in keys:
         entries += _gemini_names_elsewhere(keys)
+    for entry in entries:  # Bedrock: AWS credentials and region instead of a key
+        if entry["params"]["model"].startswith("bedrock/"):
+            entry["params"] = {"model": entry["params"]["model"], **_aws_params(env)}
     return config_from_data({"model_list": entries}, source="<embedded default>", environ=env)
 
 
