@@ -16,7 +16,8 @@ with its own loop, like the other fakes. It is three services at once:
   batchEmbedContents, predict}``, in Vertex's dialect: a body field Vertex does not take
   (the Gemini API's ``store``, ``generateContentRequest``, part ``toolCall``/
   ``partMetadata``, ``enableEnhancedCivicAnswers``...) is Google's 400 "Unknown name";
-  replies are the fake Gemini's, with Vertex's ``createTime`` and ``trafficType``.
+  replies are the fake Gemini's, with Vertex's ``createTime`` and ``trafficType`` (and to
+  a turn of function responses, "Echo: Results: <their outputs>").
 - Claude models, ``publishers/anthropic/models/{m}:rawPredict`` / ``:streamRawPredict``:
   the Messages body with ``anthropic_version: vertex-2023-10-16`` and no ``model`` (the URL
   names it), checked as the fake Anthropic checks (SDK types, multi-turn rules, thinking
@@ -178,6 +179,7 @@ class FakeVertex:
         self._token_requests: list[dict[str, Any]] = []  # the verified JWT claims
         self._scripts: list[tuple[str, dict[str, Any]]] = []
         self._token_errors = 0
+        self.token_refusals = 0  # assertions this fake refused
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -352,6 +354,8 @@ class FakeVertex:
 
     def _token(self, form: dict[str, list[str]]) -> web.Response:
         def refuse(description: str) -> web.Response:
+            with self._lock:
+                self.token_refusals += 1
             body = {"error": "invalid_grant", "error_description": description}
             return web.json_response(body, status=400)
 
@@ -530,19 +534,20 @@ class FakeVertex:
                 "to it.",
             )
         self._check_gemini(action, model, body)
-        kind, opts = self._take()
-        streaming = action == "streamGenerateContent"
-        if kind == "error" or (kind == "stream_error" and not streaming):
-            raise self._scripted_google(opts)
         if action == "countTokens":
             counted = gemini.build_count_tokens_response(body)
             return web.json_response({**counted, "totalBillableCharacters": 4 * counted["totalTokens"]})  # fmt: skip
+        kind, opts = self._take()  # scripts are for generation and embeddings
+        streaming = action == "streamGenerateContent"
+        if kind == "error" or (kind == "stream_error" and not streaming):
+            raise self._scripted_google(opts)
         if action in ("embedContent", "batchEmbedContents", "predict"):
             return web.json_response(_embeddings(action, body))
+        answered = _answering(body)
         if not streaming:
-            reply = opts.get("body") or gemini.build_generate_response(body, model)
+            reply = opts.get("body") or gemini.build_generate_response(answered, model)
             return web.json_response(self._vertexify(reply))
-        chunks = list(opts.get("chunks") or gemini.build_stream_chunks(body, model))
+        chunks = list(opts.get("chunks") or gemini.build_stream_chunks(answered, model))
         if kind == "stream_error":
             chunks = [*chunks[: int(opts.get("after", 1))], self._scripted_google(opts).body()]
         events = [self._vertexify(c) if "error" not in c else c for c in chunks]
@@ -621,6 +626,18 @@ class FakeVertex:
             await asyncio.sleep(self.pause)
         await resp.write_eof()
         return resp
+
+
+def _answering(body: dict[str, Any]) -> dict[str, Any]:
+    """What the default Gemini reply echoes: the body, or when its last turn answers
+    function calls, a turn saying "Results: <each response's output>" (so a tool loop's
+    final answer shows what the tools returned)."""
+    last = (body.get("contents") or [{}])[-1]
+    responses = [p["functionResponse"] for p in last.get("parts") or [] if "functionResponse" in p]
+    if not responses:
+        return body
+    said = [str((r.get("response") or {}).get("output", r.get("response"))) for r in responses]
+    return {"contents": [{"role": "user", "parts": [{"text": "Results: " + " | ".join(said)}]}]}
 
 
 def _embeddings(action: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -22,9 +22,21 @@ from genroute.providers.transport import HttpRequest, HttpResponse, MockTranspor
 from tests.fakes import anthropic_upstream, gemini_upstream
 from tests.fakes.mock_http import Upstream, json_reply, sse_reply
 
-__all__ = ["PROJECT", "StaticTokens", "VertexUpstream", "vertex", "vertex_spec"]
+__all__ = [
+    "GOOGLE_CLOUD_ENV",
+    "PROJECT",
+    "StaticTokens",
+    "VertexUpstream",
+    "vertex",
+    "vertex_spec",
+]
 
 PROJECT = "mock-project"
+# The shell's Google Cloud settings, which would change where calls go: tests clear them.
+GOOGLE_CLOUD_ENV = (
+    "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
+    "VERTEXAI_PROJECT", "VERTEXAI_LOCATION", "VERTEX_PROJECT", "VERTEX_LOCATION",
+)  # fmt: skip
 _PATH = re.compile(
     r"/(?P<version>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
     r"/publishers/(?P<publisher>[^/]+)/models/(?P<model>[^/:]+):(?P<method>\w+)$"
