@@ -180,24 +180,52 @@ async def test_the_budget_refills_as_its_window_passes(
     assert len(ctx.route.attempts) == 2
 
 
-async def test_fallbacks_after_a_failure_are_budgeted_fallbacks_past_a_cooldown_are_not(
+async def test_fallbacks_to_a_group_that_answers_are_not_budgeted(
     fakes: list[FakeGemini], routers: list[Router]
 ) -> None:
+    """Every call fails on `primary` (cooldowns off): the backup, once it has answered,
+    takes them all; a backup that fails too gets only what the budget allows."""
     bad, good = fakes[0], fakes[1]
     bad.script("error", code=500, times=None)
     entries = [
         {"model_name": "primary", "params": params(bad, "gemini-2.5-flash")},
         {"model_name": "backup", "params": params(good, "gemini-2.5-flash")},
+        {"model_name": "also-bad", "params": params(bad, "gemini-2.5-pro")},
+        {"model_name": "other", "params": params(bad, "gemini-2.0-flash")},
     ]
-    clock = ManualClock()
-    r = router(routers, entries, clock, fallbacks=[{"primary": ["backup"]}],
-               retry_budget_min_retries=1, retry_budget_percent=0, cooldown_time=30)  # fmt: skip
-    first = await burst(r, ["primary"] * 8)
-    assert sorted(first) == [200] + [500] * 7  # one fallback fits the budget of one retry
-    assert len(bad.requests) == 8 and len(good.requests) == 1
+    r = router(routers, entries, ManualClock(), disable_cooldowns=True,
+               fallbacks=[{"primary": ["backup"]}, {"other": ["also-bad"]}],
+               retry_budget_min_retries=1, retry_budget_percent=0)  # fmt: skip
+    for _ in range(20):
+        await r.generate(ctx := call("primary"), REQUEST)
+        assert ctx.route.group == "backup"
+    assert len(good.requests) == 20
+    codes = await burst(r, ["other"] * 5)
+    assert codes == [500] * 5
+    assert sum("gemini-2.5-pro" in q.path for q in bad.requests) == 1  # the budget's floor
+
+
+async def test_fallbacks_past_a_cooldown_are_no_retries(
+    fakes: list[FakeGemini], routers: list[Router]
+) -> None:
+    bad, good = fakes[0], fakes[1]
+    bad.script("error", code=500, times=None)
+    good.script("error", code=503, times=None)
+    entries = [
+        {"model_name": "primary", "params": params(bad, "gemini-2.5-flash")},
+        {"model_name": "backup", "params": params(good, "gemini-2.5-flash")},
+    ]
+    r = router(routers, entries, ManualClock(), fallbacks=[{"primary": ["backup"]}],
+               allowed_fails=0, cooldown_time=30, retry_budget_min_retries=0,
+               retry_budget_percent=0)  # fmt: skip
+    with pytest.raises(GenrouteError) as info:
+        await r.generate(ctx := call("primary"), REQUEST)
+    assert info.value.code == 500 and ctx.route.fallbacks == []  # no budget for a retry
     # `primary` is cooling now: calls go straight to the backup, which is no retry.
-    second = await burst(r, ["primary"] * 20)
-    assert second == [200] * 20 and len(bad.requests) == 8
+    for _ in range(3):
+        with pytest.raises(GenrouteError) as info:
+            await r.generate(ctx := call("primary"), REQUEST)
+        assert info.value.code == 503 and ctx.route.fallbacks == ["backup"]
 
 
 async def test_a_context_window_fallback_is_no_retry(

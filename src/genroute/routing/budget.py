@@ -7,6 +7,11 @@ a transient failure). This is Finagle's and Envoy's retry budget, and what gRPC'
 throttling does with tokens: when every call fails, each makes about
 1 + percent/100 upstream requests instead of 1 + num_retries.
 
+A fallback to a group that has lately answered more often than it failed is no retry: it
+takes load off the failing upstream and puts none back. A fallback to a group that has
+not answered yet, or fails as often as not, is: so a burst of calls cannot all fall back at
+once onto groups that fail as well (their cooldowns start only once their failures are in).
+
 A budget belongs to a configured group, or to a wildcard entry (`gemini-*`) for every
 name it matches, so that distinct names cannot each get a floor of their own. Budgets are
 per process, kept for at most `MAX_BUDGETS` groups (least recently used first out), and
@@ -34,21 +39,21 @@ class RetryBudget:
     stamps: list[int] = field(default_factory=lambda: [-1] * BUCKETS)
     calls: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     retries: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    answered: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    failed: list[int] = field(default_factory=lambda: [0] * BUCKETS)
 
-    def _slot(self, bucket: int) -> int:
+    def slot(self, bucket: int) -> int:
+        """The index of `bucket`'s counts (emptied if they were an older bucket's)."""
         slot = bucket % BUCKETS
         if self.stamps[slot] != bucket:
-            self.stamps[slot], self.calls[slot], self.retries[slot] = bucket, 0, 0
+            self.stamps[slot] = bucket
+            self.calls[slot] = self.retries[slot] = self.answered[slot] = self.failed[slot] = 0
         return slot
 
-    def totals(self, bucket: int) -> tuple[int, int]:
-        """(calls, retries) in the window ending with `bucket`."""
-        calls = retries = 0
-        for slot in range(BUCKETS):
-            if bucket - BUCKETS < self.stamps[slot] <= bucket:
-                calls += self.calls[slot]
-                retries += self.retries[slot]
-        return calls, retries
+    def totals(self, bucket: int, *counts: list[int]) -> list[int]:
+        """The sums of `counts` over the window ending with `bucket`."""
+        slots = [s for s in range(BUCKETS) if bucket - BUCKETS < self.stamps[s] <= bucket]
+        return [sum(count[s] for s in slots) for count in counts]
 
 
 class RetryBudgets:
@@ -89,7 +94,7 @@ class RetryBudgets:
         """A call started its first attempt in the group `key`."""
         if self.enabled:
             budget = self._budget(key)
-            budget.calls[budget._slot(self._bucket())] += 1
+            budget.calls[budget.slot(self._bucket())] += 1
 
     def try_retry(self, key: str) -> bool:
         """Whether the group `key` may retry now; if so, the retry is counted."""
@@ -97,11 +102,28 @@ class RetryBudgets:
             return True
         budget = self._budget(key)
         bucket = self._bucket()
-        calls, retries = budget.totals(bucket)
+        calls, retries = budget.totals(bucket, budget.calls, budget.retries)
         if retries >= self.ratio * calls + self.min_retries:
             return False
-        budget.retries[budget._slot(bucket)] += 1
+        budget.retries[budget.slot(bucket)] += 1
         return True
+
+    def outcome(self, key: str, answered: bool) -> None:
+        """An attempt in the group `key` answered, or failed for the upstream's reasons."""
+        if self.enabled:
+            budget = self._budget(key)
+            counts = budget.answered if answered else budget.failed
+            counts[budget.slot(self._bucket())] += 1
+
+    def healthy(self, key: str) -> bool:
+        """Whether the group `key` answered lately, more often than it failed."""
+        if not self.enabled:
+            return True
+        budget = self._budgets.get(key)
+        if budget is None:
+            return False
+        answered, failed = budget.totals(self._bucket(), budget.answered, budget.failed)
+        return answered > failed
 
     def __len__(self) -> int:
         return len(self._budgets)

@@ -193,16 +193,21 @@ class Dispatcher:
         chain = [self.groups.canonical(call.model)]
         # Retries and fallbacks are charged to the budget of the group the client called
         # (for a wildcard name, of its wildcard entry).
-        budget = self.groups.group(chain[0])[0].entry.model_name
+        budget = self._budget_key(chain[0])
         last: GenrouteError | None = None
         index = -1
         while index + 1 < len(chain):
             index += 1
             group = chain[index]
             if index:
-                # Falling back after an upstream failure is a retry elsewhere: budgeted.
+                # After an upstream failure, falling back to a group not known to answer is
+                # a retry elsewhere: budgeted (genroute.routing.budget).
                 assert last is not None
-                if last.reason.retryable and not self._may_retry(budget, call, f"to {group}"):
+                if (
+                    last.reason.retryable
+                    and not self.budgets.healthy(self._budget_key(group))
+                    and not self._may_retry(budget, call, f"to {group}")
+                ):
                     raise last
                 call.route.fallbacks.append(group)
             # The client's own group, one deployment, no fallbacks: nowhere else to go.
@@ -232,6 +237,10 @@ class Dispatcher:
         assert last is not None
         raise last
 
+    def _budget_key(self, group: str) -> str:
+        """A group's name, or that of the wildcard entry it was made from."""
+        return self.groups.group(group)[0].entry.model_name
+
     def _retries(self, deployment: Deployment) -> int:
         own = deployment.spec.params.num_retries
         return self.settings.num_retries if own is None else own
@@ -247,6 +256,7 @@ class Dispatcher:
         budget: str,
     ) -> tuple[T, Lease]:
         deployments = self.groups.group(group)
+        key = deployments[0].entry.model_name
         failed: list[str] = []
         last: GenrouteError | None = None
         tries = races = 0
@@ -279,6 +289,7 @@ class Dispatcher:
                 last = exc
                 if reason is None or not reason.retryable:
                     raise
+                self.budgets.outcome(key, answered=False)
                 if tries > self._retries(deployment):
                     raise
                 if not self._may_retry(budget, call, f"in {group}"):
@@ -296,6 +307,7 @@ class Dispatcher:
             except BaseException:
                 await lease.finish(cancelled())
                 raise
+            self.budgets.outcome(key, answered=True)
             return result, lease
 
     async def _backoff(self, tries: int, last: GenrouteError) -> None:
@@ -385,7 +397,7 @@ def exhausted(
     if cooling:
         parts.append(f"{cooling} cooling down after {'rate limits' if rate_only else 'failures'}")
     if capped:
-        parts.append(f"{capped} at their rpm/tpm limit")
+        parts.append(f"{capped} at their rpm, tpm or parallel-request limit")
     message = (
         f"model group {group!r} has no deployment available ({', '.join(parts)}); "
         f"retry in {wait:g}s"
