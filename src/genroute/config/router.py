@@ -55,6 +55,8 @@ class RouterSettings(Strict):
     retry_budget_min_retries: int = Field(default=10, ge=0)
     retry_budget_window: float = Field(default=10.0, gt=0)
     disable_retry_budget: bool = False
+    # The largest upstream reply read (a stream's largest event), in MB.
+    max_response_size_mb: float = Field(default=64.0, gt=0)
     redis_url: str | None = Field(default=None, repr=False)
     redis_host: str | None = None
     redis_port: int = Field(default=6379, ge=1, le=65535)

@@ -11,7 +11,9 @@ Keys, per deployment id `D` under the prefix `P`:
 
 When Redis cannot be reached the state falls back to this process's memory, logs one
 warning for the outage (not one per request), and tries Redis again after
-`reconnect_interval` seconds. That memory forgets deployments that are no longer resident
+`reconnect_interval` seconds. A request counted in flight in Redis that ends while Redis is
+away is given back there once it is reachable again, so that an outage leaves no
+deployment looking busy (at its `max_parallel_requests`) for good. That memory forgets deployments that are no longer resident
 as `LocalState` does; in Redis, every key expires once unused (`KEY_TTL` at most).
 """
 
@@ -42,7 +44,7 @@ from genroute.routing.state import (
     cooldown_seconds,
 )
 
-__all__ = ["ACQUIRE", "FAILURE", "KEY_TTL", "RELEASE", "SNAPSHOT", "RedisState"]
+__all__ = ["ACQUIRE", "FAILURE", "KEY_TTL", "RELEASE", "REPAY", "SNAPSHOT", "RedisState"]
 
 log = logging.getLogger("genroute.router")
 T = TypeVar("T")
@@ -158,6 +160,15 @@ return 1
 """
 )
 
+REPAY = """
+local s = KEYS[1]
+if redis.call('HINCRBY', s, 'inflight', -tonumber(ARGV[1])) < 0 then
+  redis.call('HSET', s, 'inflight', 0)
+end
+redis.call('EXPIRE', s, tonumber(ARGV[2]))
+return 1
+"""
+
 
 def _float(value: Any) -> float | None:
     text = value.decode() if isinstance(value, bytes) else str(value)
@@ -189,12 +200,14 @@ class RedisState:
         self._reconnect_interval = reconnect_interval
         self._local = LocalState()
         self._local_held: dict[str, int] = {}
+        self._owed: dict[str, int] = {}  # releases Redis missed while it was away
         self._down_until = 0.0
         self._down = False
         self._snapshot = self._client.register_script(SNAPSHOT)
         self._acquire = self._client.register_script(ACQUIRE)
         self._release = self._client.register_script(RELEASE)
         self._failure = self._client.register_script(FAILURE)
+        self._repay_script = self._client.register_script(REPAY)
 
     @property
     def backend(self) -> str:
@@ -228,7 +241,21 @@ class RedisState:
         if self._down:
             log.warning("router state: Redis is reachable again; sharing state through it")
             self._down = False
+        if self._owed:
+            await self._repay()
         return result
+
+    async def _repay(self) -> None:
+        """Give Redis back the in-flight counts of requests that ended while it was away."""
+        for deployment_id, count in list(self._owed.items()):
+            try:
+                await self._repay_script(keys=self._keys(deployment_id, "s"), args=[count, KEY_TTL])
+            except (TimeoutError, RedisError, OSError):
+                return  # still owed; tried again after the next call that reaches Redis
+            if self._owed.get(deployment_id) == count:
+                del self._owed[deployment_id]
+            else:
+                self._owed[deployment_id] -= count
 
     async def snapshot(self, ids: Sequence[str]) -> dict[str, DeploymentStats]:
         async def remote() -> dict[str, DeploymentStats]:
@@ -299,10 +326,10 @@ class RedisState:
             ]
             await self._release(keys=self._keys(deployment_id, "s", "tpm"), args=args)
 
-        async def local() -> None:
-            await self._local.release(deployment_id, tokens=tokens, latency=latency, ttft=ttft)
+        async def owed() -> None:  # counted in Redis, which is away: give it back later
+            self._owed[deployment_id] = self._owed.get(deployment_id, 0) + 1
 
-        await self._run(remote, local)
+        await self._run(remote, owed)
 
     async def record_failure(
         self,

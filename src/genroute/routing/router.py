@@ -21,12 +21,13 @@ from typing import Any, TypeVar
 
 from genroute.call import Call
 from genroute.config import Config, ModelEntry, config_from_data
-from genroute.errors import GenrouteError, InvalidRequest, cancelled
+from genroute.errors import GenrouteError, InvalidRequest, UpstreamMalformed, cancelled
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.demo.provider import DEMO_NOTICE
 from genroute.providers.models import ModelFacts, model_facts
 from genroute.providers.registry import build_provider, split_model
 from genroute.providers.transport import AiohttpTransport, Transport
+from genroute.routing.bounded import BoundedTransport
 from genroute.routing.dispatch import Dispatcher, Sleep, aclose_quietly, deadline
 from genroute.routing.groups import Deployment, ModelGroups, normalise_model_name
 from genroute.routing.report import health_report
@@ -99,7 +100,8 @@ class Router:
                 source="Router(model_list=...)",
             )
         self.config = config
-        self._transport: Transport = transport or AiohttpTransport()
+        limit = int(config.router_settings.max_response_size_mb * 1024 * 1024)
+        self._transport: Transport = BoundedTransport(transport or AiohttpTransport(), limit)
         self._rng = random.Random()
         # An SDK Router without a config may call any `provider/model` directly.
         ad_hoc = not config.model_list if allow_ad_hoc_models is None else allow_ad_hoc_models
@@ -213,8 +215,11 @@ class Router:
                     d.spec.stream_timeout, f"deployment {d.id} (first chunk)", call
                 ):
                     return await anext(chunks), chunks
-            except StopAsyncIteration:
-                return None, chunks
+            except StopAsyncIteration:  # an HTML page, say, where SSE events were due
+                raise UpstreamMalformed(
+                    f"deployment {d.id}: the upstream's stream ended without a single chunk",
+                    provider=d.spec.provider,
+                ) from None
             except BaseException:
                 await aclose_quietly(chunks)
                 raise
@@ -228,10 +233,13 @@ class Router:
             if first is not None:
                 tokens = _tokens(first) or tokens
                 yield first
+            gap = lease.deployment.spec.stream_timeout  # the longest wait for a next chunk
+            between = f"deployment {lease.deployment.id} (next chunk)"
             while True:
                 waited = time.perf_counter()
                 try:
-                    chunk = await anext(iterator)
+                    async with deadline(gap, between, call):
+                        chunk = await anext(iterator)
                 except StopAsyncIteration:
                     break
                 finally:
