@@ -36,6 +36,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import text
+
 from genroute.store.journal import DeadLetters, Journal, Orphan, Segment, short_error
 from genroute.store.ledger import SpendRecord, Totals, write_batch
 from genroute.store.repo import Store
@@ -289,6 +291,16 @@ class LedgerWriter:
         self.stats.replayed += len(records)
         return True
 
+    async def _probe(self) -> bool:
+        """Whether the database answers at all (before replaying anything into it)."""
+        try:
+            async with asyncio.timeout(self.timeout), self.store.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            self._failed(exc, "reaching the database")
+            return False
+        return True
+
     async def _recover(self) -> bool:
         """Replay this instance's spooled segments, then orphaned ones; False while the
         database is still down."""
@@ -298,6 +310,8 @@ class LedgerWriter:
         if time.monotonic() < self._retry_at:
             return not (self.spooling or journal.replayable())
         if self.spooling:
+            if not await self._probe():
+                return False
             self.spooling = False  # new rows go to memory (and a new segment) again
             journal.spool()
         for segment in journal.replayable():
