@@ -1,16 +1,17 @@
 """The embedded default configuration used when `genroute serve` gets no `--config`.
 
 It registers every provider whose key is in the environment (the key variables come from
-`genroute.providers.catalog`; for AWS Bedrock, $AWS_ACCESS_KEY_ID with
-$AWS_SECRET_ACCESS_KEY and $AWS_REGION or $AWS_DEFAULT_REGION, serving
-`bedrock/<model id>`); with none, the built-in `demo` model, so that a fresh machine has
-something that answers.
+`genroute.providers.catalog`; for Vertex AI, $GOOGLE_APPLICATION_CREDENTIALS; for AWS
+Bedrock, $AWS_ACCESS_KEY_ID with $AWS_SECRET_ACCESS_KEY and $AWS_REGION or
+$AWS_DEFAULT_REGION, serving `bedrock/<model id>`); with none, the built-in `demo` model,
+so that a fresh machine has something that answers.
 
 Clients send Gemini model names of their own: gemini-cli in its default `auto` mode calls
 a classifier (`gemini-3.5-flash-lite`) and a pro model (`gemini-3.1-pro-preview`), and
 other names with `-m`. The default serves every `gemini-*` name: with a Gemini key on
-Gemini itself; without one on the first other provider found (`*pro*` names on its
-larger model, the rest on its smaller one), or on the demo model.
+Gemini itself; without one on Vertex AI when its credentials are set, else on the first
+other provider found (`*pro*` names on its larger model, the rest on its smaller one), or
+on the demo model.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 # The providers whose keys the embedded default looks for, in the order they are added.
-DEFAULT_PROVIDERS = ("gemini", "anthropic", "openai", "bedrock")
+DEFAULT_PROVIDERS = ("gemini", "anthropic", "openai", "vertex_ai", "bedrock")
 # The names gemini-cli (0.61) calls without `-m` (its `auto` mode's classifier and pro
 # model), and its documented defaults with `-m`; `check-config` warns about unserved ones.
 GEMINI_CLI_MODELS = (
@@ -112,14 +113,41 @@ def default_config(environ: Mapping[str, str] | None = None) -> Config:
         # Ahead of Gemini's `text-embedding-*`, which would otherwise take these names.
         for name in ("text-embedding-3-*", "text-embedding-ada-*"):
             entries.insert(0, _entry(name, f"openai/{name}", var, mode="embedding"))
+    if "vertex_ai" in keys:
+        entries += _vertex_entries(env, keys)
     if "bedrock" in keys:
         entries.append(_entry("bedrock/*", "bedrock/*", keys["bedrock"]))
-    if "gemini" not in keys:
+    if "gemini" not in keys and "vertex_ai" not in keys:
         entries += _gemini_names_elsewhere(keys)
     for entry in entries:  # Bedrock: AWS credentials and region instead of a key
         if entry["params"]["model"].startswith("bedrock/"):
             entry["params"] = {"model": entry["params"]["model"], **_aws_params(env)}
     return config_from_data({"model_list": entries}, source="<embedded default>", environ=env)
+
+
+def _vertex_entries(env: Mapping[str, str], keys: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Vertex AI with the service account in $GOOGLE_APPLICATION_CREDENTIALS (and
+    $VERTEXAI_PROJECT / $VERTEXAI_LOCATION when set): `vertex_ai/*`, and the Gemini and
+    Claude names that no Gemini or Anthropic key serves."""
+    params = {"vertex_credentials": f"os.environ/{keys['vertex_ai']}"}
+    for param, var in (
+        ("vertex_project", "VERTEXAI_PROJECT"),
+        ("vertex_location", "VERTEXAI_LOCATION"),
+    ):
+        if env.get(var, "").strip():
+            params[param] = f"os.environ/{var}"
+
+    def entry(name: str, model: str, **info: Any) -> dict[str, Any]:
+        found: dict[str, Any] = {"model_name": name, "params": {"model": model, **params}}
+        return {**found, "model_info": info} if info else found
+
+    entries = [entry("vertex_ai/*", "vertex_ai/*")]
+    if "gemini" not in keys:
+        entries.append(entry("gemini-*", "vertex_ai/gemini-*"))
+        entries.append(entry("text-embedding-*", "vertex_ai/text-embedding-*", mode="embedding"))
+    if "anthropic" not in keys:
+        entries.append(entry("claude-*", "vertex_ai/claude-*"))
+    return entries
 
 
 def _gemini_names_elsewhere(keys: Mapping[str, str]) -> list[dict[str, Any]]:
