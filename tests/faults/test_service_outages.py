@@ -167,3 +167,25 @@ def test_a_burst_through_a_redis_outage(
     assert all(statuses.get(rid) == [200] for rid, _, _ in answers)
     assert gw.log().count("Redis is unreachable") == 1
     assert gw.log().count("reachable again") == 1
+
+
+async def test_unused_keys_expire_but_not_before_their_cooldown(
+    prefix: str, redis_url: str
+) -> None:
+    """Deployments of wildcard names come and go: their keys in Redis expire once unused
+    (KEY_TTL), except while a cooldown (a quota's Retry-After of hours) still runs."""
+    from genroute.routing.redis_state import KEY_TTL
+    from genroute.routing.state import CooldownPolicy, Limits
+
+    state = RedisState(redis_url, prefix=prefix)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await state.acquire("idle", Limits())
+        await state.release("idle", tokens=10, latency=0.1, ttft=None)
+        policy = CooldownPolicy(allowed_fails=0)
+        assert await state.record_failure("quota", policy, rate_limited=True, retry_after=7200)
+        assert 0 < await client.ttl(f"{prefix}:idle:s") <= KEY_TTL <= 3600
+        assert await client.ttl(f"{prefix}:quota:s") >= 7200
+    finally:
+        await client.aclose()
+        await state.aclose()

@@ -154,7 +154,7 @@ if ARGV[6] ~= '1' then return 0 end
 if tonumber(redis.call('HGET', s, 'cool_until') or '0') > now then return 0 end
 if redis.call('ZCOUNT', fails, now - window, '+inf') <= allowed then return 0 end
 redis.call('HSET', s, 'cool_until', tostring(now + seconds), 'cool_cause', ARGV[4])
-redis.call('EXPIRE', s, tonumber(ARGV[7]))
+redis.call('EXPIRE', s, math.max(tonumber(ARGV[7]), math.ceil(seconds) + 60))
 redis.call('ZREMRANGEBYSCORE', fails, now - window, '+inf')
 return 1
 """
