@@ -192,8 +192,9 @@ class Governance:
         except Exception as exc:
             self.database.failed(exc)
             log.error(
-                "the database is unavailable at start-up (%s); serving the master key and "
-                "cached nothing else, keeping spend in the local spool, retrying migrations",
+                "the database is unavailable at start-up (%s): serving the master key (no "
+                "virtual key is known until it answers), keeping spend in the local spool, "
+                "and retrying the migrations",
                 self.database.error,
             )
             self._migrator = asyncio.create_task(self._migrate_later(), name="genroute-migrate")
