@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, text, update
 
 from genroute.store.models import BudgetHold
 from genroute.store.repo import KIND_PK, KIND_TABLE, Store, guarded, utcnow
@@ -52,6 +52,13 @@ class BudgetState:
     limit: float
 
 
+async def _soft(conn: Any) -> None:
+    """Holds are soft state: on PostgreSQL their transactions do not wait for the WAL to
+    reach the disk (a crash may forget the last holds, never a ledger row)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 def _live(kind: str, ident: str, now: datetime) -> Any:
     return and_(BudgetHold.kind == kind, BudgetHold.ident == ident, BudgetHold.expires_at > now)
 
@@ -70,6 +77,7 @@ async def reserve_holds(
     async with guarded("reserving a budget"), store.session.begin() as session:
         conn = await session.connection()
         sqlite = conn.dialect.name == "sqlite"
+        await _soft(conn)
         for kind, ident in sorted(set(entities)):
             table = KIND_TABLE[kind]
             pk = getattr(table, KIND_PK[kind])
@@ -109,6 +117,7 @@ async def settle_holds(store: Store, hold_id: str, cost: float) -> None:
     """The call ended: its holds now hold its cost, until the ledger writes its row."""
     expires = utcnow() + timedelta(seconds=SETTLED_TTL)
     async with guarded("settling a budget"), store.session.begin() as session:
+        await _soft(await session.connection())
         await session.execute(
             update(BudgetHold)
             .where(BudgetHold.hold_id == hold_id)
