@@ -28,7 +28,7 @@ from genroute.pipeline import Pipeline, build_pipeline
 from genroute.store import Store, hash_key
 from genroute.store.models import SpendLog
 from genroute.wire import GenerateContentRequest
-from tests.conftest import mid_minute
+from tests.conftest import mid_minute, refused_port
 from tests.dbs import db_url
 from tests.fakes.tcp_proxy import TcpProxy
 
@@ -338,9 +338,7 @@ async def test_start_with_redis_unreachable(tmp_path: Path, redis_url: str) -> N
     from genroute.config import config_from_data as load
     from genroute.governance import build_governance
 
-    dead = TcpProxy(6379).start()
-    port = dead.port
-    dead.close()
+    port = refused_port()  # bound here, never listened on: every connection is refused
     config = load(
         {
             "general_settings": {
@@ -358,7 +356,7 @@ async def test_start_with_redis_unreachable(tmp_path: Path, redis_url: str) -> N
     assert time.perf_counter() - started < 2
     key = str((await gov.store.create_key({"rpm_limit": 5}))["key"])
     pipeline = pipeline_for(gov)
-    env = Env(gov, pipeline, Clock(), dead, "")
+    env = Env(gov, pipeline, Clock(), None, "")  # type: ignore[arg-type]
     await env.call(key)
     assert gov.metrics()["genroute_redis_up"] == 0
     await asyncio.wait_for(pipeline.aclose(), 10)
