@@ -29,6 +29,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from genroute.config.observability import MetricsSettings
 from genroute.observability.records import CallRecord
@@ -42,6 +43,7 @@ __all__ = [
     "BoundedLabel",
     "CooldownSource",
     "Metrics",
+    "ValueSource",
     "router_cooldowns",
     "setup_multiprocess_dir",
 ]
@@ -65,6 +67,7 @@ OVERHEAD_BUCKETS = (
 )
 
 CooldownSource = Callable[[], Awaitable[Mapping[str, int]]]
+ValueSource = Callable[[], Mapping[str, float]]
 
 
 class BoundedLabel:
@@ -96,6 +99,7 @@ class Metrics:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry(auto_describe=True)
         self._cooldowns = cooldowns
+        self._values: list[ValueSource] = []
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._series: dict[Any, int] = {}  # label sets made, per metric
         self._group = BoundedLabel(settings.limit("model_group"))
@@ -246,6 +250,30 @@ class Metrics:
 
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
+    def add_values(self, source: ValueSource) -> None:
+        """Also export the values `source()` returns at each scrape (name → value; names
+        ending `_total` are counters, the rest gauges): state other parts keep, such as
+        the spend ledger's and the database's. In a multi-worker server they are the
+        scraped worker's own."""
+        self._values.append(source)
+
+    def _value_families(self) -> list[Any]:
+        families: list[Any] = []
+        for source in self._values:
+            try:
+                values = source()
+            except Exception:  # a broken source must not break /metrics
+                continue
+            for name, value in sorted(values.items()):
+                if name.endswith("_total"):
+                    family: Any = CounterMetricFamily(
+                        name.removesuffix("_total"), name, value=value
+                    )
+                else:
+                    family = GaugeMetricFamily(name, name, value=value)
+                families.append(family)
+        return families
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         if self.multiprocess:
@@ -253,8 +281,24 @@ class Metrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        else:
+            registry = self.registry
+        text = generate_latest(registry)
+        if self._values:
+            extra = CollectorRegistry(auto_describe=False)
+            extra.register(_Families(self._value_families()))
+            text += generate_latest(extra)
+        return text, CONTENT_TYPE_LATEST
+
+
+class _Families:
+    """A collector that yields metric families made at scrape time."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> Any:
+        return iter(self._families)
 
 
 def setup_multiprocess_dir(environ: MutableMapping[str, str] | None = None) -> str:

@@ -128,6 +128,8 @@ def build_pipeline(
         obs.add_callbacks(callbacks)
     if obs.metrics is not None:
         obs.metrics.set_cooldown_source(router_cooldowns(router))
+        if gov is not None:
+            obs.metrics.add_values(gov.metrics)
     api: ModelAPI = Metered(router, pricer)
     if gov is not None:
         api = Governed(api, gov, router, pricer)

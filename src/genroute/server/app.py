@@ -276,11 +276,22 @@ class GatewayApp:
         """Liveness and readiness are open and say only the status; the full report (models,
         deployments, upstream URLs) at /health is for the master key."""
         body: dict[str, Any] = {"status": "healthy"}
-        if scope["path"] == "/health":
+        code = 200
+        path = scope["path"]
+        governance = self.governance
+        if path == "/health/readiness" and governance is not None:
+            # Ready unless new calls would be refused (the spend spool is full); a database
+            # or Redis outage is "degraded": calls are still served, so stay in rotation.
+            state = governance.status()["status"]
+            body["status"] = "healthy" if state == "ok" else state
+            code = 200 if governance.ready() else 503
+        if path == "/health":
             await self._require_master(scope, "/health (liveness and readiness are open)")
             body["models"] = self.router.model_names
             body.update(await self.router.health())
-        await asgi.send_json(send, 200, body, headers)
+            if governance is not None:
+                body["governance"] = governance.status()
+        await asgi.send_json(send, code, body, headers)
 
     async def _list_models(
         self, send: Send, query: dict[str, str], headers: list[tuple[bytes, bytes]]
