@@ -28,6 +28,7 @@ __all__ = [
     "DeploymentSpec",
     "Provider",
     "embed_one_by_batch",
+    "standard_base64",
     "stream_content",
 ]
 
@@ -82,3 +83,11 @@ def stream_content(parts: list[Part]) -> Content:
     list that is never empty (a chunk that only finishes the answer carries one empty text
     part), so that code reading `chunk.candidates[0].content.parts` works on every chunk."""
     return Content(role="model", parts=parts or [Part(text="")])
+
+
+def standard_base64(data: str) -> str:
+    """Base64 in the standard alphabet with padding. google-genai for Python sends bytes
+    URL-safe (`-`, `_`), which Gemini reads; OpenAI, Anthropic and AWS decode the standard
+    alphabet only."""
+    cleaned = "".join(data.split()).replace("-", "+").replace("_", "/")
+    return cleaned + "=" * (-len(cleaned) % 4)

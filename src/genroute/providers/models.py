@@ -286,16 +286,20 @@ def claude_row(family: ClaudeFamily | None) -> ClaudeRow | None:
 # -- facts ----------------------------------------------------------------------------------
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def catalogue_context_window(price_id: str, model: str) -> int | None:
-    """genai-prices' context window of a model (read once per model), None if unknown."""
+    """genai-prices' context window of a model, None if unknown. Read once per model, in
+    a bounded cache (names come from clients, through wildcards), and not through
+    `find_provider_model`, whose own caches keep every name ever asked for."""
     from genai_prices import data_snapshot  # its data loads in ~0.3 s: only when needed
 
+    snapshot = data_snapshot.get_snapshot()
     try:
-        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, price_id, None)
+        provider = snapshot.find_provider(None, price_id, None)
     except LookupError:
         return None
-    window = info.context_window
+    info = provider.find_model(model, all_providers=snapshot.providers)
+    window = info.context_window if info is not None else None
     return int(window) if window else None
 
 

@@ -23,16 +23,22 @@ def fake() -> Iterator[FakeBedrock]:
         yield upstream
 
 
+_clients: list[Any] = []
+
+
 @pytest.fixture(autouse=True)
-def _fresh(fake: FakeBedrock) -> None:
+def _fresh(fake: FakeBedrock) -> Iterator[None]:
     fake.reset()
+    yield
+    while _clients:  # their connection pools hold sockets until closed
+        _clients.pop().close()
 
 
 def boto(fake: FakeBedrock, secret: str = SECRET) -> Any:
     import botocore.session
     from botocore.config import Config
 
-    return botocore.session.get_session().create_client(
+    client = botocore.session.get_session().create_client(
         "bedrock-runtime",
         endpoint_url=fake.base_url,
         region_name=REGION,
@@ -40,6 +46,8 @@ def boto(fake: FakeBedrock, secret: str = SECRET) -> Any:
         aws_secret_access_key=secret,
         config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
     )
+    _clients.append(client)
+    return client
 
 
 HELLO = [{"role": "user", "content": [{"text": "hello"}]}]

@@ -35,7 +35,6 @@ __all__ = [
     "block_key",
     "blocks_from_signature",
     "encode_signature",
-    "standard_base64",
 ]
 
 MARKER = b"genroute/anthropic-thinking/1\n"
@@ -95,12 +94,6 @@ def block_key(block: Block) -> tuple[str, str]:
     if block["type"] == "thinking":
         return ("thinking", str(block["signature"]))
     return ("redacted_thinking", str(block["data"]))
-
-
-def standard_base64(data: str) -> str:
-    """Base64 in the standard alphabet with padding (the Python SDK sends URL-safe)."""
-    cleaned = "".join(data.split()).replace("-", "+").replace("_", "/")
-    return cleaned + "=" * (-len(cleaned) % 4)
 
 
 class ThoughtCarrier:

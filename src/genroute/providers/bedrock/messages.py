@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from genroute.errors import InvalidRequest
 from genroute.providers.anthropic.messages import IdFactory, new_call_id
 from genroute.providers.anthropic.thinking import block_key, blocks_from_signature
-from genroute.providers.anthropic.thinking import standard_base64 as b64
+from genroute.providers.base import standard_base64 as b64
 from genroute.providers.bedrock.thinking import to_converse
 from genroute.providers.drops import Drops
 from genroute.wire import Blob, Content, FileData, FunctionResponse, Part

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genroute.errors import InvalidRequest
+from genroute.providers.base import standard_base64
 from genroute.providers.drops import Drops
 from genroute.wire import Content, GenerateContentRequest, Part
 
@@ -126,20 +127,21 @@ def _media(part: Part, path: str, detail: str | None, dropped: Drops) -> dict[st
     if part.inline_data is not None:
         blob = part.inline_data
         mime = blob.mime_type.split(";")[0].strip().lower()
-        url = f"data:{mime};base64,{blob.data}"
+        data = standard_base64(blob.data)
+        url = f"data:{mime};base64,{data}"
         if mime.startswith("image/"):
             return _image(url, detail)
         if mime in _AUDIO_FORMATS:
             return {
                 "type": "input_audio",
-                "input_audio": {"data": blob.data, "format": _AUDIO_FORMATS[mime]},
+                "input_audio": {"data": data, "format": _AUDIO_FORMATS[mime]},
             }
         if mime == "application/pdf":
             name = str((blob.model_extra or {}).get("displayName") or "document.pdf")
             return {"type": "file", "file": {"filename": name, "file_data": url}}
         if mime.startswith(_TEXT_TYPES):
             try:
-                text = base64.b64decode(blob.data, validate=True).decode("utf-8")
+                text = base64.b64decode(data, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 raise InvalidRequest(
                     f"{path}.inlineData.data: {mime} data is not base64-encoded UTF-8"
