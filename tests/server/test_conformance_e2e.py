@@ -92,12 +92,7 @@ CASES: dict[str, dict[str, str]] = {
 
 
 # Cases that apply but fail today because of a bug in src/ (strict: fixing it fails them).
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    (case, provider): "genroute.providers.openai.messages puts the URL-safe base64 that "
-    "google-genai sends into the data: URL; OpenAI decodes the standard alphabet only"
-    for case in ("test_image_data_reaches_the_upstream_in_an_alphabet_it_decodes",)
-    for provider in ("openai", "azure")
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def conformance(test: Callable[..., Any]) -> Any:
