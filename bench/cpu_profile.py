@@ -9,12 +9,16 @@ target CPU) with the chosen config, the same as bench/run.py's rows:
 * `open`: no key, no ledger, no log, metrics or tracing (`genroute-open`);
 * `default`: the master key (so the SQLite ledger), JSON request log, /metrics (`genroute`);
 * `production`: a virtual key, the ledger on a fresh PostgreSQL database, a JSON request
-  log to a file, /metrics and OTLP tracing at 100 % (`genroute-production`);
+  log to a file, /metrics and OTLP tracing at 100 % (`genroute-production`), or at 10 %
+  (`production-10pct`), or without tracing (`production-notrace`);
 * `python-proxy`: bench/python_proxy.py, the floor, for comparison.
 
 After a warm-up, wrk loads it at `--conns` while py-spy (from bench/.work/tools-venv, or
-PATH) samples every thread of the worker (`--nonblocking`, so the worker is never paused;
-idle samples are left out). Each sample is put in one category, the one of the deepest
+PATH) samples the worker's threads (`--nonblocking`, so the worker is never paused) when
+they hold the GIL (`--gil`: without it py-spy counts threads asleep in `time.sleep` or a
+queue's `get` as busy in this mode; with it, C code that runs without the GIL, such as
+SQLite's own work in aiosqlite's thread or the kernel's socket calls, is not seen, only
+everything Python does). Each sample is put in one category, the one of the deepest
 frame on its stack that a rule below names (a sample in aiohttp under the Router under the
 governed layer is "aiohttp client"), and each category's share of the samples, times the
 CPU per request measured from /proc over the same run, gives its µs per request.
@@ -101,9 +105,9 @@ RULES: list[tuple[str, str]] = [
     ("provider: upstream reply → parse + validate", "from_wire (genroute/providers/"),
     ("transport wrapper (JsonTransport, AiohttpTransport)", "(genroute/providers/transport.py"),
     ("provider: the rest (translate, stream decoders)", "(genroute/providers/"),
+    (LOOP, "run_app (aiohttp/web.py"),
     ("python-proxy: the handler", "(python_proxy.py"),
     ("aiohttp server: HTTP parsing, responses (python-proxy)", "(aiohttp/web_"),
-    ("aiohttp server: HTTP parsing, responses (python-proxy)", "(aiohttp/base_protocol"),
     ("aiohttp client: send request, read reply", "(aiohttp/"),
     ("aiohttp client: send request, read reply", "(yarl/"),
     ("aiohttp client: send request, read reply", "(multidict/"),
@@ -122,7 +126,7 @@ def categorise(stack: str) -> str:
     if head.startswith("thread ("):
         name = head.split(": ", 1)[1] if ": " in head else ""
         frames = frames[1:]
-        thread = next((v for k, v in THREADS.items() if name.startswith(k)), "other threads")
+        thread = next((v for k, v in THREADS.items() if name.startswith(k)), f"thread {name}")
         if thread:
             return thread
     category = "start-up / other main-thread frames"
@@ -131,8 +135,11 @@ def categorise(stack: str) -> str:
             if needle in frame:
                 # asyncio's Python code counts for whoever called it, except when the loop
                 # itself runs it (a timer, a task step)
-                if needle != "(asyncio/" or category == LOOP:
-                    category = name
+                if needle == "(asyncio/" and category != LOOP:
+                    break
+                if needle == "(aiohttp/" and category.startswith("aiohttp server"):
+                    break  # aiohttp's writer, parser and streams serve its server too
+                category = name
                 break
     return category
 
@@ -213,9 +220,12 @@ def start_target(args: argparse.Namespace, ctx: features.Ctx) -> Target:
     if db is None:
         raise BenchError("the production profile needs PostgreSQL at 127.0.0.1:5432")
     config = features.production_config(ctx, "profile-production", db)
-    target = features.genroute(
-        ctx, "profile-production", config, ctx.key, env=features.otlp_env(ctx)
-    )
+    ratio = 0.1 if args.config == "production-10pct" else None
+    env = features.otlp_env(ctx, ratio)
+    if args.config == "production-notrace":
+        config["observability"]["tracing"] = {"enabled": False}
+        env = {}
+    target = features.genroute(ctx, "profile-production", config, ctx.key, env=env)
     target.key = features.virtual_key(target, ctx.key)
     return target
 
@@ -246,7 +256,7 @@ def profile(args: argparse.Namespace, procs: Procs) -> str:
             cpu0 = cpu_seconds(target.pgid)
             spy = [py_spy(), "record", "--pid", str(target.pgid), "--rate", str(args.rate)]
             spy += ["--duration", str(args.seconds), "--format", "raw", "--nonblocking"]
-            spy += ["--threads", "-o", str(raw)]
+            spy += ["--threads", "--gil", "-o", str(raw)]
             subprocess.run(["taskset", "-c", pins.load, *spy], capture_output=True, check=True)
             cpu = cpu_seconds(target.pgid) - cpu0
             stdout, stderr = wrk.communicate()
@@ -259,6 +269,10 @@ def profile(args: argparse.Namespace, procs: Procs) -> str:
             f"({genroute_exe().parent.parent.parent.name}); wrk {summary['requests']} requests "
             f"in {summary['duration_us'] / 1e6:.0f} s under py-spy at {args.rate} Hz"
         )
+        title += (
+            f"; {total / args.rate:.1f} s sampled with the GIL held, {cpu:.1f} s of CPU used "
+            f"by the worker over the {args.seconds} s"
+        )
         text = table(by_category, by_leaf, total, cpu_us, title)
         raw.with_suffix(".md").write_text(text)
         return text
@@ -270,7 +284,16 @@ def profile(args: argparse.Namespace, procs: Procs) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--config", choices=("open", "default", "production", "python-proxy"), default="open"
+        "--config",
+        choices=(
+            "open",
+            "default",
+            "production",
+            "production-10pct",
+            "production-notrace",
+            "python-proxy",
+        ),
+        default="open",
     )
     parser.add_argument("--mode", choices=("generate", "stream"), default="generate")
     parser.add_argument("--conns", type=int, default=32)

@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--features",
-        default="translated,router,keys,observability",
+        default="translated,router,keys,observability,production,workers,streaming",
         help="which feature groups to run (comma-separated)",
     )
 

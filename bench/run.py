@@ -15,6 +15,10 @@ The core suite (the main table):
 * ``nginx``: ``proxy_pass`` with a keep-alive upstream pool, one worker;
 * ``genroute``: ``genroute serve``, one worker, default observability (logs and metrics on);
 * ``genroute-lean``: the same with logs, metrics and tracing off;
+* ``genroute-open``: no master key (no governance, no ledger) and logs, metrics, tracing off;
+* ``python-proxy``: bench/python_proxy.py, aiohttp server + client on uvloop, bytes in and out:
+  the featureless pass-through in Python, the floor for a Python gateway;
+* ``<row>-baseline`` (``--baseline PATH``): a genroute row on another checkout, same config;
 * ``litellm``: ``litellm --num_workers 1``, through its Google route ``/v1beta/models/...``.
 
 Each target is checked first (one generateContent and one streamGenerateContent?alt=sse
@@ -27,8 +31,9 @@ The features suite (bench/features.py) then compares, group by group: the transl
 (Gemini in, OpenAI out) against LiteLLM, one deployment against three, keys and the spend
 ledger (none, master key, virtual key on SQLite and on PostgreSQL), and observability on/off.
 
-Prints markdown tables and writes them to bench/results.md, and the raw numbers to
-bench/.work/results.json. Everything started is stopped at the end, also on Ctrl-C.
+Prints markdown tables and writes them to bench/results.md (each between markers, the rest
+of the file kept as written: see bench/results_file.py), and the raw numbers to
+bench/.work/results.json. ``--soak MINUTES`` runs only bench/soak.py. Everything started is stopped at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -467,7 +472,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--suite",
         choices=("core", "features", "all"),
         default="all",
-        help="core: the main table; features: the four feature comparisons; all: both",
+        help="core: the main table; features: the feature comparisons; all: both",
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")

@@ -99,6 +99,7 @@ def _instrument(events_path: str, switch_ms: float | None, gc_off: bool) -> None
         OTLPSpanExporter.export = export  # type: ignore[method-assign]
     except ImportError:
         pass
+    _watch_loop(events, clock)
     if gc_off:
         from genroute.cli import serve
 
@@ -121,6 +122,41 @@ def _instrument(events_path: str, switch_ms: float | None, gc_off: bool) -> None
 
     atexit.register(dump)
     signal.signal(signal.SIGTERM, on_term)
+
+
+LAG_PERIOD_MS = 1.0
+LAG_REPORTED_MS = 1.0
+
+
+def _watch_loop(events: list[tuple[str, int, int, int]], clock: Any) -> None:
+    """Once the pipeline has started, a task wakes every millisecond; each wake-up later
+    than 1 ms past its time is a loop stall, recorded with the main thread's CPU time
+    during it: near the stall's length, the loop was busy running something; near zero,
+    the thread was not running (the OS ran another process, or it waited for the GIL)."""
+    import asyncio
+
+    from genroute.pipeline import build
+
+    async def watch() -> None:
+        period = LAG_PERIOD_MS / 1000
+        while True:
+            t0, cpu0 = clock(), time.thread_time_ns()
+            await asyncio.sleep(period)
+            t1, cpu1 = clock(), time.thread_time_ns()
+            late_ms = (t1 - t0) / 1e6 - LAG_PERIOD_MS
+            if late_ms > LAG_REPORTED_MS:
+                busy = (cpu1 - cpu0) / (t1 - t0)
+                kind = "loop stall, thread running" if busy >= 0.5 else "loop stall, not running"
+                events.append((kind, t0, t1, int(busy * 100)))
+
+    original_start = build.Pipeline.start
+
+    async def start(self: Any) -> None:
+        await original_start(self)
+        if not hasattr(self, "_stall_watch"):
+            self._stall_watch = asyncio.get_running_loop().create_task(watch())
+
+    build.Pipeline.start = start  # type: ignore[method-assign]
 
 
 def serve_main(argv: list[str]) -> None:
@@ -225,7 +261,42 @@ def analyse(
         f"- slow requests overlapped by no recorded event: "
         f"{len(slow) - len(explained)} of {len(slow)}",
     ]
+    lines += _stalls_by_cause(events)
     return "\n".join(lines) + "\n"
+
+
+def _stalls_by_cause(events: list[list[Any]]) -> list[str]:
+    """Loop stalls (the wake-ups of the 1 ms watcher that came late) against the events
+    running at the same time: what the loop was stuck behind."""
+    stalls = [e for e in events if e[0].startswith("loop stall")]
+    others = [e for e in events if not e[0].startswith("loop stall")]
+    if not stalls:
+        return []
+    lines = [
+        "",
+        "Loop stalls (the 1 ms watcher woke more than 1 ms late), by what overlapped them:",
+        "",
+        "| stall | count | total ms | median ms | max ms | with a ledger write | with a log "
+        "write | with a span export | with a GC | with none |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for kind in ("loop stall, thread running", "loop stall, not running"):
+        these = [e for e in stalls if e[0] == kind]
+        if not these:
+            continue
+        lengths = sorted((e[2] - e[1]) / 1e6 for e in these)
+        counts = dict.fromkeys(("ledger", "request-log", "span", "gc", "none"), 0)
+        for _, a, b, _ in these:
+            hit = {o[0].split(" ")[0] for o in others if o[1] <= b and o[2] >= a}
+            for name in ("ledger", "request-log", "span", "gc"):
+                counts[name] += name in hit
+            counts["none"] += not hit
+        lines.append(
+            f"| {kind} | {len(these)} | {sum(lengths):.0f} | {lengths[len(lengths) // 2]:.2f} "
+            f"| {lengths[-1]:.2f} | {counts['ledger']} | {counts['request-log']} "
+            f"| {counts['span']} | {counts['gc']} | {counts['none']} |"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace) -> str:
@@ -264,7 +335,10 @@ def run(args: argparse.Namespace) -> str:
     direct = Target("direct", port, "gemini-2.5-flash", upstream.pid, "x", is_upstream=True)
     key = "sk-" + secrets.token_hex(16)
     ctx = features.Ctx(ns, procs, key, direct)
-    events_file = WORK / f"stall-{args.config}.events.json"
+    name = f"stall-{args.config}"
+    name += f"-switch{args.switch_interval:g}ms" if args.switch_interval is not None else ""
+    name += "-gcoff" if args.gc_off else ""
+    events_file = WORK / f"{name}.events.json"
     events_file.unlink(missing_ok=True)
     try:
         wait_ready("fake_upstream", upstream, port, 20)
@@ -307,6 +381,7 @@ def run(args: argparse.Namespace) -> str:
         path = "/v1beta/models/bench-model:generateContent"
         client(target_port, path, client_key, body, 3)  # warm-up
         requests = client(target_port, path, client_key, body, args.seconds)
+        (WORK / f"{name}.requests.json").write_text(json.dumps(requests))
         procs.stop([proc.pid])
         events = json.loads(events_file.read_text()) if events_file.exists() else []
         title = (
@@ -315,7 +390,7 @@ def run(args: argparse.Namespace) -> str:
             + (", gc disabled" if args.gc_off else "")
         )
         text = title + "\n\n" + analyse(requests, events, args.threshold_us)
-        (WORK / f"stall-{args.config}.md").write_text(text)
+        (WORK / f"{name}.md").write_text(text)
         return text
     finally:
         procs.stop_all()
