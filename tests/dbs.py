@@ -1,13 +1,18 @@
 """A database per test, over both backends: a SQLite file, and a fresh PostgreSQL database.
 
-`db_url` is parametrized over `sqlite` and `postgres`; the PostgreSQL one creates its own
-database on the machine's server (the `postgres_url` fixture: skipped locally when the
-server is down, a failure in CI) and drops it afterwards, so tests never share rows.
+`db_url` is parametrized over `sqlite` and `postgres`; the PostgreSQL one is a database of
+its own on the machine's server (the `postgres_url` fixture: skipped locally when the
+server is down, a failure in CI), empty, so tests never share rows. Creating and dropping
+a database takes the server ~0.13 s, emptying one ~0.01 s: each test process keeps the
+databases its tests used and gives the next test one that it emptied (its connections
+ended, its `public` schema dropped and made again), and drops them all when it exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -51,6 +56,39 @@ def _admin(url: str, statement: str) -> None:
         raise errors[0]
 
 
+_EMPTY = """
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid();
+DROP SCHEMA public CASCADE;
+CREATE SCHEMA public;
+"""
+_free: dict[str, list[str]] = {}  # server URL → databases of this process, empty, unused
+
+
+def _database(base: str) -> str:
+    """An empty database of this process on the server of `base` (the URL of one)."""
+    free = _free.setdefault(base, [])
+    if free:
+        return free.pop()
+    name = f"genroute_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    _admin(base, f'CREATE DATABASE "{name}"')
+    atexit.register(_admin, base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return name
+
+
+def _give_back(base: str, name: str) -> None:
+    try:
+        _admin(_url(base, name), _EMPTY)
+    except Exception:  # e.g. a test left the server unreachable: not used again
+        _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    _free[base].append(name)
+
+
+def _url(base: str, name: str) -> str:
+    return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database URL (as a user would configure it)."""
@@ -58,9 +96,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'genroute.db'}"
         return
     base = request.getfixturevalue("postgres_url")
-    name = f"genroute_test_{uuid.uuid4().hex[:12]}"
-    _admin(base, f'CREATE DATABASE "{name}"')
+    name = _database(base)
     try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+        yield _url(base, name)
     finally:
-        _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _give_back(base, name)

@@ -375,3 +375,31 @@ def test_the_spool_lives_next_to_the_config_or_the_database(tmp_path: Path) -> N
     assert spool_dir(sqlite) == tmp_path / "db" / "genroute-spool"
     chosen = load({"general_settings": {"master_key": "k", "spend_spool_dir": str(tmp_path / "s")}})
     assert spool_dir(chosen) == tmp_path / "s"
+
+
+async def test_a_cancelled_lookup_does_not_fail_the_others_waiting_on_it(
+    store: Store,
+) -> None:
+    """Requests waiting on one key's lookup are not failed when the request that started
+    the lookup is cancelled (its client went away)."""
+    from genroute.governance.cache import EntityCache
+
+    cache = EntityCache(store, ttl=60)
+    release = asyncio.Event()
+    real = store.load
+
+    async def slow(kind: str, ident: str) -> Any:
+        await release.wait()
+        return await real(kind, ident)
+
+    store.load = slow  # type: ignore[method-assign]
+    first = asyncio.ensure_future(cache.get("key", "nobody"))
+    await asyncio.sleep(0)
+    others = [asyncio.ensure_future(cache.get("key", "nobody")) for _ in range(3)]
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*others) == [None, None, None]
+    with pytest.raises(asyncio.CancelledError):
+        await first

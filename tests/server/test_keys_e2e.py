@@ -49,6 +49,9 @@ def config(database_url: str) -> dict[str, Any]:
             "database_url": database_url,
             "spend_flush_interval": 0.2,
             "key_cache_ttl": 0.5,
+            # Not about a slow database (test_outages_e2e.py is): on a loaded machine, 200
+            # calls queueing for pooled connections must not time out into 503s.
+            "database_timeout": 30,
         },
     }
 

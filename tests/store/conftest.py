@@ -14,8 +14,9 @@ __all__ = ["db_url"]
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
-    """A migrated, empty Store."""
-    s = Store(db_url)
+    """A migrated, empty Store. Its calls may take 30 s, not 5: these tests are not about
+    a slow database, and a loaded machine must not turn a burst of calls into timeouts."""
+    s = Store(db_url, timeout=30)
     await s.start()
     yield s
     await s.aclose()

@@ -89,21 +89,20 @@ class EntityCache:
             return cached[1]
         if not self.database.should_try():
             return self._fallback(entity, cached)
-        waiting = self._loading.get(entity)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
-        future: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
-        self._loading[entity] = future
-        try:
-            row = await self._load(entity, cached)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, nobody else must
-            raise
-        finally:
-            self._loading.pop(entity, None)
-        future.set_result(row)
-        return row
+        loading = self._loading.get(entity)
+        if loading is None:
+            # One load per row, in a task of its own: a caller that is cancelled (its client
+            # left) stops waiting, but the load goes on for the others waiting on it.
+            loading = asyncio.ensure_future(self._load(entity, cached))
+            self._loading[entity] = loading
+            loading.add_done_callback(lambda done: self._loaded(entity, done))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, entity: Entity, done: asyncio.Future[Row]) -> None:
+        if self._loading.get(entity) is done:
+            del self._loading[entity]
+        if not done.cancelled():
+            done.exception()  # retrieved here: the waiters re-raise it, if any are left
 
     async def _load(self, entity: Entity, cached: tuple[float, Row] | None) -> Row:
         try:
