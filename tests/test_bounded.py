@@ -1,10 +1,10 @@
 """Nothing keyed by what clients send grows without bound.
 
 Every distinct name matching a wildcard used to stay in memory for good (~10.5 KB each),
-and /health and /metrics grew with them. Here 20,000 distinct wildcard names go through
+and /health and /metrics grew with them. Here 5,000 distinct wildcard names go through
 the Router and the metering layer (Metered, with its pricer), and each finished call into
-the metrics: once every cache has turned over, 9,000 more names leave the memory still
-held, and the sizes of /health and /metrics, where they were.
+the metrics: once every cache has turned over (3,000 names), 2,000 more names leave the
+number of memory blocks held, and the sizes of /health and /metrics, where they were.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import gc
 import logging
 import sys
 import time
-import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,9 +37,8 @@ from tests.calls import call
 from tests.conftest import refused_port
 from tests.routing.conftest import ManualClock
 
-NAMES = 20_000
-TURNED_OVER = 11_000  # every cache has turned over by then
-TRACED = 17_600  # tracemalloc follows the last 2,400 names (it slows each call down 6x)
+NAMES = 5_000
+TURNED_OVER = 3_000  # every cache (1,024 deployments, 2,000 series) has turned over by then
 PRICES = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
 REQUEST = GenerateContentRequest.model_validate({"contents": [{"parts": [{"text": "hi"}]}]})
 REPLY = orjson.dumps(
@@ -83,7 +81,7 @@ def _sizes(health: dict[str, Any], metrics: Metrics) -> tuple[int, int]:
     return len(orjson.dumps(health)), len(metrics.render()[0])
 
 
-async def test_20000_wildcard_names_leave_memory_and_reports_bounded(
+async def test_thousands_of_wildcard_names_leave_memory_and_reports_bounded(
     quiet_genroute: list[logging.LogRecord],
 ) -> None:
     params = {"model": "gemini/gemini-*", "api_key": "k"}
@@ -92,7 +90,6 @@ async def test_20000_wildcard_names_leave_memory_and_reports_bounded(
     metered = Metered(router, pricer_for(router.config.model_list))
     metrics = Metrics(MetricsSettings())
     blocks: dict[int, int] = {}
-    held: dict[int, int] = {}
     sizes: dict[int, tuple[int, int]] = {}
     started = time.perf_counter()
     try:
@@ -102,32 +99,24 @@ async def test_20000_wildcard_names_leave_memory_and_reports_bounded(
             assert one.meter.cost == pytest.approx(1e-6 + 2e-6)  # priced by its entry
             metrics.observe(build_record(one, None, time.perf_counter()))
             await asyncio.sleep(0)  # let the loop drop its cancelled timers, as a server's does
-            if i in (TURNED_OVER, TRACED, (TRACED + NAMES) // 2, NAMES):
+            if i in (TURNED_OVER, (TURNED_OVER + NAMES) // 2, NAMES):
                 # The state forgets in sweeps, between 1x and 2x the resident deployments:
                 # compare it at the same point of that cycle, just swept.
                 router.state._sweep()  # type: ignore[attr-defined]
                 gc.collect()
                 blocks[i] = sys.getallocatedblocks()
-                held[i] = tracemalloc.get_traced_memory()[0]
                 sizes[i] = _sizes(await router.health(), metrics)
-            if i == TRACED:
-                tracemalloc.start()
     finally:
-        tracemalloc.stop()
         await router.aclose()
-    traced_growth = held[NAMES] - held[(TRACED + NAMES) // 2]
     (health_then, metrics_then), (health, rendered) = sizes[TURNED_OVER], sizes[NAMES]
+    growth = [blocks[i] - blocks[TURNED_OVER] for i in sorted(blocks)[1:]]
     print(
-        f"\n{NAMES} names in {time.perf_counter() - started:.1f}s: "
-        f"{blocks[TRACED] - blocks[TURNED_OVER]:+d} memory blocks from name {TURNED_OVER} to "
-        f"{TRACED}; held under tracemalloc {held[NAMES] / 1e6:.2f} MB, of which "
-        f"{traced_growth / 1e6:+.2f} MB in the last {(NAMES - TRACED) // 2} names; "
-        f"/health {health} bytes, /metrics {rendered} bytes"
+        f"\n{NAMES} names in {time.perf_counter() - started:.1f}s: memory blocks from name "
+        f"{TURNED_OVER} on: {growth}; /health {health} bytes, /metrics {rendered} bytes"
     )
-    # Once every cache has turned over, more names hold no more memory.
-    assert blocks[TRACED] - blocks[TURNED_OVER] < 20_000  # a leak of 4 blocks a name would not
-    assert traced_growth < 1_000_000  # a leak of 700 bytes a name would not
-    assert held[NAMES] < 20_000_000  # a bounded working set, replaced as names come
+    # Once every cache has turned over, more names hold no more memory: a leak of one small
+    # object for every four names would show as +500 blocks.
+    assert max(growth) < 500
     assert abs(health - health_then) < 500 and health < 50_000  # (digits of the figures)
     assert abs(rendered - metrics_then) < 500 and rendered < 2_000_000
     assert len(router.state) <= 2 * (WILDCARD_CACHE + 1)  # type: ignore[arg-type]
