@@ -11,7 +11,10 @@
 
 Every body is validated against the official ``openai`` SDK request types (no unknown
 keys, right shapes; ``validation_problems``) and against OpenAI's own rules on tool-call
-order, ``tool_choice``, JSON mode and media data (standard base64); problems are answered
+order, ``tool_choice``, JSON mode and media data (standard base64), and against what each
+OpenAI model refuses (``openai_models``: ``reasoning_effort`` to a model that does not
+reason; sampling settings, ``max_tokens`` and unknown efforts to a reasoning model; an
+Azure deployment is checked as the model ``azure_models`` names); problems are answered
 as OpenAI does, with a 400 ``{"error": {"message", "type", "param", "code"}}``.
 
 Default reply: "Echo: <last user text>" (media parts as ``[image_url]``...), or "Tool
@@ -43,6 +46,8 @@ import openai.types.chat.completion_create_params as chat_params
 import openai.types.embedding_create_params as embed_params
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
+
+from tests.fakes.openai_models import model_refusal
 
 DEFAULT_KEY = "sk-upstream"
 AZURE_KEY = "azure-upstream-key"
@@ -388,10 +393,13 @@ class FakeOpenAI:
         azure_key: str = AZURE_KEY,
         *,
         anonymous_models: tuple[str, ...] = (),
+        azure_models: dict[str, str] | None = None,
         pause: float = 0.01,
     ) -> None:
         self.api_key, self.azure_key = api_key, azure_key
         self.anonymous_models = anonymous_models
+        # The model behind each Azure deployment (its rules apply); else the deployment name.
+        self.azure_models = dict(azure_models or {})
         self.pause = pause
         self.port = 0
         self._lock = threading.Lock()
@@ -551,6 +559,9 @@ class FakeOpenAI:
         assert isinstance(body, dict)
         if kind != "embeddings" and (rule := openai_rules(body)):
             raise OpenAIError(400, rule)
+        model_name = self.azure_models.get(deployment, deployment) if deployment else model
+        if kind != "embeddings" and (refused := model_refusal(str(model_name or ""), body)):
+            raise OpenAIError(400, refused.message, code=refused.code, param=refused.param)
         script = self._take_script()
         name, opts = script if script else ("reply", {})
         if name == "error":

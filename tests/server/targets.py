@@ -355,6 +355,7 @@ class AnthropicTarget(Target):
 TARGETS: dict[str, tuple[type[Target], Callable[[], Any]]] = {
     "gemini": (GeminiTarget, lambda: FakeGemini(GEMINI_KEY, pause=0.002)),
     "openai": (OpenAITarget, lambda: FakeOpenAI(pause=0.002)),
-    "azure": (AzureTarget, lambda: FakeOpenAI(pause=0.002)),
+    # Azure answers a deployment as the model behind it.
+    "azure": (AzureTarget, lambda: FakeOpenAI(pause=0.002, azure_models={"prod-gpt4o": "gpt-4o"})),
     "anthropic": (AnthropicTarget, lambda: FakeAnthropic(ANTHROPIC_KEY, split=True)),
 }

@@ -25,6 +25,7 @@ from genroute.providers.openai.prefixes import SERVERS, endpoint
 from genroute.providers.openai.provider import chat_options
 from genroute.providers.registry import split_model
 from genroute.wire import BatchEmbedContentsRequest, GenerateContentRequest
+from tests.fakes.openai_models import model_refusal
 from tests.fakes.openai_upstream import openai_rules, validation_problems
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "openai"
@@ -77,6 +78,11 @@ def test_request_matches_golden_and_the_sdk_types(name: str) -> None:
     assert list(out.dropped) == expected["dropped"]
     assert (out.include_thoughts, out.unwrap) == (expected["include_thoughts"], expected["unwrap"])
     assert_valid_body(out.body)
+    if case.get("deployment", {}).get("model", "").startswith(("openai/", "azure/")):
+        # What OpenAI itself refuses for the model (an Azure deployment: its base_model).
+        base = case["deployment"].get("model_info", {}).get("base_model")
+        real = (base or case["deployment"]["model"]).rsplit("/", 1)[-1]
+        assert model_refusal(real, out.body) is None
 
 
 @pytest.mark.parametrize("case", load("request_invalid.json"), ids=lambda c: c["name"])
