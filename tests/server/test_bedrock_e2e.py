@@ -24,6 +24,7 @@ import pytest
 from google.genai import errors, types
 
 from tests.conftest import Gateway, InProcessGateway, eventually, genai_client, refused_port
+from tests.curl import curl, sse_events
 from tests.fakes.bedrock_upstream import KEY_ID, REGION, SECRET, FakeBedrock, reasoning, tool_use
 from tests.server.test_gemini_cli_e2e import SECRET as CLI_SECRET
 from tests.server.test_gemini_cli_e2e import gemini_bin, run_gemini_cli, workspace
@@ -315,3 +316,24 @@ def test_the_embedded_default_serves_bedrock_from_the_aws_environment(
         raise AssertionError(gw.log()) from None
     finally:
         gw.stop()
+
+
+def test_curl_as_in_googles_rest_samples(gateway: InProcessGateway) -> None:
+    """Google's REST samples, with only the host and the key changed, against Claude on
+    Bedrock: an answer, a stream, and a Google-shaped error."""
+    body = {"contents": [{"parts": [{"text": "Explain how AI works"}]}]}
+    status, text = curl(gateway.base_url, "/v1beta/models/claude:generateContent", body, MASTER)
+    assert status == 200, text
+    answer = json.loads(text)
+    assert answer["candidates"][0]["content"]["parts"][0]["text"] == "Echo: Explain how AI works"
+    path = "/v1beta/models/claude:streamGenerateContent?alt=sse"
+    status, text = curl(gateway.base_url, path, body, MASTER, stream=True)
+    events = sse_events(text)
+    assert status == 200 and len(events) > 1
+    assert "".join(p["text"] for e in events for p in e["candidates"][0]["content"]["parts"]) == (
+        "Echo: Explain how AI works"
+    )
+    status, text = curl(gateway.base_url, "/v1beta/models/claude:generateContent", {}, MASTER)
+    error = json.loads(text)["error"]
+    assert (status, error["code"], error["status"]) == (400, 400, "INVALID_ARGUMENT")
+    assert "contents" in error["message"]

@@ -25,6 +25,7 @@ import pytest
 from google.genai import errors, types
 
 from tests.conftest import InProcessGateway, eventually, genai_client
+from tests.curl import curl, sse_events
 from tests.fakes.anthropic_upstream import redacted, text, thinking, tool_use
 from tests.fakes.vertex_upstream import FakeVertex
 from tests.providers.vertex.mock import GOOGLE_CLOUD_ENV
@@ -756,3 +757,27 @@ def test_gemini_cli_tool_loop_through_vertex(
         calls = [p for c in last["contents"] for p in c["parts"] if "functionCall" in p]
         assert calls[-1]["thoughtSignature"] == SIGNATURE  # gemini-cli echoed it; Vertex got it
     assert_authenticated_by_the_fake(fake)
+
+
+@wires
+def test_curl_as_in_vertex_ais_rest_samples(
+    gateway: InProcessGateway, fake: FakeVertex, wire: str
+) -> None:
+    """Vertex AI's REST samples, with only the host and the token changed (genroute's key
+    as the Bearer token), for a Gemini and a Claude group: an answer and a stream."""
+    base = f"/v1/projects/my-project/locations/us-central1/publishers/google/models/{MODELS[wire]}"
+    body = {"contents": {"role": "user", "parts": {"text": "Explain how AI works"}}}
+    status, text = curl(gateway.base_url, base + ":generateContent", body, MASTER_KEY, bearer=True)
+    assert status == 200, text
+    assert answer_text(json.loads(text)["candidates"][0]["content"]["parts"])
+    path = base + ":streamGenerateContent?alt=sse"
+    status, text = curl(gateway.base_url, path, body, MASTER_KEY, stream=True, bearer=True)
+    events = sse_events(text)
+    assert status == 200 and events, text
+    assert all(e["candidates"][0]["content"]["role"] == "model" for e in events)
+    assert events[-1]["candidates"][0]["finishReason"] == "STOP"
+    status, text = curl(gateway.base_url, base + ":generateContent", body, "sk-wrong", bearer=True)
+    assert status in (400, 401) and json.loads(text)["error"]["status"] in (
+        "INVALID_ARGUMENT",
+        "UNAUTHENTICATED",
+    )
