@@ -7,10 +7,14 @@ about the call it writes on the one record it owns, which outer layers read afte
 
     call.route   RouteRecord   written by the Router: group, deployment, attempts, fallbacks
     call.meter   Meter         written by the metering layer: usage, finish reason, cost
+    call.cache   CacheRecord   written by the cache layer: hit, semantic hit or miss, saving
+
+What the client asked of the response cache (`cache-control: no-cache, no-store`) is
+`call.cache_control`, set by the edge.
 
 `ModelAPI` is the Gemini model API as five methods. Providers implement it for one
 deployment; the Router implements it for every model group; each pipeline layer
-(observed, governed, metered) implements it by wrapping the next one.
+(observed, governed, metered, cached) implements it by wrapping the next one.
 """
 
 from __future__ import annotations
@@ -38,12 +42,19 @@ from genroute.wire import (
 
 __all__ = [
     "ANONYMOUS",
+    "HIT",
+    "MISS",
+    "NO_DIRECTIVES",
+    "SEMANTIC_HIT",
     "Attempt",
+    "CacheControl",
+    "CacheRecord",
     "Call",
     "Caller",
     "Meter",
     "ModelAPI",
     "Operation",
+    "Preparer",
     "RouteRecord",
     "UpstreamObserver",
     "new_request_id",
@@ -54,6 +65,25 @@ __all__ = [
 UpstreamObserver = Callable[[str], AbstractContextManager[Mapping[str, str]]]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Preparer(Protocol):
+    """Rewrites a request for the deployment about to be tried: the Router calls it before
+    each attempt. Set by the resources layer (`genroute.resources`), which resolves the
+    uploaded files a request names into what that deployment takes. `deployment` is the
+    Router's `Deployment` (its spec and provider)."""
+
+    async def generate(
+        self, deployment: Any, request: GenerateContentRequest
+    ) -> GenerateContentRequest:
+        """The generateContent request for this deployment."""
+        ...
+
+    async def count_tokens(
+        self, deployment: Any, request: CountTokensRequest
+    ) -> CountTokensRequest:
+        """The countTokens request for this deployment."""
+        ...
 
 
 def new_request_id() -> str:
@@ -148,6 +178,40 @@ class Meter:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheControl:
+    """What the client asked of the response cache for this call (`cache-control`)."""
+
+    no_cache: bool = False  # do not answer from the cache (the answer may still be stored)
+    no_store: bool = False  # do not store the answer
+    max_age: float | None = None  # answer only from an entry at most this many seconds old
+    ttl: float | None = None  # seconds the stored answer lives (instead of the configured ttl)
+
+
+NO_DIRECTIVES = CacheControl()
+
+HIT = "hit"
+SEMANTIC_HIT = "semantic-hit"
+MISS = "miss"
+
+
+@dataclass(slots=True)
+class CacheRecord:
+    """What the response cache did for a call; written by the cache layer only."""
+
+    outcome: str | None = None  # "hit", "semantic-hit" or "miss"; None: not cached at all
+    similarity: float | None = None  # a semantic hit's cosine similarity
+    saved_cost: float = 0.0  # a hit: what the cached answer cost (USD, at today's prices)
+    bytes: int = 0  # a hit: size of the entry served
+    age: float | None = None  # a hit: seconds since the entry was stored
+    embedding_for: str | None = None  # the cache's own embedding call for this request id
+
+    @property
+    def hit(self) -> bool:
+        """Whether the answer came from the cache (exactly or by meaning)."""
+        return self.outcome == HIT or self.outcome == SEMANTIC_HIT
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """One call: who, which model, which operation, by when; and the records layers write."""
 
@@ -159,8 +223,11 @@ class Call:
     deadline: float | None = None  # perf_counter time after which no upstream is tried
     trace_headers: tuple[tuple[str, str], ...] = ()  # incoming traceparent / tracestate
     upstream: UpstreamObserver | None = None
+    prepare: Preparer | None = None  # per-deployment rewriting (uploaded files)
     route: RouteRecord = field(default_factory=RouteRecord)
     meter: Meter = field(default_factory=Meter)
+    cache: CacheRecord = field(default_factory=CacheRecord)
+    cache_control: CacheControl = NO_DIRECTIVES
 
     @property
     def stream(self) -> bool:
@@ -170,6 +237,10 @@ class Call:
     def with_upstream(self, observer: UpstreamObserver | None) -> Call:
         """This call, for the layers inside: with `observer` around each upstream request."""
         return replace(self, upstream=observer)
+
+    def with_prepare(self, preparer: Preparer | None) -> Call:
+        """This call, for the layers inside: its request rewritten per deployment."""
+        return replace(self, prepare=preparer)
 
     def remaining(self, now: float | None = None) -> float | None:
         """Seconds left before the deadline (None without one; never below 0)."""

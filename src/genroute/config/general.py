@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from genroute.config.base import Strict
+from genroute.config.cache import CacheParams
 from genroute.config.observability import CallbackRefs
 
 __all__ = ["DEFAULT_MAX_REQUEST_MB", "GeneralSettings", "LitellmSettings"]
@@ -76,3 +77,6 @@ class LitellmSettings(Strict):
     callbacks: CallbackRefs = Field(default_factory=list)
     success_callback: CallbackRefs = Field(default_factory=list)
     failure_callback: CallbackRefs = Field(default_factory=list)
+    # The response cache (genroute.cache, docs/cache.md): on with `cache: true`.
+    cache: bool = False
+    cache_params: CacheParams = Field(default_factory=CacheParams)

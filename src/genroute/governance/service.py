@@ -357,6 +357,21 @@ class Governance:
             user_id=row.get("user_id"),
         )
 
+    async def cache_controls(self, caller: Caller) -> dict[str, Any]:
+        """The response cache's switches for a caller (LiteLLM's `metadata.cache`: `no-cache`,
+        `no-store`, `ttl`, `s-maxage`, `namespace`): its team's, then its key's over them."""
+        merged: dict[str, Any] = {}
+        rows: list[dict[str, Any] | None] = []
+        if caller.team_id:
+            rows.append(await self.cache.get("team", caller.team_id))
+        if caller.key_hash and not self.is_master(caller.key_hash):
+            rows.append(await self.cache.get("key", caller.key_hash))
+        for row in rows:
+            settings = ((row or {}).get("metadata") or {}).get("cache")
+            if isinstance(settings, dict):
+                merged.update(settings)
+        return merged
+
     # -- admission and settlement ----------------------------------------------------------
 
     def _budget(self, kind: str, ident: str, row: dict[str, Any], label: str) -> Budget | None:
@@ -409,14 +424,14 @@ class Governance:
         return user
 
     def _checks(
-        self, group: str, rows: list[tuple[str, str, dict[str, Any], str]]
+        self, group: str, rows: list[tuple[str, str, dict[str, Any], str]], any_model: bool
     ) -> tuple[list[LimitCheck], list[Budget]]:
         checks: list[LimitCheck] = []
         budgets: list[Budget] = []
         for kind, ident, row, label in rows:
             if row.get("blocked"):
                 raise PermissionDenied(f"The {label} is blocked.")
-            if kind != "end_user" and not model_allowed(row.get("models"), group):
+            if kind != "end_user" and not any_model and not model_allowed(row.get("models"), group):
                 raise PermissionDenied(
                     f"The {label} may not use model {group!r}; "
                     f"it may use: {', '.join(row['models'])}",
@@ -447,7 +462,10 @@ class Governance:
                 "retry later",
                 retry_after=5.0,
             )
-        checks, budgets = self._checks(group, await self._rows(call.caller))
+        # The response cache's own embedding of a prompt is charged to the caller, but not
+        # refused for a model the key does not list: the operator chose that model.
+        internal = call.cache.embedding_for is not None
+        checks, budgets = self._checks(group, await self._rows(call.caller), internal)
         row_id = new_row_id()
         hold = await self.budgets.reserve(budgets, row_id, max(0.0, estimate))
         try:

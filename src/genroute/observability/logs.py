@@ -37,6 +37,15 @@ __all__ = [
 log = logging.getLogger("genroute.observability")
 
 
+def _cache_text(record: CallRecord) -> list[str]:
+    """`cache hit` (with what it saved), `cache miss`, or nothing."""
+    if record.cache is None:
+        return []
+    if record.cache_saved_cost:
+        return [f"cache {record.cache} (saved ${record.cache_saved_cost:.6f})"]
+    return [f"cache {record.cache}"]
+
+
 def format_text(record: CallRecord) -> str:
     """A readable one-line summary of a record."""
     route = record.model_group or "?"
@@ -58,6 +67,7 @@ def format_text(record: CallRecord) -> str:
         parts.append(f"tokens {record.input_tokens or 0}->{record.output_tokens or 0}")
     if record.cost is not None:
         parts.append(f"${record.cost:.6f}")
+    parts.extend(_cache_text(record))
     if record.attempts > 1 or record.fallbacks:
         parts.append(f"attempts {record.attempts}")
     if record.fallbacks:

@@ -160,6 +160,24 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.cache = Counter(
+            "genroute_cache_requests",
+            "Calls the response cache had a part in, by result (hit, semantic-hit, miss).",
+            ["model_group", "result"],
+            registry=r,
+        )
+        self.cache_bytes = Counter(
+            "genroute_cache_hit_bytes",
+            "Bytes of cached answers served.",
+            ["model_group"],
+            registry=r,
+        )
+        self.cache_saved = Counter(
+            "genroute_cache_saved_usd",
+            "What the answers served from the cache cost when they were made (USD).",
+            ["model_group"],
+            registry=r,
+        )
         self.callback_dropped = Counter(
             "genroute_callback_events_dropped",
             "Callback events dropped because the callback's queue was full.",
@@ -222,11 +240,20 @@ class Metrics:
                 self._child(self.tokens, *who, "output").inc(record.output_tokens)
             if cost:
                 self._child(self.cost, *who).inc(cost)
+        if record.cache is not None:
+            self._cached(group, record)
         retries = record.attempts - 1 - len(record.fallbacks)
         if retries > 0:
             self._child(self.retries, group).inc(retries)
         if record.fallbacks:
             self._child(self.fallbacks, group).inc(len(record.fallbacks))
+
+    def _cached(self, group: str, record: CallRecord) -> None:
+        self._child(self.cache, group, record.cache or "").inc()
+        if record.cache_hit_bytes:
+            self._child(self.cache_bytes, group).inc(record.cache_hit_bytes)
+        if record.cache_saved_cost:
+            self._child(self.cache_saved, group).inc(record.cache_saved_cost)
 
     def set_cooldown_source(self, source: CooldownSource | None) -> None:
         """Where `refresh_cooldowns` reads the number of cooling deployments per group."""

@@ -65,6 +65,9 @@ class CallRecord:
     fallbacks: list[str]
     trace_id: str | None = None
     span_id: str | None = None
+    cache: str | None = None  # the response cache: hit, semantic-hit or miss
+    cache_saved_cost: float | None = None  # a hit: what the answer cost when it was made
+    cache_hit_bytes: int | None = None  # a hit: size of the entry served
     metadata: dict[str, Any] = field(default_factory=dict)
     request_contents: str | None = None
     response_text: str | None = None
@@ -114,6 +117,8 @@ def build_record(
     status_code, error_status, error_message = outcome(error)
     ended = time.time() - (time.perf_counter() - finished)
     fallbacks = list(route.fallbacks)
+    cached = call.cache
+    hit = cached.hit
     return CallRecord(
         timestamp=_iso(ended),
         request_id=call.request_id,
@@ -144,6 +149,9 @@ def build_record(
         overhead_ms=_ms(overhead),
         attempts=len(route.attempts),
         fallbacks=fallbacks,
+        cache=cached.outcome,
+        cache_saved_cost=cached.saved_cost if hit else None,
+        cache_hit_bytes=cached.bytes if hit else None,
         metadata=dict(caller.metadata) if metadata else {},
     )
 

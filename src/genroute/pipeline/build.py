@@ -6,6 +6,7 @@ governance and observability the config turns on, then wraps them outermost firs
     Observed      when any log, metric, trace or callback is on
     Governed      when a master key or a database is configured (proxy), never in the SDK
     Metered       always: usage and cost of every call
+    Cached        with litellm_settings.cache: answers kept for next time (genroute.cache)
     Router        model groups, strategies, retries, fallbacks, cooldowns
 
 `Pipeline` serves the same five methods as the outermost layer, and owns the start-up
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
+from genroute.cache import Cached, ResponseCache, build_cache
 from genroute.call import Call, ModelAPI
 from genroute.config import Config
 from genroute.cost import Pricer, pricer_for
@@ -59,12 +61,14 @@ class Pipeline:
         pricer: Pricer,
         governance: Governance | None = None,
         observability: Observability | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.api = api
         self.router = router
         self.pricer = pricer
         self.governance = governance
         self.observability = observability
+        self.cache = cache
         # The outermost layer's own methods: no extra frame per call.
         self.generate = api.generate
         self.stream = api.stream
@@ -81,6 +85,8 @@ class Pipeline:
         self._started = True
         if self.governance is not None:
             await self.governance.start()
+        if self.cache is not None:
+            await self.cache.start()
 
     async def aclose(self) -> None:
         """Write every queued ledger row, flush logs, callbacks and traces, close
@@ -88,6 +94,8 @@ class Pipeline:
         if self._closed:
             return
         self._closed = True
+        if self.cache is not None:
+            await self.cache.aclose()
         if self.governance is not None:
             await self.governance.aclose()
         if self.observability is not None:
@@ -130,15 +138,24 @@ def build_pipeline(
         obs.metrics.set_cooldown_source(router_cooldowns(router))
         if gov is not None:
             obs.metrics.add_values(gov.metrics)
-    api: ModelAPI = Metered(router, pricer)
+    api: ModelAPI = router
+    cache = build_cache(config, router, pricer, gov.cache_controls if gov is not None else None)
+    if cache is not None:
+        api = Cached(api, cache)
+        if obs.metrics is not None:
+            obs.metrics.add_values(cache.metrics)
+    api = Metered(api, pricer)
     if gov is not None:
         api = Governed(api, gov, router, pricer)
     if obs.enabled:
         api = Observed(api, obs)
+    if cache is not None:
+        cache.embedder = api  # the semantic cache embeds prompts through the whole pipeline
     return Pipeline(
         api,
         router=router,
         pricer=pricer,
         governance=gov,
         observability=obs if obs.enabled else None,
+        cache=cache,
     )

@@ -10,7 +10,9 @@ USD (see `genroute.cost`):
   produced, at four characters a token) and marked `cost_estimated`;
 - embeddings: priced from the tokens the upstream reported (OpenAI does), else estimated
   from the text embedded;
-- countTokens: free.
+- countTokens: free;
+- an answer the response cache served (`call.cache.hit`): free (its usage is recorded;
+  what it would have cost is the cache record's `saved_cost`).
 
 Outer layers (governance, observability), the HTTP edge and the SDK read `call.meter`.
 """
@@ -60,6 +62,8 @@ class Metered:
         self.pricer = pricer
 
     def _price(self, call: Call, usage: UsageMetadata | None) -> float:
+        if call.cache.hit:
+            return 0.0
         route = call.route
         return self.pricer.cost(
             usage, route.provider, route.provider_model, route.deployment_id, route.group

@@ -5,6 +5,7 @@ tuned models, Vertex AI with or without a project; any base-path prefix):
     POST {v}/models/{model}:generateContent | :streamGenerateContent | :countTokens
          | :embedContent | :batchEmbedContents
     GET  {v}/models        GET {v}/models/{model}
+    the Files API ({v}/files, upload/{v}/files): genroute.server.files
     GET  /health/liveness (liveliness)  GET /health/readiness     open, status only
     GET  /health  GET /metrics                                   the master key, when set
 Every error is Google's `{"error": {"code", "message", "status", "details"?}}`.
@@ -35,6 +36,8 @@ from genroute.routing import Router, normalise_model_name, routing_headers, with
 from genroute.server import asgi, streaming
 from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
 from genroute.server.auth import MasterKeyAuth, presented_key, query_params
+from genroute.server.caching import cache_control, cache_headers, with_cache_header
+from genroute.server.files import FilesAPI, match_files_path
 from genroute.server.management import ManagementAPI
 from genroute.server.paths import ModelPath, parse_model_path
 from genroute.server.vertex import lift_embed_config, predict_reply, predict_request
@@ -116,6 +119,8 @@ class GatewayApp:
             ManagementAPI(self.governance, self.body_timeout) if self.governance else None
         )
         self.end_user_header = config.general_settings.end_user_header.lower().encode("latin-1")
+        resources = pipeline.resources
+        self.files = FilesAPI(resources, self.body_timeout, self.body_limit) if resources else None
         self._tracing = self.observability is not None and self.observability.tracing is not None
         self._post: dict[str, Handler] = {
             "generateContent": self._generate,
@@ -179,6 +184,10 @@ class GatewayApp:
     ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if self.files is not None and (files := match_files_path(path)) is not None:
+            caller = await self._resource_caller(scope)
+            await self.files.handle(files, scope, receive, send, caller, headers)
+            return
         parsed = parse_model_path(path)
         if parsed is None:
             if path in _HEALTH and method in ("GET", "HEAD"):
@@ -221,6 +230,15 @@ class GatewayApp:
         call = self._call(scope, operation, normalise_model_name(model), key, row, rid)
         await self._post[action](scope, receive, send, call, headers)
 
+    async def _resource_caller(self, scope: Scope) -> Caller:
+        """The authenticated caller of a resource route (the Files API)."""
+        key = presented_key(scope, query_params(scope))
+        if self.governance is None:
+            self.auth.check(key)
+            return Caller(key_hash=self.auth.key_hash(key))
+        row = await self.governance.authenticate(key)
+        return self.governance.caller(self.auth.key_hash(key), row)
+
     def _call(
         self,
         scope: Scope,
@@ -246,7 +264,9 @@ class GatewayApp:
                 for k, v in scope["headers"]
                 if k in _TRACE_HEADERS
             )
-        call = Call(operation, model, caller, rid, trace_headers=trace)
+        call = Call(
+            operation, model, caller, rid, trace_headers=trace, cache_control=cache_control(scope)
+        )
         deadline = _deadline(scope, call.started)
         return call if deadline is None else replace(call, deadline=deadline)
 
@@ -348,8 +368,11 @@ class GatewayApp:
     ) -> None:
         request = await self._body(scope, receive, call, GenerateContentRequest)
         sse = query_params(scope).get("alt") == "sse"
+        chunks = self.pipeline.stream(call, request)
+        if self.pipeline.cache is not None:
+            chunks = with_cache_header(chunks, call, headers)
         await streaming.relay(
-            with_routing_headers(self.pipeline.stream(call, request), call.route, headers),
+            with_routing_headers(chunks, call.route, headers),
             receive,
             send,
             sse=sse,
@@ -439,6 +462,7 @@ class GatewayApp:
             response = await asgi.cancel_on_disconnect(work, receive)
         finally:
             headers.extend(routing_headers(call.route))
+            headers.extend(cache_headers(call))
         cost = call.meter.cost
         if cost is not None:
             headers.append((b"x-genroute-response-cost", f"{cost:.10g}".encode()))

@@ -92,6 +92,8 @@ class SpendRecord:
     ttft_ms: float | None = None
     stream: bool = False
     row_id: str = field(default_factory=new_row_id)
+    cache_hit: str | None = None  # "hit" or "semantic-hit": the response cache answered
+    saved_cost: float = 0.0  # what a cache hit's answer cost when it was made
 
     @classmethod
     def of(
@@ -106,6 +108,7 @@ class SpendRecord:
         """The record of a finished call (`finished`: its perf_counter end time)."""
         meter, route, caller = call.meter, call.route, call.caller
         tokens = Tokens.from_usage(meter.usage)
+        hit = call.cache.hit
         latency = finished - call.started
         ttft = None if meter.first_chunk_at is None else meter.first_chunk_at - call.started
         elapsed = time.perf_counter() - call.started
@@ -134,6 +137,8 @@ class SpendRecord:
             ttft_ms=None if ttft is None else ttft * 1000,
             stream=call.stream,
             row_id=row_id or new_row_id(),
+            cache_hit=call.cache.outcome if hit else None,
+            saved_cost=call.cache.saved_cost if hit else 0.0,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -108,6 +108,10 @@ class SpendLog(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     stream: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # Answered by the response cache: "hit" or "semantic-hit" (cost 0), and what the
+    # answer cost when it was made.
+    cache_hit: Mapped[str | None] = mapped_column(String(16))
+    saved_cost: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
 
 
 class BudgetHold(Base):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from genroute.store.models import SpendLog
 from genroute.store.repo import Store, aware
@@ -66,23 +66,31 @@ async def spend_logs(
         return [_log_dict(row) for row in rows]
 
 
+_CACHE_HITS = func.sum(case((SpendLog.cache_hit.is_not(None), 1), else_=0))
+
+
 async def spend_totals(store: Store, where: SpendFilter) -> dict[str, float | int]:
-    """Requests, tokens and cost of the matching rows."""
+    """Requests, tokens and cost of the matching rows; the calls the response cache
+    answered and what their answers had cost (`cache_saved`)."""
     query = where.apply(
         select(
             func.count(SpendLog.id),
             func.coalesce(func.sum(SpendLog.cost), 0.0),
             func.coalesce(func.sum(SpendLog.prompt_tokens), 0),
             func.coalesce(func.sum(SpendLog.output_tokens + SpendLog.thinking_tokens), 0),
+            func.coalesce(_CACHE_HITS, 0),
+            func.coalesce(func.sum(SpendLog.saved_cost), 0.0),
         )
     )
     async with store.session() as session:
-        count, cost, prompt, output = (await session.execute(query)).one()
+        count, cost, prompt, output, hits, saved = (await session.execute(query)).one()
     return {
         "requests": int(count),
         "spend": float(cost),
         "prompt_tokens": int(prompt),
         "output_tokens": int(output),
+        "cache_hits": int(hits),
+        "cache_saved": float(saved),
     }
 
 
@@ -105,6 +113,8 @@ async def spend_report(
             func.sum(SpendLog.cost).label("spend"),
             func.sum(SpendLog.prompt_tokens).label("prompt_tokens"),
             func.sum(SpendLog.output_tokens + SpendLog.thinking_tokens).label("output_tokens"),
+            _CACHE_HITS.label("cache_hits"),
+            func.sum(SpendLog.saved_cost).label("cache_saved"),
         )
     ).group_by(*keys)
     query = query.order_by(*keys)
@@ -118,6 +128,8 @@ async def spend_report(
             "spend": float(row.spend or 0.0),
             "prompt_tokens": int(row.prompt_tokens or 0),
             "output_tokens": int(row.output_tokens or 0),
+            "cache_hits": int(row.cache_hits or 0),
+            "cache_saved": float(row.cache_saved or 0.0),
         }
         if by_day:
             item = {"day": str(row.day), **item}

@@ -1,0 +1,130 @@
+"""What a cache entry is keyed by, and which requests and answers may be cached.
+
+The exact key is the SHA-256 of the kind of call (generate or embed), the model group, the
+scope (the key's team; see `scope_of`) and the request's canonical JSON: the wire model has
+already read camelCase and snake_case alike and a single object as a list of one, and its
+JSON is written with sorted keys, so two requests that mean the same thing have one key.
+The body's `model` and `labels` (billing labels) do not change the answer and are left out.
+
+The semantic match embeds the text of the last user turn; everything else must match
+exactly, so it is hashed into the entry's bucket: the earlier turns (a digest), the system
+instruction, tools, tool config, safety settings and generation config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from genroute.call import Caller
+from genroute.wire import (
+    Content,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    WireModel,
+)
+
+__all__ = [
+    "SHARED_SCOPE",
+    "cacheable_request",
+    "exact_key",
+    "scope_of",
+    "semantic_prompt",
+    "storable_response",
+]
+
+SHARED_SCOPE = "*"
+_IGNORED = ("model", "labels")
+_DUMP = orjson.OPT_SORT_KEYS
+
+
+def scope_of(caller: Caller, shared: bool, namespace: str | None = None) -> str:
+    """Whose entries a call may read and write: its key's team; a key without a team has
+    its own; the master key (or an open gateway) one of its own. `shared`
+    (`cache_params.shared_across_teams`) puts every caller in one scope. A key's or team's
+    `namespace` (its metadata) is part of the scope."""
+    if shared:
+        scope = SHARED_SCOPE
+    elif caller.team_id:
+        scope = f"team:{caller.team_id}"
+    elif caller.key_hash:
+        scope = f"key:{caller.key_hash}"
+    else:
+        scope = "-"
+    return f"{namespace}/{scope}" if namespace else scope
+
+
+def _canonical(request: WireModel) -> dict[str, Any]:
+    data = request.to_dict()
+    for name in _IGNORED:
+        data.pop(name, None)
+    return data
+
+
+def exact_key(kind: str, group: str, scope: str, request: WireModel) -> str:
+    """The hex SHA-256 naming the entry of this request."""
+    material = orjson.dumps([kind, group, scope, _canonical(request)], option=_DUMP)
+    return hashlib.sha256(material).hexdigest()
+
+
+def _contents(request: GenerateContentRequest) -> Iterable[Content]:
+    yield from request.contents
+    if request.system_instruction is not None:
+        yield request.system_instruction
+
+
+def cacheable_request(request: GenerateContentRequest) -> str | None:
+    """Why a request is never cached (None: it may be): one that names a cached content
+    or a file, whose answer depends on what is stored elsewhere."""
+    if request.cached_content:
+        return "cachedContent"
+    for content in _contents(request):
+        for part in content.parts or ():
+            if part.file_data is not None:
+                return "fileData"
+    return None
+
+
+def storable_response(response: GenerateContentResponse, function_calls: bool) -> str | None:
+    """Why an answer is not stored (None: it may be): no candidate, a blocked prompt, a
+    candidate that did not finish with STOP (blocked, truncated, an error), or a function
+    call (unless `function_calls`)."""
+    if response.prompt_feedback is not None and response.prompt_feedback.block_reason:
+        return "blocked"
+    if not response.candidates:
+        return "no candidate"
+    for candidate in response.candidates:
+        if candidate.finish_reason != "STOP":
+            return f"finishReason {candidate.finish_reason or 'missing'}"
+        parts = candidate.content.parts if candidate.content is not None else None
+        if not function_calls and any(p.function_call is not None for p in parts or ()):
+            return "function call"
+    return None
+
+
+def semantic_prompt(
+    request: GenerateContentRequest, group: str, scope: str
+) -> tuple[str, str] | None:
+    """(text to embed, bucket) for a request the semantic match can serve: its last turn
+    is the user's and all text. None otherwise (the exact match still applies). Entries
+    match only within one bucket: one group, scope, conversation before the last turn,
+    system instruction, tools and settings."""
+    last = request.contents[-1]
+    if last.role not in (None, "user") or not last.parts:
+        return None
+    texts: list[str] = []
+    for part in last.parts:
+        if part.text is None or part.thought:
+            return None
+        texts.append(part.text)
+    text = "\n".join(texts).strip()
+    if not text:
+        return None
+    rest = _canonical(request)
+    rest["contents"] = rest["contents"][:-1]  # the earlier turns must match exactly
+    material = orjson.dumps([group, scope, rest], option=_DUMP)
+    bucket = hashlib.sha256(material).hexdigest()[:32]
+    return text, bucket

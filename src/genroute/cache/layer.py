@@ -1,0 +1,127 @@
+"""The cached layer: answers from the response cache, and answers kept for next time.
+
+It sits inside the metering layer and outside the Router, so a hit never reaches a
+deployment, and metering prices it at 0 (reading `call.cache`). Around generateContent,
+its stream, embedContent and batchEmbedContents it
+  1. plans (`ResponseCache.plan`): is this call cached at all, under which key;
+  2. looks up (unless `no-cache`): a hit is answered at once, a streamed hit replayed as
+     chunks (`genroute.cache.assemble.replay`), and `call.cache` says hit or semantic-hit,
+     with what the answer saved;
+  3. on a miss, calls inward, and hands the answer (a stream's chunks, collected as they
+     pass and never held back) to a background write (unless `no-store`). A stream that
+     fails or is left by its client is not stored.
+countTokens passes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from genroute.cache.assemble import replay
+from genroute.cache.service import ResponseCache
+from genroute.cache.store import Entry
+from genroute.call import Call, ModelAPI
+from genroute.cost import text_tokens
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    BatchEmbedContentsResponse,
+    Content,
+    CountTokensRequest,
+    CountTokensResponse,
+    EmbedContentRequest,
+    EmbedContentResponse,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    UsageMetadata,
+)
+
+__all__ = ["MAX_CHUNKS", "Cached"]
+
+MAX_CHUNKS = 50_000  # a stream longer than this is relayed but not stored
+
+
+class Cached:
+    """Serves calls from the response cache around the next layer (see the module
+    docstring)."""
+
+    def __init__(self, inner: ModelAPI, cache: ResponseCache) -> None:
+        self.inner = inner
+        self.cache = cache
+
+    async def generate(
+        self, call: Call, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
+        cache = self.cache
+        plan = await cache.plan(call, request, "generate")
+        if plan is None:
+            return await self.inner.generate(call, request)
+        if plan.lookup and (entry := await cache.lookup(call, plan)) is not None:
+            response = GenerateContentResponse.model_validate_json(entry.body)
+            cache.priced(call, entry, response.usage_metadata)
+            return response
+        response = await self.inner.generate(call, request)
+        cache.store_later(call, plan, response)
+        return response
+
+    async def stream(
+        self, call: Call, request: GenerateContentRequest
+    ) -> AsyncIterator[GenerateContentResponse]:
+        cache = self.cache
+        plan = await cache.plan(call, request, "generate")
+        if plan is not None and plan.lookup and (entry := await cache.lookup(call, plan)):
+            response = GenerateContentResponse.model_validate_json(entry.body)
+            cache.priced(call, entry, response.usage_metadata)
+            for chunk in replay(response):
+                yield chunk
+            return
+        chunks: list[GenerateContentResponse] | None = (
+            [] if plan is not None and plan.store else None
+        )
+        async for chunk in self.inner.stream(call, request):
+            if chunks is not None:
+                chunks.append(chunk)
+                if len(chunks) > MAX_CHUNKS:
+                    chunks = None
+            yield chunk
+        if plan is not None and chunks is not None:
+            cache.store_later(call, plan, chunks)
+
+    async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
+        return await self.inner.count_tokens(call, request)
+
+    async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
+        cache = self.cache
+        plan = await cache.plan(call, request, "embed")
+        if plan is None:
+            return await self.inner.embed(call, request)
+        if plan.lookup and (entry := await cache.lookup(call, plan)) is not None:
+            response = EmbedContentResponse.model_validate_json(entry.body)
+            response._input_tokens = entry.input_tokens
+            self._embedded(call, entry, [request.content])
+            return response
+        response = await self.inner.embed(call, request)
+        cache.store_later(call, plan, response)
+        return response
+
+    async def batch_embed(
+        self, call: Call, request: BatchEmbedContentsRequest
+    ) -> BatchEmbedContentsResponse:
+        cache = self.cache
+        plan = await cache.plan(call, request, "batch_embed")
+        if plan is None:
+            return await self.inner.batch_embed(call, request)
+        if plan.lookup and (entry := await cache.lookup(call, plan)) is not None:
+            response = BatchEmbedContentsResponse.model_validate_json(entry.body)
+            response._input_tokens = entry.input_tokens
+            self._embedded(call, entry, [r.content for r in request.requests])
+            return response
+        response = await self.inner.batch_embed(call, request)
+        cache.store_later(call, plan, response)
+        return response
+
+    def _embedded(self, call: Call, entry: Entry, contents: list[Content]) -> None:
+        """Price an embedding hit's saving: the tokens the upstream reported, else an
+        estimate from the text (as the metering layer does)."""
+        tokens = entry.input_tokens if entry.input_tokens is not None else text_tokens(contents)
+        usage = UsageMetadata(prompt_token_count=tokens, total_token_count=tokens)
+        self.cache.priced(call, entry, usage)

@@ -1,0 +1,292 @@
+"""The semantic index: the embeddings of cached prompts, searched by cosine similarity.
+
+`VectorIndex` keeps, per bucket (one model group, scope, conversation and settings: see
+`genroute.cache.keys.semantic_prompt`), a float32 matrix of unit vectors and the expiry
+and age of each; a lookup is one matrix-vector product over the bucket (numpy), the best
+live row at or above the threshold wins. It holds at most `max_entries` vectors and
+`max_bytes` bytes, dropping the oldest first. Memory per entry is 4 bytes a dimension plus
+about 300 bytes of bookkeeping (docs/cache.md has the measured figures).
+
+`SharedIndex` keeps every instance's index in step through one Redis stream,
+`{prefix}:s` (plain Redis 7: XADD, XREAD; no search module): each stored entry is
+published as (id, bucket, expiry, creation time, vector), trimmed to about `max_entries`
+items. An instance reads the stream from its start when it starts (catching up on what
+others cached) and then follows it; after a Redis outage it goes on from the last item it
+read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from genroute.cache.store import RedisHealth, redis_errors
+
+__all__ = ["ENTRY_OVERHEAD", "SharedIndex", "VectorIndex", "unit_vector"]
+
+log = logging.getLogger("genroute.cache")
+
+ENTRY_OVERHEAD = 300  # bytes of bookkeeping per vector, besides the vector itself
+_FIRST_ROWS = 16
+
+
+def unit_vector(values: Sequence[float] | bytes) -> np.ndarray | None:
+    """The values as a float32 unit vector (None for a zero or non-finite one)."""
+    if isinstance(values, bytes):
+        vector = np.frombuffer(values, dtype=np.float32).copy()
+    else:
+        vector = np.asarray(values, dtype=np.float32)
+    if vector.ndim != 1 or vector.size == 0:
+        return None
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm == 0.0:
+        return None
+    vector /= norm
+    return vector
+
+
+class _Bucket:
+    """The rows of one bucket: vectors, expiry and creation times, ids, free rows."""
+
+    __slots__ = ("created", "expires", "free", "ids", "matrix", "used")
+
+    def __init__(self, dim: int) -> None:
+        self.matrix = np.zeros((_FIRST_ROWS, dim), dtype=np.float32)
+        self.expires = np.zeros(_FIRST_ROWS, dtype=np.float64)  # 0: a free row
+        self.created = np.zeros(_FIRST_ROWS, dtype=np.float64)
+        self.ids: list[str | None] = [None] * _FIRST_ROWS
+        self.used = 0  # rows ever handed out (the high-water mark)
+        self.free: list[int] = []
+
+    def add(self, ident: str, vector: np.ndarray, expires: float, created: float) -> int:
+        if self.free:
+            row = self.free.pop()
+        else:
+            row = self.used
+            if row == len(self.ids):
+                self._grow()
+            self.used += 1
+        self.matrix[row] = vector
+        self.expires[row] = expires
+        self.created[row] = created
+        self.ids[row] = ident
+        return row
+
+    def _grow(self) -> None:
+        rows = len(self.ids) * 2
+        matrix = np.zeros((rows, self.matrix.shape[1]), dtype=np.float32)
+        matrix[: self.used] = self.matrix[: self.used]
+        self.matrix = matrix
+        self.expires = np.resize(self.expires, rows)
+        self.expires[self.used :] = 0.0
+        self.created = np.resize(self.created, rows)
+        self.ids.extend([None] * (rows - len(self.ids)))
+
+    def remove(self, row: int) -> None:
+        self.expires[row] = 0.0
+        self.ids[row] = None
+        self.free.append(row)
+
+    @property
+    def live(self) -> int:
+        return self.used - len(self.free)
+
+
+class VectorIndex:
+    """Unit vectors by bucket, searched by cosine similarity (see the module docstring)."""
+
+    def __init__(
+        self, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.dim: int | None = None
+        self._buckets: dict[str, _Bucket] = {}
+        self._where: OrderedDict[str, tuple[str, int]] = OrderedDict()  # oldest first
+        self.evicted = 0
+        self.refused = 0  # vectors of another dimension than the index's
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, ident: str) -> bool:
+        return ident in self._where
+
+    @property
+    def entry_bytes(self) -> int:
+        """What one entry takes (its vector and bookkeeping)."""
+        return (self.dim or 0) * 4 + ENTRY_OVERHEAD
+
+    def add(
+        self,
+        ident: str,
+        bucket: str,
+        vector: np.ndarray,
+        expires: float,
+        created: float | None = None,
+    ) -> bool:
+        """Index `vector` (a unit vector) as `ident` until `expires`; False when its
+        dimension is not the index's or it has expired."""
+        if expires <= self.clock():
+            return False
+        if self.dim is None:
+            self.dim = int(vector.shape[0])
+        elif vector.shape[0] != self.dim:
+            self.refused += 1
+            return False
+        self.remove(ident)
+        rows = self._buckets.get(bucket)
+        if rows is None:
+            rows = self._buckets[bucket] = _Bucket(self.dim)
+        row = rows.add(ident, vector, expires, self.clock() if created is None else created)
+        self._where[ident] = (bucket, row)
+        limit = min(self.max_entries, max(1, self.max_bytes // self.entry_bytes))
+        while len(self._where) > limit:
+            oldest = next(iter(self._where))
+            self.remove(oldest)
+            self.evicted += 1
+        return True
+
+    def remove(self, ident: str) -> None:
+        """Forget `ident` (nothing if it is not there)."""
+        place = self._where.pop(ident, None)
+        if place is None:
+            return
+        bucket, row = place
+        rows = self._buckets[bucket]
+        rows.remove(row)
+        if rows.live == 0:
+            del self._buckets[bucket]
+
+    def search(
+        self, bucket: str, vector: np.ndarray, threshold: float, max_age: float | None = None
+    ) -> tuple[str, float] | None:
+        """The id and similarity of the nearest live vector of `bucket` at or above
+        `threshold` (and at most `max_age` seconds old), or None."""
+        rows = self._buckets.get(bucket)
+        if rows is None or vector.shape[0] != self.dim:
+            return None
+        used = rows.used
+        scores = rows.matrix[:used] @ vector
+        now = self.clock()
+        dead = rows.expires[:used] <= now
+        if max_age is not None:
+            dead |= rows.created[:used] < now - max_age
+        scores[dead] = -np.inf
+        best = int(np.argmax(scores))
+        score = float(scores[best])
+        if score < threshold:
+            return None
+        ident = rows.ids[best]
+        return None if ident is None else (ident, score)
+
+    def clear(self) -> None:
+        """Forget every vector."""
+        self._buckets.clear()
+        self._where.clear()
+
+
+class SharedIndex:
+    """Keeps a VectorIndex in step with every instance's through a Redis stream."""
+
+    def __init__(
+        self,
+        index: VectorIndex,
+        client: Any,
+        reader: Any,
+        prefix: str,
+        health: RedisHealth,
+        *,
+        block_ms: int = 1000,
+    ) -> None:
+        self.index = index
+        self.client = client
+        self.reader = reader  # a connection of its own: XREAD blocks
+        self.stream = f"{prefix}:s"
+        self.health = health
+        self.block_ms = block_ms
+        self.last_id = "0-0"
+        self.received = 0
+        self.caught_up = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish(
+        self, ident: str, bucket: str, vector: np.ndarray, expires: float, created: float
+    ) -> bool:
+        """Tell every instance (this one included) about a new entry."""
+        if not self.health.usable():
+            return False
+        fields = {
+            "i": ident,
+            "b": bucket,
+            "x": repr(expires),
+            "c": repr(created),
+            "v": vector.astype(np.float32).tobytes(),
+        }
+        try:
+            await self.client.xadd(
+                self.stream, fields, maxlen=self.index.max_entries, approximate=True
+            )
+        except redis_errors as exc:
+            self.health.failed(exc)
+            return False
+        self.health.succeeded()
+        return True
+
+    def start(self) -> None:
+        """Catch up from the stream's start, then follow it (in the background)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="genroute-cache-index")
+
+    async def aclose(self) -> None:
+        """Stop following."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    def _apply(self, items: list[tuple[Any, dict[Any, Any]]]) -> None:
+        for item_id, fields in items:
+            self.last_id = item_id.decode() if isinstance(item_id, bytes) else str(item_id)
+            self.received += 1
+            try:
+                vector = unit_vector(fields[b"v"])
+                if vector is None:
+                    continue
+                self.index.add(
+                    fields[b"i"].decode(),
+                    fields[b"b"].decode(),
+                    vector,
+                    float(fields[b"x"]),
+                    float(fields[b"c"]),
+                )
+            except (KeyError, ValueError, UnicodeDecodeError):
+                log.warning("response cache: ignoring a malformed index item %s", self.last_id)
+
+    async def _follow(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                reply = await self.reader.xread(
+                    {self.stream: self.last_id}, count=1000, block=self.block_ms
+                )
+            except redis_errors as exc:
+                self.health.failed(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.health.succeeded()
+            delay = 0.05
+            items = reply[0][1] if reply else []
+            self._apply(items)
+            if len(items) < 1000:
+                self.caught_up.set()

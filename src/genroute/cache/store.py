@@ -1,0 +1,214 @@
+"""Where cached answers are kept: in this process (a bounded LRU) or in Redis (shared).
+
+An `Entry` is one answer: its kind, the response's JSON, when it was stored and when it
+expires (wall-clock seconds, the same on every instance), where it came from (group,
+deployment, provider, upstream model: what a hit is priced at to say what it saved) and,
+for embeddings, the tokens the upstream reported.
+
+`LocalStore` keeps at most `max_entries` entries and `max_bytes` bytes, dropping the least
+recently used first; an expired entry is dropped when it is read. `RedisStore` keeps each
+entry under `{prefix}:e:{key}` with its own TTL (plain Redis: GET and SET PX). When Redis
+cannot be reached it says so once (`RedisHealth`), answers "not found" and stores nothing
+until the next try is due, so calls go on without the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from redis.exceptions import RedisError
+
+__all__ = ["Entry", "EntryStore", "LocalStore", "RedisHealth", "RedisStore", "redis_errors"]
+
+log = logging.getLogger("genroute.cache")
+
+redis_errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+Origin = tuple[str | None, str | None, str | None, str | None]
+
+
+@dataclass(slots=True)
+class Entry:
+    """One cached answer (see the module docstring)."""
+
+    kind: str
+    body: bytes
+    created: float
+    expires: float
+    origin: Origin = (None, None, None, None)
+    input_tokens: int | None = None
+
+    def encode(self) -> bytes:
+        """A header line of JSON, then the response's JSON."""
+        header = [self.kind, self.created, self.expires, list(self.origin), self.input_tokens]
+        return orjson.dumps(header) + b"\n" + self.body
+
+    @classmethod
+    def decode(cls, data: bytes) -> Entry:
+        """The entry `encode` wrote (ValueError for anything else)."""
+        head, sep, body = data.partition(b"\n")
+        if not sep:
+            raise ValueError("not a cache entry")
+        kind, created, expires, origin, tokens = orjson.loads(head)
+        return cls(str(kind), body, float(created), float(expires), tuple(origin), tokens)
+
+    @property
+    def size(self) -> int:
+        """Bytes it takes (its response's JSON and a header)."""
+        return len(self.body) + 120
+
+
+class EntryStore(Protocol):
+    """Where entries are kept."""
+
+    async def get(self, key: str) -> Entry | None:
+        """The live entry under `key`, or None."""
+        ...
+
+    async def put(self, key: str, entry: Entry) -> bool:
+        """Keep `entry` until it expires (or is evicted); whether it was stored."""
+        ...
+
+
+class LocalStore:
+    """Entries in this process: an LRU bounded by count and bytes."""
+
+    def __init__(
+        self, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self.bytes = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: str) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= self.clock():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
+
+    async def put(self, key: str, entry: Entry) -> bool:
+        if entry.size > self.max_bytes:
+            return False
+        self._drop(key)
+        self._entries[key] = entry
+        self.bytes += entry.size
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= dropped.size
+            self.evicted += 1
+        return True
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+        self.bytes = 0
+
+
+class RedisHealth:
+    """Whether the cache's Redis answers; while it does not, the cache is skipped and
+    Redis is tried again after a backoff (0.25 s doubling to 5 s). Each outage is logged
+    once, and counted."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.up = True
+        self.errors = 0  # operations that failed
+        self.skipped = 0  # operations not tried because Redis was down
+        self.outages = 0
+        self._delay = 0.25
+        self._next = 0.0
+
+    def usable(self) -> bool:
+        """Whether to try Redis now (counts a skip when not)."""
+        if self.up or self.clock() >= self._next:
+            return True
+        self.skipped += 1
+        return False
+
+    def failed(self, exc: BaseException) -> None:
+        """An operation failed: Redis is unreachable, timed out or refused."""
+        self.errors += 1
+        if self.up:
+            self.up = False
+            self.outages += 1
+            self._delay = 0.25
+            log.warning(
+                "response cache: Redis is unavailable (%s: %s); calls go on without the "
+                "cache until it answers again",
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
+        else:
+            self._delay = min(self._delay * 2, 5.0)
+        self._next = self.clock() + self._delay
+
+    def succeeded(self) -> None:
+        """An operation worked."""
+        if not self.up:
+            self.up = True
+            log.warning("response cache: Redis answers again; the cache is back in use")
+
+
+class RedisStore:
+    """Entries in Redis under `{prefix}:e:{key}`, each with its own TTL."""
+
+    def __init__(
+        self, client: Any, prefix: str, health: RedisHealth, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.health = health
+        self.clock = clock
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:e:{key}"
+
+    async def get(self, key: str) -> Entry | None:
+        if not self.health.usable():
+            return None
+        try:
+            data = await self.client.get(self._key(key))
+        except redis_errors as exc:
+            self.health.failed(exc)
+            return None
+        self.health.succeeded()
+        if data is None:
+            return None
+        try:
+            entry = Entry.decode(data)
+        except (ValueError, TypeError):
+            log.warning("response cache: ignoring a malformed entry %s", self._key(key))
+            return None
+        return entry if entry.expires > self.clock() else None
+
+    async def put(self, key: str, entry: Entry) -> bool:
+        ttl_ms = int((entry.expires - self.clock()) * 1000)
+        if ttl_ms <= 0 or not self.health.usable():
+            return False
+        try:
+            await self.client.set(self._key(key), entry.encode(), px=ttl_ms)
+        except redis_errors as exc:
+            self.health.failed(exc)
+            return False
+        self.health.succeeded()
+        return True
