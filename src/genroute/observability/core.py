@@ -29,6 +29,7 @@ from genroute.errors import ConfigError
 from genroute.observability.callbacks import Dispatcher, Sink, load_object
 from genroute.observability.logs import RequestLog
 from genroute.observability.metrics import CooldownSource, Metrics
+from genroute.observability.recent import DEFAULT_RECENT_CALLS, RecentCalls
 from genroute.observability.records import Redactor, build_record, contents_text
 
 if TYPE_CHECKING:
@@ -54,8 +55,10 @@ class Observability:
         callbacks: Dispatcher | None = None,
         redactor: Redactor | None = None,
         metrics_require_auth: bool = False,
+        recent: RecentCalls | None = None,
     ) -> None:
         self.logs = logs
+        self.recent = recent
         self.metrics = metrics
         self.tracing = tracing
         self.callbacks = callbacks if callbacks is not None and callbacks.sinks else None
@@ -66,7 +69,8 @@ class Observability:
     @property
     def enabled(self) -> bool:
         """Whether any sink is on (else the observed layer need not be installed)."""
-        return any(x is not None for x in (self.logs, self.metrics, self.tracing, self.callbacks))
+        sinks = (self.logs, self.metrics, self.tracing, self.callbacks, self.recent)
+        return any(x is not None for x in sinks)
 
     @classmethod
     def from_config(
@@ -77,7 +81,9 @@ class Observability:
         environ: Mapping[str, str] | None = None,
         server: bool = True,
     ) -> Observability:
-        """Build from `observability:` and the LiteLLM keys; ConfigError for a bad callback."""
+        """Build from `observability:` and the LiteLLM keys; ConfigError for a bad callback.
+        A gateway with a master key also keeps its recent calls for the admin UI."""
+        ui = server and config.general_settings.master_key is not None
         return cls.from_settings(
             config.observability,
             litellm_settings=config.litellm_settings,
@@ -85,6 +91,7 @@ class Observability:
             environ=environ,
             server=server,
             source=config.source,
+            recent_calls=DEFAULT_RECENT_CALLS if ui else 0,
         )
 
     @classmethod
@@ -97,8 +104,10 @@ class Observability:
         environ: Mapping[str, str] | None = None,
         server: bool = False,
         source: str = "observability",
+        recent_calls: int = 0,
     ) -> Observability:
-        """Build from settings (or their dict), e.g. for `genroute.Client(observability=...)`."""
+        """Build from settings (or their dict), e.g. for `genroute.Client(observability=...)`;
+        `recent_calls`: how many finished calls to keep in memory (`RecentCalls`)."""
         if not isinstance(settings, ObservabilitySettings):
             settings = ObservabilitySettings.model_validate(dict(settings))
         if litellm_settings is None:
@@ -124,6 +133,9 @@ class Observability:
         if settings.logs.include_content and not lite.turn_off_message_logging:
             redactor = Redactor(settings.logs.redact_patterns, settings.logs.max_content_chars)
         sinks = build_sinks(settings, lite, env, metrics, source=source)
+        recent = None
+        if recent_calls > 0:
+            recent = RecentCalls(recent_calls, content_logged=redactor is not None)
         return cls(
             logs=logs,
             metrics=metrics,
@@ -131,6 +143,7 @@ class Observability:
             callbacks=Dispatcher(sinks),
             redactor=redactor,
             metrics_require_auth=settings.metrics.require_auth,
+            recent=recent,
         )
 
     @classmethod
@@ -181,7 +194,8 @@ class Observability:
         request: Any,
         response_text: str | None,
     ) -> None:
-        if self.metrics is None and self.logs is None and self.callbacks is None and span is None:
+        outputs = (self.metrics, self.logs, self.callbacks, self.recent, span)
+        if all(x is None for x in outputs):
             return
         record = build_record(call, error, finished)
         if span is not None and self.tracing is not None:
@@ -190,7 +204,7 @@ class Observability:
             record.trace_id, record.span_id = f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
         if self.metrics is not None:
             self.metrics.observe(record)
-        if self.logs is None and self.callbacks is None:
+        if self.logs is None and self.callbacks is None and self.recent is None:
             return
         if self.redactor is not None:
             if request is not None and getattr(request, "contents", None) is not None:
@@ -201,6 +215,8 @@ class Observability:
             self.logs.write(record)
         if self.callbacks is not None:
             self.callbacks.emit(record)
+        if self.recent is not None:
+            self.recent.add(record, call.route.attempts)
 
     def refused(self, call: Call, error: BaseException) -> None:
         """Record a call the edge refused before it reached the pipeline."""

@@ -8,6 +8,7 @@ tuned models, Vertex AI with or without a project; any base-path prefix):
     the Files API ({v}/files, upload/{v}/files): genroute.server.files
     GET  /health/liveness (liveliness)  GET /health/readiness     open, status only
     GET  /health  GET /metrics                                   the master key, when set
+    /ui, /ui/...   the admin web UI (genroute.ui), on the management API
 Every error is Google's `{"error": {"code", "message", "status", "details"?}}`.
 
 The edge authenticates the caller, reads and validates the body (within
@@ -41,6 +42,7 @@ from genroute.server.files import FilesAPI, match_files_path
 from genroute.server.management import ManagementAPI
 from genroute.server.paths import ModelPath, parse_model_path
 from genroute.server.vertex import lift_embed_config, predict_reply, predict_request
+from genroute.ui import AdminUI
 from genroute.wire import (
     BatchEmbedContentsRequest,
     CountTokensRequest,
@@ -116,8 +118,16 @@ class GatewayApp:
         self.header_timeout = general.request_header_timeout
         self.max_connections = general.max_connections
         self.management = (
-            ManagementAPI(self.governance, self.body_timeout) if self.governance else None
+            ManagementAPI(
+                self.governance,
+                self.body_timeout,
+                router=self.router,
+                recent=self.observability.recent if self.observability else None,
+            )
+            if self.governance
+            else None
         )
+        self.ui = AdminUI(self.management, config.general_settings.master_key)
         self.end_user_header = config.general_settings.end_user_header.lower().encode("latin-1")
         resources = pipeline.resources
         self.files = FilesAPI(resources, self.body_timeout, self.body_limit) if resources else None
@@ -184,8 +194,11 @@ class GatewayApp:
     ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if path.startswith("/ui") and self.ui.handles(path):  # before /{prefix}/models
+            await self.ui(scope, receive, send, headers)
+            return
         if self.files is not None and (files := match_files_path(path)) is not None:
-            caller = await self._resource_caller(scope)
+            caller = await self._resource_caller(scope) if files.needs_key(scope) else None
             await self.files.handle(files, scope, receive, send, caller, headers)
             return
         parsed = parse_model_path(path)

@@ -6,6 +6,7 @@
     POST /customer/new   GET /customer/info?end_user_id=   POST /customer/update
     POST /customer/delete   GET /customer/list
     GET  /spend/logs     GET /global/spend/report
+    GET  /model/health   GET /request/info?request_id=
 
 Bodies and query parameters are checked strictly, at the edge, against what the columns
 hold on SQLite and PostgreSQL alike: a wrong type, a negative budget, a limit over 2^31-1
@@ -34,11 +35,21 @@ from pydantic import (
 
 from genroute.errors import GenrouteError, InvalidRequest, NotFound, PermissionDenied
 from genroute.governance import Governance
+from genroute.observability.recent import RecentCalls
+from genroute.routing import Router
 from genroute.server import asgi
 from genroute.server.asgi import Receive, Scope, Send
 from genroute.server.auth import presented_key, query_params
 from genroute.store import StoreError, hash_key, parse_duration
-from genroute.store.spend import GROUPS, SpendFilter, spend_logs, spend_report
+from genroute.store.repo import utcnow
+from genroute.store.spend import (
+    BUCKETS,
+    GROUPS,
+    SpendFilter,
+    deployment_stats,
+    spend_logs,
+    spend_report,
+)
 from genroute.wire import format_validation_error
 
 __all__ = [
@@ -65,6 +76,7 @@ MAX_ID = 256  # the String(256) id and alias columns
 MAX_KEY = 1024  # a key (or its hash) to look up: hashed, never stored as given
 MAX_ITEMS = 1000  # ids in one delete, models in one list
 MAX_DURATION = timedelta(days=36_500)
+HEALTH_WINDOW = "15m"  # /model/health: the ledger window of its requests and error rates
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 M = TypeVar("M", bound=BaseModel)
 
@@ -206,6 +218,17 @@ def _whole(query: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _status(value: str | None) -> str | int | None:
+    """`status=`: success, error or an HTTP status code; InvalidRequest otherwise."""
+    if not value:
+        return None
+    if value in ("success", "error"):
+        return value
+    if value.isdigit() and len(value) == 3:
+        return int(value)
+    raise InvalidRequest(f"status: success, error or an HTTP status code, not {value[:40]!r}")
+
+
 def _token(key: str) -> str:
     """A key's hash, given the secret or the hash itself."""
     key = key.strip()
@@ -217,10 +240,19 @@ def _token(key: str) -> str:
 class ManagementAPI:
     """Routes the management paths to the store, behind the master key."""
 
-    def __init__(self, governance: Governance, body_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        governance: Governance,
+        body_timeout: float | None = None,
+        *,
+        router: Router | None = None,
+        recent: RecentCalls | None = None,
+    ) -> None:
         self.gov = governance
         self.body_timeout = body_timeout
         self.store = governance.store
+        self.router = router
+        self.recent = recent
         self.routes: dict[tuple[str, str], Any] = {
             ("POST", "/key/generate"): self.key_generate,
             ("GET", "/key/info"): self.key_info,
@@ -239,7 +271,10 @@ class ManagementAPI:
             ("GET", "/customer/list"): self.customer_list,
             ("GET", "/spend/logs"): self.spend_logs,
             ("GET", "/global/spend/report"): self.spend_report,
+            ("GET", "/request/info"): self.request_info,
         }
+        if router is not None:
+            self.routes[("GET", "/model/health")] = self.model_health
         self.paths = {path for _, path in self.routes}
 
     def handles(self, path: str) -> bool:
@@ -268,11 +303,21 @@ class ManagementAPI:
         body = b""
         if scope["method"] == "POST":
             body = await asgi.read_body(scope, receive, BODY_LIMIT, self.body_timeout)
+        result = await self.call(scope["method"], path, body, query)
+        await asgi.send_json(send, 200, result, headers)
+
+    async def call(
+        self, method: str, path: str, body: bytes = b"", query: dict[str, str] | None = None
+    ) -> Any:
+        """Run a route for a caller already known to hold the master key (the admin UI's
+        way in): the same validation and answers as over HTTP; GenrouteError otherwise."""
+        route = self.routes.get((method, path))
+        if route is None:
+            raise NotFound(f"no management route {method} {path}")
         try:
-            result = await route(body, query)
+            return await route(body, query or {})
         except StoreError as exc:
             raise GenrouteError(exc.message, code=exc.code) from None
-        await asgi.send_json(send, 200, result, headers)
 
     @staticmethod
     def _parse(body: bytes, model: type[M]) -> M:
@@ -427,15 +472,67 @@ class ManagementAPI:
             model=_param(query, "model"),
             start=_when(query.get("start_date"), "start_date"),
             end=_when(query.get("end_date"), "end_date"),
+            status=_status(query.get("status")),
+            request_id=_param(query, "request_id", limit=128),
         )
 
     async def spend_logs(self, body: bytes, query: dict[str, str]) -> Any:
         limit = _whole(query, "limit", 1000)
         offset = _whole(query, "offset", 0)
-        return await spend_logs(self.store, self._filter(query), limit, offset)
+        order = query.get("order") or "asc"
+        if order not in ("asc", "desc"):
+            raise InvalidRequest(f"order: asc or desc, not {order[:40]!r}")
+        where = self._filter(query)
+        return await spend_logs(self.store, where, limit, offset, newest_first=order == "desc")
 
     async def spend_report(self, body: bytes, query: dict[str, str]) -> Any:
         group_by = (query.get("group_by") or "model").replace("-", "_")
         if group_by not in GROUPS:
             raise InvalidRequest(f"group_by: one of {', '.join(GROUPS)}, not {group_by!r}")
-        return await spend_report(self.store, group_by, self._filter(query))
+        bucket = query.get("bucket") or "day"
+        if bucket not in BUCKETS:
+            raise InvalidRequest(f"bucket: one of {', '.join(BUCKETS)}, not {bucket[:40]!r}")
+        return await spend_report(self.store, group_by, self._filter(query), bucket=bucket)
+
+    # -- what the admin UI shows besides the store ----------------------------------------------
+
+    async def model_health(self, body: bytes, query: dict[str, str]) -> Any:
+        """Every deployment's state in the Router (cooldown, load, moving latency) and its
+        calls in the ledger over `window` (default 15m): requests, errors, error rate and
+        mean latency."""
+        assert self.router is not None
+        window = query.get("window") or HEALTH_WINDOW
+        try:
+            length = parse_duration(_duration(window))
+        except ValueError as exc:
+            raise InvalidRequest(f"window: {exc}") from None
+        report = await self.router.health()
+        stats = await deployment_stats(self.store, utcnow() - length)
+        deployments = [*report["healthy_endpoints"], *report["unhealthy_endpoints"]]
+        for item in deployments:
+            item.update(stats.get(item["deployment"], {"requests": 0, "errors": 0}))
+        deployments.sort(key=lambda d: (d["model_group"], d["deployment"]))
+        return {
+            "window": window,
+            "router_state": report["router_state"],
+            "deployments": deployments,
+            "wildcard_deployments_omitted": report.get("wildcard_deployments_omitted", 0),
+        }
+
+    async def request_info(self, body: bytes, query: dict[str, str]) -> Any:
+        """One request id's ledger rows, and how this instance routed it (its attempts,
+        fallbacks, trace id and, where content is logged, its content) while it is among
+        the last calls it keeps."""
+        request_id = _param(query, "request_id", limit=128)
+        if not request_id:
+            raise InvalidRequest("request_id: required")
+        rows = await spend_logs(self.store, SpendFilter(request_id=request_id), 100)
+        calls = self.recent.find(request_id) if self.recent is not None else []
+        if not rows and not calls:
+            raise NotFound(f"no call with request id {request_id!r}")
+        return {
+            "request_id": request_id,
+            "ledger": rows,
+            "calls": calls,
+            "content_logged": self.recent is not None and self.recent.content_logged,
+        }

@@ -11,7 +11,16 @@ from sqlalchemy import case, func, select
 from genroute.store.models import SpendLog
 from genroute.store.repo import Store, aware
 
-__all__ = ["GROUPS", "MAX_LOGS", "SpendFilter", "spend_logs", "spend_report", "spend_totals"]
+__all__ = [
+    "BUCKETS",
+    "GROUPS",
+    "MAX_LOGS",
+    "SpendFilter",
+    "deployment_stats",
+    "spend_logs",
+    "spend_report",
+    "spend_totals",
+]
 
 GROUPS = {
     "model": SpendLog.model_group,
@@ -20,6 +29,7 @@ GROUPS = {
     "team": SpendLog.team_id,
 }
 MAX_LOGS = 10_000
+BUCKETS = ("day", "hour")
 
 
 @dataclass(slots=True)
@@ -32,9 +42,20 @@ class SpendFilter:
     model: str | None = None
     start: datetime | None = None
     end: datetime | None = None
+    # "success" (below 400), "error" (400 and over) or one HTTP status code
+    status: str | int | None = None
+    request_id: str | None = None
 
     def apply(self, query: Any) -> Any:
         """The query narrowed to these rows."""
+        if self.request_id:
+            query = query.where(SpendLog.request_id == self.request_id)
+        if self.status == "success":
+            query = query.where(SpendLog.status_code < 400)
+        elif self.status == "error":
+            query = query.where(SpendLog.status_code >= 400)
+        elif isinstance(self.status, int):
+            query = query.where(SpendLog.status_code == self.status)
         if self.key_hash:
             query = query.where(SpendLog.key_hash == self.key_hash)
         if self.end_user:
@@ -57,10 +78,16 @@ def _log_dict(row: SpendLog) -> dict[str, Any]:
 
 
 async def spend_logs(
-    store: Store, where: SpendFilter, limit: int = 1000, offset: int = 0
+    store: Store,
+    where: SpendFilter,
+    limit: int = 1000,
+    offset: int = 0,
+    *,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Ledger rows, oldest first."""
-    query = where.apply(select(SpendLog)).order_by(SpendLog.id).limit(min(limit, MAX_LOGS))
+    """Ledger rows, oldest first (or newest first)."""
+    order = SpendLog.id.desc() if newest_first else SpendLog.id
+    query = where.apply(select(SpendLog)).order_by(order).limit(min(limit, MAX_LOGS))
     async with store.session() as session:
         rows = (await session.execute(query.offset(offset))).scalars()
         return [_log_dict(row) for row in rows]
@@ -94,21 +121,35 @@ async def spend_totals(store: Store, where: SpendFilter) -> dict[str, float | in
     }
 
 
+def _bucket(store: Store, bucket: str) -> Any:
+    """The ledger's start time cut to its UTC day (`2026-12-03`) or hour
+    (`2026-12-03 14:00`), on SQLite and PostgreSQL alike."""
+    start: Any = SpendLog.start_time
+    postgres = store.engine.dialect.name == "postgresql"
+    if postgres:
+        start = func.timezone("UTC", start)  # whatever the server's zone
+    if bucket == "day":
+        return func.date(start)
+    if postgres:
+        return func.to_char(func.date_trunc("hour", start), "YYYY-MM-DD HH24:00")
+    return func.strftime("%Y-%m-%d %H:00", start)
+
+
 async def spend_report(
-    store: Store, group_by: str, where: SpendFilter, by_day: bool = True
+    store: Store, group_by: str, where: SpendFilter, by_day: bool = True, bucket: str = "day"
 ) -> list[dict[str, Any]]:
-    """Spend grouped by day (optionally) and by model, key, team or end user."""
+    """Spend grouped by time (`bucket`: day or hour; none without `by_day`) and by model,
+    key, team or end user. Grouped by key, each row also names the key's alias."""
     column = GROUPS[group_by]
     keys: list[Any] = []
     if by_day:
-        start: Any = SpendLog.start_time
-        if store.engine.dialect.name == "postgresql":
-            start = func.timezone("UTC", start)  # days in UTC, whatever the server's zone
-        keys.append(func.date(start).label("day"))
+        keys.append(_bucket(store, bucket).label("period"))
     keys.append(column.label("group"))
+    extra = [func.max(SpendLog.key_alias).label("key_alias")] if group_by == "key" else []
     query = where.apply(
         select(
             *keys,
+            *extra,
             func.count(SpendLog.id).label("requests"),
             func.sum(SpendLog.cost).label("spend"),
             func.sum(SpendLog.prompt_tokens).label("prompt_tokens"),
@@ -122,16 +163,46 @@ async def spend_report(
         rows = (await session.execute(query)).all()
     result: list[dict[str, Any]] = []
     for row in rows:
-        item: dict[str, Any] = {
-            group_by: row.group,
-            "requests": int(row.requests),
-            "spend": float(row.spend or 0.0),
-            "prompt_tokens": int(row.prompt_tokens or 0),
-            "output_tokens": int(row.output_tokens or 0),
-            "cache_hits": int(row.cache_hits or 0),
-            "cache_saved": float(row.cache_saved or 0.0),
-        }
+        item: dict[str, Any] = {group_by: row.group}
+        if extra:
+            item["key_alias"] = row.key_alias
+        item.update(
+            requests=int(row.requests),
+            spend=float(row.spend or 0.0),
+            prompt_tokens=int(row.prompt_tokens or 0),
+            output_tokens=int(row.output_tokens or 0),
+            cache_hits=int(row.cache_hits or 0),
+            cache_saved=float(row.cache_saved or 0.0),
+        )
         if by_day:
-            item = {"day": str(row.day), **item}
+            item = {bucket: str(row.period), **item}
         result.append(item)
     return result
+
+
+async def deployment_stats(store: Store, since: datetime) -> dict[str, dict[str, Any]]:
+    """Per deployment, the calls it answered since `since`: requests, errors (status 400
+    and over), error rate and mean latency (ms)."""
+    errors = func.sum(case((SpendLog.status_code >= 400, 1), else_=0))
+    query = (
+        select(
+            SpendLog.deployment_id,
+            func.count(SpendLog.id),
+            errors,
+            func.avg(SpendLog.latency_ms),
+        )
+        .where(SpendLog.start_time >= since, SpendLog.deployment_id.is_not(None))
+        .group_by(SpendLog.deployment_id)
+    )
+    async with store.session() as session:
+        rows = (await session.execute(query)).all()
+    stats: dict[str, dict[str, Any]] = {}
+    for deployment, count, failed, latency in rows:
+        requests, failures = int(count), int(failed or 0)
+        stats[str(deployment)] = {
+            "requests": requests,
+            "errors": failures,
+            "error_rate": failures / requests if requests else 0.0,
+            "avg_latency_ms": None if latency is None else round(float(latency), 1),
+        }
+    return stats
