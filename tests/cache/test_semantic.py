@@ -1,0 +1,147 @@
+"""The semantic cache in process: the vector index, and local-semantic in a pipeline whose
+embedding model is a configured group (bag of words), called through the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genroute.cache.semantic import VectorIndex, unit_vector
+from tests.cache.conftest import Upstream, call, pipeline, request
+from tests.fakes.embeddings import bag_of_words
+
+SEMANTIC = {"type": "local-semantic", "similarity_threshold": 0.9,
+            "redis_semantic_cache_embedding_model": "embedder"}  # fmt: skip
+
+
+def vec(text: str) -> np.ndarray:
+    vector = unit_vector(bag_of_words(text))
+    assert vector is not None
+    return vector
+
+
+def test_the_index_finds_the_nearest_live_vector_at_or_above_the_threshold() -> None:
+    now = [100.0]
+    index = VectorIndex(100, 1 << 20, clock=lambda: now[0])
+    index.add("france", "b", vec("capital of France"), expires=200)
+    index.add("spain", "b", vec("capital of Spain"), expires=150)
+    index.add("other-bucket", "c", vec("capital of France"), expires=200)
+    assert index.search("b", vec("France capital"), 0.9) == ("france", pytest.approx(1.0))
+    assert index.search("b", vec("bake bread"), 0.5) is None
+    assert index.search("nowhere", vec("France capital"), 0.5) is None
+    found = index.search("b", vec("capital of Spain"), 0.9)
+    assert found is not None and found[0] == "spain"
+    now[0] = 160  # spain expired
+    assert index.search("b", vec("capital of Spain"), 0.9) is None
+    assert index.search("b", vec("capital of France"), 0.9, max_age=30) is None  # too old
+    index.remove("france")
+    assert index.search("b", vec("capital of France"), 0.9) is None
+    assert len(index) == 2
+
+
+def rand(rng: np.random.Generator, dim: int = 64) -> np.ndarray:
+    vector = unit_vector(rng.standard_normal(dim).tolist())
+    assert vector is not None
+    return vector
+
+
+def test_the_index_is_bounded_by_entries_and_bytes_oldest_first() -> None:
+    rng = np.random.default_rng(1)
+    index = VectorIndex(3, 1 << 20)
+    for i in range(5):
+        index.add(f"e{i}", "b", rand(rng), expires=2e9)
+    assert len(index) == 3 and "e0" not in index and "e4" in index
+    small = VectorIndex(1000, 2 * (64 * 4 + 300))  # room for two 64-dimension entries
+    for i in range(5):
+        small.add(f"e{i}", f"b{i % 2}", rand(rng), expires=2e9)
+    assert len(small) == 2 and small.evicted == 3
+    assert small.add("x", "b", unit_vector([1.0, 0.0]), expires=2e9) is False  # wrong dim
+
+
+def test_rows_are_reused_and_buckets_grow() -> None:
+    rng = np.random.default_rng(2)
+    vectors = [rand(rng) for _ in range(150)]
+    index = VectorIndex(10_000, 1 << 30)
+    for i in range(100):
+        index.add(f"e{i}", "b", vectors[i], expires=2e9)
+    for i in range(50):
+        index.remove(f"e{i}")
+    for i in range(100, 150):
+        index.add(f"e{i}", "b", vectors[i], expires=2e9)
+    assert len(index) == 100
+    assert index.search("b", vectors[10], 0.99) is None  # removed
+    found = index.search("b", vectors[120], 0.99)
+    assert found is not None and found[0] == "e120"
+
+
+async def test_a_paraphrase_is_a_semantic_hit_and_an_unrelated_prompt_a_miss() -> None:
+    up = Upstream()
+    p = pipeline(up, SEMANTIC)
+    first = call()
+    await p.generate(first, request("What is the capital of France?"))
+    await p.cache.drain()
+    paraphrase = call()
+    response = await p.generate(paraphrase, request("Tell me France's capital city, please"))
+    assert paraphrase.cache.outcome == "semantic-hit"
+    assert paraphrase.cache.similarity == pytest.approx(1.0)
+    assert paraphrase.meter.cost == 0.0 and paraphrase.cache.saved_cost > 0
+    assert response.text == Upstream().answer
+    unrelated = call()
+    await p.generate(unrelated, request("How do I bake bread?"))
+    assert unrelated.cache.outcome == "miss"
+    assert up.generated == 2
+    # one embedding per lookup (the stored entry reuses its lookup's embedding)
+    assert up.embedded == [
+        "What is the capital of France?",
+        "Tell me France's capital city, please",
+        "How do I bake bread?",
+    ]
+    exact = call()
+    await p.generate(exact, request("What is the capital of France?"))
+    assert exact.cache.outcome == "hit" and len(up.embedded) == 3  # exact first: no embedding
+    await p.aclose()
+
+
+async def test_what_must_match_exactly_for_a_semantic_hit() -> None:
+    up = Upstream()
+    p = pipeline(up, SEMANTIC)
+    await p.generate(call(), request("What is the capital of France?"))
+    await p.cache.drain()
+    changes = [
+        {"systemInstruction": {"parts": [{"text": "Answer in French."}]}},
+        {"generationConfig": {"temperature": 0.1}},
+        {"tools": [{"functionDeclarations": [{"name": "lookup"}]}]},
+    ]
+    for fields in changes:
+        c = call()
+        await p.generate(c, request("Tell me France's capital city", **fields))
+        assert c.cache.outcome == "miss", fields
+    earlier = request("Tell me France's capital city").model_validate(
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": "hi"}]},
+                {"role": "model", "parts": [{"text": "hello"}]},
+                {"role": "user", "parts": [{"text": "Tell me France's capital city"}]},
+            ]
+        }
+    )
+    c = call()
+    await p.generate(c, earlier)
+    assert c.cache.outcome == "miss"  # another conversation before the last turn
+    other_team = call(team="x")
+    await p.generate(other_team, request("Tell me France's capital city"))
+    assert other_team.cache.outcome == "miss"
+    await p.aclose()
+
+
+async def test_a_failing_embedding_model_skips_the_semantic_match_only() -> None:
+    up = Upstream(embed_status=400)
+    p = pipeline(up, SEMANTIC)
+    c = call()
+    await p.generate(c, request("What is the capital of France?"))
+    await p.cache.drain()
+    assert c.cache.outcome == "miss" and p.cache.stats["embedding_errors"] == 2
+    exact = call()
+    await p.generate(exact, request("What is the capital of France?"))
+    assert exact.cache.outcome == "hit"  # the exact entry was still stored
+    await p.aclose()
