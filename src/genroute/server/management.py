@@ -173,6 +173,40 @@ class CustomerDelete(_Body):
     )
 
 
+# The response cache's switches in a key's or team's metadata (LiteLLM's names).
+_CACHE_SWITCHES: dict[str, tuple[tuple[type, ...], str]] = {
+    "no-cache": ((bool,), "true or false"),
+    "no-store": ((bool,), "true or false"),
+    "ttl": ((int, float), "a number of seconds over 0"),
+    "s-maxage": ((int, float), "a number of seconds over 0"),
+    "namespace": ((str,), "a string of 1 to 128 characters"),
+}
+
+
+def _check_cache_switches(metadata: dict[str, Any] | None) -> None:
+    """InvalidRequest naming the field for a `metadata.cache` the cache cannot use."""
+    if not metadata or "cache" not in metadata:
+        return
+    switches = metadata["cache"]
+    if not isinstance(switches, dict):
+        raise InvalidRequest(
+            "metadata.cache: an object of no-cache, no-store, ttl, s-maxage, namespace"
+        )
+    for name, value in switches.items():
+        kinds, what = _CACHE_SWITCHES.get(name, ((), ""))
+        if not kinds:
+            raise InvalidRequest(
+                f"metadata.cache.{name}: unknown (no-cache, no-store, ttl, s-maxage, namespace)"
+            )
+        ok = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+        if ok and isinstance(value, (int, float)) and not isinstance(value, bool):
+            ok = 0 < value <= 366 * 86_400
+        if ok and isinstance(value, str):
+            ok = 0 < len(value) <= 128 and not _CONTROL.search(value)
+        if not ok:
+            raise InvalidRequest(f"metadata.cache.{name}: must be {what}")
+
+
 def _fields(body: BaseModel, *drop: str) -> dict[str, Any]:
     return {k: v for k, v in body.model_dump(exclude_unset=True).items() if k not in drop}
 
@@ -328,11 +362,13 @@ class ManagementAPI:
         if not isinstance(data, dict):
             raise InvalidRequest("Invalid JSON payload received: the body must be a JSON object")
         try:
-            return model.model_validate(data)
+            parsed = model.model_validate(data)
         except ValidationError as exc:
             raise InvalidRequest(
                 f"Invalid request: {format_validation_error(exc, camel=False)}"
             ) from None
+        _check_cache_switches(getattr(parsed, "metadata", None))
+        return parsed
 
     async def _team_exists(self, team_id: str | None) -> None:
         if team_id and await self.store.get("team", team_id) is None:
