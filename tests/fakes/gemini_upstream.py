@@ -43,6 +43,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.gemini_files import FakeFilesAPI
+
 DEFAULT_API_KEY = "upstream-key"
 DEFAULT_MODELS: tuple[str, ...] = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
 DEFAULT_MODELS += ("gemini-2.0-flash", "gemini-embedding-001", "text-embedding-004")
@@ -547,6 +549,7 @@ class FakeGemini:
         self._runner: web.ServerRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self.files_api = FakeFilesAPI()  # the Files API (tests/fakes/gemini_files.py)
 
     # -- lifecycle
 
@@ -721,6 +724,8 @@ class FakeGemini:
         if rec.version is None or rec.model is None:
             raise GoogleError(404, f"The requested URL {rec.path} was not found on this server.")
         self._check_key(rec)
+        if rec.model == "files" or rec.model.startswith("files/"):
+            return self._files(rec)
         if rec.json_error is not None:
             raise _bad(f"Invalid JSON payload received. {rec.json_error}")
         get = rec.method == "GET" and rec.action is None
@@ -735,6 +740,8 @@ class FakeGemini:
             )
         if not get:
             check_request(str(rec.action), rec.model, rec.body, self.strict_fields)
+            if refused := self.files_api.check_refs(rec.api_key, rec.body):
+                return _json_response(refused[1], refused[0])
         script = self._take_script(rec.path)
         kind, opts = (script.kind, script.opts) if script else ("", {})
         if delay := float(opts.get("seconds" if kind == "delay" else "delay", 0)):
@@ -763,6 +770,25 @@ class FakeGemini:
         if streaming:
             return await self._stream(request, rec, kind, opts)
         return _json_response(self._answer(rec))
+
+    def _files(self, rec: RecordedRequest) -> web.Response:
+        key = str(rec.api_key)
+        if rec.path.startswith("/upload/") and rec.method == "POST":
+            if "upload_id" in rec.query:
+                status, headers, body = self.files_api.upload(
+                    key, rec.query, rec.headers, rec.raw_body
+                )
+            else:
+                status, headers, body = self.files_api.start(
+                    key, rec.headers, rec.body, self.base_url
+                )
+        elif rec.method == "GET" and str(rec.model).startswith("files/"):
+            status, headers, body = self.files_api.get(key, str(rec.model)[len("files/") :])
+        else:
+            raise GoogleError(404, f"Method not found: {rec.method} {rec.path}")
+        if body is None:
+            return web.Response(status=status, headers=headers)
+        return _json_response(body, status, headers)
 
     def _answer(self, rec: RecordedRequest) -> Any:
         model, action = str(rec.model), rec.action

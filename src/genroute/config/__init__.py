@@ -2,7 +2,7 @@
 
 The YAML layout is LiteLLM's: `model_list` (each entry `model_name`, `params` or its alias
 `litellm_params`, and `model_info`), `router_settings`, `general_settings`,
-`litellm_settings`, `observability` and `environment_variables`. Any string of the form
+`litellm_settings`, `observability`, `files` and `environment_variables`. Any string of the form
 `os.environ/NAME` is read from the environment. Every problem is reported as a
 `ConfigError` that names the key and where it is, e.g.
 `config.yaml: model_list[1].params.api_kye: unknown key`.
@@ -11,6 +11,7 @@ The YAML layout is LiteLLM's: `model_list` (each entry `model_name`, `params` or
     router.py         router_settings
     general.py        general_settings and litellm_settings
     observability.py  the observability section
+    files.py          the files section (uploaded files: storage and limits)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from genroute.config.base import Strict
 from genroute.config.deployments import DeploymentParams, ModelEntry, ModelInfo
+from genroute.config.files import FilesSettings, S3Settings
 from genroute.config.general import DEFAULT_MAX_REQUEST_MB, GeneralSettings, LitellmSettings
 from genroute.config.observability import ObservabilitySettings
 from genroute.config.router import RouterSettings, RoutingStrategyArgs
@@ -37,6 +39,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DeploymentParams",
+    "FilesSettings",
     "GeneralSettings",
     "LitellmSettings",
     "ModelEntry",
@@ -44,6 +47,7 @@ __all__ = [
     "ObservabilitySettings",
     "RouterSettings",
     "RoutingStrategyArgs",
+    "S3Settings",
     "config_from_data",
     "load_config",
     "resolve_env",
@@ -60,6 +64,7 @@ class Config(Strict):
     general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    files: FilesSettings = Field(default_factory=FilesSettings)
     environment_variables: dict[str, str] = Field(default_factory=dict)
     source: str = Field(default="<built-in>", exclude=True)
 

@@ -7,6 +7,7 @@ governance and observability the config turns on, then wraps them outermost firs
     Governed      when a master key or a database is configured (proxy), never in the SDK
     Metered       always: usage and cost of every call
     Cached        with litellm_settings.cache: answers kept for next time (genroute.cache)
+    Resolved      in the proxy: uploaded files named in requests (genroute.resources)
     Router        model groups, strategies, retries, fallbacks, cooldowns
 
 `Pipeline` serves the same five methods as the outermost layer, and owns the start-up
@@ -17,17 +18,23 @@ connections) of everything it built.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 from genroute.cache import Cached, ResponseCache, build_cache
 from genroute.call import Call, ModelAPI
 from genroute.config import Config
 from genroute.cost import Pricer, pricer_for
-from genroute.governance import Governance, Governed, build_governance
+from genroute.governance import Governance, Governed, build_governance, database_url
 from genroute.observability import Observability, Observed
 from genroute.observability.metrics import router_cooldowns
 from genroute.pipeline.metering import Metered
+from genroute.resources import Resolved, Resources, build_resources
 from genroute.routing import Router
+from genroute.store import default_url
+from genroute.store.engine import is_sqlite
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -62,8 +69,10 @@ class Pipeline:
         governance: Governance | None = None,
         observability: Observability | None = None,
         cache: ResponseCache | None = None,
+        resources: Resources | None = None,
     ) -> None:
         self.api = api
+        self.resources = resources
         self.router = router
         self.pricer = pricer
         self.governance = governance
@@ -87,6 +96,8 @@ class Pipeline:
             await self.governance.start()
         if self.cache is not None:
             await self.cache.start()
+        if self.resources is not None:
+            self.resources.start()
 
     async def aclose(self) -> None:
         """Write every queued ledger row, flush logs, callbacks and traces, close
@@ -100,7 +111,26 @@ class Pipeline:
             await self.governance.aclose()
         if self.observability is not None:
             await self.observability.aclose()
+        if self.resources is not None:
+            await self.resources.aclose()
         await self.router.aclose()
+
+
+def _resources(config: Config, gov: Governance | None) -> Resources:
+    """Uploaded files over the governance store's database (else the default SQLite file),
+    kept next to the config file (else next to that database, else here)."""
+    source = Path(config.source)
+    base = source.parent if source.is_file() else None
+    url = database_url(config) or default_url(base)
+    if base is None and is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            base = Path(database).expanduser().parent
+    if gov is None:
+        return build_resources(config, url, base or Path.cwd())
+    return build_resources(
+        config, url, base or Path.cwd(), engine=gov.store.engine, is_master=gov.is_master
+    )
 
 
 def build_pipeline(
@@ -138,7 +168,10 @@ def build_pipeline(
         obs.metrics.set_cooldown_source(router_cooldowns(router))
         if gov is not None:
             obs.metrics.add_values(gov.metrics)
+    resources = _resources(config, gov) if server else None
     api: ModelAPI = router
+    if resources is not None:
+        api = Resolved(api, resources.files, resources.access)
     cache = build_cache(config, router, pricer, gov.cache_controls if gov is not None else None)
     if cache is not None:
         api = Cached(api, cache)
@@ -158,4 +191,5 @@ def build_pipeline(
         governance=gov,
         observability=obs if obs.enabled else None,
         cache=cache,
+        resources=resources,
     )

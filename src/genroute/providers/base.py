@@ -9,8 +9,9 @@ canonical wire model; errors are raised as `genroute.errors` exceptions carrying
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from genroute.call import Call, ModelAPI
 from genroute.config import DeploymentParams, ModelInfo
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DeploymentSpec",
     "Provider",
+    "UpstreamFiles",
     "embed_one_by_batch",
     "standard_base64",
     "stream_content",
@@ -65,6 +67,29 @@ class Provider(ModelAPI, Protocol):
 
     name: str
     spec: DeploymentSpec
+
+
+@runtime_checkable
+class UpstreamFiles(Protocol):
+    """A provider with a Files API of its own that `fileData.fileUri` may name (Gemini):
+    genroute uploads a file there once per `files_target` and sends its URI."""
+
+    @property
+    def files_target(self) -> str:
+        """Who sees a file uploaded here (the upstream and its key), as a short digest."""
+        ...
+
+    async def upload_file(
+        self,
+        call: Call,
+        chunks: AsyncIterator[bytes],
+        *,
+        size: int,
+        mime_type: str,
+        display_name: str | None,
+    ) -> dict[str, Any]:
+        """Upload a file; the upstream's `File` (with `uri`, `expirationTime`)."""
+        ...
 
 
 async def embed_one_by_batch(

@@ -186,7 +186,8 @@ class Router:
         self.group(call.model)  # an unknown model fails here, before any attempt
 
         async def attempt(d: Deployment) -> GenerateContentResponse:
-            return await self._timed(call, d, d.provider.generate(call, request))
+            sent = request if call.prepare is None else await call.prepare.generate(d, request)
+            return await self._timed(call, d, d.provider.generate(call, sent))
 
         response, lease = await self._dispatch.run(call, attempt, stream=False)
         await lease.finish(None, tokens=_tokens(response))
@@ -208,7 +209,8 @@ class Router:
         tokens = 0
 
         async def attempt(d: Deployment) -> Stream:
-            chunks = aiter(d.provider.stream(call, request))
+            sent = request if call.prepare is None else await call.prepare.generate(d, request)
+            chunks = aiter(d.provider.stream(call, sent))
             started = time.perf_counter()
             try:
                 async with deadline(
@@ -260,7 +262,12 @@ class Router:
 
     async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
         """Token count of the request's contents for the call's model."""
-        return await self._simple(call, lambda d: d.provider.count_tokens(call, request))
+
+        async def count(d: Deployment) -> CountTokensResponse:
+            sent = request if call.prepare is None else await call.prepare.count_tokens(d, request)
+            return await d.provider.count_tokens(call, sent)
+
+        return await self._simple(call, count)
 
     async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
         """One embedding."""

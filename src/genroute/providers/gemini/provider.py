@@ -9,12 +9,13 @@ Translation lives in translate.py; this module only knows where and how to send.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from genroute.call import Call
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.catalog import CATALOG, first_env
 from genroute.providers.gemini import translate
+from genroute.providers.gemini.files import files_target, upload_file
 from genroute.providers.transport import JsonTransport, Transport, reading
 from genroute.wire import (
     BatchEmbedContentsRequest,
@@ -52,6 +53,8 @@ class GeminiProvider:
     def __init__(self, spec: DeploymentSpec, transport: Transport) -> None:
         self.spec = spec
         root = versioned_base(spec.params.api_base)
+        self._root = root
+        self._transport = transport
         self._model_url = f"{root}/{translate.model_path(spec.upstream_model)}"
         self._model_name = translate.unescaped_model_path(spec.upstream_model)
         self._headers = {"content-type": "application/json"}
@@ -62,6 +65,32 @@ class GeminiProvider:
             self._headers.update(spec.params.extra_headers)
         self._http = JsonTransport.for_deployment(
             transport, spec, provider=self.name, map_error=translate.map_error
+        )
+
+    @property
+    def files_target(self) -> str:
+        """Who sees a file uploaded through this deployment (its API root and key)."""
+        return files_target(self._root, self._headers.get("x-goog-api-key"))
+
+    async def upload_file(
+        self,
+        call: Call,
+        chunks: AsyncIterator[bytes],
+        *,
+        size: int,
+        mime_type: str,
+        display_name: str | None,
+    ) -> dict[str, Any]:
+        """Upload a file to this deployment's Files API; the File it made there."""
+        return await upload_file(
+            self._transport,
+            self._root,
+            self._headers,
+            chunks,
+            size=size,
+            mime_type=mime_type,
+            display_name=display_name,
+            seconds=self.spec.timeout,
         )
 
     async def _call(self, call: Call, action: str, body: bytes, reply: type[T], what: str) -> T:

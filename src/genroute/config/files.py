@@ -1,0 +1,112 @@
+"""The `files` section: where uploaded files are kept, and their limits.
+
+    files:
+      storage: local                  # local (a directory) or s3 (S3-compatible storage)
+      directory: /var/lib/genroute/files   # local: default `genroute-files` next to the config
+      s3:                             # storage: s3
+        bucket: genroute-files
+        prefix: files/
+        endpoint_url: http://127.0.0.1:9000   # MinIO, Ceph, R2...; default AWS's
+        region: us-east-1
+        access_key_id: os.environ/AWS_ACCESS_KEY_ID         # default: botocore's chain
+        secret_access_key: os.environ/AWS_SECRET_ACCESS_KEY
+      max_file_size_mb: 2048          # per file (Gemini's own limit is 2 GB)
+      allowed_mime_types: ["*"]       # patterns: ["image/*", "application/pdf", "text/*"]
+      ttl_hours: 48                   # a file's life, as on Gemini
+      max_inline_mb: 20               # the most sent inline to a provider without a Files API
+      gemini_inline_max_mb: 1         # Gemini deployments: inline up to this, else uploaded
+
+Every instance of a gateway must see the same bytes: with several instances, use `s3`
+(the metadata is in the database, shared already).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from genroute.config.base import Strict
+
+__all__ = ["FilesSettings", "S3Settings"]
+
+MB = 1024 * 1024
+
+
+class S3Settings(Strict):
+    """An S3-compatible bucket (AWS S3, MinIO, Ceph, R2, ...)."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = Field(default=None, repr=False)
+    secret_access_key: str | None = Field(default=None, repr=False)
+    session_token: str | None = Field(default=None, repr=False)
+    addressing_style: Literal["path", "virtual"] = "path"
+    part_size_mb: float = Field(default=8.0, ge=5.0, le=512.0)
+    timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("endpoint_url must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _both_keys(self) -> S3Settings:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError(
+                "access_key_id and secret_access_key go together (or leave both out for "
+                "botocore's credential chain)"
+            )
+        return self
+
+
+class FilesSettings(Strict):
+    """Uploaded files: storage, size and type limits, lifetime, how providers get them."""
+
+    storage: Literal["local", "s3"] = "local"
+    directory: str | None = None
+    s3: S3Settings | None = None
+    max_file_size_mb: float = Field(default=2048.0, gt=0)
+    allowed_mime_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    ttl_hours: float = Field(default=48.0, gt=0)
+    max_inline_mb: float = Field(default=20.0, gt=0)
+    gemini_inline_max_mb: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _s3_when_chosen(self) -> FilesSettings:
+        if self.storage == "s3" and self.s3 is None:
+            raise ValueError("storage: s3 needs an s3 section (bucket, endpoint_url, ...)")
+        return self
+
+    @field_validator("allowed_mime_types")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if "/" not in pattern and pattern != "*":
+                raise ValueError(f"{pattern!r} is not a MIME type pattern (e.g. image/*)")
+        return [p.lower() for p in value]
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The size limit of one file, in bytes."""
+        return int(self.max_file_size_mb * MB)
+
+    @property
+    def max_inline_bytes(self) -> int:
+        """The most sent inline to a provider that has no Files API."""
+        return int(self.max_inline_mb * MB)
+
+    @property
+    def gemini_inline_bytes(self) -> int:
+        """The most sent inline to a Gemini deployment (larger files are uploaded)."""
+        return int(self.gemini_inline_max_mb * MB)
+
+    def allows(self, mime_type: str) -> bool:
+        """Whether files of this MIME type may be uploaded."""
+        mime = mime_type.split(";")[0].strip().lower()
+        return any(fnmatch.fnmatchcase(mime, p) for p in self.allowed_mime_types)

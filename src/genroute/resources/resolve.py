@@ -1,0 +1,280 @@
+"""Uploaded files in requests: the `Resolved` layer, and what each deployment is sent.
+
+A request names an uploaded file by its uri in `fileData.fileUri` (what the SDKs put
+there for `Part.from_uri(file.uri, ...)` or a `File` in `contents`). `Resolved`, the
+pipeline layer just outside the Router, finds such parts (in `contents` and
+`systemInstruction`), checks each file is the caller's and ACTIVE (403 naming the part
+otherwise, as Gemini answers), and hands the Router a `FilePreparer`, which the Router
+calls for each deployment it tries (`Call.prepare`):
+
+    a deployment with its own Files API (Gemini)   files up to files.gemini_inline_max_mb
+                                                   inline, larger ones uploaded there once
+                                                   (remembered in the database) and named
+                                                   by the upstream's uri
+    any other (OpenAI, Azure, Anthropic, Bedrock,  text files as text, the others inline
+    Vertex AI, ...)                                (images, PDFs, audio...) for the
+                                                   provider's translator to send in the form
+                                                   it takes, or refuse naming the part;
+                                                   at most files.max_inline_mb in all
+
+A uri is genroute's when it ends in `/{v}/files/{id}` (or is `files/{id}`) and is not on a
+googleapis.com host: a Gemini API file uri passes to a Gemini upstream as it came.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from genroute.call import Call, Caller, ModelAPI
+from genroute.errors import GenrouteError, InvalidRequest
+from genroute.providers.base import UpstreamFiles
+from genroute.resources.files import FileService
+from genroute.resources.owners import Access
+from genroute.store.files import FileCopy, FileRow
+from genroute.store.repo import utcnow
+from genroute.wire import (
+    BatchEmbedContentsRequest,
+    BatchEmbedContentsResponse,
+    Blob,
+    Content,
+    CountTokensRequest,
+    CountTokensResponse,
+    EmbedContentRequest,
+    EmbedContentResponse,
+    FileData,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    Part,
+)
+
+__all__ = ["FilePreparer", "Resolved", "genroute_file_id"]
+
+_PATH = re.compile(
+    r"(?:^|/)(?:v1|v1beta|v1alpha)/files/([a-z0-9-]{1,40})$|^files/([a-z0-9-]{1,40})$"
+)
+_TEXTUAL = ("text/", "application/json", "application/xml", "application/x-yaml")
+UPSTREAM_COPY_LIFE = timedelta(hours=47)  # Gemini keeps a file 48 hours
+
+
+def genroute_file_id(uri: str) -> str | None:
+    """The file id a genroute file uri names, or None for any other uri."""
+    parts = urlsplit(uri.strip())
+    if parts.scheme not in ("", "http", "https") or parts.query or parts.fragment:
+        return None
+    if (parts.hostname or "").endswith("googleapis.com"):
+        return None
+    path = parts.path if parts.scheme else uri.strip()
+    match = _PATH.search(path)
+    return (match.group(1) or match.group(2)) if match else None
+
+
+def _places(request: GenerateContentRequest) -> list[tuple[str, Content]]:
+    places = [(f"contents[{i}]", c) for i, c in enumerate(request.contents)]
+    if request.system_instruction is not None:
+        places.append(("systemInstruction", request.system_instruction))
+    return places
+
+
+def _textual(mime: str) -> bool:
+    return mime.split(";")[0].strip().lower().startswith(_TEXTUAL)
+
+
+class FilePreparer:
+    """The files of one call, sent as each deployment takes them (see the module)."""
+
+    def __init__(self, call: Call, files: FileService, rows: dict[str, FileRow]) -> None:
+        self.call = call
+        self.files = files
+        self.rows = rows  # by the part's place, e.g. "contents[0].parts[1]"
+        self._bytes: dict[str, bytes] = {}
+
+    async def generate(
+        self, deployment: Any, request: GenerateContentRequest
+    ) -> GenerateContentRequest:
+        contents = [
+            await self._content(deployment, f"contents[{i}]", c)
+            for i, c in enumerate(request.contents)
+        ]
+        update: dict[str, Any] = {"contents": contents}
+        if request.system_instruction is not None:
+            update["system_instruction"] = await self._content(
+                deployment, "systemInstruction", request.system_instruction
+            )
+        self._check_inline_total(deployment)
+        return request.model_copy(update=update)
+
+    async def count_tokens(
+        self, deployment: Any, request: CountTokensRequest
+    ) -> CountTokensRequest:
+        if request.generate_content_request is not None:
+            inner = await self.generate(deployment, request.generate_content_request)
+            return request.model_copy(update={"generate_content_request": inner})
+        contents = [
+            await self._content(deployment, f"contents[{i}]", c)
+            for i, c in enumerate(request.contents or [])
+        ]
+        self._check_inline_total(deployment)
+        return request.model_copy(update={"contents": contents})
+
+    def _check_inline_total(self, deployment: Any) -> None:
+        limit = self.files.settings.max_inline_bytes
+        total = sum(len(data) for data in self._bytes.values())
+        if total > limit:
+            raise InvalidRequest(
+                f"the files of this request add up to {total} bytes, over the {limit} bytes "
+                f"genroute sends inline to {deployment.spec.provider} (files.max_inline_mb)"
+            )
+
+    async def _content(self, deployment: Any, where: str, content: Content) -> Content:
+        parts = list(content.parts or [])
+        changed = False
+        for j, part in enumerate(parts):
+            row = self.rows.get(f"{where}.parts[{j}]")
+            if row is not None:
+                parts[j] = await self._part(deployment, f"{where}.parts[{j}]", part, row)
+                changed = True
+        return content.model_copy(update={"parts": parts}) if changed else content
+
+    async def _part(self, deployment: Any, where: str, part: Part, row: FileRow) -> Part:
+        provider = deployment.provider
+        settings = self.files.settings
+        if isinstance(provider, UpstreamFiles):
+            if row.size_bytes > settings.gemini_inline_bytes:
+                uri = await self._upstream_uri(provider, row)
+                data = FileData(mime_type=row.mime_type, file_uri=uri)
+                return part.model_copy(update={"file_data": data})
+            return await self._inline(part, row, where, deployment, textual=False)
+        return await self._inline(part, row, where, deployment, textual=_textual(row.mime_type))
+
+    async def _read(self, row: FileRow, where: str, deployment: Any) -> bytes:
+        limit = self.files.settings.max_inline_bytes
+        if row.size_bytes > limit:
+            raise InvalidRequest(
+                f"{where}.fileData.fileUri: files/{row.file_id} is {row.size_bytes} bytes, over "
+                f"the {limit} bytes genroute sends inline to {deployment.spec.provider} "
+                "(files.max_inline_mb); a Gemini deployment takes it through its Files API"
+            )
+        if row.file_id not in self._bytes:
+            chunks = [chunk async for chunk in self.files.read(row)]
+            self._bytes[row.file_id] = b"".join(chunks)
+        return self._bytes[row.file_id]
+
+    async def _inline(
+        self, part: Part, row: FileRow, where: str, deployment: Any, *, textual: bool
+    ) -> Part:
+        data = await self._read(row, where, deployment)
+        fields = part.model_dump(by_alias=False, exclude_none=True, exclude={"file_data"})
+        if textual:
+            try:
+                return Part.model_validate({**fields, "text": data.decode("utf-8")})
+            except UnicodeDecodeError:
+                pass  # sent as bytes, for the translator to take or refuse
+        blob = Blob(mime_type=row.mime_type, data=base64.b64encode(data).decode("ascii"))
+        return Part.model_validate({**fields, "inline_data": blob})
+
+    async def _upstream_uri(self, provider: UpstreamFiles, row: FileRow) -> str:
+        target = provider.files_target
+        repo = self.files.repo
+        found = await repo.copy(row.file_id, target)
+        if found is not None:
+            return found.upstream_uri
+        file = await provider.upload_file(
+            self.call,
+            self.files.read(row),
+            size=row.size_bytes,
+            mime_type=row.mime_type,
+            display_name=row.display_name,
+        )
+        expires = _expiry(file.get("expirationTime"))
+        await repo.save_copy(
+            FileCopy(
+                file_id=row.file_id,
+                target=target,
+                upstream_name=str(file.get("name") or ""),
+                upstream_uri=str(file["uri"]),
+                expires_at=expires,
+            )
+        )
+        return str(file["uri"])
+
+
+def _expiry(value: Any) -> datetime:
+    """When an upstream copy stops being usable: an hour before the upstream says."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")) - timedelta(hours=1)
+        except ValueError:
+            pass
+    return utcnow() + UPSTREAM_COPY_LIFE
+
+
+class Resolved:
+    """The pipeline layer that resolves uploaded files (see the module docstring)."""
+
+    def __init__(
+        self, inner: ModelAPI, files: FileService, access: Callable[[Caller], Access]
+    ) -> None:
+        self.inner = inner
+        self.files = files
+        self.access = access
+
+    async def _prepared(self, call: Call, places: list[tuple[str, Content]]) -> Call:
+        rows: dict[str, FileRow] = {}
+        access: Access | None = None
+        for where, content in places:
+            for j, part in enumerate(content.parts or []):
+                file = part.file_data
+                file_id = genroute_file_id(file.file_uri) if file is not None else None
+                if file_id is None:
+                    continue
+                access = access or self.access(call.caller)
+                at = f"{where}.parts[{j}]"
+                try:
+                    rows[at] = await self.files.get(access, f"files/{file_id}")
+                except GenrouteError as exc:
+                    exc.message = f"{at}.fileData.fileUri: {exc.message}"
+                    raise
+                if rows[at].state != "ACTIVE":
+                    raise InvalidRequest(
+                        f"{at}.fileData.fileUri: files/{file_id} is {rows[at].state}, not ACTIVE"
+                    )
+        return call.with_prepare(FilePreparer(call, self.files, rows)) if rows else call
+
+    async def generate(
+        self, call: Call, request: GenerateContentRequest
+    ) -> GenerateContentResponse:
+        return await self.inner.generate(await self._prepared(call, _places(request)), request)
+
+    async def stream(
+        self, call: Call, request: GenerateContentRequest
+    ) -> AsyncIterator[GenerateContentResponse]:
+        inner_call = await self._prepared(call, _places(request))
+        chunks = self.inner.stream(inner_call, request)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
+        inner = request.generate_content_request
+        if inner is not None:
+            places = _places(inner)
+        else:
+            places = [(f"contents[{i}]", c) for i, c in enumerate(request.contents or [])]
+        return await self.inner.count_tokens(await self._prepared(call, places), request)
+
+    async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
+        return await self.inner.embed(call, request)
+
+    async def batch_embed(
+        self, call: Call, request: BatchEmbedContentsRequest
+    ) -> BatchEmbedContentsResponse:
+        return await self.inner.batch_embed(call, request)

@@ -1,0 +1,162 @@
+"""The fake Gemini upstream's Files API: resumable uploads, get, and the check of
+``fileData.fileUri`` in model requests, as Google does them.
+
+    POST /upload/{v}/files     X-Goog-Upload-Protocol: resumable, -Command: start,
+                               -Header-Content-Length, -Header-Content-Type
+                               → X-Goog-Upload-URL (on the fake's own host)
+    POST {upload url}          -Command: upload | "upload, finalize", -Offset (must be the
+                               bytes received) → {"file": File} on finalize
+    GET  /{v}/files/{id}       File (only for the key that uploaded it)
+
+A file's uri is ``https://generativelanguage.googleapis.com/v1beta/files/{id}``, as on
+Google; a model request naming a file uri the fake did not issue for that key (a
+genroute uri passed on, say) is refused with Google's 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+GOOGLE_FILES = "https://generativelanguage.googleapis.com/v1beta/files/"
+
+
+@dataclass
+class FakeFile:
+    """One file the fake holds."""
+
+    file_id: str
+    key: str
+    mime_type: str
+    size: int
+    display_name: str | None = None
+    data: bytearray = field(default_factory=bytearray)
+    done: bool = False
+
+    def json(self) -> dict[str, Any]:
+        sha = hashlib.sha256(bytes(self.data)).hexdigest().encode()
+        import base64
+
+        found = {
+            "name": f"files/{self.file_id}",
+            "mimeType": self.mime_type,
+            "sizeBytes": str(len(self.data)),
+            "createTime": "2026-12-02T00:00:00.000000Z",
+            "updateTime": "2026-12-02T00:00:00.000000Z",
+            "expirationTime": "2126-12-04T00:00:00.000000Z",
+            "sha256Hash": base64.b64encode(sha).decode(),
+            "uri": f"{GOOGLE_FILES}{self.file_id}",
+            "state": "ACTIVE",
+            "source": "UPLOADED",
+        }
+        if self.display_name:
+            found["displayName"] = self.display_name
+        return found
+
+
+class FakeFilesAPI:
+    """The files of one fake Gemini; thread-safe (tests read it from their thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.files: dict[str, FakeFile] = {}
+        self._uploads: dict[str, FakeFile] = {}
+        self.uploads_started = 0
+
+    def completed(self) -> list[FakeFile]:
+        with self._lock:
+            return [f for f in self.files.values() if f.done]
+
+    def start(
+        self, key: str, headers: dict[str, str], body: Any, base_url: str
+    ) -> tuple[int, dict[str, str], Any]:
+        if headers.get("x-goog-upload-protocol") != "resumable":
+            return 400, {}, _error(400, "Upload protocol must be resumable for this path.")
+        if headers.get("x-goog-upload-command") != "start":
+            return 400, {}, _error(400, "The upload command must be start.")
+        size = headers.get("x-goog-upload-header-content-length")
+        mime = headers.get("x-goog-upload-header-content-type")
+        if size is None or not size.isdigit() or not mime:
+            return 400, {}, _error(400, "Missing upload content length or type.")
+        meta = (body or {}).get("file") or {}
+        upload_id = secrets.token_hex(8)
+        file = FakeFile(secrets.token_hex(6), key, mime, int(size), meta.get("displayName"))
+        with self._lock:
+            self._uploads[upload_id] = file
+            self.uploads_started += 1
+        url = f"{base_url}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+        return 200, {"x-goog-upload-url": url, "x-goog-upload-status": "active"}, None
+
+    def upload(
+        self, key: str, query: dict[str, str], headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        final = {"x-goog-upload-status": "final"}
+        with self._lock:
+            file = self._uploads.get(query.get("upload_id", ""))
+            if file is None or file.key != key:
+                return 404, final, _error(404, "Upload session not found.")
+            commands = {c.strip() for c in headers.get("x-goog-upload-command", "").split(",")}
+            offset = headers.get("x-goog-upload-offset", "")
+            if not commands <= {"upload", "finalize"} or offset != str(len(file.data)):
+                return 400, final, _error(400, "Bad upload command or offset.")
+            file.data += raw
+            if len(file.data) > file.size:
+                return 400, final, _error(400, "More bytes than declared.")
+            if "finalize" not in commands:
+                return 200, {"x-goog-upload-status": "active"}, None
+            if len(file.data) != file.size:
+                return 400, final, _error(400, "Fewer bytes than declared.")
+            file.done = True
+            del self._uploads[query["upload_id"]]
+            self.files[file.file_id] = file
+            return 200, final, {"file": file.json()}
+
+    def get(self, key: str, file_id: str) -> tuple[int, dict[str, str], Any]:
+        with self._lock:
+            file = self.files.get(file_id)
+        if file is None or file.key != key:
+            return 403, {}, _no_access(file_id)
+        return 200, {}, file.json()
+
+    def check_refs(self, key: str | None, body: Any) -> tuple[int, Any] | None:
+        """Google's refusal of a model request naming a file it cannot use, or None."""
+        for content in _contents(body):
+            for part in (content.get("parts") or []) if isinstance(content, dict) else []:
+                data = (
+                    part.get("fileData") or part.get("file_data")
+                    if isinstance(part, dict)
+                    else None
+                )
+                if not isinstance(data, dict):
+                    continue
+                uri = str(data.get("fileUri") or data.get("file_uri") or "")
+                if not uri.startswith(GOOGLE_FILES) and "/files/" not in uri:
+                    continue  # a web URL: Google fetches those itself
+                file_id = uri.rsplit("/", 1)[-1]
+                with self._lock:
+                    file = self.files.get(file_id)
+                if not uri.startswith(GOOGLE_FILES) or file is None or file.key != key:
+                    return 403, _no_access(file_id)
+        return None
+
+
+def _contents(body: Any) -> list[Any]:
+    if not isinstance(body, dict):
+        return []
+    found = list(body.get("contents") or [])
+    system = body.get("systemInstruction") or body.get("system_instruction")
+    return [*found, system] if system else found
+
+
+def _error(code: int, message: str) -> dict[str, Any]:
+    status = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}[code]
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
+def _no_access(file_id: str) -> dict[str, Any]:
+    return _error(
+        403, f"You do not have permission to access the File {file_id} or it may not exist."
+    )
