@@ -67,3 +67,17 @@ def test_key_info_looks_up_the_key_in_the_query(gw: InProcessGateway, auth: dict
     assert status == 403 and error["error"]["status"] == "PERMISSION_DENIED"
     status, _ = request(gw, "GET", f"/spend/logs?key={made['key']}", auth)
     assert status == 200
+
+
+def test_key_delete_takes_keys_or_key_aliases_as_litellm_does(gw: InProcessGateway) -> None:
+    auth = {"authorization": f"Bearer {MASTER}"}
+    made = [request(gw, "POST", "/key/generate", auth, {"key_alias": f"a{i}"})[1] for i in (1, 2)]
+    # LiteLLM's own client sends both fields, one of them null.
+    status, reply = request(
+        gw, "POST", "/key/delete", auth, {"keys": [made[0]["key"]], "key_aliases": None}
+    )
+    assert status == 200 and reply["deleted_keys"] == [made[0]["token"]]
+    status, reply = request(gw, "POST", "/key/delete", auth, {"keys": None, "key_aliases": ["a2"]})
+    assert status == 200 and reply["deleted_keys"] == [made[1]["token"]]
+    status, error = request(gw, "POST", "/key/delete", auth, {"key_aliases": []})
+    assert status == 400 and error["error"]["message"].startswith("keys: ")

@@ -135,9 +135,11 @@ class KeyUpdate(KeyFields):
 
 
 class KeyDelete(_Body):
-    """/key/delete."""
+    """/key/delete: keys (secrets or hashes) and/or key aliases, as LiteLLM takes them
+    (its own client sends both fields, one of them null)."""
 
-    keys: list[Key] = Field(min_length=1, max_length=MAX_ITEMS)
+    keys: list[Key] | None = Field(default=None, max_length=MAX_ITEMS)
+    key_aliases: list[Id] | None = Field(default=None, max_length=MAX_ITEMS)
 
 
 class TeamFields(_Limits):
@@ -415,7 +417,12 @@ class ManagementAPI:
         return row
 
     async def key_delete(self, body: bytes, query: dict[str, str]) -> Any:
-        tokens = [_token(k) for k in self._parse(body, KeyDelete).keys]
+        request = self._parse(body, KeyDelete)
+        if not request.keys and not request.key_aliases:
+            raise InvalidRequest("keys: give the keys to delete (keys or key_aliases)")
+        tokens = [_token(k) for k in request.keys or []]
+        if request.key_aliases:
+            tokens += await self.store.key_tokens(request.key_aliases)
         deleted = await self.store.delete("key", tokens)
         for token in tokens:
             await self.gov.cache.invalidate("key", token)

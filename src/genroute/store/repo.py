@@ -270,6 +270,13 @@ class Store:
             await session.execute(delete(table).where(pk.in_(idents)))
         return found
 
+    @_guard("reading keys")
+    async def key_tokens(self, aliases: list[str]) -> list[str]:
+        """The hashes of the keys that have these aliases (unknown aliases have none)."""
+        query = select(VirtualKey.token).where(VirtualKey.key_alias.in_(aliases))
+        async with self.session() as session:
+            return list((await session.execute(query)).scalars())
+
     @_guard("listing rows")
     async def list(self, kind: str, team_id: str | None = None) -> list[dict[str, Any]]:
         """Every row of a kind (keys optionally of one team), newest first."""
