@@ -27,6 +27,7 @@ PALETTE = (
 WIDTH, HEIGHT = 960, 320
 LEFT, RIGHT, TOP, BOTTOM = 72, 16, 16, 56
 MAX_LABELS = 12
+TICKS = 4  # dollar ticks above $0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +82,14 @@ def nice_ceiling(value: float) -> float:
     return 10 * power
 
 
-def _dollars(value: float, top: float) -> str:
-    digits = 0 if top >= 10 else 2 if top >= 0.1 else 4
-    return f"${value:,.{digits}f}"
+def _dollars(value: float) -> str:
+    """`$1,250`, `$0.10`, `$0.125`, `$0.0025`: as many decimals as the value needs, at
+    least two below $10."""
+    if value >= 10:
+        return f"${value:,.0f}"
+    text = f"{value:.6f}".rstrip("0")
+    decimals = len(text.partition(".")[2])
+    return f"${value:,.{max(decimals, 2)}f}"
 
 
 def stacked_bars(periods: list[str], series: dict[str, dict[str, float]]) -> Chart:
@@ -92,10 +98,11 @@ def stacked_bars(periods: list[str], series: dict[str, dict[str, float]]) -> Cha
     chart = Chart()
     totals = [sum(values.get(p, 0.0) for values in series.values()) for p in periods]
     chart.total = sum(totals)
-    top = nice_ceiling(max(totals, default=0.0))
-    for i in range(5):
-        value = top * i / 4
-        chart.y_ticks.append(Tick(chart.bottom - chart.plot_height * i / 4, _dollars(value, top)))
+    step = nice_ceiling(max(totals, default=0.0) / TICKS)  # ticks at round amounts
+    top = step * TICKS
+    for i in range(TICKS + 1):
+        position = chart.bottom - chart.plot_height * i / TICKS
+        chart.y_ticks.append(Tick(position, _dollars(step * i)))
     if not periods:
         return chart
     slot = chart.plot_width / len(periods)

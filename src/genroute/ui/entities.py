@@ -64,7 +64,12 @@ class Kind:
 
 _BUDGET = (
     Field("max_budget", "Max budget", "money", hint="USD; empty: no budget"),
-    Field("budget_duration", "Budget period", "duration", hint="e.g. 1d, 7d, 30d; empty: never"),
+    Field(
+        "budget_duration",
+        "Budget period",
+        "duration",
+        hint="e.g. 1d, 7d, 30d; empty: the budget never resets",
+    ),
 )
 _LIMITS = (
     Field("rpm_limit", "Requests per minute", "int"),

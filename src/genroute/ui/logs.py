@@ -84,6 +84,7 @@ async def page(page: Page) -> Response:
         calls=await _calls(page, filters),
         rows_url=with_query("/ui/logs/rows", filters),
         live_seconds=LIVE_SECONDS,
+        page_rows=PAGE_ROWS,
     )
 
 

@@ -52,12 +52,13 @@ CSP = (
 
 def security_headers() -> list[tuple[bytes, bytes]]:
     """The headers on every UI response: a strict CSP (scripts and styles from the gateway
-    only, no inline script), no framing, no sniffing, no referrer, no caching."""
+    only, no inline script), no framing, no sniffing, no referrer to other sites (a form needs its
+    Origin header)."""
     return [
         (b"content-security-policy", CSP.encode()),
         (b"x-frame-options", b"DENY"),
         (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
+        (b"referrer-policy", b"same-origin"),
         (b"cross-origin-opener-policy", b"same-origin"),
         (b"cross-origin-resource-policy", b"same-origin"),
     ]

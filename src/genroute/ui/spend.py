@@ -106,6 +106,7 @@ async def _report(page: Page, choice: SpendQuery) -> list[dict[str, Any]]:
     for row in rows:
         row["label"] = _label(choice.group, row)
         row["period"] = row[choice.bucket]
+    rows.sort(key=lambda r: (r["period"], -r["spend"], r["label"]))
     return rows
 
 

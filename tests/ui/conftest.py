@@ -1,0 +1,123 @@
+"""The admin UI's browser tests: Debian's Chromium driven by Playwright, one browser per
+test session (per xdist worker), a fresh context (cookies, storage) per test, and a
+screenshot of each page kept in test-artifacts/ui/.
+
+Every page a test opens is watched: a request to any host but the gateway's, or a
+console error (a Content-Security-Policy violation is one), fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import ROOT, InProcessGateway, in_ci
+
+CHROMIUM = os.environ.get("GENROUTE_TEST_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("GENROUTE_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "ui"
+MASTER = "sk-master-ui-test"
+PRICED_DEMO = {
+    "model_name": "demo",
+    "params": {"model": "demo/echo"},
+    # Prices of its own, so that its calls cost something to chart.
+    "model_info": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002},
+}
+
+
+def ui_config(**general: Any) -> dict[str, Any]:
+    """A gateway config with a master key and the priced demo model; ledger rows are
+    written every 0.1 s."""
+    return {
+        "model_list": [PRICED_DEMO],
+        "general_settings": {"master_key": MASTER, "spend_flush_interval": 0.1, **general},
+    }
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session (skipped without it, except in CI)."""
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing: `apt-get install chromium` (scripts/test does)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+        playwright.stop()
+
+
+class Watched:
+    """A browser context on one gateway, recording every request and console error."""
+
+    def __init__(self, browser: Any, gateway: InProcessGateway) -> None:
+        self.gateway = gateway
+        self.context = browser.new_context(base_url=gateway.base_url)
+        self.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.context.on("request", lambda request: self.requests.append(request.url))
+        self.page = self.new_page()
+
+    def new_page(self) -> Any:
+        page = self.context.new_page()
+        page.set_default_timeout(10_000)
+        page.on(
+            "console",
+            lambda msg: self.errors.append(msg.text) if msg.type == "error" else None,
+        )
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        return page
+
+    def check(self) -> None:
+        """No request left for another host; nothing went wrong in a page."""
+        ours = urlsplit(self.gateway.base_url).netloc
+        foreign = [u for u in self.requests if urlsplit(u).netloc not in (ours, "")]
+        assert not foreign, f"requests to other hosts: {foreign}"
+        unexpected = [e for e in self.errors if not _expected_error(e)]
+        assert not unexpected, f"errors in the page: {unexpected}"
+        self.context.close()
+
+
+def _expected_error(text: str) -> bool:
+    """Console errors a test causes on purpose: a refused form or sign-in (4xx pages), a
+    page framed against its CSP."""
+    return bool(re.search(r"status of (401|403|404|429|400)|Framing .* violates", text))
+
+
+def watched(browser: Any, gateway: InProcessGateway) -> Iterator[Watched]:
+    """A fixture body: a watched context, checked when the test ends."""
+    context = Watched(browser, gateway)
+    try:
+        yield context
+    finally:
+        context.check()
+
+
+def shot(page: Any, name: str) -> Path:
+    """A full-page screenshot kept as a test artifact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in(page: Any, key: str = MASTER) -> None:
+    """Sign in through the form, as a person would."""
+    from playwright.sync_api import expect
+
+    page.goto("/ui")
+    page.get_by_label("Master key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Keys")).to_be_visible()
