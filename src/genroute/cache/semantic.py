@@ -1,11 +1,16 @@
 """The semantic index: the embeddings of cached prompts, searched by cosine similarity.
 
 `VectorIndex` keeps, per bucket (one model group, scope, conversation and settings: see
-`genroute.cache.keys.semantic_prompt`), a float32 matrix of unit vectors and the expiry
-and age of each; a lookup is one matrix-vector product over the bucket (numpy), the best
-live row at or above the threshold wins. It holds at most `max_entries` vectors and
-`max_bytes` bytes, dropping the oldest first. Memory per entry is 4 bytes a dimension plus
-about 300 bytes of bookkeeping (docs/cache.md has the measured figures).
+`genroute.cache.keys.semantic_prompt`), the unit vectors (float16: 2 bytes a dimension),
+a 256-bit sign sketch of each (SimHash: on which side of 256 random hyperplanes it lies)
+and their expiry and age. A lookup compares the query's sketch with every live row's
+(XOR and popcount over 32 bytes a row), takes the `CANDIDATES` nearest by Hamming
+distance, and scores those exactly (cosine similarity in float32): the best at or above the
+threshold wins. A vector at cosine 0.9 differs from the query in about 14% of the bits, an
+unrelated one in half, so a near match is always among the candidates. A bucket of up to
+`EXACT_ROWS` rows is scored exactly without the sketch. The index holds at most
+`max_entries` vectors and `max_bytes` bytes, dropping the oldest first (docs/cache.md has
+the measured memory per entry and lookup times).
 
 `SharedIndex` keeps every instance's index in step through one Redis stream,
 `{prefix}:s` (plain Redis 7: XADD, XREAD; no search module): each stored entry is
@@ -33,8 +38,13 @@ __all__ = ["ENTRY_OVERHEAD", "SharedIndex", "VectorIndex", "unit_vector"]
 
 log = logging.getLogger("genroute.cache")
 
-ENTRY_OVERHEAD = 300  # bytes of bookkeeping per vector, besides the vector itself
+ENTRY_OVERHEAD = 560  # bytes of bookkeeping per vector besides the vector (measured)
+SKETCH_BITS = 256
+CANDIDATES = 64
+EXACT_ROWS = 2048
+_WORDS = SKETCH_BITS // 64
 _FIRST_ROWS = 16
+_GROWTH = 1.5
 
 
 def unit_vector(values: Sequence[float] | bytes) -> np.ndarray | None:
@@ -52,20 +62,29 @@ def unit_vector(values: Sequence[float] | bytes) -> np.ndarray | None:
     return vector
 
 
-class _Bucket:
-    """The rows of one bucket: vectors, expiry and creation times, ids, free rows."""
+def _sketch(planes: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """The vector's side of each hyperplane, as `_WORDS` uint64 words."""
+    return np.packbits((vector @ planes) > 0).view(np.uint64)
 
-    __slots__ = ("created", "expires", "free", "ids", "matrix", "used")
+
+class _Bucket:
+    """The rows of one bucket: vectors, sketches, expiry and creation times, ids, free
+    rows."""
+
+    __slots__ = ("created", "expires", "free", "ids", "matrix", "sketches", "used")
 
     def __init__(self, dim: int) -> None:
-        self.matrix = np.zeros((_FIRST_ROWS, dim), dtype=np.float32)
+        self.matrix = np.zeros((_FIRST_ROWS, dim), dtype=np.float16)
+        self.sketches = np.zeros((_FIRST_ROWS, _WORDS), dtype=np.uint64)
         self.expires = np.zeros(_FIRST_ROWS, dtype=np.float64)  # 0: a free row
         self.created = np.zeros(_FIRST_ROWS, dtype=np.float64)
         self.ids: list[str | None] = [None] * _FIRST_ROWS
         self.used = 0  # rows ever handed out (the high-water mark)
         self.free: list[int] = []
 
-    def add(self, ident: str, vector: np.ndarray, expires: float, created: float) -> int:
+    def add(
+        self, ident: str, vector: np.ndarray, sketch: np.ndarray, expires: float, created: float
+    ) -> int:
         if self.free:
             row = self.free.pop()
         else:
@@ -74,16 +93,20 @@ class _Bucket:
                 self._grow()
             self.used += 1
         self.matrix[row] = vector
+        self.sketches[row] = sketch
         self.expires[row] = expires
         self.created[row] = created
         self.ids[row] = ident
         return row
 
     def _grow(self) -> None:
-        rows = len(self.ids) * 2
-        matrix = np.zeros((rows, self.matrix.shape[1]), dtype=np.float32)
+        rows = int(len(self.ids) * _GROWTH)
+        matrix = np.zeros((rows, self.matrix.shape[1]), dtype=np.float16)
         matrix[: self.used] = self.matrix[: self.used]
         self.matrix = matrix
+        sketches = np.zeros((rows, _WORDS), dtype=np.uint64)
+        sketches[: self.used] = self.sketches[: self.used]
+        self.sketches = sketches
         self.expires = np.resize(self.expires, rows)
         self.expires[self.used :] = 0.0
         self.created = np.resize(self.created, rows)
@@ -109,6 +132,7 @@ class VectorIndex:
         self.max_bytes = max_bytes
         self.clock = clock
         self.dim: int | None = None
+        self._planes: np.ndarray | None = None
         self._buckets: dict[str, _Bucket] = {}
         self._where: OrderedDict[str, tuple[str, int]] = OrderedDict()  # oldest first
         self.evicted = 0
@@ -123,7 +147,7 @@ class VectorIndex:
     @property
     def entry_bytes(self) -> int:
         """What one entry takes (its vector and bookkeeping)."""
-        return (self.dim or 0) * 4 + ENTRY_OVERHEAD
+        return (self.dim or 0) * 2 + ENTRY_OVERHEAD
 
     def add(
         self,
@@ -139,6 +163,8 @@ class VectorIndex:
             return False
         if self.dim is None:
             self.dim = int(vector.shape[0])
+            rng = np.random.default_rng(0x9E3779B9)
+            self._planes = rng.standard_normal((self.dim, SKETCH_BITS)).astype(np.float32)
         elif vector.shape[0] != self.dim:
             self.refused += 1
             return False
@@ -146,7 +172,9 @@ class VectorIndex:
         rows = self._buckets.get(bucket)
         if rows is None:
             rows = self._buckets[bucket] = _Bucket(self.dim)
-        row = rows.add(ident, vector, expires, self.clock() if created is None else created)
+        assert self._planes is not None
+        sketch = _sketch(self._planes, vector)
+        row = rows.add(ident, vector, sketch, expires, self.clock() if created is None else created)
         self._where[ident] = (bucket, row)
         limit = min(self.max_entries, max(1, self.max_bytes // self.entry_bytes))
         while len(self._where) > limit:
@@ -175,18 +203,28 @@ class VectorIndex:
         if rows is None or vector.shape[0] != self.dim:
             return None
         used = rows.used
-        scores = rows.matrix[:used] @ vector
         now = self.clock()
         dead = rows.expires[:used] <= now
         if max_age is not None:
             dead |= rows.created[:used] < now - max_age
-        scores[dead] = -np.inf
+        if used <= EXACT_ROWS:
+            candidates = np.flatnonzero(~dead)
+        else:
+            assert self._planes is not None
+            query = _sketch(self._planes, vector)
+            distance = np.bitwise_count(rows.sketches[:used] ^ query).sum(axis=1, dtype=np.int32)
+            distance[dead] = SKETCH_BITS + 1
+            nearest = np.argpartition(distance, CANDIDATES)[:CANDIDATES]
+            candidates = nearest[distance[nearest] <= SKETCH_BITS]
+        if candidates.size == 0:
+            return None
+        scores = rows.matrix[candidates].astype(np.float32) @ vector
         best = int(np.argmax(scores))
         score = float(scores[best])
         if score < threshold:
             return None
-        ident = rows.ids[best]
-        return None if ident is None else (ident, score)
+        ident = rows.ids[int(candidates[best])]
+        return None if ident is None else (ident, min(score, 1.0))
 
     def clear(self) -> None:
         """Forget every vector."""
