@@ -1,5 +1,6 @@
-"""The fake Gemini upstream's Files API: resumable uploads, get, and the check of
-``fileData.fileUri`` in model requests, as Google does them.
+"""The fake Gemini upstream's Files API and cachedContents: resumable uploads, get,
+caches, and the checks of ``fileData.fileUri`` and ``cachedContent`` in model requests,
+as Google does them.
 
     POST /upload/{v}/files     X-Goog-Upload-Protocol: resumable, -Command: start,
                                -Header-Content-Length, -Header-Content-Type
@@ -7,6 +8,9 @@
     POST {upload url}          -Command: upload | "upload, finalize", -Offset (must be the
                                bytes received) → {"file": File} on finalize
     GET  /{v}/files/{id}       File (only for the key that uploaded it)
+
+    POST /{v}/cachedContents   {model, contents, systemInstruction?, tools?, ttl} → the
+                               CachedContent (refused under 1024 tokens: whitespace words)
 
 A file's uri is ``https://generativelanguage.googleapis.com/v1beta/files/{id}``, as on
 Google; a model request naming a file uri the fake did not issue for that key (a
@@ -65,6 +69,7 @@ class FakeFilesAPI:
         self.files: dict[str, FakeFile] = {}
         self._uploads: dict[str, FakeFile] = {}
         self.uploads_started = 0
+        self.caches: dict[str, dict[str, Any]] = {}  # name → key, model, body, tokens
 
     def completed(self) -> list[FakeFile]:
         with self._lock:
@@ -140,6 +145,53 @@ class FakeFilesAPI:
                     file = self.files.get(file_id)
                 if not uri.startswith(GOOGLE_FILES) or file is None or file.key != key:
                     return 403, _no_access(file_id)
+        return None
+
+    def create_cache(self, key: str, body: Any, tokens: int) -> tuple[int, dict[str, Any]]:
+        """Google's answer to ``POST cachedContents``."""
+        if not isinstance(body, dict) or not str(body.get("model", "")).startswith("models/"):
+            return 400, _error(400, "model: required, as models/{model}")
+        if refused := self.check_refs(key, body):
+            return refused
+        if tokens < 1024:
+            return 400, _error(
+                400,
+                f"Cached content is too small. total_token_count={tokens}, "
+                "min_total_token_count=1024",
+            )
+        name = f"cachedContents/{secrets.token_hex(8)}"
+        with self._lock:
+            self.caches[name] = {"key": key, "model": body["model"], "body": body, "tokens": tokens}
+        reply = {"name": name, "model": body["model"], "usageMetadata": {"totalTokenCount": tokens}}
+        return 200, reply
+
+    def refusal(self, key: str | None, model: str, body: Any) -> tuple[int, Any] | None:
+        """Google's refusal of a model request for its files or cached content, or None."""
+        return self.check_refs(key, body) or self.check_cache(key, model, body)
+
+    def check_cache(self, key: str | None, model: str, body: Any) -> tuple[int, Any] | None:
+        """Google's refusal of a request naming a cached content it cannot use, or None."""
+        name = body.get("cachedContent") if isinstance(body, dict) else None
+        if not name:
+            return None
+        with self._lock:
+            cache = self.caches.get(str(name))
+        if cache is None or cache["key"] != key:
+            return 403, _error(403, "CachedContent not found (or permission denied)")
+        if cache["model"] != f"models/{model}":
+            return 400, _error(
+                400,
+                f"Model used by GenerateContent request (models/{model}) and CachedContent "
+                f"({cache['model']}) has to be the same.",
+            )
+        if any(
+            k in body for k in ("systemInstruction", "system_instruction", "tools", "toolConfig")
+        ):
+            return 400, _error(
+                400,
+                "CachedContent can not be used with GenerateContent request setting "
+                "system_instruction, tools or tool_config.",
+            )
         return None
 
 

@@ -724,8 +724,8 @@ class FakeGemini:
         if rec.version is None or rec.model is None:
             raise GoogleError(404, f"The requested URL {rec.path} was not found on this server.")
         self._check_key(rec)
-        if rec.model == "files" or rec.model.startswith("files/"):
-            return self._files(rec)
+        if rec.model.startswith(("files", "cachedContents")):
+            return self._resources(rec)
         if rec.json_error is not None:
             raise _bad(f"Invalid JSON payload received. {rec.json_error}")
         get = rec.method == "GET" and rec.action is None
@@ -740,7 +740,7 @@ class FakeGemini:
             )
         if not get:
             check_request(str(rec.action), rec.model, rec.body, self.strict_fields)
-            if refused := self.files_api.check_refs(rec.api_key, rec.body):
+            if refused := self.files_api.refusal(rec.api_key, rec.model, rec.body):
                 return _json_response(refused[1], refused[0])
         script = self._take_script(rec.path)
         kind, opts = (script.kind, script.opts) if script else ("", {})
@@ -771,8 +771,11 @@ class FakeGemini:
             return await self._stream(request, rec, kind, opts)
         return _json_response(self._answer(rec))
 
-    def _files(self, rec: RecordedRequest) -> web.Response:
+    def _resources(self, rec: RecordedRequest) -> web.Response:
         key = str(rec.api_key)
+        if rec.model == "cachedContents" and rec.method == "POST":
+            status, reply = self.files_api.create_cache(key, rec.body, prompt_tokens(rec.body))
+            return _json_response(reply, status)
         if rec.path.startswith("/upload/") and rec.method == "POST":
             if "upload_id" in rec.query:
                 status, headers, body = self.files_api.upload(

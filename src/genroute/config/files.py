@@ -1,4 +1,9 @@
-"""The `files` section: where uploaded files are kept, and their limits.
+"""The `files` section (where uploaded files are kept, and their limits) and the
+`cached_contents` section (Gemini's context caches, for every group).
+
+    cached_contents:
+      min_tokens: 1024                # default: Gemini's (4096 for *pro* models, else 1024)
+      default_ttl_seconds: 3600       # when a create gives neither ttl nor expireTime
 
     files:
       storage: local                  # local (a directory) or s3 (S3-compatible storage)
@@ -29,7 +34,7 @@ from pydantic import Field, field_validator, model_validator
 
 from genroute.config.base import Strict
 
-__all__ = ["FilesSettings", "S3Settings"]
+__all__ = ["CachedContentsSettings", "FilesSettings", "S3Settings"]
 
 MB = 1024 * 1024
 
@@ -110,3 +115,16 @@ class FilesSettings(Strict):
         """Whether files of this MIME type may be uploaded."""
         mime = mime_type.split(";")[0].strip().lower()
         return any(fnmatch.fnmatchcase(mime, p) for p in self.allowed_mime_types)
+
+
+class CachedContentsSettings(Strict):
+    """Cached contents: the smallest one that may be made, and the default lifetime."""
+
+    min_tokens: int | None = Field(default=None, ge=0)
+    default_ttl_seconds: float = Field(default=3600.0, gt=0)
+
+    def minimum(self, model: str) -> int:
+        """The fewest tokens a cache for `model` may hold (Gemini's own minimums)."""
+        if self.min_tokens is not None:
+            return self.min_tokens
+        return 4096 if "pro" in model.lower() else 1024

@@ -7,7 +7,7 @@ governance and observability the config turns on, then wraps them outermost firs
     Governed      when a master key or a database is configured (proxy), never in the SDK
     Metered       always: usage and cost of every call
     Cached        with litellm_settings.cache: answers kept for next time (genroute.cache)
-    Resolved      in the proxy: uploaded files named in requests (genroute.resources)
+    Resolved      in the proxy: uploaded files and cached contents named in requests
     Router        model groups, strategies, retries, fallbacks, cooldowns
 
 `Pipeline` serves the same five methods as the outermost layer, and owns the start-up
@@ -171,7 +171,7 @@ def build_pipeline(
     resources = _resources(config, gov) if server else None
     api: ModelAPI = router
     if resources is not None:
-        api = Resolved(api, resources.files, resources.access)
+        api = Resolved(api, resources.files, resources.caches, resources.access)
     cache = build_cache(config, router, pricer, gov.cache_controls if gov is not None else None)
     if cache is not None:
         api = Cached(api, cache)

@@ -21,6 +21,7 @@ from genroute.wire import (
     ContentEmbedding,
     EmbedContentRequest,
     EmbedContentResponse,
+    GenerateContentRequest,
     Part,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DeploymentSpec",
     "Provider",
+    "UpstreamCaches",
     "UpstreamFiles",
     "embed_one_by_batch",
     "standard_base64",
@@ -89,6 +91,24 @@ class UpstreamFiles(Protocol):
         display_name: str | None,
     ) -> dict[str, Any]:
         """Upload a file; the upstream's `File` (with `uri`, `expirationTime`)."""
+        ...
+
+
+@runtime_checkable
+class UpstreamCaches(Protocol):
+    """A provider with context caches of its own (Gemini's cachedContents): genroute
+    creates a cached content there once per `files_target` and names it in calls."""
+
+    @property
+    def files_target(self) -> str:
+        """Who sees a cache created here (the upstream and its key), as a short digest."""
+        ...
+
+    async def create_cache(
+        self, call: Call, request: GenerateContentRequest, ttl_seconds: float
+    ) -> str:
+        """Create a cached content of the request's contents, system instruction, tools
+        and tool config for this deployment's model; its upstream name."""
         ...
 
 

@@ -1,14 +1,16 @@
-"""Gemini's resource APIs, for every model group: uploaded files (the Files API).
+"""Gemini's resource APIs, for every model group: uploaded files (the Files API) and
+cached contents (cachedContents).
 
     owners.py    who owns a resource (the key's team, else the key) and who sees it
     blobs.py     where file bytes are kept: the Blobs interface and a directory
     s3.py        file bytes in an S3-compatible bucket
     files.py     FileService: resumable uploads, get, list, delete, expiry
-    resolve.py   Resolved: the pipeline layer that sends a request's uploaded files to
-                 each deployment in the form it takes
+    caches.py    CacheService: cached contents (create, get, list, update, delete)
+    resolve.py   Resolved: the pipeline layer that sends a request's uploaded files and
+                 cached content to each deployment in the form it takes
 
 `Resources` is what the pipeline builds from the config (`build_resources`): the file
-service over the database (the governance store's engine when there is one, else its own
+and cache services over the database (the governance store's engine when there is one, else its own
 on the same URL) and the configured storage. The database is migrated on first use when
 no governance store does it at start-up, so a gateway that never sees a file makes no
 database for it.
@@ -27,15 +29,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from genroute.call import Caller
 from genroute.config import Config
 from genroute.resources.blobs import Blobs, LocalBlobs
+from genroute.resources.caches import CachedContentBody, CacheService, cache_json
 from genroute.resources.files import FileService, NewFile, file_json, parse_file_name
 from genroute.resources.owners import Access, access_for
 from genroute.resources.resolve import FilePreparer, Resolved, genroute_file_id
+from genroute.store.caches import CacheRepo
 from genroute.store.engine import create_engine, migrate
 from genroute.store.files import FileRepo
 
 __all__ = [
     "FILES_DIR",
     "Access",
+    "CacheService",
+    "CachedContentBody",
     "FilePreparer",
     "FileService",
     "NewFile",
@@ -43,6 +49,7 @@ __all__ = [
     "Resources",
     "access_for",
     "build_resources",
+    "cache_json",
     "file_json",
     "genroute_file_id",
     "parse_file_name",
@@ -60,6 +67,7 @@ class Resources:
     def __init__(
         self,
         files: FileService,
+        caches: CacheService,
         *,
         url: str,
         engine: AsyncEngine,
@@ -67,6 +75,7 @@ class Resources:
         is_master: Callable[[str | None], bool],
     ) -> None:
         self.files = files
+        self.caches = caches
         self.url = url
         self.engine = engine
         self._owns_engine = owns_engine
@@ -104,11 +113,12 @@ class Resources:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
                 swept = await self.files.sweep()
+                caches = await self.caches.sweep()
             except Exception as exc:  # the database or storage is down: next time
-                log.warning("sweeping expired files failed: %s", exc)
+                log.warning("sweeping expired files and caches failed: %s", exc)
                 continue
-            if swept:
-                log.info("deleted %d expired files", swept)
+            if swept or caches:
+                log.info("deleted %d expired files and %d cached contents", swept, caches)
 
     async def aclose(self) -> None:
         """Stop sweeping, close storage connections (and the engine, if it is ours)."""
@@ -146,4 +156,5 @@ def build_resources(
     own = engine is None
     engine = engine or create_engine(url, config.general_settings.database_timeout)
     files = FileService(FileRepo(engine), _blobs(config, base), config.files)
-    return Resources(files, url=url, engine=engine, owns_engine=own, is_master=is_master)
+    caches = CacheService(CacheRepo(engine), config.cached_contents)
+    return Resources(files, caches, url=url, engine=engine, owns_engine=own, is_master=is_master)

@@ -38,7 +38,9 @@ __all__ = [
     "FileService",
     "NewFile",
     "file_json",
+    "page_token",
     "parse_file_name",
+    "parse_page_token",
 ]
 
 DEFAULT_PAGE_SIZE = 10
@@ -271,16 +273,16 @@ class FileService:
         return row
 
     async def list(
-        self, access: Access, page_size: int | None, page_token: str | None
+        self, access: Access, page_size: int | None, token: str | None
     ) -> tuple[list[FileRow], str | None]:
         """One page of the caller's files, newest first, and the next page's token."""
         size = max(1, min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
-        after = _parse_token(page_token) if page_token else None
+        after = parse_page_token(token) if token else None
         rows = await self.repo.page(access.owner, access.sees_all, after, size + 1, self.now())
         more = len(rows) > size
         rows = rows[:size]
-        token = _token(rows[-1]) if more and rows else None
-        return rows, token
+        following = page_token(rows[-1].created_at, rows[-1].file_id) if more and rows else None
+        return rows, following
 
     async def delete(self, access: Access, name: str) -> None:
         """Delete a file the caller may see: its bytes, then its row."""
@@ -304,15 +306,17 @@ class FileService:
         return count
 
 
-def _token(row: FileRow) -> str:
-    stamp = aware(row.created_at).isoformat()  # type: ignore[union-attr]
-    return base64.urlsafe_b64encode(f"{stamp}|{row.file_id}".encode()).decode().rstrip("=")
+def page_token(created: datetime, ident: str) -> str:
+    """The token of the page after a row (its creation time and id)."""
+    stamp = aware(created).isoformat()  # type: ignore[union-attr]
+    return base64.urlsafe_b64encode(f"{stamp}|{ident}".encode()).decode().rstrip("=")
 
 
-def _parse_token(token: str) -> tuple[datetime, str]:
+def parse_page_token(token: str) -> tuple[datetime, str]:
+    """The creation time and id a page token was made of; 400 for any other text."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        stamp, file_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), file_id
+        stamp, ident = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), ident
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("pageToken: not a token this API gave") from None

@@ -1,21 +1,25 @@
-"""Uploaded files in requests: the `Resolved` layer, and what each deployment is sent.
+"""Uploaded files and cached contents in requests: the `Resolved` layer, and what each
+deployment is sent.
 
 A request names an uploaded file by its uri in `fileData.fileUri` (what the SDKs put
-there for `Part.from_uri(file.uri, ...)` or a `File` in `contents`). `Resolved`, the
-pipeline layer just outside the Router, finds such parts (in `contents` and
-`systemInstruction`), checks each file is the caller's and ACTIVE (403 naming the part
-otherwise, as Gemini answers), and hands the Router a `FilePreparer`, which the Router
-calls for each deployment it tries (`Call.prepare`):
+there for `Part.from_uri(file.uri, ...)` or a `File` in `contents`), and a cached content
+by `cachedContent`. `Resolved`, the pipeline layer just outside the Router, finds them
+(in `contents`, `systemInstruction` and the cached content's own parts), checks each is
+the caller's (403 naming the part otherwise, as Gemini answers) and usable, and hands the
+Router a `CallPreparer`, which the Router calls for each deployment it tries
+(`Call.prepare`):
 
-    a deployment with its own Files API (Gemini)   files up to files.gemini_inline_max_mb
-                                                   inline, larger ones uploaded there once
-                                                   (remembered in the database) and named
-                                                   by the upstream's uri
-    any other (OpenAI, Azure, Anthropic, Bedrock,  text files as text, the others inline
-    Vertex AI, ...)                                (images, PDFs, audio...) for the
-                                                   provider's translator to send in the form
-                                                   it takes, or refuse naming the part;
-                                                   at most files.max_inline_mb in all
+    a deployment with its own Files API and      files up to files.gemini_inline_max_mb
+    caches (Gemini)                              inline, larger ones uploaded there once
+                                                 (remembered in the database) and named
+                                                 by the upstream's uri; the cached content
+                                                 created there once and named
+    any other (OpenAI, Azure, Anthropic, Bedrock,  the cached content's parts put in front
+    Vertex AI, ...)                              of the request's; text files as text, the
+                                                 others inline (images, PDFs, audio...) for
+                                                 the provider's translator to send in the
+                                                 form it takes, or refuse naming the part;
+                                                 at most files.max_inline_mb in all
 
 A uri is genroute's when it ends in `/{v}/files/{id}` (or is `files/{id}`) and is not on a
 googleapis.com host: a Gemini API file uri passes to a Gemini upstream as it came.
@@ -32,11 +36,13 @@ from urllib.parse import urlsplit
 
 from genroute.call import Call, Caller, ModelAPI
 from genroute.errors import GenrouteError, InvalidRequest
-from genroute.providers.base import UpstreamFiles
+from genroute.providers.base import UpstreamCaches, UpstreamFiles
+from genroute.resources.caches import CacheService, cache_request, expand
 from genroute.resources.files import FileService
 from genroute.resources.owners import Access
+from genroute.store.caches import CacheCopy, CacheRow
 from genroute.store.files import FileCopy, FileRow
-from genroute.store.repo import utcnow
+from genroute.store.repo import aware, utcnow
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -52,7 +58,7 @@ from genroute.wire import (
     Part,
 )
 
-__all__ = ["FilePreparer", "Resolved", "genroute_file_id"]
+__all__ = ["CallPreparer", "FilePreparer", "Resolved", "genroute_file_id"]
 
 _PATH = re.compile(
     r"(?:^|/)(?:v1|v1beta|v1alpha)/files/([a-z0-9-]{1,40})$|^files/([a-z0-9-]{1,40})$"
@@ -90,7 +96,7 @@ class FilePreparer:
     def __init__(self, call: Call, files: FileService, rows: dict[str, FileRow]) -> None:
         self.call = call
         self.files = files
-        self.rows = rows  # by the part's place, e.g. "contents[0].parts[1]"
+        self.rows = rows  # by file id, each checked to be the caller's
         self._bytes: dict[str, bytes] = {}
 
     async def generate(
@@ -134,7 +140,8 @@ class FilePreparer:
         parts = list(content.parts or [])
         changed = False
         for j, part in enumerate(parts):
-            row = self.rows.get(f"{where}.parts[{j}]")
+            file_id = genroute_file_id(part.file_data.file_uri) if part.file_data else None
+            row = self.rows.get(file_id) if file_id is not None else None
             if row is not None:
                 parts[j] = await self._part(deployment, f"{where}.parts[{j}]", part, row)
                 changed = True
@@ -213,47 +220,127 @@ def _expiry(value: Any) -> datetime:
     return utcnow() + UPSTREAM_COPY_LIFE
 
 
+class CallPreparer:
+    """What one call's deployments are given: its cached content (expanded, or created on
+    a Gemini deployment's own API) and its files (`FilePreparer`)."""
+
+    def __init__(self, files: FilePreparer, caches: CacheService, cache: CacheRow | None) -> None:
+        self.files = files
+        self.caches = caches
+        self.cache = cache
+
+    async def generate(
+        self, deployment: Any, request: GenerateContentRequest
+    ) -> GenerateContentRequest:
+        if self.cache is not None:
+            name = await self._upstream_cache(deployment, self.cache)
+            if name is not None:
+                request = request.model_copy(update={"cached_content": name})
+            else:
+                request = expand(request, self.cache)
+        return await self.files.generate(deployment, request)
+
+    async def count_tokens(
+        self, deployment: Any, request: CountTokensRequest
+    ) -> CountTokensRequest:
+        return await self.files.count_tokens(deployment, request)
+
+    async def _upstream_cache(self, deployment: Any, row: CacheRow) -> str | None:
+        """The cache's name on a deployment with caches of its own (made there once, with
+        its files resolved for it), or None: then its parts go in the request."""
+        provider = deployment.provider
+        if not isinstance(provider, UpstreamCaches) or not row.payload.get("contents"):
+            return None
+        repo = self.caches.repo
+        now = self.caches.now()
+        found = await repo.copy(row.cache_id, provider.files_target, now)
+        if found is not None:
+            return found.upstream_name
+        left = (aware(row.expires_at) - now).total_seconds()  # type: ignore[operator]
+        cached = await self.files.generate(deployment, cache_request(row))
+        try:
+            name = await provider.create_cache(self.files.call, cached, left)
+        except GenrouteError as exc:
+            if exc.code != 400:
+                raise
+            return None  # the upstream will not cache it (too small for it, say): send it all
+        await repo.save_copy(
+            CacheCopy(
+                cache_id=row.cache_id,
+                target=provider.files_target,
+                upstream_name=name,
+                expires_at=row.expires_at,
+            )
+        )
+        return name
+
+
 class Resolved:
-    """The pipeline layer that resolves uploaded files (see the module docstring)."""
+    """The pipeline layer that resolves uploaded files and cached contents (see the
+    module docstring)."""
 
     def __init__(
-        self, inner: ModelAPI, files: FileService, access: Callable[[Caller], Access]
+        self,
+        inner: ModelAPI,
+        files: FileService,
+        caches: CacheService,
+        access: Callable[[Caller], Access],
     ) -> None:
         self.inner = inner
         self.files = files
+        self.caches = caches
         self.access = access
 
-    async def _prepared(self, call: Call, places: list[tuple[str, Content]]) -> Call:
-        rows: dict[str, FileRow] = {}
-        access: Access | None = None
+    async def _rows(
+        self, access: Access, places: list[tuple[str, Content]], rows: dict[str, FileRow]
+    ) -> None:
         for where, content in places:
             for j, part in enumerate(content.parts or []):
                 file = part.file_data
                 file_id = genroute_file_id(file.file_uri) if file is not None else None
-                if file_id is None:
+                if file_id is None or file_id in rows:
                     continue
-                access = access or self.access(call.caller)
                 at = f"{where}.parts[{j}]"
                 try:
-                    rows[at] = await self.files.get(access, f"files/{file_id}")
+                    row = await self.files.get(access, f"files/{file_id}")
                 except GenrouteError as exc:
                     exc.message = f"{at}.fileData.fileUri: {exc.message}"
                     raise
-                if rows[at].state != "ACTIVE":
+                if row.state != "ACTIVE":
                     raise InvalidRequest(
-                        f"{at}.fileData.fileUri: files/{file_id} is {rows[at].state}, not ACTIVE"
+                        f"{at}.fileData.fileUri: files/{file_id} is {row.state}, not ACTIVE"
                     )
-        return call.with_prepare(FilePreparer(call, self.files, rows)) if rows else call
+                rows[file_id] = row
+
+    async def _prepared(
+        self,
+        call: Call,
+        places: list[tuple[str, Content]],
+        request: GenerateContentRequest | None = None,
+    ) -> Call:
+        access = self.access(call.caller)
+        cache: CacheRow | None = None
+        if request is not None and request.cached_content:
+            cache = await self.caches.for_call(access, request.cached_content, call.model, request)
+            cached = cache_request(cache)
+            places = [*places, *(("cachedContent." + w, c) for w, c in _places(cached))]
+        rows: dict[str, FileRow] = {}
+        await self._rows(access, places, rows)
+        if not rows and cache is None:
+            return call
+        files = FilePreparer(call, self.files, rows)
+        return call.with_prepare(CallPreparer(files, self.caches, cache))
 
     async def generate(
         self, call: Call, request: GenerateContentRequest
     ) -> GenerateContentResponse:
-        return await self.inner.generate(await self._prepared(call, _places(request)), request)
+        inner_call = await self._prepared(call, _places(request), request)
+        return await self.inner.generate(inner_call, request)
 
     async def stream(
         self, call: Call, request: GenerateContentRequest
     ) -> AsyncIterator[GenerateContentResponse]:
-        inner_call = await self._prepared(call, _places(request))
+        inner_call = await self._prepared(call, _places(request), request)
         chunks = self.inner.stream(inner_call, request)
         try:
             async for chunk in chunks:

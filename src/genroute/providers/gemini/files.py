@@ -1,4 +1,4 @@
-"""Uploading a file to a Gemini deployment's own Files API (the resumable protocol).
+"""A Gemini deployment's own Files API (the resumable upload) and cachedContents.
 
     POST {host}{prefix}/upload/{v}/files      X-Goog-Upload-Protocol: resumable
                                               X-Goog-Upload-Command: start
@@ -24,7 +24,7 @@ from genroute.errors import UpstreamMalformed, UpstreamTimeout, UpstreamUnavaila
 from genroute.providers.gemini.translate import PROVIDER, map_error
 from genroute.providers.transport import HttpRequest, Timeout, Transport
 
-__all__ = ["CHUNK", "files_target", "upload_file", "upload_root"]
+__all__ = ["CHUNK", "create_cached_content", "files_target", "upload_file", "upload_root"]
 
 CHUNK = 8 * 1024 * 1024
 
@@ -139,3 +139,29 @@ async def upload_file(
             provider=PROVIDER,
         ) from None
     return dict(file)
+
+
+async def create_cached_content(
+    transport: Transport,
+    root: str,
+    headers: Mapping[str, str],
+    body: dict[str, Any],
+    *,
+    seconds: float,
+) -> str:
+    """Create a cached content (`POST {root}/cachedContents`); its upstream name."""
+    limit = Timeout(total=seconds, connect=min(seconds, 30))
+    sent = {**headers, "content-type": "application/json"}
+    request = HttpRequest("POST", f"{root}/cachedContents", sent, orjson.dumps(body), limit)
+    status, reply_headers, reply = await _send(transport, request)
+    if status != 200:
+        raise map_error(status, reply, reply_headers)
+    try:
+        name = orjson.loads(reply)["name"]
+        if not isinstance(name, str) or not name.startswith("cachedContents/"):
+            raise KeyError("name")
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise UpstreamMalformed(
+            f"{PROVIDER} cachedContents: the reply has no name", provider=PROVIDER
+        ) from None
+    return name

@@ -15,7 +15,7 @@ from genroute.call import Call
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.catalog import CATALOG, first_env
 from genroute.providers.gemini import translate
-from genroute.providers.gemini.files import files_target, upload_file
+from genroute.providers.gemini.files import create_cached_content, files_target, upload_file
 from genroute.providers.transport import JsonTransport, Transport, reading
 from genroute.wire import (
     BatchEmbedContentsRequest,
@@ -91,6 +91,21 @@ class GeminiProvider:
             mime_type=mime_type,
             display_name=display_name,
             seconds=self.spec.timeout,
+        )
+
+    async def create_cache(
+        self, call: Call, request: GenerateContentRequest, ttl_seconds: float
+    ) -> str:
+        """Create a cached content for this deployment's model; its upstream name."""
+        body = request.model_dump(
+            by_alias=True,
+            exclude_none=True,
+            include={"contents", "system_instruction", "tools", "tool_config"},
+        )
+        body["model"] = self._model_name
+        body["ttl"] = f"{max(1, int(ttl_seconds))}s"
+        return await create_cached_content(
+            self._transport, self._root, self._headers, body, seconds=self.spec.timeout
         )
 
     async def _call(self, call: Call, action: str, body: bytes, reply: type[T], what: str) -> T:

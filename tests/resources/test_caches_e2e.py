@@ -1,0 +1,208 @@
+"""End to end: cachedContents through genroute with google-genai's `client.caches`, and
+`cached_content` in calls to Gemini (a cache made upstream once), OpenAI and Anthropic
+(the cached parts put in front) groups; ownership by team; Gemini's rules."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.genai import errors, types
+
+from tests.conftest import InProcessGateway, genai_client
+from tests.fakes.anthropic_upstream import DEFAULT_API_KEY as ANTHROPIC_KEY
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.gemini_upstream import FakeGemini
+from tests.fakes.openai_upstream import DEFAULT_KEY as OPENAI_KEY
+from tests.fakes.openai_upstream import FakeOpenAI
+
+pytestmark = pytest.mark.e2e
+
+MASTER = "sk-caches-master"
+LONG = "The handbook says: " + "policy " * 1500  # over Gemini's 1024-token minimum
+SYSTEM = "You answer from the handbook only."
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[tuple[FakeGemini, FakeOpenAI, FakeAnthropic]]:
+    gemini = FakeGemini("upstream-key").start()
+    with FakeOpenAI() as openai, FakeAnthropic() as anthropic:
+        yield gemini, openai, anthropic
+    gemini.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    fakes: tuple[FakeGemini, FakeOpenAI, FakeAnthropic], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InProcessGateway]:
+    gemini, openai, anthropic = fakes
+    params = {
+        "gem": {
+            "model": "gemini/gemini-2.5-flash",
+            "api_key": "upstream-key",
+            "api_base": gemini.base_url,
+        },
+        "gpt": {
+            "model": "openai/gpt-4o",
+            "api_key": OPENAI_KEY,
+            "api_base": f"{openai.base_url}/v1",
+        },
+        "claude": {
+            "model": "anthropic/claude-sonnet-4-5",
+            "api_key": ANTHROPIC_KEY,
+            "api_base": anthropic.base_url,
+        },
+    }
+    config = {
+        "model_list": [{"model_name": name, "params": p} for name, p in params.items()],
+        "general_settings": {"master_key": MASTER},
+    }
+    gw = InProcessGateway(config, Path(tmp_path_factory.mktemp("caches-gateway")))
+    yield gw
+    gw.stop()
+
+
+def call(gw: InProcessGateway, path: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        gw.base_url + path,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", "x-goog-api-key": MASTER},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=15) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture(scope="module")
+def keys(gateway: InProcessGateway) -> dict[str, str]:
+    for team in ("red", "blue"):
+        call(gateway, "/team/new", {"team_id": team})
+    return {
+        name: call(gateway, "/key/generate", {"team_id": team})["key"]
+        for name, team in (("red1", "red"), ("red2", "red"), ("blue", "blue"))
+    }
+
+
+def make(client: Any, model: str, **config: Any) -> types.CachedContent:
+    settings: dict[str, Any] = {
+        "contents": [types.Content(role="user", parts=[types.Part(text=LONG)])],
+        "system_instruction": SYSTEM,
+        "ttl": "600s",
+        **config,
+    }
+    cache: types.CachedContent = client.caches.create(model=model, config=settings)
+    return cache
+
+
+def test_create_get_list_update_delete(gateway: InProcessGateway, keys: dict[str, str]) -> None:
+    client = genai_client(gateway.base_url, keys["red1"])
+    cache = make(client, "gem", display_name="handbook")
+    assert cache.name is not None and cache.name.startswith("cachedContents/")
+    assert cache.model == "models/gem" and cache.display_name == "handbook"
+    assert cache.usage_metadata is not None
+    assert (cache.usage_metadata.total_token_count or 0) >= 1024
+    assert cache.expire_time is not None
+    assert abs(cache.expire_time - datetime.now(UTC) - timedelta(seconds=600)) < timedelta(
+        seconds=30
+    )
+    assert client.caches.get(name=cache.name).usage_metadata == cache.usage_metadata
+    assert cache.name in [c.name for c in client.caches.list()]
+    later = client.caches.update(name=cache.name, config={"ttl": "7200s"})
+    assert later.expire_time is not None and later.expire_time > cache.expire_time
+    client.caches.delete(name=cache.name)
+    with pytest.raises(errors.ClientError) as caught:
+        client.caches.get(name=cache.name)
+    assert caught.value.code == 403
+
+
+def test_too_small_is_refused_as_gemini_does(
+    gateway: InProcessGateway, keys: dict[str, str]
+) -> None:
+    client = genai_client(gateway.base_url, keys["red1"])
+    with pytest.raises(errors.ClientError) as caught:
+        make(client, "gpt", contents=[types.Content(role="user", parts=[types.Part(text="hi")])])
+    assert caught.value.code == 400
+    assert "min_total_token_count=1024" in str(caught.value.message)
+    with pytest.raises(errors.ClientError) as caught:
+        make(client, "no-such-model")
+    assert caught.value.code == 404
+
+
+def test_a_gemini_group_uses_a_cache_made_upstream_once(
+    gateway: InProcessGateway, keys: dict[str, str], fakes: tuple[FakeGemini, Any, Any]
+) -> None:
+    gemini = fakes[0]
+    client = genai_client(gateway.base_url, keys["red1"])
+    cache = make(client, "gem")
+    before = len(gemini.files_api.caches)
+    for _ in range(2):
+        reply = client.models.generate_content(
+            model="gem", contents="What does it say?", config={"cached_content": cache.name}
+        )
+        assert reply.usage_metadata is not None
+        assert reply.usage_metadata.cached_content_token_count
+    assert len(gemini.files_api.caches) == before + 1  # created once, then remembered
+    sent = gemini.requests[-1].body
+    assert sent["cachedContent"] in gemini.files_api.caches
+    assert sent["cachedContent"] != cache.name and "systemInstruction" not in sent
+    upstream = gemini.files_api.caches[sent["cachedContent"]]["body"]
+    assert upstream["model"] == "models/gemini-2.5-flash"
+    assert upstream["systemInstruction"]["parts"][0]["text"] == SYSTEM
+
+
+def test_openai_and_anthropic_groups_get_the_cached_parts_in_front(
+    gateway: InProcessGateway, keys: dict[str, str], fakes: tuple[Any, FakeOpenAI, FakeAnthropic]
+) -> None:
+    _, openai, anthropic = fakes
+    client = genai_client(gateway.base_url, keys["red2"])  # the same team as the maker
+    maker = genai_client(gateway.base_url, keys["red1"])
+    for model in ("gpt", "claude"):
+        cache = make(maker, model)
+        reply = client.models.generate_content(
+            model=model, contents="Summarise", config={"cached_content": cache.name}
+        )
+        assert reply.text
+    messages = openai.last_request.body["messages"]
+    assert messages[0] == {"role": "system", "content": SYSTEM}
+    assert LONG in json.dumps(messages[1]) and "Summarise" in json.dumps(messages[-1])
+    body = anthropic.last_request.body
+    assert SYSTEM in json.dumps(body["system"])
+    assert LONG in json.dumps(body["messages"][0]) and "Summarise" in json.dumps(body["messages"])
+
+
+def test_caches_belong_to_the_team_and_follow_geminis_rules(
+    gateway: InProcessGateway, keys: dict[str, str]
+) -> None:
+    red = genai_client(gateway.base_url, keys["red1"])
+    blue = genai_client(gateway.base_url, keys["blue"])
+    cache = make(red, "gpt")
+    assert cache.name is not None
+    with pytest.raises(errors.ClientError) as caught:
+        blue.caches.get(name=cache.name)
+    assert caught.value.code == 403
+    assert cache.name not in [c.name for c in blue.caches.list()]
+    with pytest.raises(errors.ClientError) as caught:
+        blue.models.generate_content(
+            model="gpt", contents="x", config={"cached_content": cache.name}
+        )
+    assert caught.value.code == 403
+    with pytest.raises(errors.ClientError) as caught:  # another model than the cache's
+        red.models.generate_content(
+            model="claude", contents="x", config={"cached_content": cache.name}
+        )
+    assert caught.value.code == 400 and "has to be the same" in str(caught.value.message)
+    with pytest.raises(errors.ClientError) as caught:  # a system instruction of its own
+        red.models.generate_content(
+            model="gpt",
+            contents="x",
+            config={"cached_content": cache.name, "system_instruction": "Be brief"},
+        )
+    assert caught.value.code == 400 and "CachedContent can not be used" in str(caught.value.message)
+    with pytest.raises(errors.ClientError) as caught:
+        red.caches.update(name=cache.name, config={"ttl": "soon"})
+    assert caught.value.code == 400 and "ttl" in str(caught.value.message)
