@@ -18,7 +18,8 @@ Azure deployment is checked as the model ``azure_models`` names); problems are a
 as OpenAI does, with a 400 ``{"error": {"message", "type", "param", "code"}}``.
 
 Default reply: "Echo: <last user text>" (media parts as ``[image_url]``...), or "Tool
-results: <id>=<content>; ..." after tool messages, or JSON following a ``json_schema``.
+results: <id>=<content>; ..." after tool messages, or JSON following a ``json_schema``, or,
+when ``tool_choice`` forces a call, a call of that tool with arguments following its schema.
 With ``reasoning_effort`` it also reasons (``reasoning_content``, vLLM/DeepSeek style).
 Scripts (``fake.script(kind, times=1, **opts)``), consumed by the next request(s):
   reply         text, reasoning, tool_calls=[(name, args), ...], refusal, finish_reason,
@@ -234,8 +235,21 @@ class Reply:
     interleave: bool = False
 
 
+def forced_call(body: dict[str, Any]) -> tuple[str, Any] | None:
+    """The call a ``tool_choice`` of ``required`` or one named function forces (the named
+    tool, else the last one), with arguments following its parameters' schema."""
+    choice, tools = body.get("tool_choice"), body.get("tools") or []
+    if not tools or not (choice == "required" or isinstance(choice, dict)):
+        return None
+    named = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    tool = next((t for t in tools if t["function"]["name"] == named), tools[-1])
+    return tool["function"]["name"], sample(tool["function"].get("parameters") or {})
+
+
 def plan_reply(body: dict[str, Any], opts: dict[str, Any]) -> Reply:
     messages = body.get("messages") or []
+    if "tool_calls" not in opts and (forced := forced_call(body)):
+        opts = {**opts, "tool_calls": [forced]}
     tail = []
     for message in reversed(messages):
         if message.get("role") != "tool":

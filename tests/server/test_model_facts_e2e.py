@@ -7,7 +7,6 @@ refuses per model (tests/fakes/openai_models.py). genroute decides from its mode
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
