@@ -12,6 +12,10 @@ other names with `-m`. The default serves every `gemini-*` name: with a Gemini k
 Gemini itself; without one on Vertex AI when its credentials are set, else on the first
 other provider found (`*pro*` names on its larger model, the rest on its smaller one), or
 on the demo model.
+
+With $GENROUTE_MASTER_KEY set, that is its master key: callers must send it or a virtual
+key, the spend ledger is a SQLite file `genroute.db` in the working directory, and the
+admin UI (/ui) signs in with it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from genroute.providers.catalog import key_env_present
 __all__ = [
     "DEFAULT_PROVIDERS",
     "GEMINI_CLI_MODELS",
+    "MASTER_KEY_ENV",
     "STAND_INS",
     "default_config",
     "provider_keys_found",
@@ -52,6 +57,9 @@ STAND_INS = {
         "bedrock/global.anthropic.claude-haiku-4-5-20251001-v1:0",
     ),
 }
+# The master key of the embedded default, when set: virtual keys, the spend ledger in a
+# SQLite file in the working directory, the admin UI.
+MASTER_KEY_ENV = "GENROUTE_MASTER_KEY"
 # Bedrock is picked up when all of these are set (the region: either of the last two).
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", ("AWS_REGION", "AWS_DEFAULT_REGION"))
 
@@ -95,7 +103,8 @@ def _entry(name: str, model: str, key_var: str, **info: Any) -> dict[str, Any]:
 
 
 def default_config(environ: Mapping[str, str] | None = None) -> Config:
-    """Providers found in the environment, else the demo model."""
+    """Providers found in the environment, else the demo model; the master key from
+    $GENROUTE_MASTER_KEY when it is set."""
     env = os.environ if environ is None else environ
     keys = provider_keys_found(env)
     entries: list[dict[str, Any]] = []
@@ -122,7 +131,10 @@ def default_config(environ: Mapping[str, str] | None = None) -> Config:
     for entry in entries:  # Bedrock: AWS credentials and region instead of a key
         if entry["params"]["model"].startswith("bedrock/"):
             entry["params"] = {"model": entry["params"]["model"], **_aws_params(env)}
-    return config_from_data({"model_list": entries}, source="<embedded default>", environ=env)
+    data: dict[str, Any] = {"model_list": entries}
+    if env.get(MASTER_KEY_ENV, "").strip():
+        data["general_settings"] = {"master_key": f"os.environ/{MASTER_KEY_ENV}"}
+    return config_from_data(data, source="<embedded default>", environ=env)
 
 
 def _vertex_entries(env: Mapping[str, str], keys: Mapping[str, str]) -> list[dict[str, Any]]:
