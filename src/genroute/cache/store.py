@@ -24,12 +24,21 @@ from typing import Any, Protocol
 import orjson
 from redis.exceptions import RedisError
 
-__all__ = ["Entry", "EntryStore", "LocalStore", "RedisHealth", "RedisStore", "redis_errors"]
+__all__ = [
+    "ENTRY_BYTES",
+    "Entry",
+    "EntryStore",
+    "LocalStore",
+    "RedisHealth",
+    "RedisStore",
+    "redis_errors",
+]
 
 log = logging.getLogger("genroute.cache")
 
 redis_errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 Origin = tuple[str | None, str | None, str | None, str | None]
+ENTRY_BYTES = 512  # an entry's memory besides its response's JSON
 
 
 @dataclass(slots=True)
@@ -59,8 +68,9 @@ class Entry:
 
     @property
     def size(self) -> int:
-        """Bytes it takes (its response's JSON and a header)."""
-        return len(self.body) + 120
+        """Bytes it takes in this process: its response's JSON, and about 500 bytes for
+        the entry, its key and its place in the LRU (measured: docs/cache.md)."""
+        return len(self.body) + ENTRY_BYTES
 
 
 class EntryStore(Protocol):
