@@ -59,6 +59,12 @@ class Upstream:
         if action == "embedContent" and self.embed_status != 200:
             error = {"code": self.embed_status, "message": "no", "status": "INTERNAL"}
             return json_reply({"error": error}, self.embed_status)
+        if action == "batchEmbedContents":
+            texts = [
+                " ".join(p.get("text", "") for p in r["content"]["parts"]) for r in body["requests"]
+            ]
+            self.embedded.extend(texts)
+            return json_reply({"embeddings": [{"values": bag_of_words(t)} for t in texts]})
         if action == "embedContent":
             text = " ".join(p.get("text", "") for p in body["content"]["parts"])
             self.embedded.append(text)

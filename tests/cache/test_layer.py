@@ -7,7 +7,7 @@ import pytest
 
 from genroute.call import CacheControl, Call, Caller, Operation
 from genroute.errors import GenrouteError
-from genroute.wire import Content, EmbedContentRequest, Part
+from genroute.wire import BatchEmbedContentsRequest, Content, EmbedContentRequest, Part
 from tests.cache.conftest import ANSWER, Upstream, call, pipeline, request
 
 COST = 10 * 0.001 + 20 * 0.002  # the upstream's usage at PRICES
@@ -261,6 +261,13 @@ async def test_embeddings_are_cached_too() -> None:
     assert (first.cache.outcome, again.cache.outcome) == ("miss", "hit")
     assert one.embedding.values == two.embedding.values and len(up.embedded) == 1
     assert again.meter.cost == 0.0 and again.cache.saved_cost == pytest.approx(first.meter.cost)
+    batch = BatchEmbedContentsRequest(requests=[req, req.model_copy()])
+    calls = [Call(Operation.BATCH_EMBED, "embedder") for _ in range(2)]
+    for c in calls:
+        await p.batch_embed(c, batch)
+        await p.cache.drain()
+    assert [c.cache.outcome for c in calls] == ["miss", "hit"]
+    assert calls[1].meter.input_tokens == calls[0].meter.input_tokens
     await p.aclose()
 
 

@@ -15,11 +15,11 @@ countTokens passes through.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from genroute.cache.assemble import replay
 from genroute.cache.service import ResponseCache
-from genroute.cache.store import Entry
 from genroute.call import Call, ModelAPI
 from genroute.cost import text_tokens
 from genroute.wire import (
@@ -33,10 +33,12 @@ from genroute.wire import (
     GenerateContentRequest,
     GenerateContentResponse,
     UsageMetadata,
+    WireModel,
 )
 
 __all__ = ["MAX_CHUNKS", "Cached"]
 
+E = TypeVar("E", EmbedContentResponse, BatchEmbedContentsResponse)
 MAX_CHUNKS = 50_000  # a stream longer than this is relayed but not stored
 
 
@@ -90,38 +92,52 @@ class Cached:
         return await self.inner.count_tokens(call, request)
 
     async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
-        cache = self.cache
-        plan = await cache.plan(call, request, "embed")
-        if plan is None:
-            return await self.inner.embed(call, request)
-        if plan.lookup and (entry := await cache.lookup(call, plan)) is not None:
-            response = EmbedContentResponse.model_validate_json(entry.body)
-            response._input_tokens = entry.input_tokens
-            self._embedded(call, entry, [request.content])
-            return response
-        response = await self.inner.embed(call, request)
-        cache.store_later(call, plan, response)
-        return response
+        return await self._embedding(
+            call,
+            request,
+            "embed",
+            EmbedContentResponse,
+            lambda: self.inner.embed(call, request),
+            [request.content],
+        )
 
     async def batch_embed(
         self, call: Call, request: BatchEmbedContentsRequest
     ) -> BatchEmbedContentsResponse:
+        return await self._embedding(
+            call,
+            request,
+            "batch_embed",
+            BatchEmbedContentsResponse,
+            lambda: self.inner.batch_embed(call, request),
+            [r.content for r in request.requests],
+        )
+
+    async def _embedding(
+        self,
+        call: Call,
+        request: WireModel,
+        kind: str,
+        answer: type[E],
+        inner: Callable[[], Awaitable[E]],
+        contents: list[Content],
+    ) -> E:
+        """An embedding call from the cache, else from `inner` (then stored). A hit's
+        saving is priced from the tokens the upstream reported, else an estimate from the
+        text (as the metering layer does)."""
         cache = self.cache
-        plan = await cache.plan(call, request, "batch_embed")
+        plan = await cache.plan(call, request, kind)
         if plan is None:
-            return await self.inner.batch_embed(call, request)
+            return await inner()
         if plan.lookup and (entry := await cache.lookup(call, plan)) is not None:
-            response = BatchEmbedContentsResponse.model_validate_json(entry.body)
+            response = answer.model_validate_json(entry.body)
             response._input_tokens = entry.input_tokens
-            self._embedded(call, entry, [r.content for r in request.requests])
+            tokens = entry.input_tokens
+            if tokens is None:
+                tokens = text_tokens(contents)
+            usage = UsageMetadata(prompt_token_count=tokens, total_token_count=tokens)
+            cache.priced(call, entry, usage)
             return response
-        response = await self.inner.batch_embed(call, request)
+        response = await inner()
         cache.store_later(call, plan, response)
         return response
-
-    def _embedded(self, call: Call, entry: Entry, contents: list[Content]) -> None:
-        """Price an embedding hit's saving: the tokens the upstream reported, else an
-        estimate from the text (as the metering layer does)."""
-        tokens = entry.input_tokens if entry.input_tokens is not None else text_tokens(contents)
-        usage = UsageMetadata(prompt_token_count=tokens, total_token_count=tokens)
-        self.cache.priced(call, entry, usage)
