@@ -7,8 +7,8 @@ $AWS_DEFAULT_REGION, serving `bedrock/<model id>`); with none, the built-in `dem
 so that a fresh machine has something that answers.
 
 Clients send Gemini model names of their own: gemini-cli in its default `auto` mode calls
-a classifier (`gemini-3.5-flash-lite`) and a pro model (`gemini-3.1-pro-preview`), and
-other names with `-m`. The default serves every `gemini-*` name: with a Gemini key on
+a classifier (`gemini-3.5-flash-lite`), then the model it picks (`gemini-3.1-pro-preview`
+or `gemini-3.8-flash`), and other names with `-m`. The default serves every `gemini-*` name: with a Gemini key on
 Gemini itself; without one on Vertex AI when its credentials are set, else on the first
 other provider found (`*pro*` names on its larger model, the rest on its smaller one), or
 on the demo model.
@@ -38,11 +38,13 @@ __all__ = [
 
 # The providers whose keys the embedded default looks for, in the order they are added.
 DEFAULT_PROVIDERS = ("gemini", "anthropic", "openai", "vertex_ai", "bedrock")
-# The names gemini-cli (0.61) calls without `-m` (its `auto` mode's classifier and pro
-# model), and its documented defaults with `-m`; `check-config` warns about unserved ones.
+# The names gemini-cli (0.61) calls without `-m` (its `auto` mode's classifier, and the pro
+# or flash model the classifier picks), and its documented defaults with `-m`;
+# `check-config` warns about unserved ones.
 GEMINI_CLI_MODELS = (
     "gemini-3.5-flash-lite",
     "gemini-3.1-pro-preview",
+    "gemini-3.8-flash",
     "gemini-3-flash-preview",
     "gemini-2.5-pro",
     "gemini-2.5-flash",

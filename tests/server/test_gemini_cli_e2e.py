@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from genroute.defaults import GEMINI_CLI_MODELS
 from tests.conftest import ROOT, Gateway, InProcessGateway, in_ci
 from tests.fakes.anthropic_upstream import FakeAnthropic, tool_use
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -63,6 +64,15 @@ def gateway(
                     "api_base": f"{openai_fake.base_url}/v1",
                 },
             },
+            # gemini-cli's own names without -m, on a model that does not reason.
+            {
+                "model_name": "gemini-*",
+                "params": {
+                    "model": "openai/gpt-4o",
+                    "api_key": "sk-openai-up",
+                    "api_base": f"{openai_fake.base_url}/v1",
+                },
+            },
             {
                 "model_name": "claude-via-genroute",
                 "params": {
@@ -80,8 +90,9 @@ def gateway(
 
 
 def run_gemini_cli(
-    gemini: Path, gateway: Gateway, model: str, workdir: Path, prompt: str
+    gemini: Path, gateway: Gateway | InProcessGateway, model: str | None, workdir: Path, prompt: str
 ) -> dict[str, Any]:
+    """gemini-cli -p, with `-m model` or (None) with its own model names."""
     home = workdir.parent / "home"
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
     settings = {
@@ -98,7 +109,7 @@ def run_gemini_cli(
         "NO_COLOR": "1",
     }
     result = subprocess.run(
-        [str(gemini), "-p", prompt, "-m", model, "--yolo", "-o", "json"],
+        [str(gemini), "-p", prompt, *(["-m", model] if model else []), "--yolo", "-o", "json"],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -165,3 +176,48 @@ def test_gemini_cli_tool_loop_through_anthropic(
     ]
     assert results and SECRET in json.dumps(results)
     assert output["stats"]["tools"]["byName"]["read_file"]["success"] == 1
+
+
+def requests_logged(gateway: InProcessGateway) -> list[str]:
+    """The gateway's request log lines (JSON)."""
+    return [line for line in gateway.log().splitlines() if line.startswith('{"timestamp"')]
+
+
+def assert_default_names_served(fake: FakeOpenAI, before: int, models: set[str]) -> None:
+    """gemini-cli called its own names (a classifier, then a pro model), each with a
+    thinkingConfig; the fake refuses reasoning_effort to these models, as OpenAI does."""
+    bodies = [r.body for r in fake.requests[before:]]
+    assert bodies and {b["model"] for b in bodies} <= models
+    assert all("reasoning_effort" not in b for b in bodies)
+
+
+def test_gemini_cli_without_a_model_on_a_gemini_wildcard(
+    gemini_bin: Path, gateway: Gateway, upstreams: tuple[FakeOpenAI, FakeAnthropic], tmp_path: Path
+) -> None:
+    openai_fake, _ = upstreams
+    work, _ = workspace(tmp_path)
+    before, logged = len(openai_fake.requests), len(requests_logged(gateway))
+    output = run_gemini_cli(gemini_bin, gateway, None, work, "Say hello.")
+    assert "Say hello." in output["response"]
+    assert_default_names_served(openai_fake, before, {"gpt-4o"})
+    # The groups it asked for are its own names (the classifier's, then the one it picked).
+    asked = {json.loads(line)["model_group"] for line in requests_logged(gateway)[logged:]}
+    assert "gemini-3.5-flash-lite" in asked and asked <= set(GEMINI_CLI_MODELS)
+
+
+def test_gemini_cli_without_a_model_on_the_embedded_default(
+    gemini_bin: Path,
+    upstreams: tuple[FakeOpenAI, FakeAnthropic],
+    start_gateway: Any,
+    tmp_path: Path,
+) -> None:
+    """A first run: `genroute serve` with no config and an OpenAI key serves gemini-cli's
+    own names (on gpt-4.1 and gpt-4.1-mini, which do not reason)."""
+    openai_fake, _ = upstreams
+    env = {"OPENAI_API_KEY": "sk-openai-up", "OPENAI_API_BASE": f"{openai_fake.base_url}/v1"}
+    gateway = start_gateway(None, env=env)
+    work, _ = workspace(tmp_path)
+    before = len(openai_fake.requests)
+    output = run_gemini_cli(gemini_bin, gateway, None, work, "Say hello.")
+    assert "Say hello." in output["response"]
+    assert_default_names_served(openai_fake, before, {"gpt-4.1", "gpt-4.1-mini"})

@@ -4,6 +4,8 @@ models and version-less paths, driven with google-genai against an in-process ga
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +113,61 @@ def post(gw: InProcessGateway, path: str, body: Any) -> tuple[int, Any]:
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.status, json.loads(resp.read())
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_google_rest_samples_with_curl(gw: InProcessGateway) -> None:
+    """Google's REST samples as the Gemini API and Vertex AI docs print them, with only
+    the host and the key changed (Vertex's send `contents` and `parts` as single objects)."""
+    vertex = "/v1/projects/my-project/locations/us-central1/publishers/google/models"
+    samples = [
+        # Gemini API: the key in x-goog-api-key, then a stream.
+        (
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            ["-H", f"x-goog-api-key: {KEY}"],
+            {"contents": [{"parts": [{"text": "Explain how AI works in a few words"}]}]},
+        ),
+        (
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            ["-H", f"x-goog-api-key: {KEY}", "--no-buffer"],
+            {"contents": [{"parts": [{"text": "Explain how AI works in a few words"}]}]},
+        ),
+        # Vertex AI with a project: an access token, one object for contents and parts.
+        (
+            f"{vertex}/gemini-2.5-flash:generateContent",
+            ["-H", f"Authorization: Bearer {KEY}"],
+            {
+                "contents": {"role": "user", "parts": {"text": "Explain how AI works"}},
+                "generation_config": {"temperature": 0.2, "maxOutputTokens": 256},
+            },
+        ),
+        # Vertex AI express mode: ?key= on the publisher path.
+        (
+            f"/v1/publishers/google/models/gemini-2.5-flash:generateContent?key={KEY}",
+            [],
+            {"contents": {"role": "user", "parts": {"text": "Explain how AI works"}}},
+        ),
+    ]
+    for path, headers, body in samples:
+        out = curl(gw, path, headers, body)
+        if "alt=sse" in path:
+            events = [json.loads(x[6:]) for x in out.splitlines() if x.startswith("data: ")]
+            text = "".join(
+                p["text"] for e in events for p in e["candidates"][0]["content"]["parts"]
+            )
+        else:
+            text = json.loads(out)["candidates"][0]["content"]["parts"][0]["text"]
+        assert text.startswith("This is the genroute demo model. You said: Explain how AI works")
+    one = {"contents": {"role": "user", "parts": {"text": "one two three"}}}
+    count = curl(
+        gw, f"{vertex}/gemini-2.5-flash:countTokens", ["-H", f"Authorization: Bearer {KEY}"], one
+    )
+    assert json.loads(count)["totalTokens"] == 3
+
+
+def curl(gw: InProcessGateway, path: str, headers: list[str], body: Any) -> str:
+    """What curl prints for a JSON POST (its exit status checked)."""
+    command = ["curl", "-sS", "-X", "POST", f"{gw.base_url}{path}", *headers]
+    command += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout
