@@ -11,7 +11,7 @@ The YAML layout is LiteLLM's: `model_list` (each entry `model_name`, `params` or
     router.py         router_settings
     general.py        general_settings and litellm_settings
     observability.py  the observability section
-    files.py          the files and cached_contents sections (Gemini's resource APIs)
+    files.py          the files, cached_contents and batches sections (resource APIs)
 """
 
 from __future__ import annotations
@@ -26,7 +26,12 @@ from pydantic import Field, ValidationError, model_validator
 
 from genroute.config.base import Strict
 from genroute.config.deployments import DeploymentParams, ModelEntry, ModelInfo
-from genroute.config.files import CachedContentsSettings, FilesSettings, S3Settings
+from genroute.config.files import (
+    BatchesSettings,
+    CachedContentsSettings,
+    FilesSettings,
+    S3Settings,
+)
 from genroute.config.general import DEFAULT_MAX_REQUEST_MB, GeneralSettings, LitellmSettings
 from genroute.config.observability import ObservabilitySettings
 from genroute.config.router import RouterSettings, RoutingStrategyArgs
@@ -36,6 +41,7 @@ from genroute.wire.base import format_validation_error
 __all__ = [
     "DEFAULT_MAX_REQUEST_MB",
     "ENV_PREFIX",
+    "BatchesSettings",
     "CachedContentsSettings",
     "Config",
     "ConfigError",
@@ -67,6 +73,7 @@ class Config(Strict):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     files: FilesSettings = Field(default_factory=FilesSettings)
     cached_contents: CachedContentsSettings = Field(default_factory=CachedContentsSettings)
+    batches: BatchesSettings = Field(default_factory=BatchesSettings)
     environment_variables: dict[str, str] = Field(default_factory=dict)
     source: str = Field(default="<built-in>", exclude=True)
 

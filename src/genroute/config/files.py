@@ -5,6 +5,14 @@
       min_tokens: 1024                # default: Gemini's (4096 for *pro* models, else 1024)
       default_ttl_seconds: 3600       # when a create gives neither ttl nor expireTime
 
+and the `batches` section (batch jobs, which genroute runs itself):
+
+    batches:
+      concurrency: 4                  # requests of batches in flight per instance
+      max_requests: 10000             # per batch
+      lease_seconds: 30               # an instance that stops holds a batch this long
+      poll_interval: 1.0              # seconds between looks for work
+
     files:
       storage: local                  # local (a directory) or s3 (S3-compatible storage)
       directory: /var/lib/genroute/files   # local: default `genroute-files` next to the config
@@ -34,7 +42,7 @@ from pydantic import Field, field_validator, model_validator
 
 from genroute.config.base import Strict
 
-__all__ = ["CachedContentsSettings", "FilesSettings", "S3Settings"]
+__all__ = ["BatchesSettings", "CachedContentsSettings", "FilesSettings", "S3Settings"]
 
 MB = 1024 * 1024
 
@@ -128,3 +136,13 @@ class CachedContentsSettings(Strict):
         if self.min_tokens is not None:
             return self.min_tokens
         return 4096 if "pro" in model.lower() else 1024
+
+
+class BatchesSettings(Strict):
+    """Batch jobs: how many requests run at once, how large a batch may be, the lease."""
+
+    enabled: bool = True
+    concurrency: int = Field(default=4, ge=1, le=256)
+    max_requests: int = Field(default=10_000, ge=1)
+    lease_seconds: float = Field(default=30.0, ge=1)
+    poll_interval: float = Field(default=1.0, gt=0)

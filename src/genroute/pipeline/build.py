@@ -184,6 +184,8 @@ def build_pipeline(
         api = Observed(api, obs)
     if cache is not None:
         cache.embedder = api  # the semantic cache embeds prompts through the whole pipeline
+    if resources is not None:
+        resources.runner.api = api  # batches run through the whole pipeline
     return Pipeline(
         api,
         router=router,

@@ -1,16 +1,18 @@
-"""Gemini's resource APIs, for every model group: uploaded files (the Files API) and
-cached contents (cachedContents).
+"""Gemini's resource APIs, for every model group: uploaded files (the Files API),
+cached contents (cachedContents) and batch jobs (the Batch API).
 
     owners.py    who owns a resource (the key's team, else the key) and who sees it
     blobs.py     where file bytes are kept: the Blobs interface and a directory
     s3.py        file bytes in an S3-compatible bucket
     files.py     FileService: resumable uploads, get, list, delete, expiry
     caches.py    CacheService: cached contents (create, get, list, update, delete)
+    batches.py   BatchService: batch jobs (create, get, list, cancel, delete)
+    runner.py    BatchRunner: runs batches in the background through the pipeline
     resolve.py   Resolved: the pipeline layer that sends a request's uploaded files and
                  cached content to each deployment in the form it takes
 
-`Resources` is what the pipeline builds from the config (`build_resources`): the file
-and cache services over the database (the governance store's engine when there is one, else its own
+`Resources` is what the pipeline builds from the config (`build_resources`): the file,
+cache and batch services over the database (the governance store's engine when there is one, else its own
 on the same URL) and the configured storage. The database is migrated on first use when
 no governance store does it at start-up, so a gateway that never sees a file makes no
 database for it.
@@ -28,11 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from genroute.call import Caller
 from genroute.config import Config
+from genroute.resources.batches import BatchService
 from genroute.resources.blobs import Blobs, LocalBlobs
 from genroute.resources.caches import CachedContentBody, CacheService, cache_json
 from genroute.resources.files import FileService, NewFile, file_json, parse_file_name
 from genroute.resources.owners import Access, access_for
 from genroute.resources.resolve import FilePreparer, Resolved, genroute_file_id
+from genroute.resources.runner import BatchRunner
+from genroute.store.batches import BatchRepo
 from genroute.store.caches import CacheRepo
 from genroute.store.engine import create_engine, migrate
 from genroute.store.files import FileRepo
@@ -40,6 +45,8 @@ from genroute.store.files import FileRepo
 __all__ = [
     "FILES_DIR",
     "Access",
+    "BatchRunner",
+    "BatchService",
     "CacheService",
     "CachedContentBody",
     "FilePreparer",
@@ -68,6 +75,7 @@ class Resources:
         self,
         files: FileService,
         caches: CacheService,
+        batches: BatchService,
         *,
         url: str,
         engine: AsyncEngine,
@@ -76,6 +84,8 @@ class Resources:
     ) -> None:
         self.files = files
         self.caches = caches
+        self.batches = batches
+        self.runner = BatchRunner(batches)
         self.url = url
         self.engine = engine
         self._owns_engine = owns_engine
@@ -100,13 +110,14 @@ class Resources:
                 finally:
                     await engine.dispose()
                 self._ready = True
-                if self._sweeper is None:
-                    self._sweeper = asyncio.create_task(self._sweep(), name="genroute-files-sweep")
+                self.start()
 
     def start(self) -> None:
-        """Start sweeping expired files (with a governance store: now; else on first use)."""
+        """Start sweeping expired files and running batches (with a governance store: now;
+        else once the tables are made, on first use)."""
         if self._ready and self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep(), name="genroute-files-sweep")
+            self.runner.start()
 
     async def _sweep(self) -> None:
         while True:
@@ -121,7 +132,9 @@ class Resources:
                 log.info("deleted %d expired files and %d cached contents", swept, caches)
 
     async def aclose(self) -> None:
-        """Stop sweeping, close storage connections (and the engine, if it is ours)."""
+        """Stop running batches (those in flight finish first) and sweeping, close storage
+        connections (and the engine, if it is ours)."""
+        await self.runner.aclose()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -157,4 +170,7 @@ def build_resources(
     engine = engine or create_engine(url, config.general_settings.database_timeout)
     files = FileService(FileRepo(engine), _blobs(config, base), config.files)
     caches = CacheService(CacheRepo(engine), config.cached_contents)
-    return Resources(files, caches, url=url, engine=engine, owns_engine=own, is_master=is_master)
+    batches = BatchService(BatchRepo(engine), files, config.batches)
+    return Resources(
+        files, caches, batches, url=url, engine=engine, owns_engine=own, is_master=is_master
+    )

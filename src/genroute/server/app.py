@@ -7,6 +7,7 @@ tuned models, Vertex AI with or without a project; any base-path prefix):
     GET  {v}/models        GET {v}/models/{model}
     the Files API ({v}/files, upload/{v}/files): genroute.server.files
     cached contents ({v}/cachedContents): genroute.server.caches
+    batches ({v}/models/{model}:batchGenerateContent, {v}/batches): genroute.server.batches
     GET  /health/liveness (liveliness)  GET /health/readiness     open, status only
     GET  /health  GET /metrics                                   the master key, when set
     /ui, /ui/...   the admin web UI (genroute.ui), on the management API
@@ -38,6 +39,7 @@ from genroute.routing import Router, normalise_model_name, routing_headers, with
 from genroute.server import asgi, streaming
 from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
 from genroute.server.auth import MasterKeyAuth, presented_key, query_params
+from genroute.server.batches import BatchesAPI, match_batches_path
 from genroute.server.caches import CachesAPI, match_caches_path
 from genroute.server.caching import cache_control, cache_headers, with_cache_header
 from genroute.server.files import FilesAPI, match_files_path
@@ -138,6 +140,11 @@ class GatewayApp:
             if resources
             else None
         )
+        self.batches = (
+            BatchesAPI(pipeline, resources, self.body_timeout, self.body_limit)
+            if resources
+            else None
+        )
         self._tracing = self.observability is not None and self.observability.tracing is not None
         self._post: dict[str, Handler] = {
             "generateContent": self._generate,
@@ -211,6 +218,10 @@ class GatewayApp:
         if self.caches is not None and (caches := match_caches_path(path)) is not None:
             caller = await self._resource_caller(scope)
             await self.caches.handle(caches, scope, receive, send, caller, rid, headers)
+            return
+        if self.batches is not None and (batches := match_batches_path(path)) is not None:
+            caller = await self._resource_caller(scope)
+            await self.batches.handle(batches, scope, receive, send, caller, headers)
             return
         parsed = parse_model_path(path)
         if parsed is None:
