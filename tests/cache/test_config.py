@@ -99,4 +99,7 @@ def test_the_embedding_model_must_be_a_configured_group() -> None:
     with pytest.raises(
         ConfigError, match=r"redis_semantic_cache_embedding_model: no model_name 'nowhere'"
     ):
-        build(data)
+        config_from_data(data)  # at load: `genroute check-config` says it too
+    params["redis_semantic_cache_embedding_model"] = "text-embedding-3-large"
+    wildcard = [*MODELS, {"model_name": "text-embedding-*", "params": {"model": "openai/*"}}]
+    assert build({**data, "model_list": wildcard}) is not None

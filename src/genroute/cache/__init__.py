@@ -16,7 +16,6 @@ asks for, or None when the cache is off.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +30,6 @@ from genroute.cache.semantic import SharedIndex, VectorIndex
 from genroute.cache.service import ControlSource, GroupResolver, ResponseCache
 from genroute.cache.store import LocalStore, RedisHealth, RedisStore
 from genroute.config import Config, ConfigError
-from genroute.config.cache import CacheParams
 from genroute.cost import Pricer
 
 __all__ = [
@@ -73,20 +71,6 @@ def cache_redis_url(config: Config, environ: Mapping[str, str] | None = None) ->
     )
 
 
-def _check_embedding_model(config: Config, params: CacheParams) -> None:
-    name = params.redis_semantic_cache_embedding_model
-    for entry in config.model_list:
-        if entry.model_name == name or fnmatch.fnmatchcase(name, entry.model_name):
-            return
-    if name in config.router_settings.model_group_alias:
-        return
-    raise ConfigError(
-        f"{config.source}: {_WHERE}.redis_semantic_cache_embedding_model: no model_name "
-        f"{name!r} in model_list (the embedding model is a model group, routed and priced "
-        "like any other)"
-    )
-
-
 def _client(url: str, timeout: float | None) -> Any:
     return Redis.from_url(
         url,
@@ -107,8 +91,6 @@ def build_cache(
     if not settings.cache:
         return None
     params = settings.cache_params
-    if params.semantic:
-        _check_embedding_model(config, params)
     max_bytes = int(params.max_memory_mb * (1 << 20))
     prefix = params.namespace or DEFAULT_PREFIX
     index = VectorIndex(params.max_entries, max_bytes) if params.semantic else None

@@ -25,6 +25,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from genroute.config.base import Strict
+from genroute.config.cache import embedding_model_problem
 from genroute.config.deployments import DeploymentParams, ModelEntry, ModelInfo
 from genroute.config.files import (
     BatchesSettings,
@@ -85,6 +86,19 @@ class Config(Strict):
                 raise ValueError(
                     f"router_settings.model_group_alias.{alias}: no model_name {target!r} in model_list"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _cache_embeds_with_a_group(self) -> Config:
+        settings = self.litellm_settings
+        if settings.cache and settings.cache_params.semantic:
+            problem = embedding_model_problem(
+                settings.cache_params,
+                [entry.model_name for entry in self.model_list],
+                self.router_settings.model_group_alias,
+            )
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
 

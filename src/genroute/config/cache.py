@@ -11,6 +11,8 @@ list, in `genroute.config.Config`.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -23,6 +25,7 @@ __all__ = [
     "SEMANTIC_TYPES",
     "CacheParams",
     "CallKind",
+    "embedding_model_problem",
 ]
 
 CallKind = Literal["generate", "embed"]
@@ -130,3 +133,21 @@ class CacheParams(Strict):
     def kinds(self) -> frozenset[CallKind]:
         """What is cached: generate (with streams) and/or embed (with batches)."""
         return frozenset(k for n in self.supported_call_types if (k := CALL_TYPES[n]))
+
+
+def embedding_model_problem(
+    params: CacheParams, model_names: Iterable[str], aliases: Mapping[str, str]
+) -> str | None:
+    """Why the semantic cache's embedding model is not a configured model group (None when
+    it is: a `model_name`, a wildcard `model_name` matching it, or an alias)."""
+    name = params.redis_semantic_cache_embedding_model
+    if name in aliases:
+        return None
+    for model_name in model_names:
+        if model_name == name or fnmatch.fnmatchcase(name, model_name):
+            return None
+    return (
+        "litellm_settings.cache_params.redis_semantic_cache_embedding_model: no model_name "
+        f"{name!r} in model_list (the embedding model is a model group, routed and priced "
+        "like any other)"
+    )
