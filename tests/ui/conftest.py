@@ -4,10 +4,18 @@ screenshot of each page kept in test-artifacts/ui/.
 
 Every page a test opens is watched: a request to any host but the gateway's, or a
 console error (a Content-Security-Policy violation is one), fails the test.
+
+Playwright's sync API runs an asyncio loop of its own in a greenlet, and between its calls
+it leaves that loop marked as this thread's running loop, so that no other loop can run
+here while it lives (pytest-asyncio's would refuse to). The session's Playwright is
+therefore *parked* between browser tests: the mark is set while a test uses the browser
+(`Watched`) and cleared after it, so the async tests of other modules that the same
+xdist worker runs in between are not affected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Iterator
@@ -39,8 +47,23 @@ def ui_config(**general: Any) -> dict[str, Any]:
     }
 
 
+class Browser:
+    """The session's Chromium and the loop of the Playwright that drives it (parked)."""
+
+    def __init__(self, chromium: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.chromium = chromium
+        self.loop = loop
+
+    def unpark(self) -> None:
+        asyncio.events._set_running_loop(self.loop)
+
+    @staticmethod
+    def park() -> None:
+        asyncio.events._set_running_loop(None)
+
+
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[Browser]:
     """One headless Chromium for the session (skipped without it, except in CI)."""
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing: `apt-get install chromium` (scripts/test does)"
@@ -50,10 +73,14 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()
+    loop = asyncio.events._get_running_loop()
+    assert loop is not None
     chromium = playwright.chromium.launch(executable_path=CHROMIUM)
+    Browser.park()
     try:
-        yield chromium
+        yield Browser(chromium, loop)
     finally:
+        asyncio.events._set_running_loop(loop)
         chromium.close()
         playwright.stop()
 
@@ -61,9 +88,9 @@ def browser() -> Iterator[Any]:
 class Watched:
     """A browser context on one gateway, recording every request and console error."""
 
-    def __init__(self, browser: Any, gateway: InProcessGateway) -> None:
+    def __init__(self, browser: Browser, gateway: InProcessGateway) -> None:
         self.gateway = gateway
-        self.context = browser.new_context(base_url=gateway.base_url)
+        self.context = browser.chromium.new_context(base_url=gateway.base_url)
         self.context.grant_permissions(["clipboard-read", "clipboard-write"])
         self.requests: list[str] = []
         self.errors: list[str] = []
@@ -96,13 +123,18 @@ def _expected_error(text: str) -> bool:
     return bool(re.search(r"status of (401|403|404|429|400)|Framing .* violates", text))
 
 
-def watched(browser: Any, gateway: InProcessGateway) -> Iterator[Watched]:
-    """A fixture body: a watched context, checked when the test ends."""
-    context = Watched(browser, gateway)
+def watched(browser: Browser, gateway: InProcessGateway) -> Iterator[Watched]:
+    """A fixture body: a watched context, checked when the test ends; Playwright is
+    unparked for the test only."""
+    browser.unpark()
     try:
-        yield context
+        context = Watched(browser, gateway)
+        try:
+            yield context
+        finally:
+            context.check()
     finally:
-        context.check()
+        browser.park()
 
 
 def shot(page: Any, name: str) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -16,7 +15,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import POSTGRES_URL, InProcessGateway, require_service
 from tests.dbs import _database, _give_back, _url
-from tests.ui.conftest import MASTER, Watched, shot, sign_in, ui_config, watched
+from tests.ui.conftest import MASTER, Browser, Watched, shot, sign_in, ui_config, watched
 from tests.ui.test_ui_e2e import call, create_key, reload_until
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +47,7 @@ def gw(
 
 
 @pytest.fixture
-def ui(browser: Any, gw: InProcessGateway) -> Iterator[Watched]:
+def ui(browser: Browser, gw: InProcessGateway) -> Iterator[Watched]:
     yield from watched(browser, gw)
 
 

@@ -20,7 +20,7 @@ from google.genai.errors import ClientError
 from playwright.sync_api import expect
 
 from tests.conftest import InProcessGateway, genai_client, refused_port
-from tests.ui.conftest import MASTER, PRICED_DEMO, Watched, shot, sign_in, watched
+from tests.ui.conftest import MASTER, PRICED_DEMO, Browser, Watched, shot, sign_in, watched
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +58,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
 
 
 @pytest.fixture
-def ui(browser: Any, gw: InProcessGateway) -> Iterator[Watched]:
+def ui(browser: Browser, gw: InProcessGateway) -> Iterator[Watched]:
     yield from watched(browser, gw)
 
 

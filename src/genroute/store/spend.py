@@ -85,9 +85,9 @@ async def spend_logs(
     *,
     newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Ledger rows, oldest first (or newest first)."""
-    order = SpendLog.id.desc() if newest_first else SpendLog.id
-    query = where.apply(select(SpendLog)).order_by(order).limit(min(limit, MAX_LOGS))
+    """Ledger rows in the order they were written (or newest first by start time)."""
+    order = [SpendLog.start_time.desc(), SpendLog.id.desc()] if newest_first else [SpendLog.id]
+    query = where.apply(select(SpendLog)).order_by(*order).limit(min(limit, MAX_LOGS))
     async with store.session() as session:
         rows = (await session.execute(query.offset(offset))).scalars()
         return [_log_dict(row) for row in rows]
