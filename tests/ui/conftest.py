@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from tests.conftest import ROOT, InProcessGateway, in_ci
 
@@ -143,6 +144,33 @@ def shot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+_TOKENS: dict[str, str] = {}  # a session token per gateway, for tests about other things
+
+
+def signed_in(ui: Watched, path: str = "/ui/keys") -> Any:
+    """Open `path` signed in, with a session the form gave once per gateway (the tests of
+    signing in itself use `sign_in`)."""
+    base = ui.gateway.base_url
+    if base not in _TOKENS:
+        with requests.Session() as browser:
+            form = browser.get(base + "/ui", timeout=10).text
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+            assert csrf is not None
+            reply = browser.post(
+                base + "/ui/login",
+                data={"master_key": MASTER, "csrf_token": csrf.group(1)},
+                headers={"origin": base},
+                allow_redirects=False,
+                timeout=10,
+            )
+            assert reply.status_code == 303, reply.text
+            _TOKENS[base] = browser.cookies["genroute_ui_session"]
+    cookie = {"name": "genroute_ui_session", "value": _TOKENS[base], "url": base + "/ui"}
+    ui.context.add_cookies([{**cookie, "httpOnly": True, "sameSite": "Strict"}])
+    ui.page.goto(path)
+    return ui.page
 
 
 def sign_in(page: Any, key: str = MASTER) -> None:

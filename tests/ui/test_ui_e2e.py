@@ -20,7 +20,16 @@ from google.genai.errors import ClientError
 from playwright.sync_api import expect
 
 from tests.conftest import InProcessGateway, genai_client, refused_port
-from tests.ui.conftest import MASTER, PRICED_DEMO, Browser, Watched, shot, sign_in, watched
+from tests.ui.conftest import (
+    MASTER,
+    PRICED_DEMO,
+    Browser,
+    Watched,
+    shot,
+    sign_in,
+    signed_in,
+    watched,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -146,7 +155,7 @@ def test_the_session_cookie_is_httponly_strict_and_expires(ui: Watched) -> None:
 def test_an_expired_or_forged_session_is_sent_back_to_sign_in(
     ui: Watched, gw: InProcessGateway
 ) -> None:
-    sign_in(ui.page)
+    signed_in(ui)
     signer = gw.app.ui.signer
     clock = signer.clock
     signer.clock = lambda: clock() + 8 * 3600 + 1
@@ -186,7 +195,7 @@ def test_sign_in_is_rate_limited(ui: Watched, gw: InProcessGateway) -> None:
 
 
 def test_every_page_has_a_strict_csp_and_cannot_be_framed(ui: Watched) -> None:
-    sign_in(ui.page)
+    signed_in(ui)
     for path in ("/ui", "/ui/keys", "/ui/spend", "/ui/logs", "/ui/models", "/ui/static/app.js"):
         response = ui.page.request.get(path)
         csp = response.headers["content-security-policy"]
@@ -207,7 +216,7 @@ def test_every_page_has_a_strict_csp_and_cannot_be_framed(ui: Watched) -> None:
 
 
 def test_a_form_without_its_csrf_token_is_refused(ui: Watched, gw: InProcessGateway) -> None:
-    sign_in(ui.page)
+    signed_in(ui)
     for token in ("", "forged"):
         answer = ui.page.request.post(
             "/ui/keys/create", form={"csrf_token": token, "key_alias": "csrf-victim"}
@@ -237,7 +246,7 @@ def test_a_form_without_its_csrf_token_is_refused(ui: Watched, gw: InProcessGate
 def test_aliases_and_end_user_ids_show_as_text(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
     hostile = "<script>window.pwned=1</script>"
-    sign_in(page)
+    signed_in(ui)
     secret = create_key(page, hostile)
     call(gw, secret, end_user='<img src=x onerror="window.pwned=2">')
     page.goto("/ui/keys")
@@ -256,7 +265,7 @@ def test_aliases_and_end_user_ids_show_as_text(ui: Watched, gw: InProcessGateway
 
 def test_create_a_key_copy_it_once_and_use_it(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
-    sign_in(page)
+    signed_in(ui)
     secret = create_key(page, "ci-pipeline", budget="5")
     shot(page, "keys-new-secret")
     page.get_by_role("button", name="Copy").click()
@@ -276,7 +285,7 @@ def test_create_a_key_copy_it_once_and_use_it(ui: Watched, gw: InProcessGateway)
 def test_block_unblock_edit_and_delete_a_key(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
     page.on("dialog", lambda dialog: dialog.accept())  # "Delete key ...?"
-    sign_in(page)
+    signed_in(ui)
     secret = create_key(page, "to-manage")
     key_row(page, "to-manage").get_by_role("button", name="Block").click()
     expect(page.get_by_role("status")).to_have_text("The key was blocked.")
@@ -311,7 +320,7 @@ def test_block_unblock_edit_and_delete_a_key(ui: Watched, gw: InProcessGateway) 
 
 def test_a_refused_form_says_which_field(ui: Watched) -> None:
     page = ui.page
-    sign_in(page)
+    signed_in(ui)
     page.goto("/ui/keys")
     page.get_by_role("button", name="Create key").click()
     dialog = page.get_by_role("dialog", name="Create key")
@@ -327,7 +336,7 @@ def test_a_refused_form_says_which_field(ui: Watched) -> None:
 def test_teams_and_end_users(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
     page.on("dialog", lambda dialog: dialog.accept())
-    sign_in(page)
+    signed_in(ui)
     page.get_by_role("button", name="Create team").click()
     dialog = page.get_by_role("dialog", name="Create team")
     dialog.get_by_label("Team ID").fill("research")
@@ -381,7 +390,7 @@ def test_teams_and_end_users(ui: Watched, gw: InProcessGateway) -> None:
 
 def test_a_call_shows_in_logs_within_five_seconds(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
-    sign_in(page)
+    signed_in(ui)
     secret = create_key(page, "live-logs")
     page.goto("/ui/logs")
     headers = [h.inner_text() for h in page.get_by_role("columnheader").all()]
@@ -399,7 +408,7 @@ def test_a_call_shows_in_logs_within_five_seconds(ui: Watched, gw: InProcessGate
 
 def test_logs_filter_by_key_model_and_status(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
-    sign_in(page)
+    signed_in(ui)
     mine = create_key(page, "filtered-key")
     other = create_key(page, "other-key")
     call(gw, mine, end_user="filter-a")
@@ -421,7 +430,7 @@ def test_logs_filter_by_key_model_and_status(ui: Watched, gw: InProcessGateway) 
 
 def test_one_calls_detail_with_its_routing_and_content(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
-    sign_in(page)
+    signed_in(ui)
     secret = create_key(page, "detail-key")
     answer = genai_client(gw.base_url, secret, headers={"x-request-id": "req-detail-1"})
     answer.models.generate_content(model="broken", contents="Route me somewhere")
@@ -446,7 +455,7 @@ def test_one_calls_detail_with_its_routing_and_content(ui: Watched, gw: InProces
 
 def test_spend_chart_table_range_and_csv(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
-    sign_in(page)
+    signed_in(ui)
     secret = create_key(page, "spender")
     for _ in range(2):
         call(gw, secret, end_user="spend-user")
@@ -495,7 +504,7 @@ def test_models_show_health_cooldown_latency_and_error_rate(
     ui: Watched, gw: InProcessGateway
 ) -> None:
     page = ui.page
-    sign_in(page)
+    signed_in(ui)
     secret = create_key(page, "models-key")
     call(gw, secret)
     call(gw, secret, model="broken")  # the broken deployment fails and cools down

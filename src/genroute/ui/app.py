@@ -16,6 +16,7 @@ management API (`Management`), as the master key would over HTTP.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -60,10 +61,12 @@ class AdminUI:
         self.management = management
         self.signer = SessionSigner(master_key, session_ttl) if master_key else None
         self.limiter = SignInLimiter()
-        self.templates = Templates()
-        self.static = {
-            name: (HERE / "static" / name).read_bytes() for name in STATIC
-        }  # read once: a handful of small files
+        # Read once: a handful of small files, named in pages with a hash of their content,
+        # so that browsers may keep them (a new version has a new URL).
+        self.static = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
+        self.templates = Templates(
+            {name: hashlib.sha256(body).hexdigest()[:12] for name, body in self.static.items()}
+        )
         self.routes: dict[tuple[str, str], Handler] = {
             ("GET", "/ui/spend"): spend.page,
             ("GET", "/ui/spend.csv"): spend.csv_download,
@@ -146,7 +149,12 @@ class AdminUI:
         body = self.static.get(name)
         if body is None or method not in ("GET", "HEAD"):
             return self._message("Not found", "No such file", 404)
-        return Response(200, body, content_type=(b"content-type", STATIC[name]), cache=b"no-cache")
+        return Response(
+            200,
+            body,
+            content_type=(b"content-type", STATIC[name]),
+            cache=b"public, max-age=31536000, immutable",
+        )
 
     def _sign_in_page(
         self, request: Request, error: str | None = None, status: int = 200

@@ -52,7 +52,7 @@ def when(value: Any, seconds: bool = True) -> str:
 class Templates:
     """The UI's Jinja2 templates, autoescaped: a key alias `<script>` renders as text."""
 
-    def __init__(self) -> None:
+    def __init__(self, versions: dict[str, str] | None = None) -> None:
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -62,6 +62,8 @@ class Templates:
         )
         self.env.filters["money"] = money
         self.env.filters["when"] = when
+        versions = versions or {}
+        self.env.globals["static"] = lambda name: f"/ui/static/{name}?v={versions.get(name, '')}"
 
     def render(self, name: str, **values: Any) -> str:
         return self.env.get_template(name).render(**values)
