@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 import requests
 from google.genai.errors import ClientError
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from playwright.sync_api import expect
 
+from genroute.observability.tracing import Tracing
 from tests.conftest import InProcessGateway, genai_client, refused_port
 from tests.ui.conftest import (
     MASTER,
@@ -432,8 +435,16 @@ def test_one_calls_detail_with_its_routing_and_content(ui: Watched, gw: InProces
     page = ui.page
     signed_in(ui)
     secret = create_key(page, "detail-key")
-    answer = genai_client(gw.base_url, secret, headers={"x-request-id": "req-detail-1"})
-    answer.models.generate_content(model="broken", contents="Route me somewhere")
+    spans = InMemorySpanExporter()
+    observability = gw.app.observability
+    assert observability is not None
+    observability.tracing = Tracing(processor=SimpleSpanProcessor(spans))  # tracing on
+    try:
+        client = genai_client(gw.base_url, secret, headers={"x-request-id": "req-detail-1"})
+        client.models.generate_content(model="broken", contents="Route me somewhere")
+    finally:
+        observability.tracing = None
+    (trace_id,) = {f"{s.context.trace_id:032x}" for s in spans.get_finished_spans()}
     page.goto("/ui/logs")
     page.get_by_role("row").filter(has_text="detail-key").first.get_by_role("link").click()
     expect(page.get_by_role("heading", name="Call req-detail-1")).to_be_visible()
@@ -448,7 +459,7 @@ def test_one_calls_detail_with_its_routing_and_content(ui: Watched, gw: InProces
     expect(attempts.get_by_role("row").nth(1)).to_contain_text("broken")
     expect(attempts.get_by_role("row").nth(1)).to_contain_text("UNAVAILABLE")
     expect(attempts.get_by_role("row").nth(2)).to_contain_text("served")
-    expect(routing).to_contain_text("Trace ID")
+    expect(routing).to_contain_text(f"Trace ID{trace_id}")
     expect(page.get_by_text("user: Route me somewhere")).to_be_visible()  # content is logged
     shot(page, "log-detail")
 
