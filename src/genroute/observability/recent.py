@@ -39,18 +39,24 @@ class RecentCalls:
     """The records of the last `size` calls, with their routing attempts."""
 
     def __init__(self, size: int = DEFAULT_RECENT_CALLS, *, content_logged: bool = False) -> None:
-        self._calls: deque[dict[str, Any]] = deque(maxlen=max(1, size))
+        self._calls: deque[tuple[CallRecord, list[Attempt]]] = deque(maxlen=max(1, size))
         self.content_logged = content_logged
 
     def __len__(self) -> int:
         return len(self._calls)
 
     def add(self, record: CallRecord, attempts: list[Attempt]) -> None:
-        """Keep a finished call (the oldest one kept is dropped when full)."""
-        data = record.to_dict()
-        data["attempt_log"] = [attempt_summary(a) for a in attempts]
-        self._calls.append(data)
+        """Keep a finished call (the oldest one kept is dropped when full). Nothing is
+        copied here, on the call's path: `find` makes the plain data."""
+        self._calls.append((record, attempts))
 
     def find(self, request_id: str) -> list[dict[str, Any]]:
-        """The calls kept with this request id, newest first."""
-        return [c for c in reversed(self._calls) if c["request_id"] == request_id]
+        """The calls kept with this request id, newest first, as plain data (the record's
+        fields and `attempt_log`)."""
+        found = []
+        for record, attempts in reversed(self._calls):
+            if record.request_id == request_id:
+                data = record.to_dict()
+                data["attempt_log"] = [attempt_summary(a) for a in attempts]
+                found.append(data)
+        return found
