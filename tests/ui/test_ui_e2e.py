@@ -406,6 +406,9 @@ def test_a_call_shows_in_logs_within_five_seconds(ui: Watched, gw: InProcessGate
     expect(row).to_contain_text("200")
     first = page.get_by_role("row").nth(1)  # newest first
     expect(first).to_contain_text("live-user")
+    call(gw, MASTER, end_user="by-the-master")
+    master = page.get_by_role("row").filter(has_text="by-the-master")
+    expect(master).to_contain_text("master key", timeout=5000)
     shot(page, "logs")
 
 

@@ -93,6 +93,10 @@ class Page:
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
         """A page of the signed-in UI."""
         text = self.templates.render(
-            template, csrf=self.csrf, signed_in=self.session is not None, **values
+            template,
+            csrf=self.csrf,
+            signed_in=self.session is not None,
+            master_hash=self.signer.master_hash,
+            **values,
         )
         return html(text, status)

@@ -107,6 +107,7 @@ class SessionSigner:
     def __init__(self, master_key: str, ttl: float, clock: Callable[[], float] = time.time) -> None:
         self._key = hmac.new(master_key.encode(), b"genroute admin ui v1", hashlib.sha256).digest()
         self._master = hashlib.sha256(master_key.encode()).digest()
+        self.master_hash = self._master.hex()  # how the ledger names the master key's calls
         self.ttl = int(ttl)
         self.clock = clock
         self._revoked: OrderedDict[str, int] = OrderedDict()

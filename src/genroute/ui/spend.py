@@ -85,9 +85,11 @@ def _day(value: str | None, label: str, default: date) -> date:
         raise InvalidRequest(f"{label}: {value[:40]!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _label(group: str, row: dict[str, Any]) -> str:
+def _label(group: str, row: dict[str, Any], master_hash: str) -> str:
     value = row.get(group)
     if group == "key":
+        if value == master_hash:
+            return "master key"
         if row.get("key_alias"):
             return str(row["key_alias"])
         return f"key {str(value)[:8]}…" if value else "(no key)"
@@ -104,7 +106,7 @@ async def _report(page: Page, choice: SpendQuery) -> list[dict[str, Any]]:
         end_date=(choice.end + timedelta(days=1)).isoformat(),
     )
     for row in rows:
-        row["label"] = _label(choice.group, row)
+        row["label"] = _label(choice.group, row, page.signer.master_hash)
         row["period"] = row[choice.bucket]
     rows.sort(key=lambda r: (r["period"], -r["spend"], r["label"]))
     return rows
