@@ -202,11 +202,15 @@ def test_a_batch_survives_a_restart_without_running_a_request_twice(
         first.stop()
     # ...one request was in flight on an instance that died (its lease long lapsed).
     batch_id = job.name[len("batches/") :]
-    with sqlite3.connect(tmp_path / "genroute.db") as db:
-        db.execute(
-            "UPDATE genroute_batch_items SET state = 'RUNNING' WHERE batch_id = ? AND idx = 0",
-            (batch_id,),
-        )
+    db = sqlite3.connect(tmp_path / "genroute.db")
+    try:
+        with db:
+            db.execute(
+                "UPDATE genroute_batch_items SET state = 'RUNNING' WHERE batch_id = ? AND idx = 0",
+                (batch_id,),
+            )
+    finally:
+        db.close()
     seen = len(openai.requests)
     second = InProcessGateway(config(gemini, openai), tmp_path)
     try:

@@ -105,14 +105,14 @@ class Pipeline:
         if self._closed:
             return
         self._closed = True
+        if self.resources is not None:  # first: its batches run through the layers below
+            await self.resources.aclose()
         if self.cache is not None:
             await self.cache.aclose()
         if self.governance is not None:
             await self.governance.aclose()
         if self.observability is not None:
             await self.observability.aclose()
-        if self.resources is not None:
-            await self.resources.aclose()
         await self.router.aclose()
 
 
