@@ -16,6 +16,8 @@ __all__ = [
     "JSON_TYPE",
     "NO_CACHE",
     "SSE_TYPE",
+    "WATCH_AFTER",
+    "DisconnectWatch",
     "Message",
     "Receive",
     "Scope",
@@ -111,22 +113,67 @@ async def wait_for_disconnect(receive: Receive) -> None:
             return
 
 
+# Most calls end within a few milliseconds of their last byte arriving (a cached answer, a
+# countTokens, a fast upstream): a call is watched for a disconnect only once it has run
+# this long, so that those never start a watcher task. A client that leaves earlier is
+# still noticed, this much later at most (uvicorn keeps the disconnect for `receive`).
+WATCH_AFTER = 0.02
+
+
+class DisconnectWatch:
+    """Cancels the current task when the client disconnects: a watcher task reads
+    `receive` (once the task has run `after` seconds); `stop` ends the watch and tells
+    whether the client left (the task's cancellation was then ours, and is taken back)."""
+
+    __slots__ = ("_handle", "_watcher", "fired", "receive", "task")
+
+    def __init__(self, receive: Receive, after: float = WATCH_AFTER) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.receive = receive
+        self.fired = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            after, self._start
+        )
+
+    def _start(self) -> None:
+        self._handle = None
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        await wait_for_disconnect(self.receive)
+        self.fired = True
+        self.task.cancel()
+
+    def stop(self) -> bool:
+        """Stop watching (idempotent); whether the client disconnected."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+            if self.fired:
+                self.task.uncancel()
+        return self.fired
+
+
 async def cancel_on_disconnect(work: Coroutine[Any, Any, T], receive: Receive) -> T:
     """Run `work` to its result, unless the client disconnects first: then `work` is
     cancelled (its layers release what they took and record the call as 499) and
-    ConnectionAbortedError is raised."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(wait_for_disconnect(receive))
+    ConnectionAbortedError is raised. `work` runs in the calling task (no task of its own);
+    see `DisconnectWatch`."""
+    watch = DisconnectWatch(receive)
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watch.stop():
+            raise ConnectionAbortedError("the client went away before the answer") from None
+        raise
     finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.wait((task,))
-    if task.cancelled():
-        raise ConnectionAbortedError("the client went away before the answer")
-    return task.result()
+        watch.stop()
 
 
 async def send_bytes(

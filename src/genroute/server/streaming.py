@@ -21,11 +21,11 @@ from genroute.server.asgi import (
     JSON_TYPE,
     NO_CACHE,
     SSE_TYPE,
+    DisconnectWatch,
     Message,
     Receive,
     Send,
     safe_headers,
-    wait_for_disconnect,
 )
 from genroute.sse import encode_event
 from genroute.wire import GenerateContentResponse, dump_json
@@ -61,23 +61,20 @@ async def relay(
     except BaseException:
         await _close(iterator)
         raise
-    pump = asyncio.ensure_future(_pump(first, iterator, send, sse))
-    watcher = asyncio.ensure_future(wait_for_disconnect(receive))
+    # The chunks are pumped in this task; a client that leaves cancels it (DisconnectWatch).
+    watch = DisconnectWatch(receive)
     try:
-        await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+        await _pump(first, iterator, send, sse)
+    except asyncio.CancelledError:
+        if not watch.stop():
+            raise
+    except ConnectionAbortedError:
+        raise
+    except Exception as exc:
+        log.warning("stream relay failed: %r", exc)
     finally:
-        watcher.cancel()
-        if not pump.done():
-            pump.cancel()
-        try:
-            await asyncio.wait((pump,))
-        finally:
-            await _close(iterator)  # the upstream stream ends here, however the relay ended
-    failure = None if pump.cancelled() else pump.exception()
-    if isinstance(failure, ConnectionAbortedError):
-        raise failure
-    if failure is not None:
-        log.warning("stream relay failed: %r", failure)
+        watch.stop()
+        await _close(iterator)  # the upstream stream ends here, however the relay ended
 
 
 def _timed(send: Send, seconds: float | None) -> Send:
