@@ -119,6 +119,29 @@ async def test_request_span_follows_genai_conventions(traced: Traced, fake: Fake
     assert request.start_time <= attempt.start_time <= attempt.end_time <= request.end_time
 
 
+async def test_an_unsampled_call_records_nothing_and_propagates(
+    traced: Traced, fake: FakeGemini
+) -> None:
+    # The client's trace is not sampled (flags 00): parent-based sampling records no span,
+    # and the upstream still gets the trace, unsampled, on every attempt.
+    fake.script("error", code=503)
+    status, headers, body = await asgi_call(
+        traced.app,
+        "POST",
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        BODY,
+        {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00", "x-request-id": "rid-unsampled"},
+    )
+    assert status == 200, body
+    assert traced.exporter.get_finished_spans() == ()
+    assert headers["x-genroute-attempts"] == "2"
+    sent = [r.headers["traceparent"] for r in fake.requests]
+    assert len(sent) == 2
+    for traceparent in sent:
+        version, trace_id, _, flags = traceparent.split("-")
+        assert (version, trace_id, flags) == ("00", TRACE_ID, "00")
+
+
 async def test_each_attempt_is_a_child_span(traced: Traced, fake: FakeGemini) -> None:
     fake.script("error", code=503)
     status, _, _ = await asgi_call(

@@ -54,6 +54,25 @@ class _Attempts:
             yield headers
 
 
+class _Propagate:
+    """The upstream observer of a call that is not sampled: no span per upstream request,
+    only the call's trace context (flags 00) sent upstream, computed once per call."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self.headers = headers
+
+    def __call__(self, url: str) -> _Propagate:
+        return self
+
+    def __enter__(self) -> Mapping[str, str]:
+        return self.headers
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def _answer_text(response: GenerateContentResponse) -> str:
     return response.text
 
@@ -70,6 +89,9 @@ class Observed:
         span = self.obs.start(call, request)
         if span is None:
             return call, None
+        if not span.is_recording():  # not sampled: nothing to record, only to propagate
+            assert self.obs.tracing is not None
+            return call.with_upstream(_Propagate(self.obs.tracing.context_headers(span))), span
         return call.with_upstream(_Attempts(self.obs, span, call)), span
 
     async def _around(

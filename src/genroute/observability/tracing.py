@@ -116,8 +116,18 @@ class Tracing:
             start_time=_epoch_ns(call.started),
         )
 
+    @staticmethod
+    def context_headers(span: Span) -> dict[str, str]:
+        """The headers that carry `span`'s context upstream (`traceparent`, ...)."""
+        headers: dict[str, str] = {}
+        propagate.inject(headers, context=trace.set_span_in_context(span))
+        return headers
+
     def end_call(self, span: Span, record: CallRecord, finished: float) -> None:
         """Set what the finished call learned, then end the span at the call's end."""
+        if not span.is_recording():  # not sampled: the attributes would go nowhere
+            span.end()
+            return
         attrs: dict[str, Any] = {
             "gen_ai.provider.name": provider_name(record.provider),
             "genroute.model_group": record.model_group or "",
