@@ -14,6 +14,7 @@ logs or google-genai types. Where a call went it writes on `call.route`.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -21,7 +22,13 @@ from typing import Any, TypeVar
 
 from genroute.call import Call
 from genroute.config import Config, ModelEntry, config_from_data
-from genroute.errors import GenrouteError, InvalidRequest, UpstreamMalformed, cancelled
+from genroute.errors import (
+    GenrouteError,
+    InvalidRequest,
+    UpstreamMalformed,
+    UpstreamTimeout,
+    cancelled,
+)
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.demo.provider import DEMO_NOTICE
 from genroute.providers.models import ModelFacts, model_facts
@@ -33,6 +40,7 @@ from genroute.routing.groups import Deployment, ModelGroups, normalise_model_nam
 from genroute.routing.report import health_report
 from genroute.routing.state import Clock, LocalState, RouterState
 from genroute.routing.strategies import simple_shuffle
+from genroute.routing.watchdog import Watchdog
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -52,6 +60,14 @@ GENERATE_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 EMBED_METHODS = ["embedContent", "batchEmbedContents", "countTokens"]
 T = TypeVar("T")
 Stream = tuple[GenerateContentResponse | None, AsyncIterator[GenerateContentResponse]]
+
+
+def _gap_timeout(deployment_id: str, gap: float, remaining: float | None) -> UpstreamTimeout:
+    """What `deadline` raises when a stream's next chunk came too late (the same text)."""
+    what = f"deployment {deployment_id} (next chunk)"
+    if remaining is not None and remaining <= gap:
+        return UpstreamTimeout(f"{what}: the call's deadline passed before the upstream answered")
+    return UpstreamTimeout(f"{what} did not answer within {gap:g}s")
 
 
 def _tokens(response: GenerateContentResponse | None) -> int:
@@ -236,18 +252,27 @@ class Router:
                 tokens = _tokens(first) or tokens
                 yield first
             gap = lease.deployment.spec.stream_timeout  # the longest wait for a next chunk
-            between = f"deployment {lease.deployment.id} (next chunk)"
-            while True:
-                waited = time.perf_counter()
-                try:
-                    async with deadline(gap, between, call):
+            watchdog = Watchdog()  # one timer for every wait, not one per chunk
+            try:
+                while True:
+                    waited = time.perf_counter()
+                    remaining = call.remaining(waited)
+                    watchdog.arm(gap if remaining is None else min(gap, remaining))
+                    try:
                         chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    route.upstream_seconds += time.perf_counter() - waited
-                tokens = _tokens(chunk) or tokens
-                yield chunk
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.CancelledError:
+                        if watchdog.expired():
+                            raise _gap_timeout(lease.deployment.id, gap, remaining) from None
+                        raise
+                    finally:
+                        watchdog.disarm()
+                        route.upstream_seconds += time.perf_counter() - waited
+                    tokens = _tokens(chunk) or tokens
+                    yield chunk
+            finally:
+                watchdog.close()
         except GenrouteError as exc:
             error = exc
             raise

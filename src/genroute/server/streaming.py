@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from genroute.errors import GenrouteError
+from genroute.routing.watchdog import Watchdog
 from genroute.server.asgi import (
     JSON_TYPE,
     NO_CACHE,
@@ -46,7 +47,22 @@ async def relay(
 ) -> None:
     """Send `chunks` to the client, stopping the upstream if the client disconnects or
     stops reading (ConnectionAbortedError)."""
-    send = _timed(send, write_timeout)
+    send, watchdog = _timed(send, write_timeout)
+    try:
+        await _relay(chunks, receive, send, sse=sse, headers=headers)
+    finally:
+        if watchdog is not None:
+            watchdog.close()
+
+
+async def _relay(
+    chunks: AsyncIterator[GenerateContentResponse],
+    receive: Receive,
+    send: Send,
+    *,
+    sse: bool,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
     iterator = aiter(chunks)
     try:
         first = await anext(iterator)
@@ -77,23 +93,29 @@ async def relay(
         await _close(iterator)  # the upstream stream ends here, however the relay ended
 
 
-def _timed(send: Send, seconds: float | None) -> Send:
+def _timed(send: Send, seconds: float | None) -> tuple[Send, Watchdog | None]:
     """`send`, raising ConnectionAbortedError when a message waits over `seconds` for the
-    client to read (uvicorn's send waits while the client's buffer is full)."""
+    client to read (uvicorn's send waits while the client's buffer is full); one
+    `Watchdog` times every send (close it when the relay ends)."""
     if seconds is None:
-        return send
+        return send, None
+    watchdog = Watchdog()
 
     async def timed(message: Message) -> None:
+        watchdog.arm(seconds)
         try:
-            async with asyncio.timeout(seconds):
-                await send(message)
-        except TimeoutError:
-            raise ConnectionAbortedError(
-                f"the client read nothing for {seconds:g} s "
-                "(general_settings.response_write_timeout)"
-            ) from None
+            await send(message)
+        except asyncio.CancelledError:
+            if watchdog.expired():
+                raise ConnectionAbortedError(
+                    f"the client read nothing for {seconds:g} s "
+                    "(general_settings.response_write_timeout)"
+                ) from None
+            raise
+        finally:
+            watchdog.disarm()
 
-    return timed
+    return timed, watchdog
 
 
 async def _pump(
