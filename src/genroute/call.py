@@ -203,6 +203,7 @@ class CacheRecord:
     saved_cost: float = 0.0  # a hit: what the cached answer cost (USD, at today's prices)
     bytes: int = 0  # a hit: size of the entry served
     age: float | None = None  # a hit: seconds since the entry was stored
+    group: str | None = None  # the model group the cache keyed the call under
     embedding_for: str | None = None  # the cache's own embedding call for this request id
 
     @property

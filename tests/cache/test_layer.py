@@ -280,3 +280,28 @@ async def test_count_tokens_and_unsupported_call_types_pass_through() -> None:
         assert c.cache.outcome is None
     assert up.generated == 2
     await p.aclose()
+
+
+async def test_a_hit_is_recorded_under_its_model_group() -> None:
+    import time
+
+    from genroute.config import config_from_data
+    from genroute.observability.records import build_record
+    from genroute.pipeline import build_pipeline
+    from genroute.providers.transport import MockTransport
+    from genroute.routing import Router
+    from genroute.store.ledger import SpendRecord
+    from tests.cache.conftest import config
+
+    cfg = config_from_data(
+        {**config(), "router_settings": {"model_group_alias": {"fast": "flash"}}}
+    )  # the client asks for an alias
+    p = build_pipeline(cfg, router=Router(config=cfg, transport=MockTransport(Upstream())))
+    await ask(p, call())
+    hit = Call(Operation.GENERATE, "fast", Caller(team_id=None, key_hash="key-of-None"))
+    await ask(p, hit)
+    assert hit.cache.outcome == "hit" and hit.route.group is None
+    assert build_record(hit, None, time.perf_counter()).model_group == "flash"
+    row = SpendRecord.of(hit, status_code=200, error_status=None, finished=time.perf_counter())
+    assert (row.model_group, row.cache_hit, row.cost) == ("flash", "hit", 0.0)
+    await p.aclose()

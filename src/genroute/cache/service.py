@@ -176,6 +176,7 @@ class ResponseCache:
         if family not in self.params.kinds:
             return None
         group = self.groups.resolve(call.model)
+        call.cache.group = group  # a hit is never routed: the ledger and logs read it here
         controls = await self._controls(call.caller)
         directives = call.cache_control
         call.cache.outcome = MISS

@@ -124,7 +124,7 @@ def build_record(
         request_id=call.request_id,
         operation=call.operation.value,
         stream=call.stream,
-        model_group=route.group or call.model,
+        model_group=route.group or call.cache.group or call.model,
         deployment_id=route.deployment_id,
         provider=route.provider,
         provider_model=route.provider_model,

@@ -123,7 +123,7 @@ class SpendRecord:
             team_id=caller.team_id,
             user_id=caller.user_id,
             end_user=caller.end_user,
-            model_group=route.group or call.model,
+            model_group=route.group or call.cache.group or call.model,
             deployment_id=route.deployment_id,
             provider=route.provider,
             provider_model=route.provider_model,
