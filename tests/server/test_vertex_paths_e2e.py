@@ -19,6 +19,7 @@ from google.oauth2.credentials import Credentials
 
 from tests.conftest import InProcessGateway
 
+pytestmark = pytest.mark.e2e
 KEY = "sk-vertex-test"
 CONFIG: dict[str, Any] = {
     "model_list": [
