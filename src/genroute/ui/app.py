@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from genroute.errors import GenrouteError
@@ -163,7 +164,9 @@ class AdminUI:
         assert self.signer is not None
         if error is None and self.signer.check(request.cookie(SESSION_COOKIE)) is not None:
             return redirect("/ui/keys")
-        nonce = self.signer.issue()[0].sid
+        nonce = request.cookie(LOGIN_COOKIE) or ""
+        if not re.fullmatch(r"[0-9a-f]{32}", nonce):  # keep it: a second tab's form still works
+            nonce = self.signer.issue()[0].sid
         text = self.templates.render(
             "login.html", csrf=self.signer.csrf(f"login.{nonce}"), error=error, signed_in=False
         )
