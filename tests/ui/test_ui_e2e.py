@@ -160,11 +160,13 @@ def test_the_session_cookie_is_httponly_strict_and_expires(ui: Watched) -> None:
 def test_an_expired_or_forged_session_is_sent_back_to_sign_in(
     ui: Watched, gw: InProcessGateway
 ) -> None:
-    signed_in(ui)
+    signed_in(ui, "/ui/logs")
     signer = gw.app.ui.signer
     clock = signer.clock
     signer.clock = lambda: clock() + 8 * 3600 + 1
     try:
+        # The live table's next poll finds the session over and takes the page to sign-in.
+        expect(ui.page.get_by_label("Master key")).to_be_visible()
         ui.page.goto("/ui/spend")
         expect(ui.page.get_by_label("Master key")).to_be_visible()
     finally:
