@@ -147,3 +147,56 @@ async def test_spend_queries(store: Store) -> None:
     assert by_model[0]["day"] == utcnow().date().isoformat()
     by_user = await spend_report(store, "end_user", SpendFilter())
     assert sum(r["spend"] for r in by_user) == pytest.approx(0.1)
+
+
+async def test_ledger_rows_read_back_as_written(store: Store) -> None:
+    # The batch insert sends the driver its own SQL and values: every column reads back
+    # through SQLAlchemy as the record had it, and a row written twice is kept once.
+    from genroute.store.ledger import write_batch
+
+    started = utcnow()
+    written = SpendRecord(
+        request_id="r-exact",
+        start_time=started,
+        operation="streamGenerateContent",
+        status_code=499,
+        key_hash="k" * 64,
+        key_alias="älias",
+        end_user="user-1",
+        model_group="demo",
+        deployment_id="dep-a",
+        provider="gemini",
+        provider_model="gemini-2.5-flash",
+        error_status="CANCELLED",
+        prompt_tokens=7,
+        output_tokens=11,
+        thinking_tokens=2,
+        cached_tokens=3,
+        cost=0.125,
+        cost_estimated=True,
+        latency_ms=12.5,
+        ttft_ms=None,
+        stream=True,
+    )
+    others = [record(i) for i in range(150)]  # more than one INSERT slice
+    first = await write_batch(store, [written, *others])
+    again = await write_batch(store, [written])
+    assert (first.inserted, again.inserted) == (151, 0)
+    async with store.session() as session:
+        row = (
+            await session.execute(select(SpendLog).where(SpendLog.row_id == written.row_id))
+        ).scalar_one()
+        count = await session.scalar(select(func.count()).select_from(SpendLog))
+    assert count == 151
+    for name in written.__dataclass_fields__:
+        if name == "start_time":
+            assert (
+                abs(
+                    (
+                        row.start_time.replace(tzinfo=None) - started.replace(tzinfo=None)
+                    ).total_seconds()
+                )
+                < 1e-3
+            )
+        else:
+            assert getattr(row, name) == getattr(written, name), name
