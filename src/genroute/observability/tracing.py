@@ -30,6 +30,7 @@ from genroute._version import __version__
 from genroute.call import Call
 from genroute.errors import GenrouteError
 from genroute.observability.records import CallRecord
+from genroute.observability.spans import SpanFactory
 from genroute.providers.catalog import otel_name
 
 __all__ = ["Tracing", "provider_name"]
@@ -77,6 +78,7 @@ class Tracing:
             processor = BatchSpanProcessor(exporter)
         self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer("genroute", __version__)
+        self.spans = SpanFactory(self.provider, processor, "genroute", __version__)
         self.request_kind = request_kind
 
     # -- the request span -------------------------------------------------------------------
@@ -108,7 +110,7 @@ class Tracing:
             if stops:
                 attributes["gen_ai.request.stop_sequences"] = list(stops)
         parent = propagate.extract(dict(call.trace_headers)) if call.trace_headers else None
-        return self.tracer.start_span(
+        return self.spans.start(
             f"{operation} {call.model}",
             context=parent,
             kind=self.request_kind,
@@ -183,9 +185,9 @@ class Tracing:
         }
         if parts.port:
             attributes["server.port"] = parts.port
-        span = self.tracer.start_span(
+        span = self.spans.start(
             f"{operation} {route.provider_model}",
-            context=trace.set_span_in_context(parent),
+            parent=parent,
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
