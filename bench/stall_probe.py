@@ -70,6 +70,10 @@ def _instrument(events_path: str, switch_ms: float | None, gc_off: bool) -> None
                     events.append(("ledger write", t0, clock(), len(records)))
 
             ledger.write_batch = write_batch
+            from genroute.store import writer  # it calls the name it imported
+
+            if getattr(writer, "write_batch", None) is original_write:
+                writer.write_batch = write_batch  # type: ignore[attr-defined]
     except ImportError:
         pass
     from genroute.observability import logs
@@ -84,21 +88,7 @@ def _instrument(events_path: str, switch_ms: float | None, gc_off: bool) -> None
             events.append(("request-log write (thread)", t0, clock(), len(lines)))
 
     logs.RequestLog._write_lines = _write_lines  # type: ignore[method-assign]
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        original_export = OTLPSpanExporter.export
-
-        def export(self: Any, spans: Any) -> Any:
-            t0 = clock()
-            try:
-                return original_export(self, spans)
-            finally:
-                events.append(("span export (thread)", t0, clock(), len(spans)))
-
-        OTLPSpanExporter.export = export  # type: ignore[method-assign]
-    except ImportError:
-        pass
+    _patch_exports(events, clock)
     _watch_loop(events, clock)
     if gc_off:
         from genroute.cli import serve
@@ -122,6 +112,40 @@ def _instrument(events_path: str, switch_ms: float | None, gc_off: bool) -> None
 
     atexit.register(dump)
     signal.signal(signal.SIGTERM, on_term)
+
+
+def _patch_exports(events: list[tuple[str, int, int, int]], clock: Any) -> None:
+    """Record every span export (the SDK's OTLP exporter, and genroute's subclass)."""
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        original_export = OTLPSpanExporter.export
+
+        def export(self: Any, spans: Any) -> Any:
+            t0 = clock()
+            try:
+                return original_export(self, spans)
+            finally:
+                events.append(("span export (thread)", t0, clock(), len(spans)))
+
+        OTLPSpanExporter.export = export  # type: ignore[method-assign]
+        try:  # genroute's own subclass, where there is one, exports without calling it
+            from genroute.observability.otlp import FastOTLPSpanExporter
+
+            original_fast = FastOTLPSpanExporter.export
+
+            def export_fast(self: Any, spans: Any) -> Any:
+                t0 = clock()
+                try:
+                    return original_fast(self, spans)
+                finally:
+                    events.append(("span export (thread)", t0, clock(), len(spans)))
+
+            FastOTLPSpanExporter.export = export_fast  # type: ignore[method-assign]
+        except ImportError:
+            pass
+    except ImportError:
+        pass
 
 
 LAG_PERIOD_MS = 1.0
