@@ -26,6 +26,8 @@ __all__ = ["health_report", "routing_headers", "with_routing_headers"]
 
 def _ascii(text: str) -> bytes:
     """Header-safe text: ASCII, with control characters (CR, LF, NUL) replaced."""
+    if text.isascii() and text.isprintable():  # nearly always: nothing to replace
+        return text.encode("ascii")
     cleaned = "".join(c if " " <= c <= "~" else "?" for c in text)
     return cleaned.encode("ascii", "replace")
 
