@@ -164,7 +164,7 @@ def test_cancel_delete_and_ownership(gateway: InProcessGateway, keys: dict[str, 
     assert job.name is not None
     with pytest.raises(errors.ClientError) as caught:
         blue.batches.get(name=job.name)
-    assert caught.value.code == 403
+    assert caught.value.code == 404
     assert job.name not in [j.name for j in blue.batches.list()]
     red.batches.cancel(name=job.name)
     done = ended(red, job.name)

@@ -117,7 +117,7 @@ def test_create_get_list_update_delete(gateway: InProcessGateway, keys: dict[str
     client.caches.delete(name=cache.name)
     with pytest.raises(errors.ClientError) as caught:
         client.caches.get(name=cache.name)
-    assert caught.value.code == 403
+    assert caught.value.code == 404
 
 
 def test_too_small_is_refused_as_gemini_does(
@@ -184,13 +184,13 @@ def test_caches_belong_to_the_team_and_follow_geminis_rules(
     assert cache.name is not None
     with pytest.raises(errors.ClientError) as caught:
         blue.caches.get(name=cache.name)
-    assert caught.value.code == 403
+    assert caught.value.code == 404
     assert cache.name not in [c.name for c in blue.caches.list()]
     with pytest.raises(errors.ClientError) as caught:
         blue.models.generate_content(
             model="gpt", contents="x", config={"cached_content": cache.name}
         )
-    assert caught.value.code == 403
+    assert caught.value.code == 404
     with pytest.raises(errors.ClientError) as caught:  # another model than the cache's
         red.models.generate_content(
             model="claude", contents="x", config={"cached_content": cache.name}

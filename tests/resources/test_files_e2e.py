@@ -146,7 +146,7 @@ def test_upload_get_list_delete(gateway: InProcessGateway, keys: dict[str, str])
     client.files.delete(name=file.name)
     with pytest.raises(errors.ClientError) as caught:
         client.files.get(name=file.name)
-    assert caught.value.code == 403 and "may not exist" in str(caught.value.message)
+    assert caught.value.code == 404 and "was not found" in str(caught.value.message)
 
 
 def test_list_pages_newest_first(gateway: InProcessGateway, keys: dict[str, str]) -> None:
@@ -172,14 +172,14 @@ def test_files_belong_to_the_team(gateway: InProcessGateway, keys: dict[str, str
     ):
         with pytest.raises(errors.ClientError) as caught:
             attempt()
-        assert caught.value.code == 403
+        assert caught.value.code == 404
     assert file.name not in [f.name for f in blue.files.list()]
     assert file.name in [f.name for f in master.files.list(config={"page_size": 100})]
     # Used in a call by another team: refused naming the part, as a missing file.
     part = types.Part.from_uri(file_uri=str(file.uri), mime_type="text/plain")
     with pytest.raises(errors.ClientError) as caught:
         blue.models.generate_content(model="demo", contents=["Summarise", part])
-    assert caught.value.code == 403
+    assert caught.value.code == 404
     assert "contents[0].parts[1].fileData.fileUri" in str(caught.value.message)
     master.files.delete(name=file.name)  # the master key may delete any file
     with pytest.raises(errors.ClientError):

@@ -100,7 +100,11 @@ class BatchService:
         self.wake: Callable[[], None] = lambda: None  # the runner's, once it runs
 
     async def _file_items(self, access: Access, name: str) -> tuple[str, list[BatchItem]]:
-        row = await self.files.get(access, name)
+        try:
+            row = await self.files.get(access, name)
+        except GenrouteError as exc:
+            exc.message = f"batch.inputConfig.fileName: {exc.message}"
+            raise
         items: list[BatchItem] = []
         pending = b""
         chunks: AsyncIterator[bytes] = self.files.read(row)

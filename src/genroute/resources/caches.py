@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from genroute.config import CachedContentsSettings
-from genroute.errors import InvalidRequest
+from genroute.errors import InvalidRequest, NotFound
 from genroute.resources.files import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -238,8 +238,9 @@ class CacheService:
         """The cached content a generateContent call names, checked as Gemini checks it."""
         try:
             row = await self.get(access, name)
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"cachedContent: {exc.message}") from None
+        except (InvalidRequest, NotFound) as exc:
+            exc.message = f"cachedContent: {exc.message}"
+            raise
         if row.model != model:
             raise InvalidRequest(
                 f"Model used by GenerateContent request (models/{model}) and CachedContent "

@@ -265,7 +265,7 @@ class FileService:
     # -- files ------------------------------------------------------------------------------
 
     async def get(self, access: Access, name: str) -> FileRow:
-        """A file the caller may see (uploaded, not expired); 403 as Gemini otherwise."""
+        """A file the caller may see (uploaded, not expired); 404 otherwise."""
         file_id = parse_file_name(name)
         row = await self.repo.get(file_id)
         if (

@@ -3,8 +3,9 @@
 A resource belongs to the team of the key that made it, or to that key when it has no
 team: `team:<team_id>` or `key:<sha256 of the key>`. The master key sees every resource;
 on an open gateway (no master key, no database) nobody is told apart, and every resource
-is everyone's (owner None). Another owner's resource is answered exactly as a missing one
-(`Access.hidden`), so its existence is not revealed.
+is everyone's (owner None). Another owner's resource is answered exactly as a missing one,
+404 NOT_FOUND (`Access.hidden`), for every use of it (get, delete, download, cancel, a
+model call naming it), so its existence is not revealed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from genroute.call import Caller
-from genroute.errors import PermissionDenied
+from genroute.errors import NotFound
 
 __all__ = ["Access", "access_for"]
 
@@ -30,10 +31,12 @@ class Access:
         return self.sees_all or owner == self.owner
 
     @staticmethod
-    def hidden(kind: str, name: str) -> PermissionDenied:
-        """Gemini's answer for a resource that is missing or someone else's."""
-        return PermissionDenied(
-            f"You do not have permission to access the {kind} {name} or it may not exist."
+    def hidden(kind: str, name: str) -> NotFound:
+        """The answer for a resource that is missing, expired or someone else's (the same
+        for all three)."""
+        return NotFound(
+            f"{kind} {name} was not found: it does not exist, has expired, or belongs to "
+            "another team or key."
         )
 
 

@@ -5,7 +5,7 @@ A request names an uploaded file by its uri in `fileData.fileUri` (what the SDKs
 there for `Part.from_uri(file.uri, ...)` or a `File` in `contents`), and a cached content
 by `cachedContent`. `Resolved`, the pipeline layer just outside the Router, finds them
 (in `contents`, `systemInstruction` and the cached content's own parts), checks each is
-the caller's (403 naming the part otherwise, as Gemini answers) and usable, and hands the
+the caller's (404 naming the part otherwise, as for a missing file) and usable, and hands the
 Router a `CallPreparer`, which the Router calls for each deployment it tries
 (`Call.prepare`):
 
