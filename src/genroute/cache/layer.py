@@ -57,8 +57,8 @@ class Cached:
         plan = await cache.plan(call, request, "generate")
         if plan is None:
             return await self.inner.generate(call, request)
-        if plan.lookup and (entry := await cache.lookup(call, plan)) is not None:
-            response = GenerateContentResponse.model_validate_json(entry.body)
+        if plan.lookup and (hit := await cache.lookup(call, plan, GenerateContentResponse)):
+            entry, response = hit
             cache.priced(call, entry, response.usage_metadata)
             return response
         response = await self.inner.generate(call, request)
@@ -70,8 +70,12 @@ class Cached:
     ) -> AsyncIterator[GenerateContentResponse]:
         cache = self.cache
         plan = await cache.plan(call, request, "generate")
-        if plan is not None and plan.lookup and (entry := await cache.lookup(call, plan)):
-            response = GenerateContentResponse.model_validate_json(entry.body)
+        if (
+            plan is not None
+            and plan.lookup
+            and (hit := await cache.lookup(call, plan, GenerateContentResponse))
+        ):
+            entry, response = hit
             cache.priced(call, entry, response.usage_metadata)
             for chunk in replay(response):
                 yield chunk
@@ -129,8 +133,8 @@ class Cached:
         plan = await cache.plan(call, request, kind)
         if plan is None:
             return await inner()
-        if plan.lookup and (entry := await cache.lookup(call, plan)) is not None:
-            response = answer.model_validate_json(entry.body)
+        if plan.lookup and (hit := await cache.lookup(call, plan, answer)):
+            entry, response = hit
             response._input_tokens = entry.input_tokens
             tokens = entry.input_tokens
             if tokens is None:

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -62,6 +62,7 @@ log = logging.getLogger("genroute.cache")
 MAX_PENDING = 256  # writes in flight; past that an answer is not stored
 CLOSE_TIMEOUT = 5.0
 ControlSource = Callable[[Caller], Awaitable[Mapping[str, Any]]]
+A = TypeVar("A", bound=WireModel)
 
 
 class GroupResolver(Protocol):
@@ -210,34 +211,42 @@ class ResponseCache:
 
     # -- lookups -------------------------------------------------------------------------------
 
-    def _fresh(self, entry: Entry | None, plan: Plan) -> Entry | None:
+    def _fresh(self, entry: Entry | None, plan: Plan, answer: type[A]) -> tuple[Entry, A] | None:
+        """The entry and its answer, if it is of the plan's kind, young enough, and an
+        answer of that type (an entry Redis holds is not trusted: another version's, or
+        garbage, is a miss)."""
         if entry is None or entry.kind != plan.kind:
             return None
         if plan.max_age is not None and entry.created < self.clock() - plan.max_age:
             return None
-        return entry
+        try:
+            return entry, answer.model_validate_json(entry.body)
+        except ValueError as exc:  # pydantic's ValidationError, invalid JSON included
+            self.stats["bad_entries"] += 1
+            log.warning("response cache: ignoring an entry that is not a %s (%s)", plan.kind, exc)
+            return None
 
-    async def lookup(self, call: Call, plan: Plan) -> Entry | None:
-        """The entry answering this call, exactly or by meaning (recorded on `call.cache`),
-        or None (a miss)."""
-        entry = self._fresh(await self.store.get(plan.key), plan)
-        if entry is not None:
-            self._hit(call, entry, HIT)
-            return entry
+    async def lookup(self, call: Call, plan: Plan, answer: type[A]) -> tuple[Entry, A] | None:
+        """The entry answering this call and its answer (of type `answer`), exactly or by
+        meaning (recorded on `call.cache`), or None (a miss)."""
+        found = self._fresh(await self.store.get(plan.key), plan, answer)
+        if found is not None:
+            self._hit(call, found[0], HIT)
+            return found
         if plan.semantic is not None and self.index is not None:
             text, bucket = plan.semantic
             plan.vector = await self.embed(call, text)
             if plan.vector is not None:
-                found = self.index.search(
+                near = self.index.search(
                     bucket, plan.vector, self.params.similarity_threshold or 1.0, plan.max_age
                 )
-                if found is not None:
-                    ident, similarity = found
-                    entry = self._fresh(await self.store.get(ident), plan)
-                    if entry is not None:
-                        self._hit(call, entry, SEMANTIC_HIT)
+                if near is not None:
+                    ident, similarity = near
+                    found = self._fresh(await self.store.get(ident), plan, answer)
+                    if found is not None:
+                        self._hit(call, found[0], SEMANTIC_HIT)
                         call.cache.similarity = round(similarity, 6)
-                        return entry
+                        return found
                     self.index.remove(ident)  # gone from the store (expired, evicted)
         self.stats["misses"] += 1
         return None
@@ -365,6 +374,7 @@ class ResponseCache:
             "genroute_cache_dropped_writes_total": stats["dropped_writes"],
             "genroute_cache_embedding_errors_total": stats["embedding_errors"],
             "genroute_cache_not_stored_total": sum(self.not_stored.values()),
+            "genroute_cache_bad_entries_total": stats["bad_entries"],
         }
         if isinstance(self.store, LocalStore):
             values["genroute_cache_entries"] = len(self.store)

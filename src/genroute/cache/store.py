@@ -59,12 +59,25 @@ class Entry:
 
     @classmethod
     def decode(cls, data: bytes) -> Entry:
-        """The entry `encode` wrote (ValueError for anything else)."""
+        """The entry `encode` wrote (ValueError for anything else: another version's
+        entry, or garbage). The response's JSON is checked when it is served."""
         head, sep, body = data.partition(b"\n")
         if not sep:
             raise ValueError("not a cache entry")
-        kind, created, expires, origin, tokens = orjson.loads(head)
-        return cls(str(kind), body, float(created), float(expires), tuple(origin), tokens)
+        header = orjson.loads(head)
+        if not isinstance(header, list) or len(header) != 5:
+            raise ValueError("not a cache entry header")
+        kind, created, expires, origin, tokens = header
+        if (
+            not isinstance(kind, str)
+            or not isinstance(origin, list)
+            or len(origin) != 4
+            or not all(o is None or isinstance(o, str) for o in origin)
+            or not (tokens is None or (isinstance(tokens, int) and not isinstance(tokens, bool)))
+        ):
+            raise ValueError("not a cache entry header")
+        o = origin
+        return cls(kind, body, float(created), float(expires), (o[0], o[1], o[2], o[3]), tokens)
 
     @property
     def size(self) -> int:
