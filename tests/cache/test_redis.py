@@ -1,10 +1,11 @@
 """The response cache over a real Redis (a key prefix of each test's own): what Redis
 holds is not trusted (an entry another version wrote, or garbage, is a miss, never an
-error)."""
+error), and every key the cache writes expires."""
 
 from __future__ import annotations
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from genroute.call import Call, Caller, Operation
@@ -73,6 +74,29 @@ async def test_an_embedding_entry_that_is_not_ours_is_a_miss(redis_url: str) -> 
         again = Call(Operation.EMBED, "embedder", Caller(key_hash="k"))
         response = await p.embed(again, req)
         assert again.cache.outcome == "miss" and len(response.embedding.values) > 0
+    finally:
+        await p.aclose()
+        await client.aclose()
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-semantic"])
+async def test_every_key_the_cache_writes_expires(redis_url: str, kind: str) -> None:
+    prefix = unique_prefix("cache-ttl")
+    params = {"type": kind, "url": redis_url, "namespace": prefix, "ttl": 120}
+    if kind == "redis-semantic":
+        params |= {"similarity_threshold": 0.9, "redis_semantic_cache_embedding_model": "embedder"}
+    p = pipeline(Upstream(), params)
+    await p.start()
+    client = Redis.from_url(redis_url)
+    try:
+        c = call()
+        await p.generate(c, request())
+        await p.cache.drain()
+        keys = await client.keys(f"{prefix}:*")
+        assert keys
+        for key in keys:
+            ttl = await client.pttl(key)
+            assert 0 < ttl <= 120_000, (key, ttl)
     finally:
         await p.aclose()
         await client.aclose()

@@ -15,7 +15,8 @@ the measured memory per entry and lookup times).
 `SharedIndex` keeps every instance's index in step through one Redis stream,
 `{prefix}:s` (plain Redis 7: XADD, XREAD; no search module): each stored entry is
 published as (id, bucket, expiry, creation time, vector), trimmed to about `max_entries`
-items. An instance reads the stream from its start when it starts (catching up on what
+items; the stream key expires with the longest-lived entry it carries (EXPIRE NX, then GT:
+Redis 7). An instance reads the stream from its start when it starts (catching up on what
 others cached) and then follows it; after a Redis outage it goes on from the last item it
 read.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -269,10 +271,13 @@ class SharedIndex:
             "c": repr(created),
             "v": vector.astype(np.float32).tobytes(),
         }
+        ttl = max(1, math.ceil(expires - created))
         try:
-            await self.client.xadd(
-                self.stream, fields, maxlen=self.index.max_entries, approximate=True
-            )
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.xadd(self.stream, fields, maxlen=self.index.max_entries, approximate=True)
+                pipe.expire(self.stream, ttl, nx=True)  # a new stream
+                pipe.expire(self.stream, ttl, gt=True)  # lives as long as its last entry
+                await pipe.execute()
         except redis_errors as exc:
             self.health.failed(exc)
             return False
