@@ -45,7 +45,8 @@ def scope_of(caller: Caller, shared: bool, namespace: str | None = None) -> str:
     """Whose entries a call may read and write: its key's team; a key without a team has
     its own; the master key (or an open gateway) one of its own. `shared`
     (`cache_params.shared_across_teams`) puts every caller in one scope. A key's or team's
-    `namespace` (its metadata) is part of the scope."""
+    `namespace` (its metadata) is part of the scope, length-prefixed: names may hold any
+    character, and no choice of namespace and team names makes another scope."""
     if shared:
         scope = SHARED_SCOPE
     elif caller.team_id:
@@ -54,7 +55,7 @@ def scope_of(caller: Caller, shared: bool, namespace: str | None = None) -> str:
         scope = f"key:{caller.key_hash}"
     else:
         scope = "-"
-    return f"{namespace}/{scope}" if namespace else scope
+    return f"{len(namespace)}:{namespace}/{scope}" if namespace else scope
 
 
 def _canonical(request: WireModel) -> dict[str, Any]:
