@@ -1,10 +1,14 @@
-"""What an entry is keyed by: the scope cannot be forged by choosing names."""
+"""What an entry is keyed by: the scope cannot be forged by choosing names, and the request
+is made canonical once per call."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from genroute.call import Call, Caller, Operation
+from genroute.wire import GenerateContentRequest
 from tests.cache.conftest import Upstream, pipeline, request
 
 SEMANTIC = {"type": "local-semantic", "similarity_threshold": 0.9,
@@ -34,4 +38,22 @@ async def test_a_namespace_and_a_team_name_cannot_make_another_teams_scope() -> 
         other = Call(Operation.GENERATE, "flash", Caller(key_hash="k2", team_id=team))
         await p.generate(other, request(text))
         assert other.cache.outcome == "miss", (team, text)
+    await p.aclose()
+
+
+async def test_the_request_is_made_canonical_once_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    up = Upstream()
+    p = pipeline(up, SEMANTIC)
+    dumps = []
+    original = GenerateContentRequest.to_dict
+
+    def counted(self: GenerateContentRequest) -> dict[str, Any]:
+        dumps.append(1)
+        return original(self)
+
+    monkeypatch.setattr(GenerateContentRequest, "to_dict", counted)
+    c = Call(Operation.GENERATE, "flash", Caller(key_hash="k"))
+    plan = await p.cache.plan(c, request(), "generate")
+    assert plan is not None and plan.semantic is not None
+    assert len(dumps) == 1
     await p.aclose()

@@ -5,6 +5,7 @@ scope (the key's team; see `scope_of`) and the request's canonical JSON: the wir
 already read camelCase and snake_case alike and a single object as a list of one, and its
 JSON is written with sorted keys, so two requests that mean the same thing have one key.
 The body's `model` and `labels` (billing labels) do not change the answer and are left out.
+`canonical` makes that data once per call; the exact key and the semantic bucket use it.
 
 The semantic match embeds the text of the last user turn; everything else must match
 exactly, so it is hashed into the entry's bucket: the earlier turns (a digest), the system
@@ -30,6 +31,7 @@ from genroute.wire import (
 __all__ = [
     "SHARED_SCOPE",
     "cacheable_request",
+    "canonical",
     "exact_key",
     "scope_of",
     "semantic_prompt",
@@ -58,16 +60,18 @@ def scope_of(caller: Caller, shared: bool, namespace: str | None = None) -> str:
     return f"{len(namespace)}:{namespace}/{scope}" if namespace else scope
 
 
-def _canonical(request: WireModel) -> dict[str, Any]:
+def canonical(request: WireModel) -> dict[str, Any]:
+    """The request as the key sees it: its wire JSON without what does not change the
+    answer (`model`, `labels`)."""
     data = request.to_dict()
     for name in _IGNORED:
         data.pop(name, None)
     return data
 
 
-def exact_key(kind: str, group: str, scope: str, request: WireModel) -> str:
-    """The hex SHA-256 naming the entry of this request."""
-    material = orjson.dumps([kind, group, scope, _canonical(request)], option=_DUMP)
+def exact_key(kind: str, group: str, scope: str, data: dict[str, Any]) -> str:
+    """The hex SHA-256 naming the entry of a request (`data`: its `canonical` form)."""
+    material = orjson.dumps([kind, group, scope, data], option=_DUMP)
     return hashlib.sha256(material).hexdigest()
 
 
@@ -107,12 +111,12 @@ def storable_response(response: GenerateContentResponse, function_calls: bool) -
 
 
 def semantic_prompt(
-    request: GenerateContentRequest, group: str, scope: str
+    request: GenerateContentRequest, data: dict[str, Any], group: str, scope: str
 ) -> tuple[str, str] | None:
-    """(text to embed, bucket) for a request the semantic match can serve: its last turn
-    is the user's and all text. None otherwise (the exact match still applies). Entries
-    match only within one bucket: one group, scope, conversation before the last turn,
-    system instruction, tools and settings."""
+    """(text to embed, bucket) for a request (`data`: its `canonical` form) the semantic
+    match can serve: its last turn is the user's and all text. None otherwise (the exact
+    match still applies). Entries match only within one bucket: one group, scope,
+    conversation before the last turn, system instruction, tools and settings."""
     last = request.contents[-1]
     if last.role not in (None, "user") or not last.parts:
         return None
@@ -124,8 +128,7 @@ def semantic_prompt(
     text = "\n".join(texts).strip()
     if not text:
         return None
-    rest = _canonical(request)
-    rest["contents"] = rest["contents"][:-1]  # the earlier turns must match exactly
+    rest = {**data, "contents": data["contents"][:-1]}  # the earlier turns must match exactly
     material = orjson.dumps([group, scope, rest], option=_DUMP)
     bucket = hashlib.sha256(material).hexdigest()[:32]
     return text, bucket

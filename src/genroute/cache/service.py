@@ -27,6 +27,7 @@ import numpy as np
 from genroute.cache.assemble import assemble
 from genroute.cache.keys import (
     cacheable_request,
+    canonical,
     exact_key,
     scope_of,
     semantic_prompt,
@@ -197,16 +198,17 @@ class ResponseCache:
             namespace if isinstance(namespace, str) else None,
         )
         ttl = directives.ttl or _number(controls.get("ttl")) or self.params.ttl
+        data = canonical(request)
         plan = Plan(
             kind,
-            exact_key(kind, group, scope, request),
+            exact_key(kind, group, scope, data),
             lookup,
             store,
             ttl,
             _youngest(directives.max_age, _number(controls.get("s-maxage"))),
         )
         if self.index is not None and kind == "generate":
-            plan.semantic = semantic_prompt(request, group, scope)  # type: ignore[arg-type]
+            plan.semantic = semantic_prompt(request, data, group, scope)  # type: ignore[arg-type]
         return plan
 
     # -- lookups -------------------------------------------------------------------------------
