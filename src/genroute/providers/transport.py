@@ -135,18 +135,13 @@ class HttpResponse:
             return await self._read_all()
         return b"".join([chunk async for chunk in self.iter_chunks()])
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The body in the pieces it arrives in (split anywhere, even inside an event)."""
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body in the pieces it arrives in (split anywhere, even inside an event). An
+        async body is iterated as it is (no generator of ours around each chunk)."""
         content = self._content
-        if isinstance(content, bytes):
-            if content:
-                yield content
-        elif isinstance(content, AsyncIterable):
-            async for chunk in content:
-                yield chunk
-        else:
-            for chunk in content:
-                yield chunk
+        if isinstance(content, AsyncIterable):
+            return aiter(content)
+        return _iterate(content)
 
     async def aclose(self) -> None:
         """Release the response; safe to call twice."""
@@ -168,6 +163,15 @@ class HttpResponse:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _iterate(content: bytes | Iterable[bytes]) -> AsyncIterator[bytes]:
+    if isinstance(content, bytes):
+        if content:
+            yield content
+    else:
+        for chunk in content:
+            yield chunk
 
 
 class Transport(Protocol):

@@ -42,10 +42,11 @@ def _pending(chunk: bytes, pending: int) -> int:
     return pending + len(chunk) if end < 0 else len(chunk) - end
 
 
-def bounded_response(response: HttpResponse, limit: int) -> HttpResponse:
+def bounded_response(response: HttpResponse, limit: int, length: int | None = None) -> HttpResponse:
     """`response`, read whole at most `limit` bytes, and streamed events of at most `limit`
-    bytes each; raises `too_large` (after closing it) when its Content-Length says more."""
-    length = _content_length(response)
+    bytes each (`length`: its Content-Length, when the caller has read it)."""
+    if length is None:
+        length = _content_length(response)
 
     async def read_all() -> bytes:
         if length is not None and length <= limit:
@@ -83,7 +84,7 @@ class BoundedTransport:
         if length is not None and length > self.limit:
             await response.aclose()
             raise too_large(f"{length} bytes", self.limit)
-        return bounded_response(response, self.limit)
+        return bounded_response(response, self.limit, length)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
