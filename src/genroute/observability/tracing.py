@@ -70,11 +70,9 @@ class Tracing:
         self.provider = TracerProvider(resource=resource)
         if processor is None:
             if exporter is None:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                    OTLPSpanExporter,
-                )
+                from genroute.observability.otlp import FastOTLPSpanExporter
 
-                exporter = OTLPSpanExporter()
+                exporter = FastOTLPSpanExporter()
             processor = BatchSpanProcessor(exporter)
         self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer("genroute", __version__)
