@@ -305,3 +305,25 @@ async def test_a_hit_is_recorded_under_its_model_group() -> None:
     row = SpendRecord.of(hit, status_code=200, error_status=None, finished=time.perf_counter())
     assert (row.model_group, row.cache_hit, row.cost) == ("flash", "hit", 0.0)
     await p.aclose()
+
+
+async def test_a_hit_has_a_response_id_of_its_own_and_the_answer_s_model_and_usage() -> None:
+    """Gemini gives every response its own responseId (clients log it, and LangChain and
+    pydantic-ai keep it as the message's id); a hit's is its own request id, never the id
+    of the call that made the entry. modelVersion and usageMetadata are the answer's."""
+    up = Upstream(answer=" ".join(["word"] * 60) + ".")
+    p = pipeline(up)
+    first = call()
+    miss = await ask(p, first)
+    assert miss.response_id == "r1"
+    hits = [call(), call()]
+    answers = [await ask(p, c) for c in hits]
+    assert [c.cache.outcome for c in hits] == ["hit", "hit"]
+    assert [a.response_id for a in answers] == [c.request_id for c in hits]
+    assert all(a.model_version == miss.model_version for a in answers)
+    assert all(a.usage_metadata == miss.usage_metadata for a in answers)
+    streamed = call(stream=True)
+    chunks = await stream(p, streamed)
+    assert streamed.cache.outcome == "hit" and len(chunks) > 1
+    assert {c.response_id for c in chunks} == {streamed.request_id}  # one id per stream
+    await p.aclose()

@@ -6,7 +6,8 @@ its stream, embedContent and batchEmbedContents it
   1. plans (`ResponseCache.plan`): is this call cached at all, under which key;
   2. looks up (unless `no-cache`): a hit is answered at once, a streamed hit replayed as
      chunks (`genroute.cache.assemble.replay`), and `call.cache` says hit or semantic-hit,
-     with what the answer saved;
+     with what the answer saved. A hit's `responseId` is its own request id (every Gemini
+     response has an id of its own); its modelVersion and usage are the answer's;
   3. on a miss, calls inward, and hands the answer (a stream's chunks, collected as they
      pass and never held back) to a background write (unless `no-store`). A stream that
      fails or is left by its client is not stored.
@@ -60,6 +61,7 @@ class Cached:
         if plan.lookup and (hit := await cache.lookup(call, plan, GenerateContentResponse)):
             entry, response = hit
             cache.priced(call, entry, response.usage_metadata)
+            response.response_id = call.request_id
             return response
         response = await self.inner.generate(call, request)
         cache.store_later(call, plan, response)
@@ -77,6 +79,7 @@ class Cached:
         ):
             entry, response = hit
             cache.priced(call, entry, response.usage_metadata)
+            response.response_id = call.request_id
             for chunk in replay(response):
                 yield chunk
             return
