@@ -126,6 +126,11 @@ async def test_no_cache_skips_the_lookup_and_no_store_the_write() -> None:
         ({"finish": "MAX_TOKENS"}, "finishReason"),
         ({"finish": "SAFETY"}, "finishReason"),
         ({"parts": [{"functionCall": {"name": "f", "args": {}}}]}, "function"),
+        # STOP with nothing in it (Gemini does this now and then): clients retry such an
+        # answer, and a cached one would answer every retry the same
+        ({"parts": []}, "empty"),
+        ({"parts": [{"text": ""}]}, "empty"),
+        ({"parts": [{"text": "Let me think.", "thought": True}]}, "empty"),
     ],
 )
 async def test_answers_that_are_never_stored(scripted: dict, why: str) -> None:

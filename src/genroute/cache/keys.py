@@ -25,6 +25,7 @@ from genroute.wire import (
     Content,
     GenerateContentRequest,
     GenerateContentResponse,
+    Part,
     WireModel,
 )
 
@@ -93,10 +94,23 @@ def cacheable_request(request: GenerateContentRequest) -> str | None:
     return None
 
 
+_BARE = frozenset({"text", "thought", "thoughtSignature"})
+
+
+def _says_something(part: Part) -> bool:
+    """Whether a part of an answer is more than a thought or empty text."""
+    if part.thought:
+        return False
+    if part.text is not None and part.text.strip():
+        return True
+    return not part.to_dict().keys() <= _BARE  # a call, data, code...
+
+
 def storable_response(response: GenerateContentResponse, function_calls: bool) -> str | None:
     """Why an answer is not stored (None: it may be): no candidate, a blocked prompt, a
-    candidate that did not finish with STOP (blocked, truncated, an error), or a function
-    call (unless `function_calls`)."""
+    candidate that did not finish with STOP (blocked, truncated, an error), one that says
+    nothing (no part but thoughts or empty text: Gemini answers so now and then, and
+    clients retry it), or a function call (unless `function_calls`)."""
     if response.prompt_feedback is not None and response.prompt_feedback.block_reason:
         return "blocked"
     if not response.candidates:
@@ -104,8 +118,10 @@ def storable_response(response: GenerateContentResponse, function_calls: bool) -
     for candidate in response.candidates:
         if candidate.finish_reason != "STOP":
             return f"finishReason {candidate.finish_reason or 'missing'}"
-        parts = candidate.content.parts if candidate.content is not None else None
-        if not function_calls and any(p.function_call is not None for p in parts or ()):
+        parts = (candidate.content.parts if candidate.content is not None else None) or []
+        if not any(_says_something(p) for p in parts):
+            return "empty answer"
+        if not function_calls and any(p.function_call is not None for p in parts):
             return "function call"
     return None
 
