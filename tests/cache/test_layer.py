@@ -332,3 +332,22 @@ async def test_a_hit_has_a_response_id_of_its_own_and_the_answer_s_model_and_usa
     assert streamed.cache.outcome == "hit" and len(chunks) > 1
     assert {c.response_id for c in chunks} == {streamed.request_id}  # one id per stream
     await p.aclose()
+
+
+async def test_embeddings_of_a_file_are_not_cached() -> None:
+    """An embedding request naming a file depends on what is stored elsewhere, as a
+    generateContent naming one does."""
+    up = Upstream()
+    p = pipeline(up)
+    file = {"fileData": {"fileUri": "files/x", "mimeType": "text/plain"}}
+    one = EmbedContentRequest.model_validate({"content": {"parts": [{"text": "a"}, file]}})
+    batch = BatchEmbedContentsRequest(requests=[one])
+    for _ in range(2):
+        c = Call(Operation.EMBED, "embedder")
+        await p.embed(c, one)
+        b = Call(Operation.BATCH_EMBED, "embedder")
+        await p.batch_embed(b, batch)
+        await p.cache.drain()
+        assert (c.cache.outcome, b.cache.outcome) == ("miss", "miss")
+    assert len(up.embedded) == 4
+    await p.aclose()

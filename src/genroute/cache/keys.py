@@ -22,7 +22,9 @@ import orjson
 
 from genroute.call import Caller
 from genroute.wire import (
+    BatchEmbedContentsRequest,
     Content,
+    EmbedContentRequest,
     GenerateContentRequest,
     GenerateContentResponse,
     Part,
@@ -76,16 +78,22 @@ def exact_key(kind: str, group: str, scope: str, data: dict[str, Any]) -> str:
     return hashlib.sha256(material).hexdigest()
 
 
-def _contents(request: GenerateContentRequest) -> Iterable[Content]:
-    yield from request.contents
-    if request.system_instruction is not None:
-        yield request.system_instruction
+def _contents(request: WireModel) -> Iterable[Content]:
+    if isinstance(request, GenerateContentRequest):
+        yield from request.contents
+        if request.system_instruction is not None:
+            yield request.system_instruction
+    elif isinstance(request, EmbedContentRequest):
+        yield request.content
+    elif isinstance(request, BatchEmbedContentsRequest):
+        yield from (r.content for r in request.requests)
 
 
-def cacheable_request(request: GenerateContentRequest) -> str | None:
-    """Why a request is never cached (None: it may be): one that names a cached content
-    or a file, whose answer depends on what is stored elsewhere."""
-    if request.cached_content:
+def cacheable_request(request: WireModel) -> str | None:
+    """Why a request (generateContent, an embedding or a batch of them) is never cached
+    (None: it may be): one that names a cached content or a file, whose answer depends on
+    what is stored elsewhere."""
+    if isinstance(request, GenerateContentRequest) and request.cached_content:
         return "cachedContent"
     for content in _contents(request):
         for part in content.parts or ():

@@ -186,11 +186,10 @@ class ResponseCache:
         store = not (directives.no_store or bool(controls.get("no-store")))
         if not (lookup or store):
             return None
-        if kind == "generate":
-            reason = cacheable_request(request)  # type: ignore[arg-type]
-            if reason is not None:
-                self.not_stored[reason] += 1
-                return None
+        reason = cacheable_request(request)
+        if reason is not None:
+            self.not_stored[reason] += 1
+            return None
         namespace = controls.get("namespace")
         scope = scope_of(
             call.caller,
