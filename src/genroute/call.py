@@ -8,6 +8,9 @@ about the call it writes on the one record it owns, which outer layers read afte
     call.route   RouteRecord   written by the Router: group, deployment, attempts, fallbacks
     call.meter   Meter         written by the metering layer: usage, finish reason, cost
     call.cache   CacheRecord   written by the cache layer: hit, semantic hit or miss, saving
+    call.resources ResourceRecord  the batch a call belongs to (set by the batch runner that
+                                   makes it), the cached content and files it named
+                                   (written by the resources layer)
 
 What the client asked of the response cache (`cache-control: no-cache, no-store`) is
 `call.cache_control`, set by the edge.
@@ -55,6 +58,7 @@ __all__ = [
     "ModelAPI",
     "Operation",
     "Preparer",
+    "ResourceRecord",
     "RouteRecord",
     "UpstreamObserver",
     "new_request_id",
@@ -177,6 +181,22 @@ class Meter:
     cost_estimated: bool = False
 
 
+@dataclass(slots=True)
+class ResourceRecord:
+    """The Gemini resources one call belongs to or names: `batch` (`batches/{id}`, set when
+    the batch runner makes the call), `cached_content` and `files` (written by the
+    resources layer, `genroute.resources.resolve`). Logs and the spend ledger carry them."""
+
+    batch: str | None = None
+    cached_content: str | None = None
+    files: tuple[str, ...] = ()
+
+    @property
+    def interactive(self) -> bool:
+        """Whether a client is waiting on the call (it is not a batch's request)."""
+        return self.batch is None
+
+
 @dataclass(frozen=True, slots=True)
 class CacheControl:
     """What the client asked of the response cache for this call (`cache-control`)."""
@@ -229,6 +249,7 @@ class Call:
     meter: Meter = field(default_factory=Meter)
     cache: CacheRecord = field(default_factory=CacheRecord)
     cache_control: CacheControl = NO_DIRECTIVES
+    resources: ResourceRecord = field(default_factory=ResourceRecord)
 
     @property
     def stream(self) -> bool:

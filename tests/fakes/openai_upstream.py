@@ -27,6 +27,8 @@ Scripts (``fake.script(kind, times=1, **opts)``), consumed by the next request(s
   error         status=500, message, type, code, param, headers (e.g. retry-after-ms)
   stream_error  after=2 chunks, then ``data: {"error": ...}`` (message, type, code)
   raw_chunks    chunks=[dict | str] sent verbatim as SSE events, done=True adds [DONE]
+``fake.hold()`` makes every chat request wait (``fake.waiting`` counts them) until
+``fake.release()``: a slow upstream whose pace the test sets.
 """
 
 from __future__ import annotations
@@ -419,6 +421,8 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._scripts: list[tuple[str, dict[str, Any], int | None]] = []
+        self._held: threading.Event | None = None
+        self.waiting = 0  # chat requests held by `hold()`
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.ServerRunner | None = None
@@ -492,6 +496,32 @@ class FakeOpenAI:
             raise TypeError(f"script {kind!r} takes no option(s) {sorted(extra)}")
         with self._lock:
             self._scripts.append((kind, opts, times))
+
+    def hold(self) -> None:
+        """Make chat requests wait until `release()`."""
+        with self._lock:
+            self._held = threading.Event()
+
+    def release(self) -> None:
+        """Let held requests (and later ones) answer."""
+        with self._lock:
+            held, self._held = self._held, None
+        if held is not None:
+            held.set()
+
+    async def _wait_if_held(self) -> None:
+        with self._lock:
+            held = self._held
+            if held is None:
+                return
+            self.waiting += 1
+        try:
+            # `held` is set from the test's thread, not this loop's: polled.
+            while not held.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        finally:
+            with self._lock:
+                self.waiting -= 1
 
     def _take_script(self) -> tuple[str, dict[str, Any]] | None:
         with self._lock:
@@ -576,6 +606,8 @@ class FakeOpenAI:
         model_name = self.azure_models.get(deployment, deployment) if deployment else model
         if kind != "embeddings" and (refused := model_refusal(str(model_name or ""), body)):
             raise OpenAIError(400, refused.message, code=refused.code, param=refused.param)
+        if kind != "embeddings":
+            await self._wait_if_held()
         script = self._take_script()
         name, opts = script if script else ("reply", {})
         if name == "error":

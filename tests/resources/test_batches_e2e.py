@@ -157,7 +157,47 @@ def test_a_file_of_requests_on_a_gemini_group(
     assert texts == ["Echo: alpha", "Echo: beta"]
 
 
-def test_cancel_delete_and_ownership(gateway: InProcessGateway, keys: dict[str, str]) -> None:
+def test_a_cancel_stops_the_batch(
+    gateway: InProcessGateway, keys: dict[str, str], fakes: tuple[Any, FakeOpenAI]
+) -> None:
+    openai = fakes[1]
+    red = genai_client(gateway.base_url, keys["red"])
+    texts = [f"cancel-{i}" for i in range(40)]
+
+    def sent() -> list[str]:
+        return [t for r in openai.requests for t in texts if f'"{t}"' in json.dumps(r.body)]
+
+    openai.hold()  # the upstream answers nothing until released: the batch is running
+    try:
+        job = red.batches.create(model="gpt", src=inline(*texts))
+        assert job.name is not None
+        eventually(lambda: openai.waiting == 4)  # batches.concurrency requests in flight
+        assert red.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
+        red.batches.cancel(name=job.name)
+    finally:
+        openai.release()
+    done = ended(red, job.name)
+    assert done.state == types.JobState.JOB_STATE_CANCELLED and done.end_time is not None
+    # The four in flight finished and kept their answers; none was sent after the cancel.
+    assert len(sent()) == 4
+    assert done.dest is not None and done.dest.inlined_responses is not None
+    answers = [r.response.text for r in done.dest.inlined_responses if r.response]
+    assert sorted(answers) == sorted(f"Echo: {t}" for t in sent())
+    stats = red.batches.get(name=job.name)
+    assert stats.state == types.JobState.JOB_STATE_CANCELLED and len(sent()) == 4
+    status = call(gateway, "GET", f"/v1beta/{job.name}")["metadata"]["batchStats"]
+    assert status == {
+        "requestCount": "40",
+        "successfulRequestCount": "4",
+        "failedRequestCount": "0",
+        "pendingRequestCount": "36",
+    }
+    red.batches.delete(name=job.name)
+    with pytest.raises(errors.ClientError):
+        red.batches.get(name=job.name)
+
+
+def test_delete_refusals_and_ownership(gateway: InProcessGateway, keys: dict[str, str]) -> None:
     red = genai_client(gateway.base_url, keys["red"])
     blue = genai_client(gateway.base_url, keys["blue"])
     job = red.batches.create(model="gpt", src=inline(*[f"n{i}" for i in range(40)]))
@@ -166,9 +206,8 @@ def test_cancel_delete_and_ownership(gateway: InProcessGateway, keys: dict[str, 
         blue.batches.get(name=job.name)
     assert caught.value.code == 404
     assert job.name not in [j.name for j in blue.batches.list()]
-    red.batches.cancel(name=job.name)
     done = ended(red, job.name)
-    assert done.state in (types.JobState.JOB_STATE_CANCELLED, types.JobState.JOB_STATE_SUCCEEDED)
+    assert done.state == types.JobState.JOB_STATE_SUCCEEDED
     red.batches.delete(name=job.name)
     with pytest.raises(errors.ClientError):
         red.batches.get(name=job.name)

@@ -9,6 +9,9 @@ and the `batches` section (batch jobs, which genroute runs itself):
 
     batches:
       concurrency: 4                  # requests of batches in flight per instance
+      busy_concurrency: 1             # ... while any interactive call is in flight on it
+      rate_limit_retries: 10          # a rate-limited request is put back this often
+      max_backoff_seconds: 60         # the longest pause after a rate-limited request
       max_requests: 10000             # per batch
       lease_seconds: 30               # an instance that stops holds a batch this long
       poll_interval: 1.0              # seconds between looks for work
@@ -139,10 +142,23 @@ class CachedContentsSettings(Strict):
 
 
 class BatchesSettings(Strict):
-    """Batch jobs: how many requests run at once, how large a batch may be, the lease."""
+    """Batch jobs: how many requests run at once (fewer while clients wait), how they back
+    off when rate limited, how large a batch may be, the lease."""
 
     enabled: bool = True
     concurrency: int = Field(default=4, ge=1, le=256)
+    busy_concurrency: int = Field(default=1, ge=0, le=256)
+    rate_limit_retries: int = Field(default=10, ge=0)
+    max_backoff_seconds: float = Field(default=60.0, ge=0)
     max_requests: int = Field(default=10_000, ge=1)
     lease_seconds: float = Field(default=30.0, ge=1)
     poll_interval: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _busy_below_concurrency(self) -> BatchesSettings:
+        if self.busy_concurrency > self.concurrency:
+            raise ValueError(
+                f"busy_concurrency ({self.busy_concurrency}) is more than concurrency "
+                f"({self.concurrency}): it is the smaller limit used while clients wait"
+            )
+        return self

@@ -171,7 +171,7 @@ def build_pipeline(
     resources = _resources(config, gov) if server else None
     api: ModelAPI = router
     if resources is not None:
-        api = Resolved(api, resources.files, resources.caches, resources.access)
+        api = Resolved(api, resources.files, resources.caches, resources.access, resources.traffic)
     cache = build_cache(config, router, pricer, gov.cache_controls if gov is not None else None)
     if cache is not None:
         api = Cached(api, cache)

@@ -36,7 +36,7 @@ from genroute.resources.caches import CachedContentBody, CacheService, cache_jso
 from genroute.resources.files import FileService, NewFile, file_json, parse_file_name
 from genroute.resources.owners import Access, access_for
 from genroute.resources.resolve import FilePreparer, Resolved, genroute_file_id
-from genroute.resources.runner import BatchRunner
+from genroute.resources.runner import BatchRunner, Traffic
 from genroute.store.batches import BatchRepo
 from genroute.store.caches import CacheRepo
 from genroute.store.engine import create_engine, migrate
@@ -54,6 +54,7 @@ __all__ = [
     "NewFile",
     "Resolved",
     "Resources",
+    "Traffic",
     "access_for",
     "build_resources",
     "cache_json",
@@ -85,7 +86,8 @@ class Resources:
         self.files = files
         self.caches = caches
         self.batches = batches
-        self.runner = BatchRunner(batches)
+        self.traffic = Traffic()  # interactive calls in flight, which batches yield to
+        self.runner = BatchRunner(batches, self.traffic)
         self.url = url
         self.engine = engine
         self._owns_engine = owns_engine

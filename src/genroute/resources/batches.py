@@ -98,6 +98,7 @@ class BatchService:
         self.settings = settings
         self.now = now
         self.wake: Callable[[], None] = lambda: None  # the runner's, once it runs
+        self.on_cancel: Callable[[str], None] = lambda _: None  # the runner's too
 
     async def _file_items(self, access: Access, name: str) -> tuple[str, list[BatchItem]]:
         try:
@@ -244,6 +245,7 @@ class BatchService:
             )
             return
         await self.repo.set(row.batch_id, cancel_requested=True, updated_at=self.now())
+        self.on_cancel(row.batch_id)
 
     async def delete(self, access: Access, name: str) -> None:
         """Delete a batch that has ended (a running one must be cancelled first)."""

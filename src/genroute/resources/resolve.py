@@ -40,6 +40,7 @@ from genroute.providers.base import UpstreamCaches, UpstreamFiles
 from genroute.resources.caches import CacheService, cache_request, expand
 from genroute.resources.files import FileService
 from genroute.resources.owners import Access
+from genroute.resources.runner import Traffic
 from genroute.store.caches import CacheCopy, CacheRow
 from genroute.store.files import FileCopy, FileRow
 from genroute.store.repo import aware, utcnow
@@ -285,11 +286,13 @@ class Resolved:
         files: FileService,
         caches: CacheService,
         access: Callable[[Caller], Access],
+        traffic: Traffic | None = None,
     ) -> None:
         self.inner = inner
         self.files = files
         self.caches = caches
         self.access = access
+        self.traffic = traffic or Traffic()
 
     async def _rows(
         self, access: Access, places: list[tuple[str, Content]], rows: dict[str, FileRow]
@@ -335,17 +338,27 @@ class Resolved:
         self, call: Call, request: GenerateContentRequest
     ) -> GenerateContentResponse:
         inner_call = await self._prepared(call, _places(request), request)
-        return await self.inner.generate(inner_call, request)
+        if not call.resources.interactive:  # a batch's request
+            return await self.inner.generate(inner_call, request)
+        traffic = self.traffic
+        traffic.enter()
+        try:
+            return await self.inner.generate(inner_call, request)
+        finally:
+            traffic.leave()
 
     async def stream(
         self, call: Call, request: GenerateContentRequest
     ) -> AsyncIterator[GenerateContentResponse]:
         inner_call = await self._prepared(call, _places(request), request)
         chunks = self.inner.stream(inner_call, request)
+        traffic = self.traffic
+        traffic.enter()
         try:
             async for chunk in chunks:
                 yield chunk
         finally:
+            traffic.leave()
             close = getattr(chunks, "aclose", None)
             if close is not None:
                 await close()
