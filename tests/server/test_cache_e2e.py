@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import InProcessGateway, eventually, genai_client
+from tests.conftest import InProcessGateway, eventually, freeze_limits, genai_client
 from tests.fakes.embeddings import SemanticGemini
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.routing.conftest import unique_prefix
@@ -338,3 +338,32 @@ def test_a_redis_outage_skips_the_cache_and_calls_go_on(
             eventually(back, 10)
         finally:
             gw.stop()
+
+
+def test_the_cache_s_own_embedding_is_not_counted_against_the_key_s_limits(
+    gateway: InProcessGateway, fake: SemanticGemini
+) -> None:
+    """A semantic lookup embeds the prompt as a call of its own, charged to the caller's
+    key; it is part of the caller's one request, so it takes none of its rpm, tpm or
+    parallel slots (with max_parallel_requests 1 it was refused, with an rpm every call
+    counted twice)."""
+    freeze_limits(gateway)
+    single = new_key(gateway, max_parallel_requests=1)
+    generate(gateway, key=single)
+    stored(gateway, 1)
+    head, _ = generate(gateway, body("Tell me France's capital city"), key=single)
+    assert head["x-genroute-cache"] == "semantic-hit"
+    three = new_key(gateway, rpm_limit=3)
+    for text in ("How do I bake bread?", "Bread: how do I bake it?", "How do I bake bread?"):
+        generate(gateway, body(text), key=three)
+        stored(gateway, 2)
+    status, _, _ = http(gateway, "/v1beta/models/flash:generateContent", body(), three)
+    assert status == 429  # the fourth request of the minute
+    assert upstream_calls(fake, "embedContent") == 4  # every lookup embedded its prompt
+
+    def charged() -> bool:
+        status, _, raw = http(gateway, "/spend/logs", method="GET")
+        rows = [r for r in json.loads(raw) if r["model_group"] == "embedder"]
+        return status == 200 and len(rows) == 4 and all(r["cost"] > 0 for r in rows)
+
+    eventually(charged)

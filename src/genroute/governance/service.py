@@ -462,14 +462,17 @@ class Governance:
                 "retry later",
                 retry_after=5.0,
             )
-        # The response cache's own embedding of a prompt is charged to the caller, but not
-        # refused for a model the key does not list: the operator chose that model.
+        # The response cache's own embedding of a prompt is charged to the caller (budgets),
+        # but not refused for a model the key does not list (the operator chose that model)
+        # and not counted in its limits: it is part of the caller's one request, which
+        # already holds its rpm and parallel slot (with max_parallel_requests 1 it would
+        # always be refused).
         internal = call.cache.embedding_for is not None
         checks, budgets = self._checks(group, await self._rows(call.caller), internal)
         row_id = new_row_id()
         hold = await self.budgets.reserve(budgets, row_id, max(0.0, estimate))
         try:
-            ticket = await self.limiter.admit(checks)
+            ticket = await self.limiter.admit([] if internal else checks)
         except BaseException:
             await self.budgets.cancel(hold)
             raise
