@@ -367,3 +367,32 @@ def test_the_cache_s_own_embedding_is_not_counted_against_the_key_s_limits(
         return status == 200 and len(rows) == 4 and all(r["cost"] > 0 for r in rows)
 
     eventually(charged)
+
+
+def test_max_age_0_asks_for_a_fresh_answer(gateway: InProcessGateway, fake: SemanticGemini) -> None:
+    """`cache-control: max-age=0` (what browsers send on a reload, and some proxies add) is
+    a valid directive: no entry is young enough, the answer is still stored."""
+    generate(gateway)
+    stored(gateway, 1)
+    head, _ = generate(gateway, **{"cache-control": "max-age=0"})
+    assert head["x-genroute-cache"] == "miss"
+    assert upstream_calls(fake, "generateContent") == 2
+
+
+def test_with_the_cache_off_its_headers_are_ignored(
+    fake: SemanticGemini, redis_url: str, tmp_path: Path
+) -> None:
+    cfg = config(fake, redis_url, unique_prefix("cache-off"))
+    cfg["litellm_settings"]["cache"] = False
+    gw = InProcessGateway(cfg, tmp_path)
+    try:
+        assert gw.app.pipeline.cache is None
+        for headers in (
+            {"cache-control": "max-age=0"},
+            {"cache-control": "max-age=soon"},
+            {"x-genroute-cache-ttl": "forever"},
+        ):
+            head, _ = generate(gw, key="", **headers)
+            assert "x-genroute-cache" not in head, headers
+    finally:
+        gw.stop()

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import ValidationError
 
-from genroute.call import Call, Caller, Operation, new_request_id
+from genroute.call import NO_DIRECTIVES, Call, Caller, Operation, new_request_id
 from genroute.config import Config
 from genroute.errors import GenrouteError, InvalidRequest, NotFound, PermissionDenied
 from genroute.pipeline import Pipeline, build_pipeline
@@ -299,9 +299,9 @@ class GatewayApp:
                 for k, v in scope["headers"]
                 if k in _TRACE_HEADERS
             )
-        call = Call(
-            operation, model, caller, rid, trace_headers=trace, cache_control=cache_control(scope)
-        )
+        # The cache's request headers are read only when there is a cache to ask.
+        directives = NO_DIRECTIVES if self.pipeline.cache is None else cache_control(scope)
+        call = Call(operation, model, caller, rid, trace_headers=trace, cache_control=directives)
         deadline = _deadline(scope, call.started)
         return call if deadline is None else replace(call, deadline=deadline)
 

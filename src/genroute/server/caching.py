@@ -4,7 +4,7 @@ what it did.
 Request headers (docs/cache.md):
     cache-control: no-cache           do not answer from the cache (still store the answer)
     cache-control: no-store           do not store the answer
-    cache-control: max-age=N          answer only from an entry at most N seconds old
+    cache-control: max-age=N          answer only from an entry at most N seconds old (0: none)
     x-genroute-cache-ttl: N           keep this answer N seconds (instead of the ttl configured)
 Response header, when the cache had a part in the call:
     x-genroute-cache: hit | semantic-hit | miss
@@ -26,14 +26,15 @@ __all__ = ["MAX_TTL", "cache_control", "cache_headers", "with_cache_header"]
 MAX_TTL = 366 * 86_400.0
 
 
-def _seconds(value: str, name: str) -> float:
+def _seconds(value: str, name: str, zero: bool) -> float:
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
-    if not (0 < seconds <= MAX_TTL):
+    if not (0 <= seconds <= MAX_TTL) or (seconds == 0 and not zero):
+        lowest = "0" if zero else "over 0"
         raise InvalidRequest(
-            f"{name}: {value[:40]!r} is not a number of seconds from 0 to {MAX_TTL:.0f}"
+            f"{name}: {value[:40]!r} is not a number of seconds ({lowest} to {MAX_TTL:.0f})"
         )
     return seconds
 
@@ -55,10 +56,10 @@ def cache_control(scope: Scope) -> CacheControl:
         elif name == "no-store":
             no_store = True
         elif name in ("max-age", "s-maxage"):
-            max_age = _seconds(value.strip().strip('"'), f"cache-control: {name}")
+            max_age = _seconds(value.strip().strip('"'), f"cache-control: {name}", True)
     ttl = None
     if ttl_raw is not None:
-        ttl = _seconds(ttl_raw.decode("latin-1").strip(), "x-genroute-cache-ttl")
+        ttl = _seconds(ttl_raw.decode("latin-1").strip(), "x-genroute-cache-ttl", False)
     return CacheControl(no_cache, no_store, max_age, ttl)
 
 
