@@ -351,3 +351,27 @@ async def test_embeddings_of_a_file_are_not_cached() -> None:
         assert (c.cache.outcome, b.cache.outcome) == ("miss", "miss")
     assert len(up.embedded) == 4
     await p.aclose()
+
+
+async def test_without_the_cache_there_is_no_cached_layer() -> None:
+    from genroute.cache import Cached
+    from genroute.config import config_from_data
+    from genroute.pipeline import build_pipeline
+    from genroute.providers.transport import MockTransport
+    from genroute.routing import Router
+    from tests.cache.conftest import config
+
+    data = config()
+    data["litellm_settings"]["cache"] = False
+    cfg = config_from_data(data)
+    p = build_pipeline(cfg, router=Router(config=cfg, transport=MockTransport(Upstream())))
+    assert p.cache is None
+    layer, layers = p.api, []
+    while layer is not None:
+        layers.append(type(layer).__name__)
+        layer = getattr(layer, "inner", None)
+    assert "Metered" in layers and "Router" in layers and Cached.__name__ not in layers
+    c = call()
+    await p.generate(c, request())
+    assert c.cache.outcome is None
+    await p.aclose()
