@@ -27,13 +27,15 @@ ANSWER = "Paris is the capital of France, and has been for a long time; it is on
 @dataclass
 class Upstream:
     """A Gemini upstream in process: `answer` (text), `finish`, `parts` (instead of the
-    text), `status` (an error) are what the next calls get; counts what it was asked."""
+    text), `status` (an error), `stream_tail` (what a stream sends after its last chunk)
+    are what the next calls get; counts what it was asked."""
 
     answer: str = ANSWER
     finish: str = "STOP"
     parts: list[dict[str, Any]] | None = None
     status: int = 200
     embed_status: int = 200
+    stream_tail: list[Any] = field(default_factory=list)  # SSE payloads after the last chunk
     generated: int = 0
     streamed: int = 0
     embedded: list[str] = field(default_factory=list)
@@ -87,7 +89,7 @@ class Upstream:
             last = chunks[-1]["candidates"][0]
             last["finishReason"] = self.finish
             chunks[-1]["usageMetadata"] = whole["usageMetadata"]
-            return sse_reply(chunks)
+            return sse_reply([*chunks, *self.stream_tail])
         self.generated += 1
         return json_reply(self.response())
 

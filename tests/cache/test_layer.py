@@ -104,6 +104,35 @@ async def test_a_stream_left_early_or_failing_is_not_stored() -> None:
     await p.aclose()
 
 
+async def test_a_stream_that_fails_after_its_stop_chunk_is_not_stored() -> None:
+    up = Upstream(answer=" ".join(["word"] * 60), stream_tail=[b"{not json"])
+    p = pipeline(up)
+    first = call(stream=True)
+    seen = []
+    with pytest.raises(GenrouteError):
+        async for chunk in p.stream(first, request()):
+            seen.append(chunk)
+    await p.cache.drain()
+    assert seen and seen[-1].candidates[0].finish_reason == "STOP"
+    up.stream_tail = []
+    again = call(stream=True)
+    await stream(p, again)
+    assert again.cache.outcome == "miss" and up.streamed == 2
+    await p.aclose()
+
+
+@pytest.mark.parametrize("finish", ["MAX_TOKENS", "SAFETY", "OTHER"])
+async def test_a_stream_that_does_not_finish_with_stop_is_not_stored(finish: str) -> None:
+    up = Upstream(answer=" ".join(["word"] * 60), finish=finish)
+    p = pipeline(up)
+    for _ in range(2):
+        c = call(stream=True)
+        await stream(p, c)
+        assert c.cache.outcome == "miss"
+    assert up.streamed == 2 and p.cache.not_stored["finishReason"] == 2
+    await p.aclose()
+
+
 async def test_no_cache_skips_the_lookup_and_no_store_the_write() -> None:
     up = Upstream()
     p = pipeline(up)
