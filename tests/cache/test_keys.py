@@ -9,7 +9,7 @@ import pytest
 
 from genroute.call import Call, Caller, Operation
 from genroute.wire import GenerateContentRequest
-from tests.cache.conftest import Upstream, pipeline, request
+from tests.cache.conftest import Upstream, call, pipeline, request
 
 SEMANTIC = {"type": "local-semantic", "similarity_threshold": 0.9,
             "redis_semantic_cache_embedding_model": "embedder"}  # fmt: skip
@@ -56,4 +56,97 @@ async def test_the_request_is_made_canonical_once_per_call(monkeypatch: pytest.M
     plan = await p.cache.plan(c, request(), "generate")
     assert plan is not None and plan.semantic is not None
     assert len(dumps) == 1
+    await p.aclose()
+
+
+BASE = {
+    "systemInstruction": {"parts": [{"text": "Be brief."}]},
+    "generationConfig": {
+        "temperature": 0.2,
+        "responseMimeType": "application/json",
+        "responseSchema": {"type": "OBJECT", "properties": {"city": {"type": "STRING"}}},
+        "thinkingConfig": {"thinkingBudget": 128},
+    },
+    "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+    "tools": [{"functionDeclarations": [{"name": "lookup"}]}],
+    "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+}
+CHANGES = {
+    "systemInstruction": {"systemInstruction": {"parts": [{"text": "Be verbose."}]}},
+    "temperature": {"generationConfig": {**BASE["generationConfig"], "temperature": 0.3}},
+    "responseSchema": {
+        "generationConfig": {
+            **BASE["generationConfig"],
+            "responseSchema": {"type": "OBJECT", "properties": {"town": {"type": "STRING"}}},
+        }
+    },
+    "thinkingConfig": {
+        "generationConfig": {**BASE["generationConfig"], "thinkingConfig": {"thinkingBudget": 0}}
+    },
+    "an unknown generationConfig field": {
+        "generationConfig": {**BASE["generationConfig"], "enableEnhancedCivicAnswers": True}
+    },
+    "safetySettings": {
+        "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ALL"}]
+    },
+    "tools": {"tools": [{"functionDeclarations": [{"name": "search"}]}]},
+    "toolConfig": {"toolConfig": {"functionCallingConfig": {"mode": "NONE"}}},
+    "serviceTier": {"serviceTier": "flex"},
+}
+
+
+@pytest.mark.parametrize("what", list(CHANGES))
+async def test_a_request_that_differs_in_anything_but_labels_and_model_is_another_entry(
+    what: str,
+) -> None:
+    up = Upstream()
+    p = pipeline(up, SEMANTIC)
+    await p.generate(call(), request("What is the capital of France?", **BASE))
+    await p.cache.drain()
+    same = call()
+    await p.generate(
+        same,
+        request("What is the capital of France?", **BASE, labels={"team": "x"}, model="models/y"),
+    )
+    assert same.cache.outcome == "hit"  # billing labels and the body's model change nothing
+    for text in ("What is the capital of France?", "Tell me France's capital city"):
+        c = call()
+        await p.generate(c, request(text, **{**BASE, **CHANGES[what]}))
+        assert c.cache.outcome == "miss", (what, text)
+    await p.aclose()
+
+
+async def test_keys_without_a_team_the_master_key_and_no_key_each_have_their_own_entries() -> None:
+    up = Upstream()
+    p = pipeline(up)
+    callers = [Caller(key_hash="one"), Caller(key_hash="two"), Caller(key_hash=None)]
+    for caller in callers:
+        c = Call(Operation.GENERATE, "flash", caller)
+        await p.generate(c, request())
+        await p.cache.drain()
+        assert c.cache.outcome == "miss", caller
+    for caller in callers:
+        c = Call(Operation.GENERATE, "flash", caller)
+        await p.generate(c, request())
+        assert c.cache.outcome == "hit", caller
+    await p.aclose()
+
+
+async def test_an_embedding_never_answers_a_generate_or_the_other_way_round() -> None:
+    from genroute.wire import Content, EmbedContentRequest, Part
+
+    up = Upstream()
+    p = pipeline(up, {"shared_across_teams": True})
+    text = "What is the capital of France?"
+    embed = EmbedContentRequest(content=Content(role="user", parts=[Part(text=text)]))
+    first = Call(Operation.EMBED, "flash")
+    await p.embed(first, embed)
+    await p.cache.drain()
+    c = Call(Operation.GENERATE, "flash")
+    response = await p.generate(c, request(text))
+    await p.cache.drain()
+    assert c.cache.outcome == "miss" and response.text
+    again = Call(Operation.EMBED, "flash")
+    await p.embed(again, embed)
+    assert again.cache.outcome == "hit"
     await p.aclose()
