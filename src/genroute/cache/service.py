@@ -86,6 +86,7 @@ class Plan:
     max_age: float | None
     semantic: tuple[str, str] | None = None  # (text embedded, bucket)
     vector: np.ndarray | None = None
+    embedded: bool = False  # the lookup asked for the vector (None: that call failed)
 
 
 def _number(value: Any) -> float | None:
@@ -237,6 +238,7 @@ class ResponseCache:
         if plan.semantic is not None and self.index is not None:
             text, bucket = plan.semantic
             plan.vector = await self.embed(call, text)
+            plan.embedded = True
             if plan.vector is not None:
                 near = self.index.search(
                     bucket, plan.vector, self.params.similarity_threshold or 1.0, plan.max_age
@@ -357,8 +359,10 @@ class ResponseCache:
         if plan.semantic is None or self.index is None:
             return
         text, bucket = plan.semantic
-        vector = plan.vector if plan.vector is not None else await self.embed(call, text)
-        if vector is None:
+        vector = plan.vector
+        if vector is None and not plan.embedded:  # no-cache: the lookup did not embed
+            vector = await self.embed(call, text)
+        if vector is None:  # the embedding failed: not tried twice for one call
             return
         if self.shared is not None:
             await self.shared.publish(plan.key, bucket, vector, entry.expires, now)
