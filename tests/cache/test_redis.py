@@ -100,3 +100,39 @@ async def test_every_key_the_cache_writes_expires(redis_url: str, kind: str) -> 
     finally:
         await p.aclose()
         await client.aclose()
+
+
+async def test_a_command_redis_refuses_is_not_an_outage(redis_url: str) -> None:
+    """Redis answering with an error (a key of another type under the prefix; a full
+    `noeviction` Redis refusing writes) is a miss or a write not made, logged; the cache
+    goes on using Redis for everything else."""
+    prefix = unique_prefix("cache-refused")
+    params = {"type": "redis-semantic", "url": redis_url, "namespace": prefix,
+              "similarity_threshold": 0.9, "redis_semantic_cache_embedding_model": "embedder"}  # fmt: skip
+    up = Upstream()
+    p = pipeline(up, params)
+    health = p.cache.health
+    health.clock = lambda: 1000.0  # no backoff runs out during the test
+    client = Redis.from_url(redis_url)
+    try:
+        await p.generate(call(), request())
+        await p.cache.drain()
+        (entry,) = await client.keys(f"{prefix}:e:*")
+        plan = await p.cache.plan(call(), request("Something else"), "generate")
+        await client.rpush(f"{prefix}:e:{plan.key}", "not a string")  # GET: WRONGTYPE
+        c = call()
+        await p.generate(c, request("Something else"))
+        assert c.cache.outcome == "miss"
+        await client.delete(f"{prefix}:s")
+        await client.set(f"{prefix}:s", "not a stream")  # XADD answers WRONGTYPE
+        await p.generate(call(), request("How do I bake bread?"))
+        await p.cache.drain()
+        assert health.up and health.outages == 0 and health.refusals == 2
+        assert p.cache.metrics()["genroute_cache_redis_refused_total"] == 2
+        hit = call()
+        await p.generate(hit, request())
+        assert hit.cache.outcome == "hit"
+        assert await client.exists(entry)
+    finally:
+        await p.aclose()
+        await client.aclose()

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from redis.exceptions import ResponseError
 
 from genroute.cache.store import RedisHealth, redis_errors
 
@@ -278,6 +279,9 @@ class SharedIndex:
                 pipe.expire(self.stream, ttl, nx=True)  # a new stream
                 pipe.expire(self.stream, ttl, gt=True)  # lives as long as its last entry
                 await pipe.execute()
+        except ResponseError as exc:
+            self.health.refused(exc)
+            return False
         except redis_errors as exc:
             self.health.failed(exc)
             return False
@@ -323,7 +327,10 @@ class SharedIndex:
                     {self.stream: self.last_id}, count=1000, block=self.block_ms
                 )
             except redis_errors as exc:
-                self.health.failed(exc)
+                if isinstance(exc, ResponseError):
+                    self.health.refused(exc)  # the stream key is of another type
+                else:
+                    self.health.failed(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

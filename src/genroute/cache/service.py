@@ -391,4 +391,5 @@ class ResponseCache:
             values["genroute_cache_redis_up"] = float(self.health.up)
             values["genroute_cache_redis_errors_total"] = self.health.errors
             values["genroute_cache_redis_skipped_total"] = self.health.skipped
+            values["genroute_cache_redis_refused_total"] = self.health.refusals
         return values

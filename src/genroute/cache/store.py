@@ -9,7 +9,9 @@ for embeddings, the tokens the upstream reported.
 recently used first; an expired entry is dropped when it is read. `RedisStore` keeps each
 entry under `{prefix}:e:{key}` with its own TTL (plain Redis: GET and SET PX). When Redis
 cannot be reached it says so once (`RedisHealth`), answers "not found" and stores nothing
-until the next try is due, so calls go on without the cache.
+until the next try is due, so calls go on without the cache. Redis answering an operation
+with an error (a full `noeviction` Redis refusing a write, a key of another type) is not an
+outage: that one operation is given up.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 __all__ = [
     "ENTRY_BYTES",
@@ -37,6 +39,7 @@ __all__ = [
 log = logging.getLogger("genroute.cache")
 
 redis_errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+REFUSAL_LOG_SECONDS = 60.0
 Origin = tuple[str | None, str | None, str | None, str | None]
 ENTRY_BYTES = 512  # an entry's memory besides its response's JSON
 
@@ -158,8 +161,10 @@ class RedisHealth:
         self.errors = 0  # operations that failed
         self.skipped = 0  # operations not tried because Redis was down
         self.outages = 0
+        self.refusals = 0  # operations Redis answered with an error (it is up)
         self._delay = 0.25
         self._next = 0.0
+        self._last_refusal = -REFUSAL_LOG_SECONDS
 
     def usable(self) -> bool:
         """Whether to try Redis now (counts a skip when not)."""
@@ -184,6 +189,21 @@ class RedisHealth:
         else:
             self._delay = min(self._delay * 2, 5.0)
         self._next = self.clock() + self._delay
+
+    def refused(self, exc: ResponseError) -> None:
+        """Redis answered an operation with an error (a key of another type under the
+        prefix, a full `noeviction` Redis refusing a write): that operation is given up,
+        but Redis is up. Logged once a minute at most, and counted."""
+        self.errors += 1
+        self.refusals += 1
+        now = self.clock()
+        if now - self._last_refusal >= REFUSAL_LOG_SECONDS:
+            self._last_refusal = now
+            log.warning(
+                "response cache: Redis refused an operation (%s); that answer is not "
+                "cached or served",
+                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            )
 
     def succeeded(self) -> None:
         """An operation worked."""
@@ -211,6 +231,9 @@ class RedisStore:
             return None
         try:
             data = await self.client.get(self._key(key))
+        except ResponseError as exc:
+            self.health.refused(exc)
+            return None
         except redis_errors as exc:
             self.health.failed(exc)
             return None
@@ -230,6 +253,9 @@ class RedisStore:
             return False
         try:
             await self.client.set(self._key(key), entry.encode(), px=ttl_ms)
+        except ResponseError as exc:
+            self.health.refused(exc)
+            return False
         except redis_errors as exc:
             self.health.failed(exc)
             return False
