@@ -136,3 +136,65 @@ async def test_a_command_redis_refuses_is_not_an_outage(redis_url: str) -> None:
     finally:
         await p.aclose()
         await client.aclose()
+
+
+async def test_a_redis_that_does_not_answer_costs_a_call_socket_timeout_at_most(
+    redis_url: str,
+) -> None:
+    import time
+
+    from tests.fakes.tcp_proxy import TcpProxy
+
+    with TcpProxy(6379) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        params = {"type": "redis-semantic", "url": url, "socket_timeout": 0.05,
+                  "namespace": unique_prefix("cache-slow"), "similarity_threshold": 0.9,
+                  "redis_semantic_cache_embedding_model": "embedder"}  # fmt: skip
+        up = Upstream()
+        p = pipeline(up, params)
+        await p.start()
+        try:
+            await p.generate(call(), request())
+            await p.cache.drain()
+            proxy.hold = True  # connections stay open; nothing comes back
+            started = time.perf_counter()
+            c = call()
+            response = await p.generate(c, request())
+            first = time.perf_counter() - started
+            assert c.cache.outcome == "miss" and response.text == ANSWER
+            assert first < 0.5
+            assert not p.cache.health.up
+            started = time.perf_counter()
+            for _ in range(5):  # skipped without waiting while Redis is down
+                await p.generate(call(), request())
+            assert time.perf_counter() - started < 0.25
+        finally:
+            proxy.hold = False
+            await p.aclose()
+
+
+async def test_redis_down_at_start_up(redis_url: str) -> None:
+    from tests.fakes.tcp_proxy import TcpProxy
+
+    with TcpProxy(6379) as proxy:
+        proxy.stop()
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        params = {"type": "redis-semantic", "url": url, "socket_timeout": 0.05,
+                  "namespace": unique_prefix("cache-down"), "similarity_threshold": 0.9,
+                  "redis_semantic_cache_embedding_model": "embedder"}  # fmt: skip
+        up = Upstream()
+        p = pipeline(up, params)
+        await p.start()
+        try:
+            c = call()
+            assert (await p.generate(c, request())).text == ANSWER
+            assert c.cache.outcome == "miss"
+            proxy.start()
+            p.cache.health._next = 0.0  # the backoff is over
+            await p.generate(call(), request())
+            await p.cache.drain()
+            hit = call()
+            await p.generate(hit, request())
+            assert hit.cache.outcome == "hit"
+        finally:
+            await p.aclose()
