@@ -396,3 +396,22 @@ def test_with_the_cache_off_its_headers_are_ignored(
             assert "x-genroute-cache" not in head, headers
     finally:
         gw.stop()
+
+
+def test_a_key_that_may_not_use_the_model_is_never_served_a_hit(
+    gateway: InProcessGateway,
+) -> None:
+    """The cache is inside governance: a key of the same team (the same scope) without
+    the model group in its list is refused before any lookup."""
+    new_team(gateway, "shared")
+    allowed = new_key(gateway, team_id="shared")
+    denied = new_key(gateway, team_id="shared", models=["embedder"])
+    generate(gateway, key=allowed)
+    stored(gateway, 1)
+    for text in (QUESTION, "Tell me France's capital city"):
+        status, head, raw = http(
+            gateway, "/v1beta/models/flash:generateContent", body(text), denied
+        )
+        assert status == 403 and b"may not use model" in raw, raw
+        assert "x-genroute-cache" not in head
+    assert generate(gateway, key=allowed)[0]["x-genroute-cache"] == "hit"
