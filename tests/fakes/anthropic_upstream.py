@@ -20,6 +20,14 @@ sampling rules of thinking and of temperature/top_p. Errors are Anthropic-shaped
         fake.script("stream_error", after=4, type="overloaded_error")
         assert fake.last_request.body["messages"]
 
+Prompt caching works as Anthropic's: at most 4 blocks may carry ``cache_control`` (tools,
+system blocks, message blocks; a 1h breakpoint may not follow a 5m one), and the prefix up
+to each breakpoint (tools, then system, then messages) is cached once it reaches the
+model's minimum (1024 tokens, 2048 or 4096 for some models; tokens are whitespace words, 5
+per tool): a later request with the same prefix reports it as ``cache_read_input_tokens``,
+the first as ``cache_creation_input_tokens`` (``input_tokens`` is the rest).
+``fake.prompt_cache`` holds the cached prefixes.
+
 Without a script the reply is deterministic: a thinking block when thinking is on, then the
 JSON of the schema (output_config.format), or a call of the forced tool, or a summary of the
 tool results just received, or ``"Echo: <last user text>"``.
@@ -51,6 +59,8 @@ from anthropic.types.message_create_params import (
 )
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import is_typeddict
+
+from tests.fakes.prompt_caches import AnthropicPromptCache, cache_control_problems
 
 DEFAULT_API_KEY = "anthropic-upstream-key"
 API_VERSION = "2023-06-01"
@@ -507,6 +517,7 @@ class FakeAnthropic:
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._scripts: list[tuple[str, dict[str, Any]]] = []
+        self.prompt_cache = AnthropicPromptCache()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -566,6 +577,7 @@ class FakeAnthropic:
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
+            self.prompt_cache = AnthropicPromptCache()
 
     def script(self, kind: str, **opts: Any) -> None:
         """Queue `reply` (content, stop_reason, usage), `error` (status, type, message,
@@ -605,7 +617,8 @@ class FakeAnthropic:
             raise AnthropicError("invalid_request_error", "the request body is not a JSON object")
         counting = request.path == _COUNT_PATH
         kind = "count" if counting else ("stream" if body.get("stream") else "create")
-        if problems := sdk_problems(body, kind) or rule_problems(body):
+        problems = sdk_problems(body, kind) or rule_problems(body)
+        if problems := problems or cache_control_problems(body):
             raise AnthropicError("invalid_request_error", "; ".join(problems))
         if counting:
             return web.json_response({"input_tokens": words(body)})
@@ -616,6 +629,8 @@ class FakeAnthropic:
             message_text = opts.get("message", f"fake {err_type}")
             raise AnthropicError(err_type, message_text, opts.get("status"), opts.get("headers"))
         reply = message(body, opts["content"] if script == "reply" else default_content(body))
+        with self._lock:
+            reply["usage"].update(self.prompt_cache.usage(headers["x-api-key"], body))
         reply["stop_reason"] = opts.get("stop_reason", reply["stop_reason"])
         reply["usage"].update(opts.get("usage", {}))
         if kind != "stream":

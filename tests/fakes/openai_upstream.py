@@ -27,6 +27,8 @@ Scripts (``fake.script(kind, times=1, **opts)``), consumed by the next request(s
   error         status=500, message, type, code, param, headers (e.g. retry-after-ms)
   stream_error  after=2 chunks, then ``data: {"error": ...}`` (message, type, code)
   raw_chunks    chunks=[dict | str] sent verbatim as SSE events, done=True adds [DONE]
+Prompts of 1024 tokens or more are cached as OpenAI caches them (tests/fakes/prompt_caches.py):
+a later request sharing a prefix reports it in ``prompt_tokens_details.cached_tokens``.
 ``fake.hold()`` makes every chat request wait (``fake.waiting`` counts them) until
 ``fake.release()``: a slow upstream whose pace the test sets.
 """
@@ -51,6 +53,7 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from tests.fakes.openai_models import model_refusal
+from tests.fakes.prompt_caches import OpenAIPromptCache
 
 DEFAULT_KEY = "sk-upstream"
 AZURE_KEY = "azure-upstream-key"
@@ -422,6 +425,7 @@ class FakeOpenAI:
         self._requests: list[RecordedRequest] = []
         self._scripts: list[tuple[str, dict[str, Any], int | None]] = []
         self._held: threading.Event | None = None
+        self.prompt_cache = OpenAIPromptCache()
         self.waiting = 0  # chat requests held by `hold()`
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -487,6 +491,7 @@ class FakeOpenAI:
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
+            self.prompt_cache = OpenAIPromptCache()
 
     def script(self, kind: str, *, times: int | None = 1, **opts: Any) -> None:
         """Queue a behaviour for the next ``times`` chat/embeddings requests (None: forever)."""
@@ -522,6 +527,16 @@ class FakeOpenAI:
         finally:
             with self._lock:
                 self.waiting -= 1
+
+    def _cache_prompt(
+        self, reply: Reply, opts: dict[str, Any], who: str, body: dict[str, Any]
+    ) -> None:
+        """OpenAI's automatic prompt caching, unless the script says how much is cached."""
+        if "cached_tokens" in opts:
+            return
+        with self._lock:
+            cached = self.prompt_cache.cached_tokens(who, body)
+        reply.usage["prompt_tokens_details"]["cached_tokens"] = cached
 
     def _take_script(self) -> tuple[str, dict[str, Any]] | None:
         with self._lock:
@@ -635,6 +650,9 @@ class FakeOpenAI:
             )
         ident = f"chatcmpl-{uuid.uuid4().hex[:20]}"
         reply = plan_reply(body, opts if name == "reply" else {})
+        self._cache_prompt(
+            reply, opts, f"{request.headers.get('authorization')}|{deployment}", body
+        )
         if not streaming:
             return web.json_response(completion(body, reply, ident))
         chunks: list[Any] = stream_chunks(body, reply, ident)

@@ -58,6 +58,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.fakes import anthropic_upstream as claude
 from tests.fakes import gemini_upstream as gemini
+from tests.fakes.prompt_caches import AnthropicPromptCache, cache_control_problems
 
 DEFAULT_PROJECT = "genroute-test"
 DEFAULT_LOCATION = "us-central1"
@@ -178,6 +179,7 @@ class FakeVertex:
         self._requests: list[Recorded] = []
         self._token_requests: list[dict[str, Any]] = []  # the verified JWT claims
         self._scripts: list[tuple[str, dict[str, Any]]] = []
+        self.prompt_cache = AnthropicPromptCache()  # Claude's, as on Anthropic's own API
         self._token_errors = 0
         self.token_refusals = 0  # assertions this fake refused
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -590,7 +592,8 @@ class FakeVertex:
         # count_tokens takes thinking without max_tokens: only the turn rules apply to it
         rules = claude._turn_problems(checked.get("messages") or []) if counting else None
         rules = claude.rule_problems(checked) if rules is None else rules
-        if problems := claude.sdk_problems(checked, kind) or rules:
+        problems = claude.sdk_problems(checked, kind) or rules
+        if problems := problems or cache_control_problems(checked):
             raise VertexError("invalid_request_error", "; ".join(problems))
         return checked, kind
 
@@ -607,6 +610,7 @@ class FakeVertex:
             raise VertexError(opts["type"], message, opts.get("status"), opts.get("headers"))
         content = opts["content"] if script == "reply" else claude.default_content(checked)
         reply = claude.message(checked, content)
+        reply["usage"].update(self.prompt_cache.usage(str(record.model), checked))
         reply["stop_reason"] = opts.get("stop_reason", reply["stop_reason"])
         if not streaming:
             return web.json_response(reply)

@@ -20,6 +20,7 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.openai_upstream import DEFAULT_KEY as OPENAI_KEY
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.vertex_upstream import FakeVertex
 
 pytestmark = pytest.mark.e2e
 
@@ -37,11 +38,26 @@ def fakes() -> Iterator[tuple[FakeGemini, FakeOpenAI, FakeAnthropic]]:
 
 
 @pytest.fixture(scope="module")
+def vertex() -> Iterator[FakeVertex]:
+    with FakeVertex(pause=0.002) as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    fakes: tuple[FakeGemini, FakeOpenAI, FakeAnthropic], tmp_path_factory: pytest.TempPathFactory
+    fakes: tuple[FakeGemini, FakeOpenAI, FakeAnthropic],
+    vertex: FakeVertex,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[InProcessGateway]:
     gemini, openai, anthropic = fakes
     params = {
+        "vclaude": {
+            "model": "vertex_ai/claude-sonnet-4-5@20250929",
+            "vertex_project": vertex.project,
+            "vertex_location": vertex.location,
+            "vertex_credentials": json.dumps(vertex.service_account()),
+            "api_base": vertex.base_url,
+        },
         "gem": {
             "model": "gemini/gemini-2.5-flash",
             "api_key": "upstream-key",
@@ -173,6 +189,69 @@ def test_openai_and_anthropic_groups_get_the_cached_parts_in_front(
     body = anthropic.last_request.body
     assert SYSTEM in json.dumps(body["system"])
     assert LONG in json.dumps(body["messages"][0]) and "Summarise" in json.dumps(body["messages"])
+
+
+def breakpoints(body: dict[str, Any]) -> list[str]:
+    """Where a Messages API body asks Anthropic's prompt cache to keep the prefix."""
+    found = [f"system[{i}]" for i, b in enumerate(body.get("system") or []) if "cache_control" in b]
+    for i, message in enumerate(body["messages"]):
+        found += [
+            f"messages[{i}].content[{j}]"
+            for j, block in enumerate(message["content"])
+            if block.get("cache_control") == {"type": "ephemeral"}
+        ]
+    return found
+
+
+@pytest.mark.parametrize("group", ["claude", "vclaude"])
+def test_anthropics_prompt_cache_keeps_the_cached_prefix(
+    gateway: InProcessGateway,
+    keys: dict[str, str],
+    fakes: tuple[Any, Any, FakeAnthropic],
+    vertex: FakeVertex,
+    group: str,
+) -> None:
+    upstream = fakes[2] if group == "claude" else vertex
+    client = genai_client(gateway.base_url, keys["red1"])
+    cache = make(client, group, contents=[LONG, "And the appendix."])
+    usages = []
+    for question in ("What does it say?", "What does the appendix say?"):
+        reply = client.models.generate_content(
+            model=group, contents=question, config={"cached_content": cache.name}
+        )
+        assert reply.usage_metadata is not None
+        usages.append(reply.usage_metadata)
+        body = upstream.requests[-1].body
+        # Breakpoints at the end of the system instruction and of the cached contents
+        # (merged with the question into one user message), not on the question.
+        assert breakpoints(body) == ["system[0]", "messages[0].content[1]"]
+        assert body["messages"][0]["content"][-1]["text"] == question
+    first, second = usages
+    assert not first.cached_content_token_count  # written to Anthropic's cache...
+    cached = second.cached_content_token_count  # ...then read from it
+    assert cached and cached > 1500 and second.prompt_token_count == first.prompt_token_count + 1
+
+
+def test_openais_automatic_prompt_cache_applies_to_the_expanded_prefix(
+    gateway: InProcessGateway, keys: dict[str, str], fakes: tuple[Any, FakeOpenAI, Any]
+) -> None:
+    openai = fakes[1]
+    client = genai_client(gateway.base_url, keys["red1"])
+    rules = "The rulebook says: " + "rule " * 1500  # a prefix no other test sent
+    cache = make(client, "gpt", contents=[rules, "And the appendix."])
+    usages, sent = [], []
+    for question in ("Which policy?", "Which appendix?"):
+        reply = client.models.generate_content(
+            model="gpt", contents=question, config={"cached_content": cache.name}
+        )
+        assert reply.usage_metadata is not None
+        usages.append(reply.usage_metadata)
+        sent.append(openai.last_request.body["messages"])
+    # The same prefix byte for byte (system, then the cached turns), the question last.
+    assert json.dumps(sent[0][:-1]) == json.dumps(sent[1][:-1])
+    assert sent[0][0] == {"role": "system", "content": SYSTEM}
+    assert not usages[0].cached_content_token_count
+    assert (usages[1].cached_content_token_count or 0) >= 1024
 
 
 def test_caches_belong_to_the_team_and_follow_geminis_rules(

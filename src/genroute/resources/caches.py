@@ -104,7 +104,11 @@ def _request(payload: dict[str, Any]) -> GenerateContentRequest:
 
 def expand(request: GenerateContentRequest, row: CacheRow) -> GenerateContentRequest:
     """A request with the cached content's parts in front: its contents first, its system
-    instruction, tools and tool config (which the request may not set itself)."""
+    instruction, tools and tool config (which the request may not set itself), always in
+    the order they were cached, so that the prefix is the same byte for byte on every call
+    (what providers' prompt caches match). The expanded request notes how many contents
+    came from the cache (`_cached_prefix`), for translators that mark the prefix for the
+    provider's prompt cache (Anthropic's `cache_control`)."""
     payload = row.payload
     cached = [Content.model_validate(c) for c in payload.get("contents") or []]
     update: dict[str, Any] = {"contents": [*cached, *request.contents], "cached_content": None}
@@ -114,7 +118,9 @@ def expand(request: GenerateContentRequest, row: CacheRow) -> GenerateContentReq
         update["tools"] = [Tool.model_validate(t) for t in payload["tools"]]
     if payload.get("toolConfig") is not None:
         update["tool_config"] = ToolConfig.model_validate(payload["toolConfig"])
-    return request.model_copy(update=update)
+    expanded = request.model_copy(update=update)
+    expanded._cached_prefix = len(cached)
+    return expanded
 
 
 class CacheService:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import PrivateAttr, field_validator
 
 from genroute.wire.base import Repeated, WireModel
 from genroute.wire.content import Content
@@ -114,6 +114,10 @@ class GenerateContentRequest(WireModel):
     cached_content: str | None = None
     labels: dict[str, str] | None = None
     service_tier: str | None = None
+    # Not on the wire: how many leading `contents` (and the system instruction, tools and
+    # tool config) came from a cached content genroute put in front (genroute.resources);
+    # a translator may mark that prefix for the provider's prompt cache.
+    _cached_prefix: int | None = PrivateAttr(default=None)
 
     @field_validator("contents")
     @classmethod

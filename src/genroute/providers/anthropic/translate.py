@@ -10,7 +10,8 @@ the JSON-output tool). A field with no Anthropic equivalent whose loss changes t
 is refused, or with `profile.drop_params` left out and listed in `Prepared.dropped`.
 Every field decision is in docs/translation-anthropic.md; contents are handled in
 messages.py, tools and JSON output in tools.py, thinking envelopes in thinking.py, model
-families in profile.py, replies in response.py.
+families in profile.py, replies in response.py, prompt-cache breakpoints for a cached
+content in caching.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genroute.errors import InvalidRequest
+from genroute.providers.anthropic import caching
 from genroute.providers.anthropic import profile as families
 from genroute.providers.anthropic.errors import PROVIDER, map_error
 from genroute.providers.anthropic.messages import (
@@ -135,6 +137,7 @@ def to_wire(
         body["output_config"] = output_config
     if stream:
         body["stream"] = True
+    caching.mark(body, request, json_tool=plan.json_tool, drop_params=profile.drop_params)
     context = ReplyContext(include, plan.json_tool, plan.json_wrapped)
     return Prepared(body, context, tuple(dropped))
 
