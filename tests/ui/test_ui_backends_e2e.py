@@ -95,3 +95,30 @@ def test_without_a_master_key_the_ui_says_what_to_set(tmp_path: Path) -> None:
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     finally:
         gateway.stop()
+
+
+def test_every_instance_serves_the_ui_and_takes_its_sessions(
+    ui: Watched, gw: InProcessGateway, tmp_path: Path
+) -> None:
+    """A second instance on the same database: the browser's session from the first works
+    there (sessions are signed, not stored), and it shows the keys the first created."""
+    url = gw.app.config.general_settings.database_url
+    config = None if url is None else ui_config(database_url=url)  # else: the embedded default
+    twin = InProcessGateway(config, tmp_path)
+    try:
+        page = ui.page
+        sign_in(page)
+        create_key(page, "made-on-the-first")
+        (session,) = [c for c in ui.context.cookies() if c["name"] == "genroute_ui_session"]
+        other = requests.get(
+            twin.base_url + "/ui/keys",
+            cookies={"genroute_ui_session": session["value"]},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert other.status_code == 200, other.text[:300]
+        assert "made-on-the-first" in other.text
+        signed_out = requests.get(twin.base_url + "/ui/keys", allow_redirects=False, timeout=10)
+        assert signed_out.status_code == 303 and signed_out.headers["location"] == "/ui"
+    finally:
+        twin.stop()
