@@ -10,6 +10,7 @@ import pytest
 from genroute.errors import InvalidRequest
 from genroute.ui.chart import nice_ceiling, stacked_bars
 from genroute.ui.entities import END_USERS, KEYS, TEAMS, form_body
+from genroute.ui.http import Request
 from genroute.ui.security import SessionSigner, SignInLimiter, cookie, expired_cookie
 from genroute.ui.spend import SpendQuery
 
@@ -155,3 +156,19 @@ def test_form_bodies() -> None:
             form_body(KEYS, {field: raw}, creating=True)
     with pytest.raises(InvalidRequest, match=r"^Max budget"):
         form_body(KEYS, {"max_budget": "nan"}, creating=True)
+
+
+def test_same_origin_is_the_host_or_the_forwarded_host() -> None:
+    def request(**headers: str) -> Request:
+        raw = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+        return Request({"type": "http", "headers": raw}, receive=None)
+
+    assert request(host="gw:4000").same_origin()  # no Origin: not a cross-site browser POST
+    assert request(host="gw:4000", origin="http://gw:4000").same_origin()
+    assert request(host="gw:4000", origin="https://gw:4000").same_origin()
+    assert not request(host="gw:4000", origin="http://evil.example").same_origin()
+    assert not request(host="gw:4000", origin="null").same_origin()
+    proxied = request(
+        host="127.0.0.1:4000", x_forwarded_host="admin.example", origin="https://admin.example"
+    )
+    assert proxied.same_origin()

@@ -92,12 +92,13 @@ class Request:
     def same_origin(self) -> bool:
         """False when the browser says the request comes from another origin (the Origin
         header, sent with every POST by current browsers); True when it matches or is
-        absent."""
+        absent. The gateway's origin is its Host, or the X-Forwarded-Host a proxy in front
+        of it sets (a form on another site cannot set that header)."""
         origin = self.header("origin")
         if origin is None:
             return True
-        host = self.header("host") or ""
-        return origin in (f"http://{host}", f"https://{host}")
+        hosts = [self.header("host") or "", *(self.header("x-forwarded-host") or "").split(",")]
+        return any(origin in (f"http://{h.strip()}", f"https://{h.strip()}") for h in hosts if h)
 
     async def read_form(self) -> dict[str, str]:
         """The url-encoded form body (at most FORM_LIMIT bytes); the last value of a name
