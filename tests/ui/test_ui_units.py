@@ -172,3 +172,14 @@ def test_same_origin_is_the_host_or_the_forwarded_host() -> None:
         host="127.0.0.1:4000", x_forwarded_host="admin.example", origin="https://admin.example"
     )
     assert proxied.same_origin()
+
+
+def test_cookies_are_secure_over_https_or_behind_a_tls_proxy() -> None:
+    def request(scheme: str, **headers: str) -> Request:
+        raw = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+        return Request({"type": "http", "scheme": scheme, "headers": raw}, receive=None)
+
+    assert request("https").secure
+    assert request("http", x_forwarded_proto="https").secure
+    assert not request("http").secure
+    assert not request("http", x_forwarded_proto="http").secure

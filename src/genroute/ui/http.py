@@ -65,8 +65,12 @@ class Request:
 
     @property
     def secure(self) -> bool:
-        """Whether the browser reached us over HTTPS (cookies are then Secure)."""
-        return self.scope.get("scheme") == "https"
+        """Whether the browser reached us over HTTPS, directly or through a proxy that says
+        so (`X-Forwarded-Proto: https`): cookies are then Secure. Trusting the header is
+        safe here: a client that sends it over plain HTTP only keeps its own cookie from
+        coming back."""
+        forwarded = (self.header("x-forwarded-proto") or "").split(",")[0].strip().lower()
+        return self.scope.get("scheme") == "https" or forwarded == "https"
 
     @property
     def client(self) -> str:
