@@ -3,16 +3,21 @@ cookies, the chart's geometry, the Spend page's choices and form bodies."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 
-from genroute.errors import InvalidRequest
+from genroute.config import config_from_data
+from genroute.errors import ConfigError, InvalidRequest
+from genroute.server import create_app
 from genroute.ui.chart import nice_ceiling, stacked_bars
 from genroute.ui.entities import END_USERS, KEYS, TEAMS, form_body
 from genroute.ui.http import Request
 from genroute.ui.security import SessionSigner, SignInLimiter, cookie, expired_cookie
 from genroute.ui.spend import SpendQuery
+from tests.server.asgi_client import asgi_request
 
 
 class Clock:
@@ -183,3 +188,34 @@ def test_cookies_are_secure_over_https_or_behind_a_tls_proxy() -> None:
     assert request("http", x_forwarded_proto="https").secure
     assert not request("http").secure
     assert not request("http", x_forwarded_proto="http").secure
+
+
+async def test_the_session_lasts_ui_session_ttl(tmp_path: Path) -> None:
+    config = config_from_data(
+        {
+            "model_list": [{"model_name": "demo", "params": {"model": "demo/echo"}}],
+            "general_settings": {
+                "master_key": "sk-m",
+                "database_url": f"sqlite:///{tmp_path / 'ttl.db'}",
+                "ui_session_ttl": 600,
+            },
+            "observability": {"logs": {"enabled": False}},
+        }
+    )
+    app = create_app(config)
+    await app.pipeline.start()
+    try:
+        form = await asgi_request(app, "GET", "/ui")
+        nonce = form.headers["set-cookie"].split(";")[0]
+        csrf = re.search(rb'name="csrf_token" value="([^"]+)"', form.body)
+        assert csrf is not None
+        body = b"master_key=sk-m&csrf_token=" + csrf.group(1)
+        headers = {"cookie": nonce, "content-type": "application/x-www-form-urlencoded"}
+        signed_in = await asgi_request(app, "POST", "/ui/login", body, headers)
+        assert signed_in.status == 303
+        session = [v for k, v in signed_in.raw_headers if v.startswith(b"genroute_ui_session=")]
+        assert b"Max-Age=600;" in session[0]
+    finally:
+        await app.pipeline.aclose()
+    with pytest.raises(ConfigError, match="ui_session_ttl"):
+        config_from_data({"model_list": [], "general_settings": {"ui_session_ttl": 5}})

@@ -51,6 +51,8 @@ class GeneralSettings(Strict):
     spend_spool_max_mb: float = Field(default=256.0, gt=0)
     redis_socket_timeout: float = Field(default=0.5, gt=0)
     default_max_output_tokens: int = Field(default=65_536, ge=1)
+    # Seconds an admin UI session (/ui, docs/ui.md) lasts after signing in.
+    ui_session_ttl: float = Field(default=8 * 3600.0, ge=60)
 
     @field_validator("master_key")
     @classmethod

@@ -131,7 +131,7 @@ class GatewayApp:
             if self.governance
             else None
         )
-        self.ui = AdminUI(self.management, config.general_settings.master_key)
+        self.ui = AdminUI(self.management, general.master_key, session_ttl=general.ui_session_ttl)
         self.end_user_header = config.general_settings.end_user_header.lower().encode("latin-1")
         resources = pipeline.resources
         self.files = FilesAPI(resources, self.body_timeout, self.body_limit) if resources else None
