@@ -154,3 +154,60 @@ def test_cached_rates_match_genai_prices_exactly(provider: str, model: str) -> N
             calc_price(usage, model, provider_id=price_provider_id(provider)).total_price
         )
         assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12), (model, prompt)
+
+
+def written(prompt: int, output: int, cache_write: int, cached: int = 0) -> UsageMetadata:
+    found = usage(prompt, output, cached=cached)
+    found._cache_write_tokens = cache_write
+    return found
+
+
+def test_prompt_cache_writes_are_priced_at_the_write_rate() -> None:
+    # Anthropic's 5-minute cache: $3.75 / M written, $0.30 / M read, $3 / M input.
+    # (Under 200k tokens: above, Sonnet 4.5's long-context prices apply.)
+    first = call_cost(
+        written(100_000, 0, cache_write=90_000), "anthropic", "claude-sonnet-4-5", None
+    )
+    assert first.usd == pytest.approx(10_000 * 3e-6 + 90_000 * 3.75e-6)
+    second = call_cost(usage(100_000, 0, cached=90_000), "anthropic", "claude-sonnet-4-5", None)
+    assert second.usd == pytest.approx(10_000 * 3e-6 + 90_000 * 0.3e-6)
+    # OpenAI has no write price: written tokens cost the input price.
+    openai = call_cost(written(1000, 0, cache_write=1000), "openai", "gpt-4o", None)
+    assert openai.usd == pytest.approx(1000 * 2.5e-6)
+    # model_info's cache_creation_input_token_cost (LiteLLM's key), else the input price.
+    info = ModelInfo(
+        input_cost_per_token=1e-6,
+        output_cost_per_token=2e-6,
+        cache_read_input_token_cost=0.1e-6,
+        cache_creation_input_token_cost=1.5e-6,
+    )
+    custom = call_cost(written(1000, 10, cache_write=600, cached=300), None, "mine", info)
+    assert custom.usd == pytest.approx(100e-6 + 300 * 0.1e-6 + 600 * 1.5e-6 + 10 * 2e-6)
+    # What a translator reads from the provider's usage.
+    from genroute.providers.anthropic.response import usage_metadata
+
+    read = usage_metadata(
+        {
+            "input_tokens": 5,
+            "cache_creation_input_tokens": 700,
+            "cache_read_input_tokens": 300,
+            "output_tokens": 9,
+        }
+    )
+    assert read.prompt_token_count == 1005 and read.cached_content_token_count == 300
+    assert Tokens.from_usage(read).cache_write == 700
+
+
+def test_storage_of_a_context_cache() -> None:
+    from genroute.cost import storage_cost
+    from genroute.providers.models import cache_storage_price
+
+    # Gemini's storage prices per token-hour: the documented table, model_info wins.
+    assert cache_storage_price("gemini", "gemini-2.5-flash") == pytest.approx(1e-6)
+    assert cache_storage_price("gemini", "gemini-2.5-pro") == pytest.approx(4.5e-6)
+    assert cache_storage_price("gemini", "models/gemini-3-pro-preview") == pytest.approx(4.5e-6)
+    assert cache_storage_price("openai", "gpt-4o") is None  # no storage charge
+    info = ModelInfo(cache_storage_cost_per_token_per_hour=2e-6)
+    assert cache_storage_price("gemini", "gemini-2.5-flash", info) == pytest.approx(2e-6)
+    assert storage_cost(10_000, 0.5, 1e-6).usd == pytest.approx(0.005)
+    assert not storage_cost(10_000, 0.5, None).known

@@ -7,6 +7,15 @@ Prices come from the deployment's `model_info` when it names any (`input_cost_pe
 
 Gemini's usage counts: `promptTokenCount` includes cached tokens, `candidatesTokenCount`
 excludes thinking, which `thoughtsTokenCount` reports and which is billed as output.
+Cached tokens (`cachedContentTokenCount`, each provider's own figure) are priced at the
+cache-read rate; tokens written to a provider's prompt cache (Anthropic's and Bedrock's,
+which Gemini's usage has no field for: `UsageMetadata._cache_write_tokens`) at the
+cache-write rate (`cache_creation_input_token_cost`; genai-prices' cache write price, else
+the input price).
+
+`storage_cost` prices keeping a context cache (Gemini's cachedContents) for some hours:
+tokens * hours * the per token-hour rate (`model_info.cache_storage_cost_per_token_per_hour`,
+else the table in `genroute.providers.models`, since genai-prices has no unit for it).
 
 Model names can come from clients (through wildcards), so everything kept per model is
 bounded: the catalogue lookups are least-recently-used caches (`CATALOGUE_CACHE` models),
@@ -41,6 +50,7 @@ __all__ = [
     "estimate_usage",
     "has_custom_prices",
     "pricer_for",
+    "storage_cost",
     "text_tokens",
 ]
 
@@ -90,6 +100,7 @@ class Tokens:
     thinking: int = 0
     cached: int = 0
     tool_prompt: int = 0
+    cache_write: int = 0  # prompt tokens written to the provider's prompt cache
 
     @classmethod
     def from_usage(cls, usage: UsageMetadata | None) -> Tokens:
@@ -102,6 +113,7 @@ class Tokens:
             thinking=usage.thoughts_token_count or 0,
             cached=usage.cached_content_token_count or 0,
             tool_prompt=usage.tool_use_prompt_token_count or 0,
+            cache_write=usage._cache_write_tokens,
         )
 
     @property
@@ -141,13 +153,17 @@ def custom_cost(tokens: Tokens, info: ModelInfo) -> float:
     if long and info.output_cost_per_token_above_200k_tokens is not None:
         out_price = info.output_cost_per_token_above_200k_tokens
     cached = min(tokens.cached, tokens.input_total)
+    written = min(tokens.cache_write, tokens.input_total - cached)
     cache_price = info.cache_read_input_token_cost
     cache_price = in_price if cache_price is None else cache_price
+    write_price = info.cache_creation_input_token_cost
+    write_price = in_price if write_price is None else write_price
     think_price = info.output_cost_per_reasoning_token
     think_price = out_price if think_price is None else think_price
     return (
-        (tokens.input_total - cached) * in_price
+        (tokens.input_total - cached - written) * in_price
         + cached * cache_price
+        + written * write_price
         + tokens.output * out_price
         + tokens.thinking * think_price
     )
@@ -160,9 +176,10 @@ class _Rates:
     input: float
     cached: float
     output: float
+    written: float  # a token written to the prompt cache
 
 
-_NO_RATES = _Rates(-1.0, -1.0, -1.0)
+_NO_RATES = _Rates(-1.0, -1.0, -1.0, -1.0)
 _Found = tuple[Any, Any, tuple[int, ...]] | None
 _NOT_LOOKED_UP: _Found = (None, None, ())
 _tiers_cache: _Lru[tuple[str, str, date], _Found] = _Lru(CATALOGUE_CACHE)
@@ -201,10 +218,17 @@ def _catalogue_model(
     return found
 
 
-def _probe(provider: Any, info: Any, input_tokens: int, cached: int, output: int) -> float:
+def _probe(
+    provider: Any, info: Any, input_tokens: int, cached: int, output: int, written: int = 0
+) -> float:
     from genai_prices import Usage
 
-    usage = Usage(input_tokens=input_tokens, cache_read_tokens=cached, output_tokens=output)
+    usage = Usage(
+        input_tokens=input_tokens,
+        cache_read_tokens=cached,
+        output_tokens=output,
+        cache_write_tokens=written,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(info.calc_price(usage, provider).total_price)
@@ -233,12 +257,17 @@ def catalogue_cost(tokens: Tokens, provider: str | None, model: str) -> float | 
         base = _probe(price_provider, info, probe, 0, 0)
         all_cached = _probe(price_provider, info, probe, probe, 0)
         with_output = _probe(price_provider, info, probe, 0, probe)
-        rates = _Rates(base / probe, all_cached / probe, (with_output - base) / probe)
+        all_written = _probe(price_provider, info, probe, 0, 0, probe)
+        rates = _Rates(
+            base / probe, all_cached / probe, (with_output - base) / probe, all_written / probe
+        )
         _rates_cache.put(key, rates)
     cached = min(tokens.cached, input_total)
+    written = min(tokens.cache_write, input_total - cached)
     return (
-        (input_total - cached) * rates.input
+        (input_total - cached - written) * rates.input
         + cached * rates.cached
+        + written * rates.written
         + (tokens.output + tokens.thinking) * rates.output
     )
 
@@ -255,6 +284,14 @@ def call_cost(
         if usd is not None:
             return Cost(usd)
     return Cost(0.0, known=False, source="unknown")
+
+
+def storage_cost(tokens: int, hours: float, rate: float | None) -> Cost:
+    """The cost of keeping `tokens` in a context cache for `hours` at `rate` USD per token
+    per hour (None: no price known, cost 0)."""
+    if rate is None:
+        return Cost(0.0, known=False, source="unknown")
+    return Cost(max(tokens, 0) * max(hours, 0.0) * rate, source="cache storage")
 
 
 def _text_chars(contents: list[Content]) -> int:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from google.genai import errors, types
 
-from tests.conftest import InProcessGateway, genai_client
+from tests.conftest import InProcessGateway, eventually, genai_client
 from tests.fakes.anthropic_upstream import DEFAULT_API_KEY as ANTHROPIC_KEY
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini
@@ -76,11 +77,17 @@ def gateway(
     }
     config = {
         "model_list": [{"model_name": name, "params": p} for name, p in params.items()],
-        "general_settings": {"master_key": MASTER},
+        "general_settings": {"master_key": MASTER, "spend_flush_interval": 0.05},
     }
     gw = InProcessGateway(config, Path(tmp_path_factory.mktemp("caches-gateway")))
     yield gw
     gw.stop()
+
+
+def get(gw: InProcessGateway, path: str) -> Any:
+    request = urllib.request.Request(gw.base_url + path, headers={"x-goog-api-key": MASTER})
+    with urllib.request.urlopen(request, timeout=15) as resp:
+        return json.loads(resp.read())
 
 
 def call(gw: InProcessGateway, path: str, body: Any) -> Any:
@@ -169,6 +176,28 @@ def test_a_gemini_group_uses_a_cache_made_upstream_once(
     upstream = gemini.files_api.caches[sent["cachedContent"]]["body"]
     assert upstream["model"] == "models/gemini-2.5-flash"
     assert upstream["systemInstruction"]["parts"][0]["text"] == SYSTEM
+    assert upstream["ttl"] in ("600s", "599s", "598s")  # what the cache had left
+    # Gemini charges for keeping it: priced once, when made there, for the time asked
+    # ($1 / M tokens per hour for 2.5 Flash), under the team and key that own the cache.
+    tokens = gemini.files_api.caches[sent["cachedContent"]]["tokens"]
+    name = sent["cachedContent"].rsplit("/", 1)[-1]
+
+    def storage() -> list[dict[str, Any]]:
+        rows = get(gateway, "/spend/logs?limit=10000")
+        return [
+            r
+            for r in rows
+            if r["request_id"] == f"storage-{cache.name.removeprefix('cachedContents/')}-{name}"
+        ]
+
+    eventually(lambda: len(storage()) == 1)
+    (row,) = storage()
+    assert row["operation"] == "cachedContentStorage" and row["team_id"] == "red"
+    assert row["key_hash"] == hashlib.sha256(keys["red1"].encode()).hexdigest()
+    assert row["model_group"] == "gem" and row["provider"] == "gemini"
+    assert row["cached_tokens"] == tokens
+    seconds = int(upstream["ttl"][:-1])
+    assert row["cost"] == pytest.approx(tokens * seconds / 3600 * 1e-6, rel=0.01)
 
 
 def test_openai_and_anthropic_groups_get_the_cached_parts_in_front(
@@ -214,13 +243,14 @@ def test_anthropics_prompt_cache_keeps_the_cached_prefix(
     upstream = fakes[2] if group == "claude" else vertex
     client = genai_client(gateway.base_url, keys["red1"])
     cache = make(client, group, contents=[LONG, "And the appendix."])
-    usages = []
+    usages, costs = [], []
     for question in ("What does it say?", "What does the appendix say?"):
         reply = client.models.generate_content(
             model=group, contents=question, config={"cached_content": cache.name}
         )
-        assert reply.usage_metadata is not None
+        assert reply.usage_metadata is not None and reply.sdk_http_response is not None
         usages.append(reply.usage_metadata)
+        costs.append(float(reply.sdk_http_response.headers["x-genroute-response-cost"]))
         body = upstream.requests[-1].body
         # Breakpoints at the end of the system instruction and of the cached contents
         # (merged with the question into one user message), not on the question.
@@ -230,6 +260,19 @@ def test_anthropics_prompt_cache_keeps_the_cached_prefix(
     assert not first.cached_content_token_count  # written to Anthropic's cache...
     cached = second.cached_content_token_count  # ...then read from it
     assert cached and cached > 1500 and second.prompt_token_count == first.prompt_token_count + 1
+    # Priced at Claude Sonnet 4.5's rates: $3 / M input, $3.75 / M written to the cache,
+    # $0.30 / M read from it, $15 / M output (the question's 4 or 5 words are not cached).
+    assert first.prompt_token_count and first.candidates_token_count
+    written = first.prompt_token_count - 4
+    assert costs[0] == pytest.approx(
+        4 * 3e-6 + written * 3.75e-6 + first.candidates_token_count * 15e-6
+    )
+    assert second.prompt_token_count and second.candidates_token_count
+    assert costs[1] == pytest.approx(
+        (second.prompt_token_count - cached) * 3e-6
+        + cached * 0.3e-6
+        + second.candidates_token_count * 15e-6
+    )
 
 
 def test_openais_automatic_prompt_cache_applies_to_the_expanded_prefix(
@@ -239,19 +282,25 @@ def test_openais_automatic_prompt_cache_applies_to_the_expanded_prefix(
     client = genai_client(gateway.base_url, keys["red1"])
     rules = "The rulebook says: " + "rule " * 1500  # a prefix no other test sent
     cache = make(client, "gpt", contents=[rules, "And the appendix."])
-    usages, sent = [], []
+    usages, sent, costs = [], [], []
     for question in ("Which policy?", "Which appendix?"):
         reply = client.models.generate_content(
             model="gpt", contents=question, config={"cached_content": cache.name}
         )
-        assert reply.usage_metadata is not None
+        assert reply.usage_metadata is not None and reply.sdk_http_response is not None
         usages.append(reply.usage_metadata)
+        costs.append(reply.sdk_http_response.headers["x-genroute-response-cost"])
         sent.append(openai.last_request.body["messages"])
     # The same prefix byte for byte (system, then the cached turns), the question last.
     assert json.dumps(sent[0][:-1]) == json.dumps(sent[1][:-1])
     assert sent[0][0] == {"role": "system", "content": SYSTEM}
     assert not usages[0].cached_content_token_count
-    assert (usages[1].cached_content_token_count or 0) >= 1024
+    cached = usages[1].cached_content_token_count or 0
+    assert cached >= 1024 and cached % 128 == 0  # OpenAI's own figure
+    # gpt-4o: $2.50 / M input, $1.25 / M cached, $10 / M output.
+    prompt, output = usages[1].prompt_token_count or 0, usages[1].candidates_token_count or 0
+    cost = float(costs[1])
+    assert cost == pytest.approx((prompt - cached) * 2.5e-6 + cached * 1.25e-6 + output * 10e-6)
 
 
 def test_caches_belong_to_the_team_and_follow_geminis_rules(

@@ -69,6 +69,7 @@ class ModelInfo(BaseModel):
     output_cost_per_reasoning_token: float | None = Field(default=None, ge=0)
     input_cost_per_token_above_200k_tokens: float | None = Field(default=None, ge=0)
     output_cost_per_token_above_200k_tokens: float | None = Field(default=None, ge=0)
+    cache_storage_cost_per_token_per_hour: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _only_known_extras(self) -> ModelInfo:

@@ -517,3 +517,20 @@ class Governance:
             await self.limiter.release(admission.ticket, Tokens.from_usage(call.meter.usage).total)
         except Exception:
             log.exception("limits: releasing request %s failed", call.request_id)
+
+    async def charge(self, record: SpendRecord) -> None:
+        """Record a charge that is no model call (a context cache's storage on a provider)
+        in the ledger, and count it in the spend of its key, team and end user. Never
+        raises."""
+        try:
+            await self.ledger.submit(record)
+        except Exception:
+            log.exception("spend ledger: charge %s could not be queued", record.request_id)
+            return
+        for kind, ident in (
+            ("key", record.key_hash),
+            ("team", record.team_id),
+            ("end_user", record.end_user),
+        ):
+            if ident:
+                self.cache.add_pending(kind, ident, record.cost)

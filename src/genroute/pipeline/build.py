@@ -171,7 +171,10 @@ def build_pipeline(
     resources = _resources(config, gov) if server else None
     api: ModelAPI = router
     if resources is not None:
-        api = Resolved(api, resources.files, resources.caches, resources.access, resources.traffic)
+        charge = gov.charge if gov is not None else None  # a cache's storage, in the ledger
+        api = Resolved(
+            api, resources.files, resources.caches, resources.access, resources.traffic, charge
+        )
     cache = build_cache(config, router, pricer, gov.cache_controls if gov is not None else None)
     if cache is not None:
         api = Cached(api, cache)

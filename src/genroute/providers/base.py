@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DeploymentSpec",
     "Provider",
+    "UpstreamCache",
     "UpstreamCaches",
     "UpstreamFiles",
     "embed_one_by_batch",
@@ -94,6 +95,15 @@ class UpstreamFiles(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamCache:
+    """A cached content created on an upstream: its name there, and the tokens it holds
+    by the upstream's own count (`usageMetadata.totalTokenCount`; 0 when not given)."""
+
+    name: str
+    tokens: int = 0
+
+
 @runtime_checkable
 class UpstreamCaches(Protocol):
     """A provider with context caches of its own (Gemini's cachedContents): genroute
@@ -106,9 +116,9 @@ class UpstreamCaches(Protocol):
 
     async def create_cache(
         self, call: Call, request: GenerateContentRequest, ttl_seconds: float
-    ) -> str:
+    ) -> UpstreamCache:
         """Create a cached content of the request's contents, system instruction, tools
-        and tool config for this deployment's model; its upstream name."""
+        and tool config for this deployment's model, kept `ttl_seconds` there."""
         ...
 
 

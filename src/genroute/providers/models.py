@@ -15,6 +15,10 @@ table of their own, `gemini/` and `vertex_ai/` the Gemini one). Claude families 
 `vertex_ai/claude-*` and `bedrock/…anthropic.claude-*`) are read by version
 (`claude_family`, `CLAUDE`), since their ids put tier and version in two orders.
 
+`CACHE_STORAGE` is what a context cache (Gemini's cachedContents) costs to keep, per token
+and hour, by model family: genai-prices has no unit for it (`cache_storage_price`;
+`model_info.cache_storage_cost_per_token_per_hour`, LiteLLM's key, wins).
+
 `model_info` wins over the table, fact by fact (`model_facts`): `base_model` (the model the
 facts are about: an Azure deployment's name says nothing), `mode`, `supports_reasoning`,
 `max_input_tokens` (else `max_tokens`) and `max_output_tokens`. An input limit the table
@@ -36,6 +40,7 @@ from genroute.config import ModelInfo
 from genroute.providers.catalog import price_provider_id
 
 __all__ = [
+    "CACHE_STORAGE",
     "CLAUDE",
     "COMPATIBLE",
     "COMPLETION_TOKENS",
@@ -50,6 +55,7 @@ __all__ = [
     "ModelFacts",
     "ThinkingMode",
     "TokensField",
+    "cache_storage_price",
     "catalogue_context_window",
     "claude_family",
     "claude_row",
@@ -414,6 +420,31 @@ def model_facts(provider: str, model: str, info: ModelInfo | None = None) -> Mod
     if info.max_output_tokens is not None:
         facts = replace(facts, output_limit=info.max_output_tokens)
     return facts
+
+
+#: Gemini context caching, USD per token per hour of storage, from the Gemini API's pricing
+#: page (ai.google.dev/gemini-api/docs/pricing, "context caching: storage price"), checked
+#: 2026-12: $4.50 per million tokens per hour for Pro models, $0.50 for Gemini 3.6-3.8
+#: Flash (also in genai-prices' notes), $1.00 for the other Flash and Flash-Lite models.
+#: The first row whose pattern matches the model id (`model_id`) from its start wins.
+CACHE_STORAGE: tuple[tuple[str, float], ...] = (
+    (r"gemini-3\.[6-9]-flash", 0.50e-6),
+    (r"gemini-[\d.]+-pro|gemini-pro", 4.50e-6),
+    (r"gemini-", 1.00e-6),
+)
+_CACHE_PROVIDERS = ("gemini", "vertex_ai")
+
+
+def cache_storage_price(provider: str, model: str, info: ModelInfo | None = None) -> float | None:
+    """USD per token per hour to keep a context cache of this model: model_info's
+    `cache_storage_cost_per_token_per_hour`, else `CACHE_STORAGE` for Gemini models, else
+    None (unknown, or a provider that does not charge for it)."""
+    if info is not None and info.cache_storage_cost_per_token_per_hour is not None:
+        return info.cache_storage_cost_per_token_per_hour
+    if provider not in _CACHE_PROVIDERS:
+        return None
+    name = model_id((info.base_model if info else None) or model)
+    return next((rate for pattern, rate in CACHE_STORAGE if _compiled(pattern).match(name)), None)
 
 
 def closest_effort(wanted: str, taken: tuple[str, ...]) -> str:

@@ -13,7 +13,8 @@ Router a `CallPreparer`, which the Router calls for each deployment it tries
     caches (Gemini)                              inline, larger ones uploaded there once
                                                  (remembered in the database) and named
                                                  by the upstream's uri; the cached content
-                                                 created there once and named
+                                                 created there once (its storage priced,
+                                                 genroute.resources.storage) and named
     any other (OpenAI, Azure, Anthropic, Bedrock,  the cached content's parts put in front
     Vertex AI, ...)                              of the request's; text files as text, the
                                                  others inline (images, PDFs, audio...) for
@@ -41,6 +42,7 @@ from genroute.resources.caches import CacheService, cache_request, expand
 from genroute.resources.files import FileService
 from genroute.resources.owners import Access
 from genroute.resources.runner import Traffic
+from genroute.resources.storage import Charge, storage_charge
 from genroute.store.caches import CacheCopy, CacheRow
 from genroute.store.files import FileCopy, FileRow
 from genroute.store.repo import aware, utcnow
@@ -225,10 +227,17 @@ class CallPreparer:
     """What one call's deployments are given: its cached content (expanded, or created on
     a Gemini deployment's own API) and its files (`FilePreparer`)."""
 
-    def __init__(self, files: FilePreparer, caches: CacheService, cache: CacheRow | None) -> None:
+    def __init__(
+        self,
+        files: FilePreparer,
+        caches: CacheService,
+        cache: CacheRow | None,
+        charge: Charge | None = None,
+    ) -> None:
         self.files = files
         self.caches = caches
         self.cache = cache
+        self.charge = charge
 
     async def generate(
         self, deployment: Any, request: GenerateContentRequest
@@ -260,7 +269,7 @@ class CallPreparer:
         left = (aware(row.expires_at) - now).total_seconds()  # type: ignore[operator]
         cached = await self.files.generate(deployment, cache_request(row))
         try:
-            name = await provider.create_cache(self.files.call, cached, left)
+            created = await provider.create_cache(self.files.call, cached, left)
         except GenrouteError as exc:
             if exc.code != 400:
                 raise
@@ -269,11 +278,14 @@ class CallPreparer:
             CacheCopy(
                 cache_id=row.cache_id,
                 target=provider.files_target,
-                upstream_name=name,
+                upstream_name=created.name,
                 expires_at=row.expires_at,
             )
         )
-        return name
+        record = storage_charge(row, deployment, created, left)
+        if record is not None and self.charge is not None:
+            await self.charge(record)
+        return created.name
 
 
 class Resolved:
@@ -287,12 +299,14 @@ class Resolved:
         caches: CacheService,
         access: Callable[[Caller], Access],
         traffic: Traffic | None = None,
+        charge: Charge | None = None,
     ) -> None:
         self.inner = inner
         self.files = files
         self.caches = caches
         self.access = access
         self.traffic = traffic or Traffic()
+        self.charge = charge  # records a cache's storage on a provider (the ledger)
 
     async def _rows(
         self, access: Access, places: list[tuple[str, Content]], rows: dict[str, FileRow]
@@ -332,7 +346,7 @@ class Resolved:
         if not rows and cache is None:
             return call
         files = FilePreparer(call, self.files, rows)
-        return call.with_prepare(CallPreparer(files, self.caches, cache))
+        return call.with_prepare(CallPreparer(files, self.caches, cache, self.charge))
 
     async def generate(
         self, call: Call, request: GenerateContentRequest

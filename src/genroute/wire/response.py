@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import PrivateAttr
+
 from genroute.wire.base import WireModel
 from genroute.wire.content import Content
 
@@ -79,6 +81,10 @@ class UsageMetadata(WireModel):
     cache_tokens_details: list[ModalityTokenCount] | None = None
     tool_use_prompt_tokens_details: list[ModalityTokenCount] | None = None
     traffic_type: str | None = None
+    # Not on the wire (Gemini has no field for it): prompt tokens the provider wrote to its
+    # prompt cache (Anthropic's cache_creation_input_tokens, Bedrock's cacheWriteInputTokens),
+    # part of promptTokenCount and priced at the cache-write rate.
+    _cache_write_tokens: int = PrivateAttr(default=0)
 
 
 class PromptFeedback(WireModel):

@@ -159,22 +159,25 @@ def finish_message(stop_reason: str | None, details: Mapping[str, Any] | None) -
 
 def usage_metadata(usage: Mapping[str, Any], r: Reader | None = None) -> UsageMetadata:
     """Anthropic usage → usageMetadata. promptTokenCount counts cached and cache-written
-    input too; thinking tokens are split out only when Anthropic reports them."""
+    input too (the writes also noted, for their price); thinking tokens are split out only
+    when Anthropic reports them."""
     r = r or Reader(PROVIDER, "usage")
 
     def count(obj: Mapping[str, Any], key: str, path: str = "usage") -> int:
         return r.integer(obj.get(key), f"{path}.{key}") or 0
 
     cache_read = count(usage, "cache_read_input_tokens")
-    prompt = count(usage, "input_tokens") + cache_read
-    prompt += count(usage, "cache_creation_input_tokens")
+    cache_write = count(usage, "cache_creation_input_tokens")
+    prompt = count(usage, "input_tokens") + cache_read + cache_write
     output = count(usage, "output_tokens")
     details = r.obj(usage.get("output_tokens_details"), "usage.output_tokens_details")
     thoughts = min(count(details, "thinking_tokens", "usage.output_tokens_details"), output)
-    return UsageMetadata(
+    found = UsageMetadata(
         prompt_token_count=prompt,
         candidates_token_count=output - thoughts,
         thoughts_token_count=thoughts or None,
         cached_content_token_count=cache_read or None,
         total_token_count=prompt + output,
     )
+    found._cache_write_tokens = cache_write
+    return found

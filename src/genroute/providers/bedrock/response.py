@@ -193,11 +193,14 @@ def usage_metadata(usage: Mapping[str, Any], r: Reader | None = None) -> UsageMe
         return r.integer(usage.get(key), f"usage.{key}") or 0
 
     cache_read = count("cacheReadInputTokens")
-    prompt = count("inputTokens") + cache_read + count("cacheWriteInputTokens")
+    cache_write = count("cacheWriteInputTokens")
+    prompt = count("inputTokens") + cache_read + cache_write
     output = count("outputTokens")
-    return UsageMetadata(
+    found = UsageMetadata(
         prompt_token_count=prompt,
         candidates_token_count=output,
         cached_content_token_count=cache_read or None,
         total_token_count=prompt + output,
     )
+    found._cache_write_tokens = cache_write
+    return found

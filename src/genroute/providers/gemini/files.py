@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from genroute.errors import UpstreamMalformed, UpstreamTimeout, UpstreamUnavailable
+from genroute.providers.base import UpstreamCache
 from genroute.providers.gemini.translate import PROVIDER, map_error
 from genroute.providers.transport import HttpRequest, Timeout, Transport
 
@@ -148,8 +149,9 @@ async def create_cached_content(
     body: dict[str, Any],
     *,
     seconds: float,
-) -> str:
-    """Create a cached content (`POST {root}/cachedContents`); its upstream name."""
+) -> UpstreamCache:
+    """Create a cached content (`POST {root}/cachedContents`): its upstream name and the
+    tokens the upstream counted in it."""
     limit = Timeout(total=seconds, connect=min(seconds, 30))
     sent = {**headers, "content-type": "application/json"}
     request = HttpRequest("POST", f"{root}/cachedContents", sent, orjson.dumps(body), limit)
@@ -157,11 +159,14 @@ async def create_cached_content(
     if status != 200:
         raise map_error(status, reply, reply_headers)
     try:
-        name = orjson.loads(reply)["name"]
+        data = orjson.loads(reply)
+        name = data["name"]
         if not isinstance(name, str) or not name.startswith("cachedContents/"):
             raise KeyError("name")
     except (orjson.JSONDecodeError, KeyError, TypeError):
         raise UpstreamMalformed(
             f"{PROVIDER} cachedContents: the reply has no name", provider=PROVIDER
         ) from None
-    return name
+    usage = data.get("usageMetadata")
+    tokens = str(usage.get("totalTokenCount", "")) if isinstance(usage, dict) else ""
+    return UpstreamCache(name, int(tokens) if tokens.isdigit() else 0)

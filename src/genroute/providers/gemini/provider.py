@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from genroute.call import Call
-from genroute.providers.base import DeploymentSpec
+from genroute.providers.base import DeploymentSpec, UpstreamCache
 from genroute.providers.catalog import CATALOG, first_env
 from genroute.providers.gemini import translate
 from genroute.providers.gemini.files import create_cached_content, files_target, upload_file
@@ -95,8 +95,9 @@ class GeminiProvider:
 
     async def create_cache(
         self, call: Call, request: GenerateContentRequest, ttl_seconds: float
-    ) -> str:
-        """Create a cached content for this deployment's model; its upstream name."""
+    ) -> UpstreamCache:
+        """Create a cached content for this deployment's model (its upstream name and
+        token count)."""
         body = request.model_dump(
             by_alias=True,
             exclude_none=True,
