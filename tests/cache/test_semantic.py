@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genroute.cache.semantic import ENTRY_OVERHEAD, EXACT_ROWS, VectorIndex, unit_vector
+from genroute.cache.semantic import (
+    BUCKET_OVERHEAD,
+    ENTRY_OVERHEAD,
+    EXACT_ROWS,
+    ROW_OVERHEAD,
+    SKETCH_BITS,
+    VectorIndex,
+    unit_vector,
+)
 from tests.cache.conftest import Upstream, call, pipeline, request
 from tests.fakes.embeddings import bag_of_words
 
@@ -51,10 +59,12 @@ def test_the_index_is_bounded_by_entries_and_bytes_oldest_first() -> None:
     for i in range(5):
         index.add(f"e{i}", "b", rand(rng), expires=2e9)
     assert len(index) == 3 and "e0" not in index and "e4" in index
-    small = VectorIndex(1000, 2 * (64 * 2 + ENTRY_OVERHEAD))  # room for two 64-dimension entries
+    planes = 64 * SKETCH_BITS * 4
+    room = 64 * 2 + ROW_OVERHEAD + ENTRY_OVERHEAD + BUCKET_OVERHEAD  # a bucket of one
+    small = VectorIndex(1000, planes + 2 * room)  # two 64-dimension entries in two buckets
     for i in range(5):
         small.add(f"e{i}", f"b{i % 2}", rand(rng), expires=2e9)
-    assert len(small) == 2 and small.evicted == 3
+    assert len(small) == 2 and small.evicted == 3 and small.nbytes <= small.max_bytes
     assert small.add("x", "b", unit_vector([1.0, 0.0]), expires=2e9) is False  # wrong dim
 
 
@@ -164,3 +174,76 @@ async def test_a_failing_embedding_model_skips_the_semantic_match_only() -> None
     await p.generate(exact, request("What is the capital of France?"))
     assert exact.cache.outcome == "hit"  # the exact entry was still stored
     await p.aclose()
+
+
+def _traced(build) -> tuple[int, object]:
+    """Bytes held by what `build()` returns (tracemalloc), and that object."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        made = build()
+        return tracemalloc.get_traced_memory()[0] - before, made
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("per_bucket", [1, 3, 1500])
+def test_the_index_holds_about_the_memory_it_counts(per_bucket: int) -> None:
+    """Most buckets of a chat gateway hold one entry (a bucket is one conversation so far,
+    with its settings); the index's memory stays near what it counts for `max_memory_mb`
+    (it allocated 16 rows for every bucket: ten times the count at 1,536 dimensions)."""
+    rng = np.random.default_rng(4)
+    dim, n = 256, 1500
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"{i:064x}" for i in range(n)]
+    buckets = [f"{i // per_bucket:032x}" for i in range(n)]
+
+    def build() -> VectorIndex:
+        index = VectorIndex(n, 1 << 40)
+        for i in range(n):
+            index.add(ids[i], buckets[i], vectors[i], expires=2e9, created=1.0)
+        return index
+
+    held, index = _traced(build)
+    assert len(index) == n
+    assert held <= 1.3 * index.nbytes, (held / n, index.nbytes / n)
+    assert index.nbytes <= index.max_bytes
+
+
+def test_a_bucket_that_shrinks_gives_its_memory_back() -> None:
+    rng = np.random.default_rng(5)
+    dim, n = 256, 1500
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def build(keep: int) -> VectorIndex:
+        index = VectorIndex(n, 1 << 40)
+        for i in range(n):
+            index.add(f"e{i}", "b", vectors[i], expires=2e9, created=1.0)
+        for i in range(n - keep):
+            index.remove(f"e{i}")
+        return index
+
+    planes = dim * SKETCH_BITS * 4  # the sketch's hyperplanes: the same for any size
+    full, _ = _traced(lambda: build(n))
+    held, index = _traced(lambda: build(10))
+    assert len(index) == 10
+    assert held - planes < 0.25 * (full - planes), (held, full)
+    assert index.nbytes - planes < 20 * index.entry_bytes
+    for i in range(n - 10, n):  # moved rows are still found, under their ids
+        found = index.search("b", vectors[i], 0.99)
+        assert found is not None and found[0] == f"e{i}"
+    index.remove(f"e{n - 1}")
+    assert index.search("b", vectors[n - 1], 0.99) is None
+
+
+def test_the_index_is_bounded_by_the_bytes_of_its_buckets_too() -> None:
+    rng = np.random.default_rng(6)
+    planes = 64 * SKETCH_BITS * 4
+    index = VectorIndex(10_000, planes + 100 * (64 * 2 + ROW_OVERHEAD + ENTRY_OVERHEAD))
+    for i in range(1000):
+        index.add(f"e{i}", f"b{i}", rand(rng), expires=2e9)
+    assert index.nbytes <= index.max_bytes and 10 < len(index) < 100

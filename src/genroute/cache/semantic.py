@@ -8,9 +8,12 @@ and their expiry and age. A lookup compares the query's sketch with every live r
 distance, and scores those exactly (cosine similarity in float32): the best at or above the
 threshold wins. A vector at cosine 0.9 differs from the query in about 14% of the bits, an
 unrelated one in half, so a near match is always among the candidates. A bucket of up to
-`EXACT_ROWS` rows is scored exactly without the sketch. The index holds at most
-`max_entries` vectors and `max_bytes` bytes, dropping the oldest first (docs/cache.md has
-the measured memory per entry and lookup times).
+`EXACT_ROWS` rows is scored exactly without the sketch. A bucket starts with one row, grows
+by half when full and is compacted when under a third of its rows are live (most buckets
+hold one entry: one conversation so far). The index holds at most `max_entries` vectors
+and `max_bytes` bytes (`nbytes`: its rows, free ones included, its bookkeeping and its
+buckets), dropping the oldest first (docs/cache.md has the measured memory per entry and
+lookup times).
 
 `SharedIndex` keeps every instance's index in step through one Redis stream,
 `{prefix}:s` (plain Redis 7: XADD, XREAD; no search module): each stored entry is
@@ -41,13 +44,15 @@ __all__ = ["ENTRY_OVERHEAD", "SharedIndex", "VectorIndex", "unit_vector"]
 
 log = logging.getLogger("genroute.cache")
 
-ENTRY_OVERHEAD = 560  # bytes of bookkeeping per vector besides the vector (measured)
 SKETCH_BITS = 256
 CANDIDATES = 64
 EXACT_ROWS = 2048
 _WORDS = SKETCH_BITS // 64
-_FIRST_ROWS = 16
+ROW_OVERHEAD = _WORDS * 8 + 8 + 8 + 8  # a row besides its vector: sketch, expiry, time, id slot
+ENTRY_OVERHEAD = 280  # an entry's bookkeeping besides its row: its place, its id (measured)
+BUCKET_OVERHEAD = 760  # a bucket's arrays and lists, empty (measured)
 _GROWTH = 1.5
+_SHRINK = 3  # a bucket whose live rows are under a third of its rows is compacted
 
 
 def unit_vector(values: Sequence[float] | bytes) -> np.ndarray | None:
@@ -76,14 +81,19 @@ class _Bucket:
 
     __slots__ = ("created", "expires", "free", "ids", "matrix", "sketches", "used")
 
-    def __init__(self, dim: int) -> None:
-        self.matrix = np.zeros((_FIRST_ROWS, dim), dtype=np.float16)
-        self.sketches = np.zeros((_FIRST_ROWS, _WORDS), dtype=np.uint64)
-        self.expires = np.zeros(_FIRST_ROWS, dtype=np.float64)  # 0: a free row
-        self.created = np.zeros(_FIRST_ROWS, dtype=np.float64)
-        self.ids: list[str | None] = [None] * _FIRST_ROWS
-        self.used = 0  # rows ever handed out (the high-water mark)
+    def __init__(self, dim: int, rows: int = 1) -> None:
+        self.matrix = np.zeros((rows, dim), dtype=np.float16)
+        self.sketches = np.zeros((rows, _WORDS), dtype=np.uint64)
+        self.expires = np.zeros(rows, dtype=np.float64)  # 0: a free row
+        self.created = np.zeros(rows, dtype=np.float64)
+        self.ids: list[str | None] = [None] * rows
+        self.used = 0  # rows handed out since the last compaction (the high-water mark)
         self.free: list[int] = []
+
+    @property
+    def rows(self) -> int:
+        """Rows allocated."""
+        return len(self.ids)
 
     def add(
         self, ident: str, vector: np.ndarray, sketch: np.ndarray, expires: float, created: float
@@ -103,7 +113,7 @@ class _Bucket:
         return row
 
     def _grow(self) -> None:
-        rows = int(len(self.ids) * _GROWTH)
+        rows = max(len(self.ids) + 1, int(len(self.ids) * _GROWTH))
         matrix = np.zeros((rows, self.matrix.shape[1]), dtype=np.float16)
         matrix[: self.used] = self.matrix[: self.used]
         self.matrix = matrix
@@ -119,6 +129,29 @@ class _Bucket:
         self.expires[row] = 0.0
         self.ids[row] = None
         self.free.append(row)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether most of its rows are free (then `compact` it)."""
+        return self.live * _SHRINK < len(self.ids)
+
+    def compact(self) -> list[tuple[str, int]]:
+        """Keep only the live rows (in their order), with room to grow by half; the new
+        row of each id."""
+        keep = [r for r in range(self.used) if self.ids[r] is not None]
+        live = len(keep)
+        smaller = _Bucket(self.matrix.shape[1], max(1, live + live // 2))
+        at = np.asarray(keep, dtype=np.intp)
+        smaller.matrix[:live] = self.matrix[at]
+        smaller.sketches[:live] = self.sketches[at]
+        smaller.expires[:live] = self.expires[at]
+        smaller.created[:live] = self.created[at]
+        ids = [self.ids[r] for r in keep]
+        smaller.ids[:live] = ids
+        smaller.used = live
+        for name in self.__slots__:
+            setattr(self, name, getattr(smaller, name))
+        return [(ident, row) for row, ident in enumerate(ids) if ident is not None]
 
     @property
     def live(self) -> int:
@@ -138,6 +171,7 @@ class VectorIndex:
         self._planes: np.ndarray | None = None
         self._buckets: dict[str, _Bucket] = {}
         self._where: OrderedDict[str, tuple[str, int]] = OrderedDict()  # oldest first
+        self._rows = 0  # rows allocated in every bucket
         self.evicted = 0
         self.refused = 0  # vectors of another dimension than the index's
 
@@ -149,8 +183,24 @@ class VectorIndex:
 
     @property
     def entry_bytes(self) -> int:
-        """What one entry takes (its vector and bookkeeping)."""
-        return (self.dim or 0) * 2 + ENTRY_OVERHEAD
+        """What one entry takes in a bucket with no free rows (its vector, its row's
+        sketch, times and id slot, and its bookkeeping)."""
+        return self._row_bytes + ENTRY_OVERHEAD
+
+    @property
+    def _row_bytes(self) -> int:
+        return (self.dim or 0) * 2 + ROW_OVERHEAD
+
+    @property
+    def nbytes(self) -> int:
+        """What the index holds: its rows (free ones included), its entries' bookkeeping,
+        its buckets and the sketch's hyperplanes; `max_bytes` bounds it."""
+        return (
+            (0 if self._planes is None else self._planes.nbytes)
+            + self._rows * self._row_bytes
+            + len(self._where) * ENTRY_OVERHEAD
+            + len(self._buckets) * BUCKET_OVERHEAD
+        )
 
     def add(
         self,
@@ -175,16 +225,18 @@ class VectorIndex:
         rows = self._buckets.get(bucket)
         if rows is None:
             rows = self._buckets[bucket] = _Bucket(self.dim)
+            self._rows += rows.rows
         assert self._planes is not None
         sketch = _sketch(self._planes, vector)
+        before = rows.rows
         row = rows.add(ident, vector, sketch, expires, self.clock() if created is None else created)
+        self._rows += rows.rows - before
         self._where[ident] = (bucket, row)
-        limit = min(self.max_entries, max(1, self.max_bytes // self.entry_bytes))
-        while len(self._where) > limit:
+        while self._where and (len(self._where) > self.max_entries or self.nbytes > self.max_bytes):
             oldest = next(iter(self._where))
             self.remove(oldest)
             self.evicted += 1
-        return True
+        return ident in self._where
 
     def remove(self, ident: str) -> None:
         """Forget `ident` (nothing if it is not there)."""
@@ -196,6 +248,12 @@ class VectorIndex:
         rows.remove(row)
         if rows.live == 0:
             del self._buckets[bucket]
+            self._rows -= rows.rows
+        elif rows.sparse:
+            before = rows.rows
+            for moved, at in rows.compact():
+                self._where[moved] = (bucket, at)  # keeps its place in the age order
+            self._rows -= before - rows.rows
 
     def search(
         self, bucket: str, vector: np.ndarray, threshold: float, max_age: float | None = None
@@ -233,6 +291,7 @@ class VectorIndex:
         """Forget every vector."""
         self._buckets.clear()
         self._where.clear()
+        self._rows = 0
 
 
 class SharedIndex:

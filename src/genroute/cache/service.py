@@ -386,7 +386,7 @@ class ResponseCache:
             values["genroute_cache_bytes"] = self.store.bytes
         if self.index is not None:
             values["genroute_cache_index_entries"] = len(self.index)
-            values["genroute_cache_index_bytes"] = len(self.index) * self.index.entry_bytes
+            values["genroute_cache_index_bytes"] = self.index.nbytes
         if self.health is not None:
             values["genroute_cache_redis_up"] = float(self.health.up)
             values["genroute_cache_redis_errors_total"] = self.health.errors
