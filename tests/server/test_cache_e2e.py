@@ -361,12 +361,12 @@ def test_the_cache_s_own_embedding_is_not_counted_against_the_key_s_limits(
     assert status == 429  # the fourth request of the minute
     assert upstream_calls(fake, "embedContent") == 4  # every lookup embedded its prompt
 
-    def charged() -> bool:
-        status, _, raw = http(gateway, "/spend/logs", method="GET")
-        rows = [r for r in json.loads(raw) if r["model_group"] == "embedder"]
-        return status == 200 and len(rows) == 4 and all(r["cost"] > 0 for r in rows)
+    def charged(key: str, count: int) -> bool:
+        status, _, raw = http(gateway, f"/spend/logs?api_key={key}&model=embedder", method="GET")
+        rows = json.loads(raw)
+        return status == 200 and len(rows) == count and all(r["cost"] > 0 for r in rows)
 
-    eventually(charged)
+    eventually(lambda: charged(single, 2) and charged(three, 2))  # to the caller's key
 
 
 def test_max_age_0_asks_for_a_fresh_answer(gateway: InProcessGateway, fake: SemanticGemini) -> None:
