@@ -38,6 +38,7 @@ class Upstream:
     stream_tail: list[Any] = field(default_factory=list)  # SSE payloads after the last chunk
     generated: int = 0
     streamed: int = 0
+    counted: int = 0
     embedded: list[str] = field(default_factory=list)
 
     def response(self) -> dict[str, Any]:
@@ -67,6 +68,9 @@ class Upstream:
             ]
             self.embedded.extend(texts)
             return json_reply({"embeddings": [{"values": bag_of_words(t)} for t in texts]})
+        if action == "countTokens":
+            self.counted += 1
+            return json_reply({"totalTokens": 7})
         if action == "embedContent":
             text = " ".join(p.get("text", "") for p in body["content"]["parts"])
             self.embedded.append(text)

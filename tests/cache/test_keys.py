@@ -133,7 +133,7 @@ async def test_keys_without_a_team_the_master_key_and_no_key_each_have_their_own
 
 
 async def test_an_embedding_never_answers_a_generate_or_the_other_way_round() -> None:
-    from genroute.wire import Content, EmbedContentRequest, Part
+    from genroute.wire import Content, CountTokensRequest, EmbedContentRequest, Part
 
     up = Upstream()
     p = pipeline(up, {"shared_across_teams": True})
@@ -149,4 +149,9 @@ async def test_an_embedding_never_answers_a_generate_or_the_other_way_round() ->
     again = Call(Operation.EMBED, "flash")
     await p.embed(again, embed)
     assert again.cache.outcome == "hit"
+    for _ in range(2):  # countTokens always asks the upstream
+        counted = Call(Operation.COUNT_TOKENS, "flash")
+        tokens = await p.count_tokens(counted, CountTokensRequest(contents=request(text).contents))
+        assert tokens.total_tokens == 7 and counted.cache.outcome is None
+    assert up.counted == 2
     await p.aclose()
