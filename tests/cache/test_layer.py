@@ -404,3 +404,25 @@ async def test_without_the_cache_there_is_no_cached_layer() -> None:
     await p.generate(c, request())
     assert c.cache.outcome is None
     await p.aclose()
+
+
+async def test_when_the_key_and_team_switches_cannot_be_read_the_cache_stays_out() -> None:
+    """A team's `no-store` may be there for privacy: when its switches cannot be read
+    (the key store is down), the call neither reads nor writes the cache."""
+    up = Upstream()
+    p = pipeline(up)
+    await ask(p, call(team="t"))  # an entry the team made earlier
+
+    async def down(caller: Caller) -> dict:
+        raise ConnectionError("the key store is down")
+
+    p.cache.controls = down
+    for _ in range(2):
+        c = call(team="t")
+        await ask(p, c, request("Something new"))
+        assert c.cache.outcome is None
+    c = call(team="t")
+    await ask(p, c)
+    assert c.cache.outcome is None and up.generated == 4
+    assert p.cache.stats["writes"] == 1
+    await p.aclose()

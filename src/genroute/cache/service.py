@@ -161,14 +161,16 @@ class ResponseCache:
 
     # -- planning ------------------------------------------------------------------------------
 
-    async def _controls(self, caller: Caller) -> Mapping[str, Any]:
+    async def _controls(self, caller: Caller) -> Mapping[str, Any] | None:
+        """The caller's key and team switches; None when they cannot be read."""
         if self.controls is None:
             return {}
         try:
             return await self.controls(caller)
-        except Exception as exc:  # the key store is down: no switches, calls go on
-            log.debug("response cache: no key or team switches (%s)", exc)
-            return {}
+        except Exception as exc:  # the key store is down: the call goes on, uncached
+            self.stats["controls_unread"] += 1
+            log.debug("response cache: the key's and team's switches are unread (%s)", exc)
+            return None
 
     async def plan(self, call: Call, request: WireModel, kind: str) -> Plan | None:
         """What the cache does for this call; None when it has no part in it. A call it
@@ -181,6 +183,8 @@ class ResponseCache:
         group = self.groups.resolve(call.model)
         call.cache.group = group  # a hit is never routed: the ledger and logs read it here
         controls = await self._controls(call.caller)
+        if controls is None:  # a `no-store` there may be for privacy: stay out of the call
+            return None
         directives = call.cache_control
         call.cache.outcome = MISS
         lookup = not (directives.no_cache or bool(controls.get("no-cache")))
