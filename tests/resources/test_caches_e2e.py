@@ -195,6 +195,7 @@ def test_a_gemini_group_uses_a_cache_made_upstream_once(
     assert row["operation"] == "cachedContentStorage" and row["team_id"] == "red"
     assert row["key_hash"] == hashlib.sha256(keys["red1"].encode()).hexdigest()
     assert row["model_group"] == "gem" and row["provider"] == "gemini"
+    assert row["cached_content"] == cache.name
     assert row["cached_tokens"] == tokens
     seconds = int(upstream["ttl"][:-1])
     assert row["cost"] == pytest.approx(tokens * seconds / 3600 * 1e-6, rel=0.01)

@@ -7,8 +7,6 @@ and may delete all."""
 from __future__ import annotations
 
 import io
-import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 from google.genai import errors, types
 
 from tests.conftest import InProcessGateway, eventually, genai_client
+from tests.resources.http import http
 
 pytestmark = pytest.mark.e2e
 
@@ -34,26 +33,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGatew
     gw = InProcessGateway(config, Path(tmp_path_factory.mktemp("owners-gateway")))
     yield gw
     gw.stop()
-
-
-def http(
-    gw: InProcessGateway, method: str, path: str, key: str, body: Any = None
-) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        gw.base_url + path,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"content-type": "application/json", "x-goog-api-key": key},
-        method=method,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=15) as resp:
-            raw = resp.read()
-            try:
-                return resp.status, json.loads(raw)
-            except ValueError:
-                return resp.status, raw
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,18 @@ def _cache_text(record: CallRecord) -> list[str]:
     return [f"cache {record.cache}"]
 
 
+def _who_and_what(record: CallRecord) -> list[str]:
+    """`name=value` of the caller and of the Gemini resources the call used."""
+    found = [
+        f"{name}={value}"
+        for name in ("key_alias", "team_id", "end_user", "batch", "cached_content")
+        if (value := getattr(record, name))
+    ]
+    if record.files:
+        found.append(f"files={','.join(record.files)}")
+    return found
+
+
 def format_text(record: CallRecord) -> str:
     """A readable one-line summary of a record."""
     route = record.model_group or "?"
@@ -72,10 +84,7 @@ def format_text(record: CallRecord) -> str:
         parts.append(f"attempts {record.attempts}")
     if record.fallbacks:
         parts.append(f"fallbacks {','.join(record.fallbacks)}")
-    for name in ("key_alias", "team_id", "end_user"):
-        value = getattr(record, name)
-        if value:
-            parts.append(f"{name}={value}")
+    parts.extend(_who_and_what(record))
     parts.append(f"rid={record.request_id}")
     if record.error_message:
         parts.append(f"error={record.error_message!r}")

@@ -68,6 +68,9 @@ class CallRecord:
     cache: str | None = None  # the response cache: hit, semantic-hit or miss
     cache_saved_cost: float | None = None  # a hit: what the answer cost when it was made
     cache_hit_bytes: int | None = None  # a hit: size of the entry served
+    batch: str | None = None  # batches/{id}: a request of that batch
+    cached_content: str | None = None  # cachedContents/{id} the call named
+    files: list[str] | None = None  # the uploaded files/{id} it named
     metadata: dict[str, Any] = field(default_factory=dict)
     request_contents: str | None = None
     response_text: str | None = None
@@ -119,6 +122,7 @@ def build_record(
     fallbacks = list(route.fallbacks)
     cached = call.cache
     hit = cached.hit
+    resources = call.resources
     return CallRecord(
         timestamp=_iso(ended),
         request_id=call.request_id,
@@ -152,6 +156,9 @@ def build_record(
         cache=cached.outcome,
         cache_saved_cost=cached.saved_cost if hit else None,
         cache_hit_bytes=cached.bytes if hit else None,
+        batch=resources.batch,
+        cached_content=resources.cached_content,
+        files=list(resources.files) or None,
         metadata=dict(caller.metadata) if metadata else {},
     )
 

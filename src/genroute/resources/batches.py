@@ -188,6 +188,7 @@ class BatchService:
         row = BatchRow(
             batch_id=batch_id,
             owner=access.owner,
+            key_hash=caller.key_hash,
             caller={
                 "key_hash": caller.key_hash,
                 "key_alias": caller.key_alias,
@@ -218,12 +219,17 @@ class BatchService:
         return row
 
     async def list(
-        self, access: Access, page_size: int | None, token: str | None
+        self,
+        access: Access,
+        page_size: int | None,
+        token: str | None,
+        key_hash: str | None = None,
     ) -> tuple[list[BatchRow], str | None]:
-        """One page of the caller's batches, newest first, and the next token."""
+        """One page of the caller's batches, newest first, and the next token (those made by
+        `key_hash` only, when given)."""
         size = max(1, min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
         after = parse_page_token(token) if token else None
-        rows = await self.repo.page(access.owner, access.sees_all, after, size + 1)
+        rows = await self.repo.page(access.owner, access.sees_all, after, size + 1, key_hash)
         more = len(rows) > size
         rows = rows[:size]
         last = rows[-1] if more and rows else None

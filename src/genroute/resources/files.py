@@ -278,12 +278,19 @@ class FileService:
         return row
 
     async def list(
-        self, access: Access, page_size: int | None, token: str | None
+        self,
+        access: Access,
+        page_size: int | None,
+        token: str | None,
+        key_hash: str | None = None,
     ) -> tuple[list[FileRow], str | None]:
-        """One page of the caller's files, newest first, and the next page's token."""
+        """One page of the caller's files, newest first, and the next page's token (those made by
+        `key_hash` only, when given)."""
         size = max(1, min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
         after = parse_page_token(token) if token else None
-        rows = await self.repo.page(access.owner, access.sees_all, after, size + 1, self.now())
+        rows = await self.repo.page(
+            access.owner, access.sees_all, after, size + 1, self.now(), key_hash
+        )
         more = len(rows) > size
         rows = rows[:size]
         following = page_token(rows[-1].created_at, rows[-1].file_id) if more and rows else None

@@ -345,6 +345,10 @@ class Resolved:
         await self._rows(access, places, rows)
         if not rows and cache is None:
             return call
+        if cache is not None:  # for the log line and the ledger row
+            call.resources.cached_content = f"cachedContents/{cache.cache_id}"
+        if rows:
+            call.resources.files = tuple(f"files/{file_id}" for file_id in rows)
         files = FilePreparer(call, self.files, rows)
         return call.with_prepare(CallPreparer(files, self.caches, cache, self.charge))
 

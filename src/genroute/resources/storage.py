@@ -54,4 +54,5 @@ def storage_charge(
         provider_model=spec.upstream_model,
         cached_tokens=tokens,
         cost=cost.usd,
+        cached_content=f"cachedContents/{row.cache_id}",
     )

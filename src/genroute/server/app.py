@@ -45,6 +45,7 @@ from genroute.server.caching import cache_control, cache_headers, with_cache_hea
 from genroute.server.files import FilesAPI, match_files_path
 from genroute.server.management import ManagementAPI
 from genroute.server.paths import ModelPath, parse_model_path
+from genroute.server.resource_admin import ResourceAdmin
 from genroute.server.vertex import lift_embed_config, predict_reply, predict_request
 from genroute.ui import AdminUI
 from genroute.wire import (
@@ -134,6 +135,8 @@ class GatewayApp:
         self.ui = AdminUI(self.management, general.master_key, session_ttl=general.ui_session_ttl)
         self.end_user_header = config.general_settings.end_user_header.lower().encode("latin-1")
         resources = pipeline.resources
+        if self.management is not None and resources is not None:  # /files/list, ...
+            self.management.add_routes(ResourceAdmin(resources, self.management.store).routes())
         self.files = FilesAPI(resources, self.body_timeout, self.body_limit) if resources else None
         self.caches = (
             CachesAPI(pipeline, resources, self.body_timeout, self.body_limit)

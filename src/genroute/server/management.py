@@ -5,8 +5,9 @@
     GET  /team/list
     POST /customer/new   GET /customer/info?end_user_id=   POST /customer/update
     POST /customer/delete   GET /customer/list
-    GET  /spend/logs     GET /global/spend/report
+    GET  /spend/logs (?batch=)   GET /global/spend/report
     GET  /model/health   GET /request/info?request_id=
+    GET  /files/list     GET /cached_contents/list   GET /batches/list   (resource_admin.py)
 
 Bodies and query parameters are checked strictly, at the edge, against what the columns
 hold on SQLite and PostgreSQL alike: a wrong type, a negative budget, a limit over 2^31-1
@@ -265,6 +266,11 @@ def _status(value: str | None) -> str | int | None:
     raise InvalidRequest(f"status: success, error or an HTTP status code, not {value[:40]!r}")
 
 
+def _batch_name(value: str | None) -> str | None:
+    """`batches/{id}` from a batch's name or id."""
+    return None if not value else f"batches/{value.removeprefix('batches/')}"
+
+
 def _token(key: str) -> str:
     """A key's hash, given the secret or the hash itself."""
     key = key.strip()
@@ -311,6 +317,11 @@ class ManagementAPI:
         }
         if router is not None:
             self.routes[("GET", "/model/health")] = self.model_health
+        self.paths = {path for _, path in self.routes}
+
+    def add_routes(self, routes: dict[tuple[str, str], Any]) -> None:
+        """Serve more routes (`(method, path)` → handler), behind the same master key."""
+        self.routes.update(routes)
         self.paths = {path for _, path in self.routes}
 
     def handles(self, path: str) -> bool:
@@ -517,6 +528,7 @@ class ManagementAPI:
             end=_when(query.get("end_date"), "end_date"),
             status=_status(query.get("status")),
             request_id=_param(query, "request_id", limit=128),
+            batch=_batch_name(_param(query, "batch", "batch_id", limit=64)),
         )
 
     async def spend_logs(self, body: bytes, query: dict[str, str]) -> Any:

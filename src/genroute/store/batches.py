@@ -5,7 +5,8 @@ lease (`lease_owner` until `lease_until`, renewed while it runs), so a batch sur
 restart: another instance takes the lease over once it lapses and runs what is left. Each
 request (`BatchItem`) is PENDING, RUNNING (taken by the lease holder), DONE or FAILED; a
 request found RUNNING under a lapsed lease may have reached the upstream already, so it is
-failed, not run twice. The Alembic revision 0006 creates both tables.
+failed, not run twice. The Alembic revision 0006 creates both tables (0007 adds
+`key_hash`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class BatchRow(Base):
     batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(300))
     caller: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    key_hash: Mapped[str | None] = mapped_column(String(64))  # revision 0007
     model: Mapped[str] = mapped_column(String(256), nullable=False)
     display_name: Mapped[str | None] = mapped_column(String(512))
     state: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -103,7 +105,12 @@ class BatchRepo:
             )
 
     async def page(
-        self, owner: str | None, all_owners: bool, after: tuple[datetime, str] | None, size: int
+        self,
+        owner: str | None,
+        all_owners: bool,
+        after: tuple[datetime, str] | None,
+        size: int,
+        key_hash: str | None = None,
     ) -> list[BatchRow]:
         """Batches, newest first, `size` of them after `after`."""
         query = select(BatchRow)
@@ -111,6 +118,8 @@ class BatchRepo:
             query = query.where(
                 BatchRow.owner.is_(None) if owner is None else BatchRow.owner == owner
             )
+        if key_hash is not None:  # made by this key
+            query = query.where(BatchRow.key_hash == key_hash)
         if after is not None:
             created, batch_id = after
             query = query.where(

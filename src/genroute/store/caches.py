@@ -81,6 +81,7 @@ class CacheRepo:
         after: tuple[datetime, str] | None,
         size: int,
         now: datetime,
+        key_hash: str | None = None,
     ) -> list[CacheRow]:
         """Unexpired cached contents, newest first, `size` of them after `after`."""
         query = select(CacheRow).where(CacheRow.expires_at > now)
@@ -88,6 +89,8 @@ class CacheRepo:
             query = query.where(
                 CacheRow.owner.is_(None) if owner is None else CacheRow.owner == owner
             )
+        if key_hash is not None:  # made by this key
+            query = query.where(CacheRow.key_hash == key_hash)
         if after is not None:
             created, cache_id = after
             query = query.where(

@@ -108,6 +108,7 @@ class FileRepo:
         after: tuple[datetime, str] | None,
         size: int,
         now: datetime,
+        key_hash: str | None = None,
     ) -> list[FileRow]:
         """Active and failed files, newest first, `size` of them after `after` (the
         created_at and id of the last one of the previous page)."""
@@ -116,6 +117,8 @@ class FileRepo:
             query = query.where(
                 FileRow.owner.is_(None) if owner is None else FileRow.owner == owner
             )
+        if key_hash is not None:  # made by this key
+            query = query.where(FileRow.key_hash == key_hash)
         if after is not None:
             created, file_id = after
             query = query.where(

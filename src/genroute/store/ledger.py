@@ -97,6 +97,9 @@ class SpendRecord:
     row_id: str = field(default_factory=new_row_id)
     cache_hit: str | None = None  # "hit" or "semantic-hit": the response cache answered
     saved_cost: float = 0.0  # what a cache hit's answer cost when it was made
+    batch: str | None = None  # batches/{id}: a request of that batch
+    cached_content: str | None = None  # cachedContents/{id} the call named
+    files: str | None = None  # the uploaded files/{id} it named, space-separated
 
     @classmethod
     def of(
@@ -110,6 +113,7 @@ class SpendRecord:
     ) -> SpendRecord:
         """The record of a finished call (`finished`: its perf_counter end time)."""
         meter, route, caller = call.meter, call.route, call.caller
+        resources = call.resources
         tokens = Tokens.from_usage(meter.usage)
         hit = call.cache.hit
         latency = finished - call.started
@@ -142,6 +146,9 @@ class SpendRecord:
             row_id=row_id or new_row_id(),
             cache_hit=call.cache.outcome if hit else None,
             saved_cost=call.cache.saved_cost if hit else 0.0,
+            batch=resources.batch,
+            cached_content=resources.cached_content,
+            files=" ".join(resources.files) or None,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -81,6 +81,7 @@ class SpendLog(Base):
         Index("ix_genroute_spend_logs_start_time", "start_time"),
         Index("ix_genroute_spend_logs_key_hash", "key_hash"),
         Index("ix_genroute_spend_logs_end_user", "end_user"),
+        Index("ix_genroute_spend_logs_batch", "batch"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -112,6 +113,11 @@ class SpendLog(Base):
     # answer cost when it was made.
     cache_hit: Mapped[str | None] = mapped_column(String(16))
     saved_cost: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    # The Gemini resources of the call (revision 0007): `batches/{id}` for a batch's
+    # request, `cachedContents/{id}` it named, its uploaded `files/{id}` (space-separated).
+    batch: Mapped[str | None] = mapped_column(String(64))
+    cached_content: Mapped[str | None] = mapped_column(String(96))
+    files: Mapped[str | None] = mapped_column(String(512))
 
 
 class BudgetHold(Base):

@@ -45,11 +45,14 @@ class SpendFilter:
     # "success" (below 400), "error" (400 and over) or one HTTP status code
     status: str | int | None = None
     request_id: str | None = None
+    batch: str | None = None  # batches/{id}: the rows of that batch's requests
 
     def apply(self, query: Any) -> Any:
         """The query narrowed to these rows."""
         if self.request_id:
             query = query.where(SpendLog.request_id == self.request_id)
+        if self.batch:
+            query = query.where(SpendLog.batch == self.batch)
         if self.status == "success":
             query = query.where(SpendLog.status_code < 400)
         elif self.status == "error":
