@@ -122,6 +122,7 @@ async def test_a_command_redis_refuses_is_not_an_outage(redis_url: str) -> None:
         await client.rpush(f"{prefix}:e:{plan.key}", "not a string")  # GET: WRONGTYPE
         c = call()
         await p.generate(c, request("Something else"))
+        await p.cache.drain()
         assert c.cache.outcome == "miss"
         await client.delete(f"{prefix}:s")
         await client.set(f"{prefix}:s", "not a stream")  # XADD answers WRONGTYPE
