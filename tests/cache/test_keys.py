@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from genroute.call import Call, Caller, Operation
+from genroute.call import CacheControl, Call, Caller, Operation
 from genroute.wire import GenerateContentRequest
 from tests.cache.conftest import Upstream, call, pipeline, request
 
@@ -154,4 +154,27 @@ async def test_an_embedding_never_answers_a_generate_or_the_other_way_round() ->
         tokens = await p.count_tokens(counted, CountTokensRequest(contents=request(text).contents))
         assert tokens.total_tokens == 7 and counted.cache.outcome is None
     assert up.counted == 2
+    await p.aclose()
+
+
+async def test_two_model_groups_never_share_an_entry() -> None:
+    from genroute.config import config_from_data
+    from genroute.pipeline import build_pipeline
+    from genroute.providers.transport import MockTransport
+    from genroute.routing import Router
+    from tests.cache.conftest import config
+
+    data = config({**SEMANTIC, "shared_across_teams": True})
+    pro = {**data["model_list"][0], "model_name": "pro"}
+    pro["params"] = {**pro["params"], "model": "gemini/gemini-2.5-pro"}
+    data["model_list"].append(pro)
+    cfg = config_from_data(data)
+    up = Upstream()
+    p = build_pipeline(cfg, router=Router(config=cfg, transport=MockTransport(up)), server=False)
+    await p.generate(Call(Operation.GENERATE, "flash"), request())
+    await p.cache.drain()
+    for text in ("What is the capital of France?", "Tell me France's capital city"):
+        c = Call(Operation.GENERATE, "pro", cache_control=CacheControl(no_store=True))
+        await p.generate(c, request(text))
+        assert c.cache.outcome == "miss", text
     await p.aclose()
