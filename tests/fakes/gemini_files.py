@@ -9,6 +9,11 @@ as Google does them.
                                bytes received) → {"file": File} on finalize
     GET  /{v}/files/{id}       File (only for the key that uploaded it)
 
+A video upload stays PROCESSING for the next ``processing_gets`` GETs of it (0 by
+default: ACTIVE at once), then becomes ACTIVE (FAILED with ``fail_processing``); a model
+request naming a file that is not ACTIVE is refused as Google refuses it (400
+FAILED_PRECONDITION).
+
     POST /{v}/cachedContents   {model, contents, systemInstruction?, tools?, ttl} → the
                                CachedContent (refused under 1024 tokens: whitespace words)
 
@@ -39,6 +44,8 @@ class FakeFile:
     display_name: str | None = None
     data: bytearray = field(default_factory=bytearray)
     done: bool = False
+    state: str = "ACTIVE"
+    pending_gets: int = 0  # GETs left before a PROCESSING file is done
 
     def json(self) -> dict[str, Any]:
         sha = hashlib.sha256(bytes(self.data)).hexdigest().encode()
@@ -53,9 +60,11 @@ class FakeFile:
             "expirationTime": "2126-12-04T00:00:00.000000Z",
             "sha256Hash": base64.b64encode(sha).decode(),
             "uri": f"{GOOGLE_FILES}{self.file_id}",
-            "state": "ACTIVE",
+            "state": self.state,
             "source": "UPLOADED",
         }
+        if self.state == "FAILED":
+            found["error"] = {"code": 400, "message": "The video could not be decoded."}
         if self.display_name:
             found["displayName"] = self.display_name
         return found
@@ -70,6 +79,8 @@ class FakeFilesAPI:
         self._uploads: dict[str, FakeFile] = {}
         self.uploads_started = 0
         self.caches: dict[str, dict[str, Any]] = {}  # name → key, model, body, tokens
+        self.processing_gets = 0  # GETs a video stays PROCESSING after its upload
+        self.fail_processing = False  # ... and then FAILED instead of ACTIVE
 
     def completed(self) -> list[FakeFile]:
         with self._lock:
@@ -115,6 +126,8 @@ class FakeFilesAPI:
             if len(file.data) != file.size:
                 return 400, final, _error(400, "Fewer bytes than declared.")
             file.done = True
+            if file.mime_type.startswith("video/") and self.processing_gets:
+                file.state, file.pending_gets = "PROCESSING", self.processing_gets
             del self._uploads[query["upload_id"]]
             self.files[file.file_id] = file
             return 200, final, {"file": file.json()}
@@ -122,6 +135,10 @@ class FakeFilesAPI:
     def get(self, key: str, file_id: str) -> tuple[int, dict[str, str], Any]:
         with self._lock:
             file = self.files.get(file_id)
+            if file is not None and file.state == "PROCESSING" and file.key == key:
+                file.pending_gets -= 1
+                if file.pending_gets <= 0:
+                    file.state = "FAILED" if self.fail_processing else "ACTIVE"
         if file is None or file.key != key:
             return 403, {}, _no_access(file_id)
         return 200, {}, file.json()
@@ -145,6 +162,11 @@ class FakeFilesAPI:
                     file = self.files.get(file_id)
                 if not uri.startswith(GOOGLE_FILES) or file is None or file.key != key:
                     return 403, _no_access(file_id)
+                if file.state != "ACTIVE":
+                    message = (
+                        f"The File {file_id} is not in an ACTIVE state and usage is not allowed."
+                    )
+                    return 400, _error(400, message, "FAILED_PRECONDITION")
         return None
 
     def create_cache(self, key: str, body: Any, tokens: int) -> tuple[int, dict[str, Any]]:
@@ -203,8 +225,8 @@ def _contents(body: Any) -> list[Any]:
     return [*found, system] if system else found
 
 
-def _error(code: int, message: str) -> dict[str, Any]:
-    status = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}[code]
+def _error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
+    status = status or {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}[code]
     return {"error": {"code": code, "message": message, "status": status}}
 
 

@@ -8,6 +8,7 @@
 and the `batches` section (batch jobs, which genroute runs itself):
 
     batches:
+      mode: genroute                  # genroute runs batches ("provider" is not available yet)
       concurrency: 4                  # requests of batches in flight per instance
       busy_concurrency: 1             # ... while any interactive call is in flight on it
       rate_limit_retries: 10          # a rate-limited request is put back this often
@@ -31,6 +32,8 @@ and the `batches` section (batch jobs, which genroute runs itself):
       ttl_hours: 48                   # a file's life, as on Gemini
       max_inline_mb: 20               # the most sent inline to a provider without a Files API
       gemini_inline_max_mb: 1         # Gemini deployments: inline up to this, else uploaded
+      upstream_processing_wait_seconds: 30   # the most a call waits for such an upload to
+                                      # leave PROCESSING (videos), else a 400 to retry
 
 Every instance of a gateway must see the same bytes: with several instances, use `s3`
 (the metadata is in the database, shared already).
@@ -92,6 +95,7 @@ class FilesSettings(Strict):
     ttl_hours: float = Field(default=48.0, gt=0)
     max_inline_mb: float = Field(default=20.0, gt=0)
     gemini_inline_max_mb: float = Field(default=1.0, ge=0)
+    upstream_processing_wait_seconds: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _s3_when_chosen(self) -> FilesSettings:
@@ -146,6 +150,7 @@ class BatchesSettings(Strict):
     off when rate limited, how large a batch may be, the lease."""
 
     enabled: bool = True
+    mode: str = "genroute"  # who runs batches: genroute, through the pipeline
     concurrency: int = Field(default=4, ge=1, le=256)
     busy_concurrency: int = Field(default=1, ge=0, le=256)
     rate_limit_retries: int = Field(default=10, ge=0)
@@ -153,6 +158,20 @@ class BatchesSettings(Strict):
     max_requests: int = Field(default=10_000, ge=1)
     lease_seconds: float = Field(default=30.0, ge=1)
     poll_interval: float = Field(default=1.0, gt=0)
+
+    @field_validator("mode")
+    @classmethod
+    def _genroute_runs_them(cls, value: str) -> str:
+        if value == "provider":
+            raise ValueError(
+                "'provider' (the providers' own batch APIs, Gemini's and OpenAI's, at their "
+                "discount) is not available yet: genroute runs every batch itself through "
+                "the pipeline for every model group (mode: genroute, the default), priced at "
+                "the deployments' interactive rates; leave mode out"
+            )
+        if value != "genroute":
+            raise ValueError(f"{value!r} is not a batch mode: genroute is the one there is")
+        return value
 
     @model_validator(mode="after")
     def _busy_below_concurrency(self) -> BatchesSettings:

@@ -91,7 +91,11 @@ class UpstreamFiles(Protocol):
         mime_type: str,
         display_name: str | None,
     ) -> dict[str, Any]:
-        """Upload a file; the upstream's `File` (with `uri`, `expirationTime`)."""
+        """Upload a file; the upstream's `File` (with `uri`, `state`, `expirationTime`)."""
+        ...
+
+    async def get_file(self, call: Call, name: str) -> dict[str, Any]:
+        """The upstream's `File` named `name` (`files/{id}`), to see its `state`."""
         ...
 
 

@@ -82,6 +82,27 @@ def _request(data: Any, where: str) -> dict[str, Any]:
     return request.model_dump(by_alias=True, exclude_none=True, exclude={"model"})
 
 
+_ELSEWHERE = ("gcsSource", "gcs_source", "bigquerySource", "bigquery_source")
+
+
+def _refuse_elsewhere(batch: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse what only Vertex AI's batch jobs take (requests in Cloud Storage or BigQuery,
+    answers written there), saying what to send instead."""
+    for field in _ELSEWHERE:
+        if field in config:
+            raise InvalidRequest(
+                f"batch.inputConfig.{field}: genroute does not read Cloud Storage or "
+                "BigQuery: send the requests inline (inputConfig.requests) or upload them "
+                "as a JSONL file with client.files.upload and name it (inputConfig.fileName)"
+            )
+    for field in ("outputConfig", "output_config", "dest"):
+        if field in batch:
+            raise InvalidRequest(
+                f"batch.{field}: genroute keeps a batch's answers itself (inlinedResponses, "
+                "or a responses file in the Files API for a file of requests): leave it out"
+            )
+
+
 class BatchService:
     """Batches in the database; see the module docstring."""
 
@@ -158,6 +179,7 @@ class BatchService:
         config = batch.get("inputConfig") or batch.get("input_config")
         if not isinstance(config, dict):
             raise InvalidRequest("batch.inputConfig: required (requests, or fileName)")
+        _refuse_elsewhere(batch, config)
         input_file: str | None = None
         if config.get("fileName") or config.get("file_name"):
             input_file, items = await self._file_items(

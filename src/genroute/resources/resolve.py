@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,9 +42,10 @@ from genroute.resources.files import FileService
 from genroute.resources.owners import Access
 from genroute.resources.runner import Traffic
 from genroute.resources.storage import Charge, storage_charge
+from genroute.resources.upstream import upstream_uri
 from genroute.store.caches import CacheCopy, CacheRow
-from genroute.store.files import FileCopy, FileRow
-from genroute.store.repo import aware, utcnow
+from genroute.store.files import FileRow
+from genroute.store.repo import aware
 from genroute.wire import (
     BatchEmbedContentsRequest,
     BatchEmbedContentsResponse,
@@ -67,7 +67,6 @@ _PATH = re.compile(
     r"(?:^|/)(?:v1|v1beta|v1alpha)/files/([a-z0-9-]{1,40})$|^files/([a-z0-9-]{1,40})$"
 )
 _TEXTUAL = ("text/", "application/json", "application/xml", "application/x-yaml")
-UPSTREAM_COPY_LIFE = timedelta(hours=47)  # Gemini keeps a file 48 hours
 
 
 def genroute_file_id(uri: str) -> str | None:
@@ -155,7 +154,15 @@ class FilePreparer:
         settings = self.files.settings
         if isinstance(provider, UpstreamFiles):
             if row.size_bytes > settings.gemini_inline_bytes:
-                uri = await self._upstream_uri(provider, row)
+                uri = await upstream_uri(
+                    self.call,
+                    provider,
+                    self.files.repo,
+                    row,
+                    self.files.read(row),
+                    where=where,
+                    wait=settings.upstream_processing_wait_seconds,
+                )
                 data = FileData(mime_type=row.mime_type, file_uri=uri)
                 return part.model_copy(update={"file_data": data})
             return await self._inline(part, row, where, deployment, textual=False)
@@ -186,41 +193,6 @@ class FilePreparer:
                 pass  # sent as bytes, for the translator to take or refuse
         blob = Blob(mime_type=row.mime_type, data=base64.b64encode(data).decode("ascii"))
         return Part.model_validate({**fields, "inline_data": blob})
-
-    async def _upstream_uri(self, provider: UpstreamFiles, row: FileRow) -> str:
-        target = provider.files_target
-        repo = self.files.repo
-        found = await repo.copy(row.file_id, target)
-        if found is not None:
-            return found.upstream_uri
-        file = await provider.upload_file(
-            self.call,
-            self.files.read(row),
-            size=row.size_bytes,
-            mime_type=row.mime_type,
-            display_name=row.display_name,
-        )
-        expires = _expiry(file.get("expirationTime"))
-        await repo.save_copy(
-            FileCopy(
-                file_id=row.file_id,
-                target=target,
-                upstream_name=str(file.get("name") or ""),
-                upstream_uri=str(file["uri"]),
-                expires_at=expires,
-            )
-        )
-        return str(file["uri"])
-
-
-def _expiry(value: Any) -> datetime:
-    """When an upstream copy stops being usable: an hour before the upstream says."""
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")) - timedelta(hours=1)
-        except ValueError:
-            pass
-    return utcnow() + UPSTREAM_COPY_LIFE
 
 
 class CallPreparer:

@@ -46,6 +46,7 @@ from genroute.server.files import FilesAPI, match_files_path
 from genroute.server.management import ManagementAPI
 from genroute.server.paths import ModelPath, parse_model_path
 from genroute.server.resource_admin import ResourceAdmin
+from genroute.server.unsupported import unsupported
 from genroute.server.vertex import lift_embed_config, predict_reply, predict_request
 from genroute.ui import AdminUI
 from genroute.wire import (
@@ -237,7 +238,7 @@ class GatewayApp:
             if self.management is not None and self.management.handles(path):
                 await self.management.handle(scope, receive, send, headers)
                 return
-            raise NotFound(f"no route for {method} {path}")
+            raise unsupported(method, path) or NotFound(f"no route for {method} {path}")
         _check_model_name(parsed)
         model, action = parsed.name(self.router.knows), parsed.action
         query = query_params(scope)
@@ -249,7 +250,7 @@ class GatewayApp:
             row = await self.governance.authenticate(key)
         if action is None:
             if method != "GET":
-                raise GenrouteError(
+                raise unsupported(method, path) or GenrouteError(
                     f"{method} is not allowed on {path}", code=405, status="UNIMPLEMENTED"
                 )
             if model is None:

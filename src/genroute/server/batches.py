@@ -106,7 +106,13 @@ class BatchesAPI:
             await self.batches.cancel(access, name)
             await asgi.send_json(send, 200, {}, headers)
         elif route.action is not None:
-            raise NotFound(f"no route for {method} {scope['path']}")
+            raise GenrouteError(
+                f"{method} {name}:{route.action} is not served: a batch is read (GET), "
+                "cancelled (POST :cancel) and deleted (DELETE); make a new batch to change "
+                "its requests",
+                code=400,
+                status="FAILED_PRECONDITION",
+            )
         elif method == "GET":
             row = await self.batches.get(access, name)
             await asgi.send_json(send, 200, await self.batches.to_json(row), headers)

@@ -156,7 +156,12 @@ class FilesAPI:
         if route.action == "download" and method == "GET":
             await self._download(send, await self.files.get(access, name), headers)
         elif route.action is not None:
-            raise NotFound(f"no route for {method} {scope['path']}")
+            raise GenrouteError(
+                f"{method} {name}:{route.action} is not served: a file is read (GET), its "
+                "bytes downloaded (GET :download?alt=media) and deleted (DELETE)",
+                code=400,
+                status="FAILED_PRECONDITION",
+            )
         elif method == "GET":
             row = await self.files.get(access, name)
             await asgi.send_json(send, 200, file_json(row, base), headers)

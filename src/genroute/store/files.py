@@ -64,6 +64,9 @@ class FileCopy(Base):
     upstream_name: Mapped[str] = mapped_column(String(256), nullable=False)
     upstream_uri: Mapped[str] = mapped_column(String(1024), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Its state there (revision 0008): PROCESSING until the upstream has read it (videos);
+    # ACTIVE (or None, for copies made before) once it may be named in a call.
+    state: Mapped[str | None] = mapped_column(String(16))
 
 
 class FileRepo:
@@ -153,6 +156,13 @@ class FileRepo:
         if found is None or aware(found.expires_at) <= utcnow():  # type: ignore[operator]
             return None
         return found
+
+    async def remove_copy(self, file_id: str, target: str) -> None:
+        """Forget a file's copy on an upstream (it failed there)."""
+        async with guarded("deleting a file copy"), self.session.begin() as session:
+            await session.execute(
+                delete(FileCopy).where(FileCopy.file_id == file_id, FileCopy.target == target)
+            )
 
     async def save_copy(self, entry: FileCopy) -> None:
         """Remember (or replace) a file's copy on an upstream."""

@@ -25,7 +25,14 @@ from genroute.providers.base import UpstreamCache
 from genroute.providers.gemini.translate import PROVIDER, map_error
 from genroute.providers.transport import HttpRequest, Timeout, Transport
 
-__all__ = ["CHUNK", "create_cached_content", "files_target", "upload_file", "upload_root"]
+__all__ = [
+    "CHUNK",
+    "create_cached_content",
+    "files_target",
+    "get_file",
+    "upload_file",
+    "upload_root",
+]
 
 CHUNK = 8 * 1024 * 1024
 
@@ -138,6 +145,26 @@ async def upload_file(
         raise UpstreamMalformed(
             f"{PROVIDER} file upload: the finalize reply has no file with a uri",
             provider=PROVIDER,
+        ) from None
+    return dict(file)
+
+
+async def get_file(
+    transport: Transport, root: str, headers: Mapping[str, str], name: str, *, seconds: float
+) -> dict[str, Any]:
+    """A file of this upstream's Files API (`GET {root}/files/{id}`): its `File`."""
+    limit = Timeout(total=seconds, connect=min(seconds, 30))
+    request = HttpRequest("GET", f"{root}/{name}", dict(headers), b"", limit)
+    status, reply_headers, reply = await _send(transport, request)
+    if status != 200:
+        raise map_error(status, reply, reply_headers)
+    try:
+        file = orjson.loads(reply)
+        if not isinstance(file, dict) or not file.get("name"):
+            raise KeyError("name")
+    except (orjson.JSONDecodeError, KeyError):
+        raise UpstreamMalformed(
+            f"{PROVIDER} files.get: the reply is not a File", provider=PROVIDER
         ) from None
     return dict(file)
 

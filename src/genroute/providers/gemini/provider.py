@@ -15,7 +15,12 @@ from genroute.call import Call
 from genroute.providers.base import DeploymentSpec, UpstreamCache
 from genroute.providers.catalog import CATALOG, first_env
 from genroute.providers.gemini import translate
-from genroute.providers.gemini.files import create_cached_content, files_target, upload_file
+from genroute.providers.gemini.files import (
+    create_cached_content,
+    files_target,
+    get_file,
+    upload_file,
+)
 from genroute.providers.transport import JsonTransport, Transport, reading
 from genroute.wire import (
     BatchEmbedContentsRequest,
@@ -91,6 +96,12 @@ class GeminiProvider:
             mime_type=mime_type,
             display_name=display_name,
             seconds=self.spec.timeout,
+        )
+
+    async def get_file(self, call: Call, name: str) -> dict[str, Any]:
+        """A file this deployment's key uploaded to its Files API (its state, say)."""
+        return await get_file(
+            self._transport, self._root, self._headers, name, seconds=self.spec.timeout
         )
 
     async def create_cache(
