@@ -247,3 +247,16 @@ def test_the_index_is_bounded_by_the_bytes_of_its_buckets_too() -> None:
     for i in range(1000):
         index.add(f"e{i}", f"b{i}", rand(rng), expires=2e9)
     assert index.nbytes <= index.max_bytes and 10 < len(index) < 100
+
+
+async def test_a_threshold_of_zero_serves_the_nearest_entry_whatever_it_says() -> None:
+    """`similarity_threshold: 0` is a threshold (any nearest entry of the bucket), not
+    "unset": it used to be read as 1.0, so only identical prompts were served."""
+    up = Upstream()
+    p = pipeline(up, {**SEMANTIC, "similarity_threshold": 0})
+    await p.generate(call(), request("What is the capital of France?"))
+    await p.cache.drain()
+    other = call()
+    await p.generate(other, request("How do I bake bread?"))
+    assert other.cache.outcome == "semantic-hit" and up.generated == 1
+    await p.aclose()

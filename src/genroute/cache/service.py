@@ -243,9 +243,11 @@ class ResponseCache:
             text, bucket = plan.semantic
             plan.vector = await self.embed(call, text)
             plan.embedded = True
+            threshold = self.params.similarity_threshold
             if plan.vector is not None:
+                # (required for semantic types; 0 is a threshold too: any nearest entry)
                 near = self.index.search(
-                    bucket, plan.vector, self.params.similarity_threshold or 1.0, plan.max_age
+                    bucket, plan.vector, 1.0 if threshold is None else threshold, plan.max_age
                 )
                 if near is not None:
                     ident, similarity = near
