@@ -250,6 +250,7 @@ class Call:
     cache: CacheRecord = field(default_factory=CacheRecord)
     cache_control: CacheControl = NO_DIRECTIVES
     resources: ResourceRecord = field(default_factory=ResourceRecord)
+    trace_id: str | None = None  # the call's trace (32 hex digits); set by the observed layer
 
     @property
     def stream(self) -> bool:
@@ -259,6 +260,11 @@ class Call:
     def with_upstream(self, observer: UpstreamObserver | None) -> Call:
         """This call, for the layers inside: with `observer` around each upstream request."""
         return replace(self, upstream=observer)
+
+    def with_trace(self, trace_id: str, observer: UpstreamObserver | None) -> Call:
+        """This call, for the layers inside: in trace `trace_id`, with `observer` around
+        each upstream request."""
+        return replace(self, trace_id=trace_id, upstream=observer)
 
     def with_prepare(self, preparer: Preparer | None) -> Call:
         """This call, for the layers inside: its request rewritten per deployment."""

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.conftest import ROOT, InProcessGateway, in_ci
+from tests.conftest import ROOT, InProcessGateway, in_ci, refused_port
 
 CHROMIUM = os.environ.get("GENROUTE_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("GENROUTE_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "ui"
@@ -37,6 +37,18 @@ PRICED_DEMO = {
     # Prices of its own, so that its calls cost something to chart.
     "model_info": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002},
 }
+
+
+def broken_group() -> dict[str, Any]:
+    """A `broken` model group: an OpenAI deployment whose upstream refuses connections."""
+    return {
+        "model_name": "broken",
+        "params": {
+            "model": "openai/gpt-4o-mini",
+            "api_key": "sk-upstream",
+            "api_base": f"http://127.0.0.1:{refused_port()}/v1",
+        },
+    }
 
 
 def ui_config(**general: Any) -> dict[str, Any]:

@@ -22,12 +22,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from playwright.sync_api import expect
 
 from genroute.observability.tracing import Tracing
-from tests.conftest import InProcessGateway, genai_client, refused_port
+from tests.conftest import InProcessGateway, genai_client
 from tests.ui.conftest import (
     MASTER,
     PRICED_DEMO,
     Browser,
     Watched,
+    broken_group,
     shot,
     sign_in,
     signed_in,
@@ -42,16 +43,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
     """One gateway for the module: SQLite, the priced demo model, a `broken` group (an
     upstream that refuses connections) falling back to it, content logged."""
     tmp = tmp_path_factory.mktemp("ui")
-    broken = {
-        "model_name": "broken",
-        "params": {
-            "model": "openai/gpt-4o-mini",
-            "api_key": "sk-upstream",
-            "api_base": f"http://127.0.0.1:{refused_port()}/v1",
-        },
-    }
     config = {
-        "model_list": [PRICED_DEMO, broken],
+        "model_list": [PRICED_DEMO, broken_group()],
         "router_settings": {
             "fallbacks": [{"broken": ["demo"]}],
             "allowed_fails": 0,

@@ -89,10 +89,12 @@ class Observed:
         span = self.obs.start(call, request)
         if span is None:
             return call, None
+        trace_id = f"{span.get_span_context().trace_id:032x}"  # kept in the ledger row
         if not span.is_recording():  # not sampled: nothing to record, only to propagate
             assert self.obs.tracing is not None
-            return call.with_upstream(_Propagate(self.obs.tracing.context_headers(span))), span
-        return call.with_upstream(_Attempts(self.obs, span, call)), span
+            observer = _Propagate(self.obs.tracing.context_headers(span))
+            return call.with_trace(trace_id, observer), span
+        return call.with_trace(trace_id, _Attempts(self.obs, span, call)), span
 
     async def _around(
         self,

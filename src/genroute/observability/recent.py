@@ -1,10 +1,11 @@
 """The last calls this process served, in full, for the admin UI's call detail.
 
-The spend ledger keeps every call of every instance, but not how it was routed: each
-attempt (deployment, provider, outcome, time), the groups fallen back to, the trace id,
-and the content when `observability.logs.include_content` is on. `RecentCalls` keeps
-those for the last `size` calls of this process, in memory (a bounded deque: its memory
-does not grow with traffic), and answers the management API's `GET /request/info`.
+The spend ledger keeps every call of every instance and how it was routed (its attempts,
+fallbacks and trace id: `genroute.store.routing`), but never its content. `RecentCalls`
+keeps the full record of the last `size` calls of this process, in memory (a bounded
+deque: its memory does not grow with traffic): the management API's `GET /request/info`
+adds their content, when `observability.logs.include_content` is on, and shows a call
+whose ledger row is not written yet.
 """
 
 from __future__ import annotations

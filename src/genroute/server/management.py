@@ -43,6 +43,7 @@ from genroute.server.asgi import Receive, Scope, Send
 from genroute.server.auth import presented_key, query_params
 from genroute.store import StoreError, hash_key, parse_duration
 from genroute.store.repo import utcnow
+from genroute.store.routing import call_details
 from genroute.store.spend import (
     BUCKETS,
     GROUPS,
@@ -575,19 +576,21 @@ class ManagementAPI:
         }
 
     async def request_info(self, body: bytes, query: dict[str, str]) -> Any:
-        """One request id's ledger rows, and how this instance routed it (its attempts,
-        fallbacks, trace id and, where content is logged, its content) while it is among
-        the last calls it keeps."""
+        """One request id's ledger rows and, for each, how it was routed (its attempts,
+        fallbacks and trace id, which the ledger keeps: the same on every instance). Where
+        content is logged, this instance adds the content of the calls it served among the
+        last ones it keeps; a call whose row is not written yet is shown from those."""
         request_id = _param(query, "request_id", limit=128)
         if not request_id:
             raise InvalidRequest("request_id: required")
         rows = await spend_logs(self.store, SpendFilter(request_id=request_id), 100)
-        calls = self.recent.find(request_id) if self.recent is not None else []
-        if not rows and not calls:
+        recent = self.recent.find(request_id) if self.recent is not None else []
+        if not rows and not recent:
             raise NotFound(f"no call with request id {request_id!r}")
+        content_logged = self.recent is not None and self.recent.content_logged
         return {
             "request_id": request_id,
             "ledger": rows,
-            "calls": calls,
-            "content_logged": self.recent is not None and self.recent.content_logged,
+            "calls": call_details(rows, recent, content_logged),
+            "content_logged": content_logged,
         }

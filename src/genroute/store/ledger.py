@@ -38,6 +38,7 @@ from genroute.call import Call
 from genroute.cost import Tokens
 from genroute.store.models import BudgetHold, EndUser, SpendLog, Team, VirtualKey
 from genroute.store.repo import Store, aware, utcnow
+from genroute.store.routing import routing_json
 
 __all__ = [
     "FAN_OUT",
@@ -100,6 +101,8 @@ class SpendRecord:
     batch: str | None = None  # batches/{id}: a request of that batch
     cached_content: str | None = None  # cachedContents/{id} the call named
     files: str | None = None  # the uploaded files/{id} it named, space-separated
+    trace_id: str | None = None  # the call's trace (32 hex digits)
+    routing: str | None = None  # its attempts and fallbacks (`genroute.store.routing`)
 
     @classmethod
     def of(
@@ -149,6 +152,8 @@ class SpendRecord:
             batch=resources.batch,
             cached_content=resources.cached_content,
             files=" ".join(resources.files) or None,
+            trace_id=call.trace_id,
+            routing=routing_json(route),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "BudgetHold", "EndUser", "SpendLog", "Team", "VirtualKey"]
@@ -118,6 +118,11 @@ class SpendLog(Base):
     batch: Mapped[str | None] = mapped_column(String(64))
     cached_content: Mapped[str | None] = mapped_column(String(96))
     files: Mapped[str | None] = mapped_column(String(512))
+    # How the call was routed and traced (revision 0009), for the call's detail on any
+    # instance: its trace id, and its attempts and fallbacks as compact JSON (see
+    # `genroute.store.ledger.routing_json`).
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    routing: Mapped[str | None] = mapped_column(Text)
 
 
 class BudgetHold(Base):

@@ -10,6 +10,7 @@ from sqlalchemy import case, func, select
 
 from genroute.store.models import SpendLog
 from genroute.store.repo import Store, aware
+from genroute.store.routing import parse_routing
 
 __all__ = [
     "BUCKETS",
@@ -77,6 +78,7 @@ class SpendFilter:
 def _log_dict(row: SpendLog) -> dict[str, Any]:
     data = {str(c.key): getattr(row, c.key) for c in SpendLog.__table__.columns if c.key != "id"}
     data["start_time"] = aware(row.start_time).isoformat()  # type: ignore[union-attr]
+    data["routing"] = parse_routing(row.routing)
     return data
 
 
