@@ -341,10 +341,13 @@ async def test_every_operation_is_governed_and_in_the_ledger(env: Env) -> None:
     await env.gov.ledger.flush()
     async with env.store.session() as session:
         rows = (await session.execute(select(SpendLog).order_by(SpendLog.id))).scalars().all()
-    assert [(r.operation, r.prompt_tokens) for r in rows] == [
-        ("countTokens", 0),
-        ("embedContent", 10),
-        ("batchEmbedContents", 6),
+    assert [(r.operation, r.status_code, r.prompt_tokens, r.cost) for r in rows] == [
+        ("countTokens", 403, 0, 0.0),  # the refused calls: rows with cost 0
+        ("embedContent", 403, 0, 0.0),
+        ("batchEmbedContents", 403, 0, 0.0),
+        ("countTokens", 200, 0, 0.0),
+        ("embedContent", 200, 10, pytest.approx(10 * 0.001)),
+        ("batchEmbedContents", 200, 6, pytest.approx(6 * 0.001)),
     ]
     stored = await env.store.get("key", hash_key(key))
     assert stored is not None and stored["spend"] == pytest.approx(16 * 0.001)

@@ -309,8 +309,14 @@ async def test_redis_down_falls_back_to_local_limits_and_back(
     assert gov.metrics()["genroute_redis_up"] == 1
     await gov.ledger.flush()
     async with gov.store.session() as session:
-        rows = await session.scalar(select(func.count(SpendLog.id)))
+        rows = await session.scalar(
+            select(func.count(SpendLog.id)).where(SpendLog.status_code == 200)
+        )
+        refused = await session.scalar(
+            select(func.count(SpendLog.id)).where(SpendLog.status_code == 429)
+        )
     assert rows == 1 + 3 + 2  # every served call, whichever limits admitted it
+    assert refused == 2 + 1  # and each call refused for its limit, with cost 0
 
 
 async def test_a_release_redis_does_not_take_keeps_the_ledger_row(

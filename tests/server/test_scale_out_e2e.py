@@ -152,8 +152,10 @@ def test_two_instances_share_keys_limits_budgets_and_cooldowns(
         outcome = asyncio.run(load([a, b], capped, 50))
         served = sum(s == 200 for s in outcome.values())
         assert set(outcome.values()) <= {200, 429}
-        eventually(lambda: len(ledger(a, capped)[0]) == served)
+        eventually(lambda: len(ledger(a, capped)[0]) == len(outcome))  # refused ones too
         logs, spend = ledger(a, capped)
+        assert sum(r["status_code"] == 200 for r in logs) == served
+        assert all(r["cost"] == 0 for r in logs if r["status_code"] == 429)
         print(f"two instances, 50 calls at once on a 10.5-call budget: {served} served, "
               f"spend ${spend:.4f} of ${budget:.4f}")  # fmt: skip
         assert 10 <= served <= 11 and spend <= budget + HOLD

@@ -431,6 +431,40 @@ def test_logs_filter_by_key_model_and_status(ui: Watched, gw: InProcessGateway) 
     expect(page.get_by_role("cell", name="No calls yet.")).to_be_visible()
 
 
+def test_a_refused_call_shows_in_logs_with_its_status(ui: Watched, gw: InProcessGateway) -> None:
+    """A known key refused for its model list is a ledger row (cost 0): Logs shows it, the
+    status filter finds it, its detail says why. An unknown key leaves no row."""
+    page = ui.page
+    signed_in(ui)
+    made = requests.post(
+        gw.base_url + "/key/generate",
+        json={"key_alias": "refused-key", "models": ["broken"]},
+        headers={"x-goog-api-key": MASTER},
+        timeout=10,
+    )
+    narrow = made.json()["key"]
+    client = genai_client(gw.base_url, narrow, headers={"x-request-id": "req-refused"})
+    with pytest.raises(ClientError):
+        client.models.generate_content(model="demo", contents="May I?")
+    with pytest.raises(ClientError):
+        call(gw, "sk-unknown-key-refused", end_user="junk-user")
+    page.goto("/ui/logs")
+    expect(page.get_by_role("row").filter(has_text="refused-key")).to_be_visible(timeout=5000)
+    expect(page.get_by_role("row").filter(has_text="junk-user")).to_have_count(0)  # written before
+    page.get_by_label("Status").select_option("403")
+    page.get_by_role("button", name="Filter").click()
+    row = page.get_by_role("row").filter(has_text="refused-key")
+    expect(row).to_contain_text("403")
+    expect(row).to_contain_text("demo")
+    row.get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Call req-refused")).to_be_visible()
+    routing = page.get_by_role("region", name="Routing")
+    expect(routing).to_contain_text("RefusedMODEL_NOT_ALLOWED")
+    expect(routing).to_contain_text("may not use model 'demo'")
+    expect(routing.get_by_role("table", name="Attempts")).to_contain_text("Not routed")
+    shot(page, "log-detail-refused")
+
+
 def test_one_calls_detail_with_its_routing_and_content(ui: Watched, gw: InProcessGateway) -> None:
     page = ui.page
     signed_in(ui)
@@ -495,11 +529,12 @@ def test_spend_chart_table_range_and_csv(ui: Watched, gw: InProcessGateway) -> N
         "hour",
         "end_user",
         "requests",
+        "refused",
         "prompt_tokens",
         "output_tokens",
         "spend_usd",
     ]
-    assert any(r[1] == "spend-user" and int(r[2]) >= 2 and float(r[5]) > 0 for r in rows[1:])
+    assert any(r[1] == "spend-user" and int(r[2]) >= 2 and float(r[6]) > 0 for r in rows[1:])
 
     page.get_by_label("Start", exact=True).fill("2020-01-01")
     page.get_by_label("End", exact=True).fill("2020-01-07")

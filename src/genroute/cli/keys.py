@@ -140,7 +140,8 @@ def spend(args: argparse.Namespace) -> int:
     async def work(store: Store) -> int:
         rows = await spend_report(store, group, SpendFilter(start=utcnow() - since))
         table = Table(title=f"spend by {args.by}, last {args.since}", title_justify="left")
-        for column in ("day", args.by, "requests", "prompt tokens", "output tokens", "spend"):
+        columns = ("day", args.by, "requests", "refused", "prompt tokens", "output tokens", "spend")
+        for column in columns:
             table.add_column(column, justify="right" if "tok" in column else "left")
         total = 0.0
         for row in rows:
@@ -148,13 +149,15 @@ def spend(args: argparse.Namespace) -> int:
             table.add_row(
                 row["day"],
                 str(row[group] if row[group] is not None else "-"),
-                str(row["requests"]),
+                str(row["requests"]),  # refused calls included: "refused" says how many
+                str(row["refused"]),
                 str(row["prompt_tokens"]),
                 str(row["output_tokens"]),
                 _money(row["spend"]),
             )
         table.add_section()
-        table.add_row("total", "", str(sum(r["requests"] for r in rows)), "", "", _money(total))
+        requests, refused = (str(sum(r[k] for r in rows)) for k in ("requests", "refused"))
+        table.add_row("total", "", requests, refused, "", "", _money(total))
         Console().print(table)
         return 0
 

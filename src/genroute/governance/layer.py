@@ -5,7 +5,8 @@ batchEmbedContents) it
   1. resolves the model to its group (404 for a name no group serves),
   2. admits the call: the key's and team's model lists (403), blocked rows, budgets and
      rpm/tpm/parallel limits of the key, its team and the end user (429), holding the most
-     the call can cost on each budget (`genroute.governance.estimate.MaxCost`);
+     the call can cost on each budget (`genroute.governance.estimate.MaxCost`); a call
+     refused here is a ledger row with its status and cost 0 (`Governance.refused`);
   3. calls the next layer;
   4. settles in a `finally`, whatever happened further in (an error, a cancellation, a
      client that left mid-stream): the limits and reservations it took are given back,
@@ -23,7 +24,7 @@ from typing import TypeVar
 
 from genroute.call import Call, ModelAPI
 from genroute.cost import Pricer
-from genroute.errors import outcome
+from genroute.errors import PermissionDenied, RateLimited, outcome
 from genroute.governance.estimate import GroupResolver, MaxCost
 from genroute.governance.service import Admission, Governance
 from genroute.wire import (
@@ -61,7 +62,11 @@ class Governed:
 
     async def _admit(self, call: Call, estimate: Callable[[str], float]) -> Admission:
         group = self.groups.resolve(call.model)
-        return await self.governance.admit(call, group, estimate(group))
+        try:
+            return await self.governance.admit(call, group, estimate(group))
+        except (PermissionDenied, RateLimited) as exc:  # a ledger row with cost 0
+            await self.governance.refused(call, exc)
+            raise
 
     async def _settle(
         self, call: Call, admission: Admission | None, error: BaseException | None

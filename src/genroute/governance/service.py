@@ -17,7 +17,9 @@ backoff). Without the database, known keys serve from their cached rows (bounded
 staleness), unknown ones get 503, spend goes to the ledger's local spool, and budgets are
 held in memory; without Redis, limits and budgets are held in memory. Start-up waits for
 neither: migrations are retried in the background. `settle` never raises, and queues the
-ledger row before anything that can fail.
+ledger row before anything that can fail. A known caller's call refused before it reaches a
+model (`refused`: a blocked or expired key, a model it may not use, a budget, a limit) is a
+ledger row too, with cost 0; a missing or unknown key never is.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import contextlib
 import fnmatch
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,7 +38,7 @@ from typing import Any
 
 from genroute.call import Call, Caller
 from genroute.cost import Tokens
-from genroute.errors import PermissionDenied, ServiceUnavailable, Unauthenticated
+from genroute.errors import GenrouteError, PermissionDenied, ServiceUnavailable, Unauthenticated
 from genroute.governance.budgets import (
     Budget,
     BudgetBook,
@@ -59,6 +62,7 @@ from genroute.governance.limits import (
 from genroute.store.journal import Journal
 from genroute.store.ledger import SpendRecord, new_row_id
 from genroute.store.repo import Store, hash_key, utcnow
+from genroute.store.routing import refusal_json
 from genroute.store.writer import LedgerWriter
 
 __all__ = ["ALL_MODELS", "Admission", "Governance", "model_allowed"]
@@ -76,6 +80,14 @@ def _error_info(reason: str) -> dict[str, object]:
         "reason": reason,
         "domain": "genroute",
     }
+
+
+def _reason(error: GenrouteError) -> str | None:
+    """The error's `ErrorInfo` reason (`API_KEY_BLOCKED`, `BUDGET_EXCEEDED`...), if any."""
+    for detail in error.details:
+        if isinstance(detail, dict) and isinstance(reason := detail.get("reason"), str):
+            return reason
+    return None
 
 
 def _pattern_matches(pattern: str, model: str) -> bool:
@@ -306,6 +318,13 @@ class Governance:
 
     async def authenticate(self, key: str | None) -> dict[str, Any] | None:
         """The virtual key's row, or None for the master key (or no auth configured)."""
+        row = await self.known_key(key)
+        self.check_key(row)
+        return row
+
+    async def known_key(self, key: str | None) -> dict[str, Any] | None:
+        """The virtual key's row, blocked or expired or not (see `check_key`), or None for
+        the master key (or no auth configured); 403/401 for a missing or unknown key."""
         if not key:
             if self._master is None:
                 return None
@@ -325,10 +344,12 @@ class Governance:
                 "API key not valid. Please pass a valid API key.",
                 details=[_error_info("API_KEY_INVALID")],
             )
-        self._check_key(row)
         return row
 
-    def _check_key(self, row: dict[str, Any]) -> None:
+    def check_key(self, row: dict[str, Any] | None) -> None:
+        """Refuse a blocked (403) or expired (401) key's row."""
+        if row is None:
+            return
         if row.get("blocked"):
             raise PermissionDenied("This key is blocked.", details=[_error_info("API_KEY_BLOCKED")])
         if _expired(row, self.now()):
@@ -401,7 +422,7 @@ class Governance:
         if caller.key_hash and not self.is_master(caller.key_hash):
             key = await self.cache.get("key", caller.key_hash)
             if key is not None:
-                self._check_key(key)
+                self.check_key(key)
                 team_id = key.get("team_id")
                 label = f"key {key.get('key_alias') or key.get('key_name')!r}"
                 rows.append(("key", caller.key_hash, key, label))
@@ -517,6 +538,26 @@ class Governance:
             await self.limiter.release(admission.ticket, Tokens.from_usage(call.meter.usage).total)
         except Exception:
             log.exception("limits: releasing request %s failed", call.request_id)
+
+    async def refused(self, call: Call, error: GenrouteError) -> None:
+        """A known caller's call refused before it reached a model (its key blocked or
+        expired, a model its key or team may not use, a budget, a rate limit): a ledger
+        row with its status, why, and cost 0, so that Logs and the reports show it. Not
+        for a missing or unknown key (junk traffic must not fill the database), nor while
+        the spend ledger is full. Never raises."""
+        if self.ledger.full:
+            return
+        try:
+            record = SpendRecord.of(
+                call,
+                status_code=error.code,
+                error_status=error.status,
+                finished=time.perf_counter(),
+            )
+            record.routing = refusal_json(_reason(error), error.message)
+            await self.ledger.submit(record)
+        except Exception:
+            log.exception("spend ledger: refused request %s could not be queued", call.request_id)
 
     async def charge(self, record: SpendRecord) -> None:
         """Record a charge that is no model call (a context cache's storage on a provider)

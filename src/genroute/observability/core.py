@@ -226,6 +226,12 @@ class Observability:
             span = None
         self.finish(call, error, finished=time.perf_counter(), span=span)
 
+    def auth_refused(self, error: BaseException) -> None:
+        """Count a request refused for a missing or unknown key (metrics only: no log
+        line, no ledger row, whatever the volume)."""
+        if self.metrics is not None:
+            self.metrics.auth_refused(error)
+
     async def render_metrics(self) -> tuple[bytes, str] | None:
         """The /metrics exposition, or None when metrics are off."""
         if self.metrics is None:

@@ -51,6 +51,7 @@ __all__ = [
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"
 MAX_SERIES = 2000  # label sets per metric, per worker
+_AUTH_REASONS = {"API_KEY_MISSING", "API_KEY_INVALID"}  # genroute_auth_refused's reasons
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, float("inf"))
 OVERHEAD_BUCKETS = (
     0.0001,
@@ -190,6 +191,12 @@ class Metrics:
             ["callback"],
             registry=r,
         )
+        self.auth_refusals = Counter(
+            "genroute_auth_refused",
+            "Requests refused for a missing or unknown key (never ledger rows).",
+            ["status_code", "reason"],
+            registry=r,
+        )
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, kept: prometheus-client's lookup takes a lock and
@@ -247,6 +254,16 @@ class Metrics:
             self._child(self.retries, group).inc(retries)
         if record.fallbacks:
             self._child(self.fallbacks, group).inc(len(record.fallbacks))
+
+    def auth_refused(self, error: BaseException) -> None:
+        """Count a request refused for a missing or unknown key, by status and reason
+        (`API_KEY_MISSING`, `API_KEY_INVALID`: a bounded set of label values)."""
+        code = getattr(error, "code", 0)
+        reason = ""
+        for detail in getattr(error, "details", None) or ():
+            if isinstance(detail, dict) and detail.get("reason") in _AUTH_REASONS:
+                reason = detail["reason"]
+        self._child(self.auth_refusals, str(code), reason).inc()
 
     def _cached(self, group: str, record: CallRecord) -> None:
         self._child(self.cache, group, record.cache or "").inc()

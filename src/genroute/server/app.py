@@ -247,7 +247,9 @@ class GatewayApp:
         if self.governance is None:
             self.auth.check(key)
         else:
-            row = await self.governance.authenticate(key)
+            row = await self._known_key(
+                scope, key, model if method == "POST" else None, action, rid
+            )
         if action is None:
             if method != "GET":
                 raise unsupported(method, path) or GenrouteError(
@@ -268,6 +270,31 @@ class GatewayApp:
         operation = Operation.BATCH_EMBED if action == "predict" else Operation(action)
         call = self._call(scope, operation, normalise_model_name(model), key, row, rid)
         await self._post[action](scope, receive, send, call, headers)
+
+    async def _known_key(
+        self, scope: Scope, key: str | None, model: str | None, action: str | None, rid: str
+    ) -> dict[str, Any] | None:
+        """The caller's key row (None: the master key). A missing or unknown key is only
+        counted in metrics (junk traffic must not fill the database); a call of a known key
+        that is blocked or expired is also a ledger row with its status and cost 0."""
+        assert self.governance is not None
+        try:
+            row = await self.governance.known_key(key)
+        except GenrouteError as exc:
+            if self.observability is not None:
+                self.observability.auth_refused(exc)
+            raise
+        try:
+            self.governance.check_key(row)
+        except GenrouteError as exc:
+            if model is not None and action in self._post:
+                operation = Operation.BATCH_EMBED if action == "predict" else Operation(action)
+                call = self._call(scope, operation, normalise_model_name(model), key, row, rid)
+                await self.governance.refused(call, exc)
+                if self.observability is not None:
+                    self.observability.refused(call, exc)
+            raise
+        return row
 
     async def _resource_caller(self, scope: Scope) -> Caller:
         """The authenticated caller of a resource route (the Files API)."""

@@ -4,7 +4,8 @@ off nothing but the Router's record, and read back as the admin UI's call detail
 `routing_json` writes `{"attempts": [...], "fallbacks": [...]}`: per attempt its model
 group, deployment, provider, status (200 when it served the call), reason (the error's
 status) and message (clipped), and milliseconds; the fallback groups when there were any.
-A call that tried no deployment (a cache hit, a refusal) keeps nothing (None).
+A call that tried no deployment keeps nothing (None), except a call refused before it
+reached a model, which keeps why (`refusal_json`).
 `routing_detail` turns a ledger row back into the detail `GET /request/info` answers, in
 the shape of the in-memory record of the last calls (`genroute.observability.recent`);
 `call_details` adds that record's content, where content is logged.
@@ -18,7 +19,14 @@ import orjson
 
 from genroute.call import RouteRecord
 
-__all__ = ["MESSAGE_CHARS", "call_details", "parse_routing", "routing_detail", "routing_json"]
+__all__ = [
+    "MESSAGE_CHARS",
+    "call_details",
+    "parse_routing",
+    "refusal_json",
+    "routing_detail",
+    "routing_json",
+]
 
 MESSAGE_CHARS = 200  # an attempt's error message, clipped: enough to read why it failed
 
@@ -49,6 +57,15 @@ def routing_json(route: RouteRecord) -> str | None:
     return orjson.dumps(data).decode()
 
 
+def refusal_json(reason: str | None, message: str) -> str:
+    """Why a call was refused before it reached a model (`{"refused": {...}}`): the error's
+    reason (`API_KEY_BLOCKED`, `BUDGET_EXCEEDED`, `MODEL_NOT_ALLOWED`; None for a rate
+    limit) and its message, clipped."""
+    return orjson.dumps(
+        {"refused": {"reason": reason, "message": message[:MESSAGE_CHARS]}}
+    ).decode()
+
+
 def parse_routing(text: Any) -> dict[str, Any] | None:
     """A ledger row's `routing` column read back (None when empty or not a JSON object)."""
     if not isinstance(text, str) or not text:
@@ -69,6 +86,8 @@ def routing_detail(row: dict[str, Any]) -> dict[str, Any]:
     data = routing if isinstance(routing, dict) else parse_routing(routing) or {}
     attempts = data.get("attempts")
     fallbacks = data.get("fallbacks")
+    refused = data.get("refused")
+    refused = refused if isinstance(refused, dict) else None
     log = []
     for entry in attempts if isinstance(attempts, list) else []:
         if not isinstance(entry, dict):
@@ -97,8 +116,9 @@ def routing_detail(row: dict[str, Any]) -> dict[str, Any]:
         "trace_id": row.get("trace_id"),
         "fallbacks": fallbacks if isinstance(fallbacks, list) else [],
         "attempt_log": log,
+        "refused": None if refused is None else refused.get("reason") or row.get("error_status"),
         "finish_reason": None,  # what the ledger does not keep (the in-memory record does)
-        "error_message": None,
+        "error_message": None if refused is None else refused.get("message"),
         "upstream_ms": None,
         "overhead_ms": None,
         "request_contents": None,  # added by `call_details` where content is logged

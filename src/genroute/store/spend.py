@@ -99,11 +99,15 @@ async def spend_logs(
 
 
 _CACHE_HITS = func.sum(case((SpendLog.cache_hit.is_not(None), 1), else_=0))
+# Calls refused before they reached a model (`genroute.store.routing.refusal_json`): rows
+# with cost 0 that `requests` counts, and `refused` says how many of them there are.
+_REFUSED = func.sum(case((SpendLog.routing.like('{"refused"%'), 1), else_=0))
 
 
 async def spend_totals(store: Store, where: SpendFilter) -> dict[str, float | int]:
     """Requests, tokens and cost of the matching rows; the calls the response cache
-    answered and what their answers had cost (`cache_saved`)."""
+    answered and what their answers had cost (`cache_saved`); of the requests, those
+    refused before they reached a model (`refused`: a key, budget or limit, cost 0)."""
     query = where.apply(
         select(
             func.count(SpendLog.id),
@@ -112,10 +116,11 @@ async def spend_totals(store: Store, where: SpendFilter) -> dict[str, float | in
             func.coalesce(func.sum(SpendLog.output_tokens + SpendLog.thinking_tokens), 0),
             func.coalesce(_CACHE_HITS, 0),
             func.coalesce(func.sum(SpendLog.saved_cost), 0.0),
+            func.coalesce(_REFUSED, 0),
         )
     )
     async with store.session() as session:
-        count, cost, prompt, output, hits, saved = (await session.execute(query)).one()
+        count, cost, prompt, output, hits, saved, refused = (await session.execute(query)).one()
     return {
         "requests": int(count),
         "spend": float(cost),
@@ -123,6 +128,7 @@ async def spend_totals(store: Store, where: SpendFilter) -> dict[str, float | in
         "output_tokens": int(output),
         "cache_hits": int(hits),
         "cache_saved": float(saved),
+        "refused": int(refused),
     }
 
 
@@ -144,7 +150,8 @@ async def spend_report(
     store: Store, group_by: str, where: SpendFilter, by_day: bool = True, bucket: str = "day"
 ) -> list[dict[str, Any]]:
     """Spend grouped by time (`bucket`: day or hour; none without `by_day`) and by model,
-    key, team or end user. Grouped by key, each row also names the key's alias."""
+    key, team or end user. Grouped by key, each row also names the key's alias. `requests`
+    counts the calls refused before they reached a model too; `refused` says how many."""
     column = GROUPS[group_by]
     keys: list[Any] = []
     if by_day:
@@ -161,6 +168,7 @@ async def spend_report(
             func.sum(SpendLog.output_tokens + SpendLog.thinking_tokens).label("output_tokens"),
             _CACHE_HITS.label("cache_hits"),
             func.sum(SpendLog.saved_cost).label("cache_saved"),
+            _REFUSED.label("refused"),
         )
     ).group_by(*keys)
     query = query.order_by(*keys)
@@ -178,6 +186,7 @@ async def spend_report(
             output_tokens=int(row.output_tokens or 0),
             cache_hits=int(row.cache_hits or 0),
             cache_saved=float(row.cache_saved or 0.0),
+            refused=int(row.refused or 0),
         )
         if by_day:
             item = {bucket: str(row.period), **item}
@@ -187,7 +196,8 @@ async def spend_report(
 
 async def deployment_stats(store: Store, since: datetime) -> dict[str, dict[str, Any]]:
     """Per deployment, the calls it answered since `since`: requests, errors (status 400
-    and over), error rate and mean latency (ms)."""
+    and over), error rate and mean latency (ms). Calls refused before they reached a model
+    name no deployment: they are not counted here."""
     errors = func.sum(case((SpendLog.status_code >= 400, 1), else_=0))
     query = (
         select(

@@ -164,6 +164,7 @@ def _render(
         buckets=BUCKETS,
         error=error,
         total_requests=sum(r["requests"] for r in rows),
+        total_refused=sum(r.get("refused", 0) for r in rows),
         csv_url=with_query("/ui/spend.csv", choice.params()),
     )
 
@@ -184,13 +185,14 @@ async def csv_download(page: Page) -> Response:
     header = [choice.bucket, choice.group]
     if choice.group == "key":
         header.append("key_alias")
-    writer.writerow([*header, "requests", "prompt_tokens", "output_tokens", "spend_usd"])
+    writer.writerow([*header, "requests", "refused", "prompt_tokens", "output_tokens", "spend_usd"])
     for row in rows:
         cells = [row["period"], row.get(choice.group)]
         if choice.group == "key":
             cells.append(row.get("key_alias"))
         cells += [
             row["requests"],
+            row.get("refused", 0),
             row["prompt_tokens"],
             row["output_tokens"],
             f"{row['spend']:.10g}",
