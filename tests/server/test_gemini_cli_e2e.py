@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,12 +197,19 @@ def test_gemini_cli_without_a_model_on_a_gemini_wildcard(
 ) -> None:
     openai_fake, _ = upstreams
     work, _ = workspace(tmp_path)
-    before, logged = len(openai_fake.requests), len(requests_logged(gateway))
+    before = len(openai_fake.requests)
+    # Log lines are written off the loop: one of the previous test's calls may land after
+    # this test starts, so this test's lines are told apart by their time, not position.
+    now = time.time()
+    started = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+    )
     output = run_gemini_cli(gemini_bin, gateway, None, work, "Say hello.")
     assert "Say hello." in output["response"]
     assert_default_names_served(openai_fake, before, {"gpt-4o"})
     # The groups it asked for are its own names (the classifier's, then the one it picked).
-    asked = {json.loads(line)["model_group"] for line in requests_logged(gateway)[logged:]}
+    lines = [json.loads(line) for line in requests_logged(gateway)]
+    asked = {line["model_group"] for line in lines if line["timestamp"] >= started}
     assert "gemini-3.5-flash-lite" in asked and asked <= set(GEMINI_CLI_MODELS)
 
 
