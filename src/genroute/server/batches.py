@@ -51,6 +51,8 @@ class BatchRoute:
 
 def match_batches_path(path: str) -> BatchRoute | None:
     """The Batch API route a path names, or None."""
+    if "/batches" not in path and not path.endswith(":batchGenerateContent"):
+        return None  # the cheap check every model call makes
     if (found := _CREATE.match(path)) is not None:
         return BatchRoute(normalise_model_name(found["model"]), None, None)
     if (found := _BATCHES.match(path)) is not None:

@@ -47,6 +47,8 @@ class CacheRoute:
 
 def match_caches_path(path: str) -> CacheRoute | None:
     """The cachedContents route a path names, or None."""
+    if "/cachedContents" not in path:  # the cheap check every model call makes
+        return None
     found = _PATH.match(path)
     return CacheRoute(found["id"]) if found is not None else None
 

@@ -66,6 +66,8 @@ class FileRoute:
 
 def match_files_path(path: str) -> FileRoute | None:
     """The Files API route a path names, or None."""
+    if "files" not in path:  # the cheap check every model call makes
+        return None
     found = _PATH.match(path)
     if found is None:
         return None
