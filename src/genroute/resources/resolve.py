@@ -88,6 +88,21 @@ def _places(request: GenerateContentRequest) -> list[tuple[str, Content]]:
     return places
 
 
+def _names_files(request: GenerateContentRequest) -> bool:
+    """Whether any part of the request's contents or system instruction has `fileData`
+    (the one check a request without files or a cached content costs)."""
+    for content in request.contents:
+        for part in content.parts or ():
+            if part.file_data is not None:
+                return True
+    system = request.system_instruction
+    if system is not None:
+        for part in system.parts or ():
+            if part.file_data is not None:
+                return True
+    return False
+
+
 def _textual(mime: str) -> bool:
     return mime.split(";")[0].strip().lower().startswith(_TEXTUAL)
 
@@ -327,7 +342,10 @@ class Resolved:
     async def generate(
         self, call: Call, request: GenerateContentRequest
     ) -> GenerateContentResponse:
-        inner_call = await self._prepared(call, _places(request), request)
+        if request.cached_content or _names_files(request):
+            inner_call = await self._prepared(call, _places(request), request)
+        else:
+            inner_call = call
         if not call.resources.interactive:  # a batch's request
             return await self.inner.generate(inner_call, request)
         traffic = self.traffic
@@ -340,7 +358,10 @@ class Resolved:
     async def stream(
         self, call: Call, request: GenerateContentRequest
     ) -> AsyncIterator[GenerateContentResponse]:
-        inner_call = await self._prepared(call, _places(request), request)
+        if request.cached_content or _names_files(request):
+            inner_call = await self._prepared(call, _places(request), request)
+        else:
+            inner_call = call
         chunks = self.inner.stream(inner_call, request)
         traffic = self.traffic
         traffic.enter()
