@@ -197,3 +197,29 @@ async def test_a_cancel_starts_no_more_requests(service: BatchService) -> None:
     assert len(api.calls) == 4  # those in flight finished; none started after the cancel
     counts = await service.repo.counts(batch_id)
     assert counts == {"DONE": 4, "PENDING": 6}
+
+
+async def test_the_resources_layer_counts_the_interactive_calls_in_flight(
+    service: BatchService,
+) -> None:
+    from genroute.call import Operation, ResourceRecord
+    from genroute.config import CachedContentsSettings
+    from genroute.resources import CacheService, Resolved
+    from genroute.store.caches import CacheRepo
+    from genroute.wire import GenerateContentRequest
+
+    traffic = Traffic()
+    api = ScriptedAPI()
+    caches = CacheService(CacheRepo(service.repo.session.kw["bind"]), CachedContentsSettings())
+    layer = Resolved(api, service.files, caches, lambda _: OWNER, traffic)
+    request = GenerateContentRequest.model_validate({"contents": [{"parts": [{"text": "hi"}]}]})
+    client = asyncio.create_task(layer.generate(Call(Operation.GENERATE, "demo"), request))
+    await until(lambda: api.running == 1)
+    assert traffic.in_flight == 1  # a client waits on it
+    batch_call = Call(Operation.GENERATE, "demo", resources=ResourceRecord(batch="batches/b1"))
+    batch = asyncio.create_task(layer.generate(batch_call, request))
+    await until(lambda: api.running == 2)
+    assert traffic.in_flight == 1  # a batch's request is not interactive traffic
+    api.release()
+    await asyncio.gather(client, batch)
+    assert traffic.in_flight == 0
