@@ -25,6 +25,13 @@ with thinking, the reasoning block that must open the assistant turn being answe
 signatures made by this fake, no trailing whitespace in a final assistant turn). Problems
 are a 400 ValidationException.
 
+Prompt caching works as Bedrock's (tests/fakes/prompt_caches.py): ``cachePoint`` blocks in
+``toolConfig.tools``, ``system`` and message contents, at most 4, only on the models that
+support it (not in a Nova model's tools); the prefix up to each checkpoint is cached once it
+reaches the model's minimum, and a later request with the same prefix reports it as
+``cacheReadInputTokens``, the first as ``cacheWriteInputTokens``. ``fake.prompt_cache``
+holds the cached prefixes.
+
     with FakeBedrock() as fake:                       # credentials: fake.key_id / fake.secret
         fake.script("reply", content=[reasoning("plan"), tool_use("f", {"x": 1})])
         fake.script("error", type="ThrottlingException", status=429)
@@ -59,6 +66,8 @@ from aiohttp import web
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+from tests.fakes.prompt_caches import BedrockPromptCache, cache_point_problems
 
 KEY_ID = "AKIDFAKEBEDROCK00001"
 SECRET = "fake/bedrock/secret+key"
@@ -463,12 +472,15 @@ def exception_frame(member: str, message: str, **extra: Any) -> bytes:
 
 
 def words(body: dict[str, Any]) -> int:
-    """Deterministic input token count: words of every text, 1 per other block, 5 per tool."""
+    """Deterministic input token count: words of every text, 1 per other block, 5 per tool
+    (cache checkpoints count nothing)."""
     count = sum(len(block["text"].split()) for block in body.get("system") or [] if "text" in block)
     for message in body.get("messages") or []:
         for block in message["content"]:
-            count += len(block["text"].split()) if "text" in block else 1
-    return max(1, count + 5 * len((body.get("toolConfig") or {}).get("tools") or []))
+            if "cachePoint" not in block:
+                count += len(block["text"].split()) if "text" in block else 1
+    tools = (body.get("toolConfig") or {}).get("tools") or []
+    return max(1, count + 5 * sum("cachePoint" not in tool for tool in tools))
 
 
 def example(schema: Any) -> Any:
@@ -515,7 +527,7 @@ def default_content(body: dict[str, Any]) -> list[dict[str, Any]]:
     config = body.get("toolConfig") or {}
     choice, tools = (
         config.get("toolChoice") or {},
-        [t["toolSpec"] for t in config.get("tools") or []],
+        [t["toolSpec"] for t in config.get("tools") or [] if "toolSpec" in t],
     )
     if text_format is not None:
         blocks.append(
@@ -636,6 +648,7 @@ class FakeBedrock:
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._scripts: list[tuple[str, dict[str, Any]]] = []
+        self.prompt_cache = BedrockPromptCache()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -696,6 +709,7 @@ class FakeBedrock:
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
+            self.prompt_cache = BedrockPromptCache()
 
     def script(self, kind: str, **opts: Any) -> None:
         """Queue `reply` (content, stop_reason, usage), `error` (type, message, status,
@@ -745,11 +759,13 @@ class FakeBedrock:
         problems = shape_problems(body, input_shape(_INPUT[action]))
         if action == "count-tokens":
             converse = body.get("input", {}).get("converse") or {}
-            if problems := problems or rule_problems(converse, model):
+            problems = problems or rule_problems(converse, model)
+            if problems := problems or cache_point_problems(converse, model):
                 raise BedrockError("ValidationException", "; ".join(problems))
             reply = {"inputTokens": words(converse)}
             return web.json_response(reply, headers={"x-amzn-RequestId": request_id})
-        if problems := problems or rule_problems(body, model):
+        problems = problems or rule_problems(body, model)
+        if problems := problems or cache_point_problems(body, model):
             raise BedrockError("ValidationException", "; ".join(problems))
         with self._lock:
             script, opts = self._scripts.pop(0) if self._scripts else ("", {})
@@ -759,6 +775,13 @@ class FakeBedrock:
                 kind, opts.get("message", f"fake {kind}"), opts.get("status"), opts.get("headers")
             )
         reply = reply_for(body, opts.get("content") if script == "reply" else default_content(body))
+        usage = reply["usage"]
+        with self._lock:
+            usage.update(self.prompt_cache.usage(self.key_id, model, body, usage["inputTokens"]))
+        usage["totalTokens"] = (
+            usage["inputTokens"] + usage["cacheReadInputTokens"]
+            + usage["cacheWriteInputTokens"] + usage["outputTokens"]
+        )  # fmt: skip
         reply["stopReason"] = opts.get("stop_reason", reply["stopReason"])
         reply["usage"].update(opts.get("usage", {}))
         if action == "converse":

@@ -14,6 +14,14 @@ OpenAI (``OpenAIPromptCache``, FakeOpenAI): automatic. A prompt of at least 1024
 remembered; a later one reports as ``cached_tokens`` the longest prefix it shares with one
 remembered (same key, model and tools), in steps of 128 tokens, when that is 1024 or more.
 Tokens are FakeOpenAI's: the whitespace words of each message's JSON content.
+
+Bedrock (``BedrockPromptCache``, FakeBedrock): like Anthropic's, but a prefix ends at a
+``{"cachePoint": {"type": "default"}}`` block (in ``toolConfig.tools``, ``system`` or a
+message's ``content``). ``cache_point_problems`` is what Bedrock refuses: more than 4
+checkpoints, a checkpoint opening a list or following another, a checkpoint sent to a model
+without prompt caching (Claude 3.5 Haiku, 3.7 Sonnet, Sonnet/Opus/Haiku 4 and later, Nova
+have it), or in the tools of a Nova model. Usage reports ``cacheReadInputTokens`` and
+``cacheWriteInputTokens``, ``inputTokens`` being the rest. Tokens are FakeBedrock's.
 """
 
 from __future__ import annotations
@@ -26,13 +34,19 @@ from typing import Any
 
 __all__ = [
     "AnthropicPromptCache",
+    "BedrockPromptCache",
     "OpenAIPromptCache",
     "anthropic_cache_minimum",
+    "bedrock_prompt_cache",
     "cache_control_problems",
+    "cache_point_problems",
 ]
 
 _MINIMUMS = ((re.compile(r"claude-(haiku-4-5|opus-4-[56])"), 4096),
              (re.compile(r"claude-(3-haiku|3-5-haiku|haiku-3)"), 2048))  # fmt: skip
+_BEDROCK_CLAUDE = re.compile(r"claude-(3-5-haiku|3-7-sonnet|(sonnet|opus|haiku)-[4-9])")
+_BEDROCK_NOVA = re.compile(r"(^|[.:/])amazon\.nova-")
+NOVA_MINIMUM = 1000
 OPENAI_MINIMUM = 1024
 OPENAI_STEP = 128
 REMEMBERED = 64  # prompts an OpenAI fake remembers
@@ -143,3 +157,79 @@ class OpenAIPromptCache:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def bedrock_prompt_cache(model: str) -> tuple[bool, bool]:
+    """Whether a Bedrock model takes cache checkpoints, and whether in its tools too."""
+    if _BEDROCK_CLAUDE.search(model):
+        return True, True
+    return bool(_BEDROCK_NOVA.search(model)), False
+
+
+def _bedrock_lists(body: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    lists = [("toolConfig.tools", (body.get("toolConfig") or {}).get("tools") or [])]
+    lists.append(("system", body.get("system") or []))
+    for i, message in enumerate(body.get("messages") or []):
+        lists.append((f"messages.{i}.content", message.get("content") or []))
+    return lists
+
+
+def cache_point_problems(body: dict[str, Any], model: str) -> list[str]:
+    """What Bedrock refuses in a Converse request's cachePoint blocks."""
+    problems: list[str] = []
+    count = 0
+    supported, in_tools = bedrock_prompt_cache(model)
+    for where, blocks in _bedrock_lists(body):
+        for j, block in enumerate(blocks):
+            if "cachePoint" not in block:
+                continue
+            count += 1
+            if j == 0 or "cachePoint" in blocks[j - 1]:
+                problems.append(f"{where}.{j}: a cachePoint must follow a content block")
+            if supported and where.startswith("toolConfig") and not in_tools:
+                problems.append(f"{where}.{j}: this model does not support cachePoint in tools")
+    if count and not supported:
+        problems.append(
+            "You invoked an unsupported model or your request did not allow prompt caching. "
+            "See the documentation for more information."
+        )
+    if count > 4:
+        problems.append(f"A maximum of 4 cachePoint blocks may be provided. Found {count}.")
+    return problems
+
+
+class BedrockPromptCache:
+    """The prefixes one Bedrock fake has cached (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.prefixes: set[str] = set()
+
+    def usage(self, key: str, model: str, body: dict[str, Any], total: int) -> dict[str, int]:
+        """inputTokens (of `total`), cacheReadInputTokens and cacheWriteInputTokens of one
+        request; the prefixes ending at its checkpoints that reach the minimum are cached."""
+        minimum = anthropic_cache_minimum(model) if "claude" in model else NOVA_MINIMUM
+        read = written = tokens = 0
+        seen: list[dict[str, Any]] = []
+        for _, blocks in _bedrock_lists(body):
+            for block in blocks:
+                if "cachePoint" not in block:
+                    tokens += 5 if "toolSpec" in block else _bedrock_size(block)
+                    seen.append(block)
+                    continue
+                if tokens < minimum:
+                    continue
+                digest = _digest([key, model, seen])
+                if digest in self.prefixes:
+                    read, written = tokens, 0
+                else:
+                    self.prefixes.add(digest)
+                    written = tokens - read
+        return {
+            "inputTokens": max(0, total - read - written),
+            "cacheReadInputTokens": read,
+            "cacheWriteInputTokens": written,
+        }
+
+
+def _bedrock_size(block: dict[str, Any]) -> int:
+    return len(block["text"].split()) if "text" in block else 1

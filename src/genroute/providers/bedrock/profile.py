@@ -9,7 +9,8 @@ Other Converse models (Nova, Llama, Mistral...) get the common Converse fields o
 thinking settings, `maxTokens` only when given, JSON output through a forced tool.
 
 `foundation_model` gives the id CountTokens takes: inference profiles (`us.`, `eu.`,
-`apac.`, `global.`...) and ARNs name the model they route to.
+`apac.`, `global.`...) and ARNs name the model they route to. `prompt_cache` says whether
+the model takes Converse cache checkpoints (caching.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from genroute.providers.anthropic.profile import profile_for as claude_profile
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.models import ThinkingMode
 
-__all__ = ["GEO_PREFIXES", "BedrockProfile", "foundation_model", "is_claude", "profile_for"]
+__all__ = [
+    "GEO_PREFIXES",
+    "BedrockProfile",
+    "foundation_model",
+    "is_claude",
+    "profile_for",
+    "supports_prompt_cache",
+]
 
 # Cross-region inference profiles: `<geo>.<vendor>.<model>`.
 GEO_PREFIXES = ("us", "us-gov", "eu", "apac", "ap", "jp", "au", "ca", "global")
@@ -29,6 +37,19 @@ _GEO = re.compile(rf"^(?:{'|'.join(map(re.escape, GEO_PREFIXES))})\.(?=[a-z0-9-]
 _ARN_MODEL = re.compile(
     r"^arn:aws[a-z-]*:bedrock:[^:]*:[^:]*:(foundation-model|inference-profile)/"
 )
+
+# The models Bedrock's prompt caching documents (Claude 3.5 Haiku, 3.7 Sonnet, Sonnet,
+# Opus and Haiku 4 and later; Amazon Nova).
+_CLAUDE = re.compile(r"claude-(3-5-haiku|3-7-sonnet|(sonnet|opus|haiku)-[4-9])")
+_NOVA = re.compile(r"(^|[.:/])amazon\.nova-")
+
+
+def supports_prompt_cache(model: str) -> tuple[bool, bool]:
+    """Whether a Bedrock model id takes cache checkpoints, and whether in its tools too."""
+    name = model.lower()
+    if _CLAUDE.search(name):
+        return True, True
+    return bool(_NOVA.search(name) or name.startswith("nova-")), False
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +64,8 @@ class BedrockProfile:
     sampling: bool = True
     drop_params: bool = False
     count_model: str | None = None  # the id CountTokens takes; None: count locally
+    prompt_cache: bool = False  # takes cachePoint blocks (supports_prompt_cache)
+    cache_tools: bool = False  # ... in toolConfig.tools too (Claude; not Nova)
 
 
 def is_claude(model: str) -> bool:
@@ -74,6 +97,7 @@ def profile_for(spec: DeploymentSpec) -> BedrockProfile:
     """The profile of a deployment: the Claude family table, or the common Converse fields."""
     info = spec.model_info
     base = info.base_model or spec.upstream_model
+    cache, cache_tools = supports_prompt_cache(base)
     if is_claude(base):
         claude = claude_profile(spec)
         count = _count_model(info.base_model, spec.upstream_model)
@@ -86,6 +110,8 @@ def profile_for(spec: DeploymentSpec) -> BedrockProfile:
             sampling=claude.sampling,
             drop_params=spec.drop_params,
             count_model=count,
+            prompt_cache=cache,
+            cache_tools=cache_tools,
         )
     extra = info.model_extra or {}
     return BedrockProfile(
@@ -93,4 +119,6 @@ def profile_for(spec: DeploymentSpec) -> BedrockProfile:
         max_tokens=spec.params.max_tokens or info.max_output_tokens,
         structured_outputs=bool(extra.get("supports_response_schema")),
         drop_params=spec.drop_params,
+        prompt_cache=cache,
+        cache_tools=cache_tools,
     )

@@ -9,7 +9,8 @@
 A field with no Converse equivalent whose loss changes the answer is refused, or with
 `profile.drop_params` left out and listed in `Prepared.dropped`. Every field decision is in
 docs/provider-bedrock.md; contents are messages.py, tools and JSON output tools.py,
-thinking settings and signatures thinking.py, model facts profile.py.
+thinking settings and signatures thinking.py, model facts profile.py, prompt-cache
+checkpoints for a cached content caching.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from genroute.errors import InvalidRequest
 from genroute.providers.anthropic.messages import IdFactory, new_call_id
-from genroute.providers.bedrock import thinking
+from genroute.providers.bedrock import caching, thinking
 from genroute.providers.bedrock.messages import MessageBuilder, kind, system_blocks
 from genroute.providers.bedrock.profile import BedrockProfile
 from genroute.providers.bedrock.response import ReplyContext, from_wire
@@ -94,6 +95,11 @@ def to_wire(
         body["additionalModelRequestFields"] = additional
     if plan.text_format is not None:
         body["outputConfig"] = {"textFormat": plan.text_format}
+    if profile.prompt_cache:
+        caching.mark(
+            body, request, tools=profile.cache_tools, json_tool=plan.json_tool,
+            claude=profile.claude, drop_params=profile.drop_params,
+        )  # fmt: skip
     context = ReplyContext(include, plan.json_tool, plan.json_wrapped, profile.model)
     return Prepared(body, context, tuple(dropped))
 
