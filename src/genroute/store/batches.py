@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from genroute.store.models import Base
+from genroute.store.owned import owned_page
 from genroute.store.repo import guarded
 
 __all__ = ["BatchItem", "BatchRepo", "BatchRow"]
@@ -114,19 +115,9 @@ class BatchRepo:
     ) -> list[BatchRow]:
         """Batches, newest first, `size` of them after `after`."""
         query = select(BatchRow)
-        if not all_owners:
-            query = query.where(
-                BatchRow.owner.is_(None) if owner is None else BatchRow.owner == owner
-            )
-        if key_hash is not None:  # made by this key
-            query = query.where(BatchRow.key_hash == key_hash)
-        if after is not None:
-            created, batch_id = after
-            query = query.where(
-                (BatchRow.created_at < created)
-                | ((BatchRow.created_at == created) & (BatchRow.batch_id < batch_id))
-            )
-        query = query.order_by(BatchRow.created_at.desc(), BatchRow.batch_id.desc()).limit(size)
+        query = owned_page(
+            query, BatchRow, BatchRow.batch_id, owner, all_owners, after, size, key_hash
+        )
         async with guarded("listing batches"), self.session() as session:
             return list((await session.execute(query)).scalars())
 

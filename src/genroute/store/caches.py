@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from genroute.store.models import Base
+from genroute.store.owned import owned_page
 from genroute.store.repo import aware, guarded
 
 __all__ = ["CacheCopy", "CacheRepo", "CacheRow"]
@@ -85,19 +86,9 @@ class CacheRepo:
     ) -> list[CacheRow]:
         """Unexpired cached contents, newest first, `size` of them after `after`."""
         query = select(CacheRow).where(CacheRow.expires_at > now)
-        if not all_owners:
-            query = query.where(
-                CacheRow.owner.is_(None) if owner is None else CacheRow.owner == owner
-            )
-        if key_hash is not None:  # made by this key
-            query = query.where(CacheRow.key_hash == key_hash)
-        if after is not None:
-            created, cache_id = after
-            query = query.where(
-                (CacheRow.created_at < created)
-                | ((CacheRow.created_at == created) & (CacheRow.cache_id < cache_id))
-            )
-        query = query.order_by(CacheRow.created_at.desc(), CacheRow.cache_id.desc()).limit(size)
+        query = owned_page(
+            query, CacheRow, CacheRow.cache_id, owner, all_owners, after, size, key_hash
+        )
         async with guarded("listing cached contents"), self.session() as session:
             return list((await session.execute(query)).scalars())
 

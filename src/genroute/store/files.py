@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from genroute.store.models import Base
+from genroute.store.owned import owned_page
 from genroute.store.repo import aware, guarded, utcnow
 
 __all__ = ["FileCopy", "FileRepo", "FileRow"]
@@ -116,19 +117,9 @@ class FileRepo:
         """Active and failed files, newest first, `size` of them after `after` (the
         created_at and id of the last one of the previous page)."""
         query = select(FileRow).where(FileRow.state != "UPLOADING", FileRow.expires_at > now)
-        if not all_owners:
-            query = query.where(
-                FileRow.owner.is_(None) if owner is None else FileRow.owner == owner
-            )
-        if key_hash is not None:  # made by this key
-            query = query.where(FileRow.key_hash == key_hash)
-        if after is not None:
-            created, file_id = after
-            query = query.where(
-                (FileRow.created_at < created)
-                | ((FileRow.created_at == created) & (FileRow.file_id < file_id))
-            )
-        query = query.order_by(FileRow.created_at.desc(), FileRow.file_id.desc()).limit(size)
+        query = owned_page(
+            query, FileRow, FileRow.file_id, owner, all_owners, after, size, key_hash
+        )
         async with guarded("listing files"), self.session() as session:
             return list((await session.execute(query)).scalars())
 
