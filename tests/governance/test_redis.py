@@ -76,6 +76,13 @@ async def test_changes_reach_other_instances_at_once(redis: Any, tmp_path: Any) 
     await here.start()
     await there.start()
     try:
+        # Both listen before anything is published (the listener subscribes in a task of
+        # its own; on a busy machine the first publish could otherwise come first).
+        for _ in range(200):
+            if here.subscribed and there.subscribed:
+                break
+            await asyncio.sleep(0.01)
+        assert here.subscribed and there.subscribed
         token = (await store.create_key({}))["key_hash"]
         assert (await there.get("key", token) or {})["blocked"] is False
         await store.update("key", token, {"blocked": True})
