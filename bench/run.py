@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 # bench/ is on sys.path when this runs as a script
+import feature_report
 import features
 import results_file
 import soak
@@ -625,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         groups = features.run_all(args, procs, key, direct) if args.suite != "core" else []
         env = environment(args.litellm, args.baseline_exe)
         blocks = {"core": report(env, targets, rows, args)} if rows else {}
-        blocks |= features.report(groups, args, env)
+        blocks |= feature_report.report(groups, args, env)
         print("\n" + "\n".join(blocks.values()))
         results_file.update_file(BENCH / "results.md", blocks)
         raw: dict[str, Any] = {"env": env, "pinning": asdict(args.cpus), "suite": args.suite}
