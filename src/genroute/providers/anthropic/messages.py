@@ -32,6 +32,7 @@ from genroute.errors import InvalidRequest
 from genroute.providers.anthropic.thinking import Block, block_key, blocks_from_signature
 from genroute.providers.base import standard_base64 as b64
 from genroute.providers.drops import Drops
+from genroute.providers.toolcalls import ToolCalls, camel, data_fields
 from genroute.wire import Blob, Content, FileData, FunctionResponse, Part
 
 __all__ = [
@@ -53,21 +54,13 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 PDF = "application/pdf"
 PLACEHOLDER_USER_TEXT = "."
 _ID_BAD = re.compile(r"[^A-Za-z0-9_-]")
-_HARMLESS_PART_FIELDS = {"part_metadata", "media_resolution"}
+_HARMLESS_PART_FIELDS = frozenset({"part_metadata", "media_resolution"})
 IdFactory = Callable[[], str]
 
 
 def new_call_id() -> str:
     """A fresh tool_use id, unique per call."""
     return f"call_{uuid.uuid4().hex}"
-
-
-@dataclass
-class _Call:
-    client_id: str | None
-    wire_id: str
-    name: str
-    answered: bool = False
 
 
 @dataclass
@@ -87,7 +80,7 @@ def system_blocks(system: Content | None, dropped: Drops | None = None) -> list[
     dropped = Drops() if dropped is None else dropped
     blocks: list[Block] = []
     for j, part in enumerate(system.parts or [] if system else []):
-        if part.text is None or _data_fields(part) - {"text"}:
+        if part.text is None or data_fields(part, _HARMLESS_PART_FIELDS) - {"text"}:
             dropped.refuse(
                 f"systemInstruction.parts[{j}]: only text parts can be sent to anthropic models"
             )
@@ -100,11 +93,9 @@ class MessageBuilder:
     """Turns `contents` into Anthropic messages; see the module docstring."""
 
     def __init__(self, new_id: IdFactory = new_call_id, dropped: Drops | None = None) -> None:
-        self._new_id = new_id
         self._dropped = Drops() if dropped is None else dropped
         self._messages: list[_Message] = []
-        self._open: list[_Call] = []
-        self._used_ids: set[str] = set()
+        self._calls = ToolCalls(new_id, _ID_BAD)
 
     def build(self, contents: list[Content]) -> list[dict[str, Any]]:
         for i, content in enumerate(contents):
@@ -141,7 +132,7 @@ class MessageBuilder:
             self._messages[-1].turn_start = len(self._messages[-1].blocks)
             return self._messages[-1]
         if role == "assistant":
-            self._open = []
+            self._calls.model_turn()
         self._messages.append(_Message(role))
         return self._messages[-1]
 
@@ -171,13 +162,12 @@ class MessageBuilder:
             return
         if part.thought_signature and carried is None:
             log.debug("%s: thoughtSignature from another model dropped", where)
-        kinds = _data_fields(part)
+        kinds = data_fields(part, _HARMLESS_PART_FIELDS)
         if part.function_call is not None:
             call = part.function_call
             if not call.name:
                 raise InvalidRequest(f"{where}.functionCall.name: required")
-            wire_id = self._call_id(call.id)
-            self._open.append(_Call(call.id, wire_id, call.name))
+            wire_id = self._calls.call(call.id, call.name)
             _add_block(
                 message,
                 {"type": "tool_use", "id": wire_id, "name": call.name, "input": call.args or {}},
@@ -190,7 +180,7 @@ class MessageBuilder:
         elif kinds:
             field_name = sorted(kinds)[0]
             self._dropped.refuse(
-                f"{where}.{_camel(field_name)}: anthropic models accept only text and "
+                f"{where}.{camel(field_name)}: anthropic models accept only text and "
                 "functionCall parts in model turns"
             )
 
@@ -208,31 +198,14 @@ class MessageBuilder:
                 message.blocks.append(block)
         elif part.function_call is not None:
             raise InvalidRequest(f"{where}.functionCall: only a model turn can call functions")
-        elif kinds := _data_fields(part):
+        elif kinds := data_fields(part, _HARMLESS_PART_FIELDS):
             self._dropped.refuse(
-                f"{where}.{_camel(sorted(kinds)[0])}: not supported by anthropic models"
+                f"{where}.{camel(sorted(kinds)[0])}: not supported by anthropic models"
             )
-
-    def _call_id(self, client_id: str | None) -> str:
-        wire_id = _ID_BAD.sub("_", client_id)[:64] if client_id else ""
-        if not wire_id or wire_id in self._used_ids:
-            wire_id = self._new_id()
-        self._used_ids.add(wire_id)
-        return wire_id
 
     def _tool_result(self, response: FunctionResponse, where: str) -> Block:
-        waiting = [c for c in self._open if not c.answered]
-        call = next((c for c in waiting if response.id and c.client_id == response.id), None)
-        if call is None:
-            call = next((c for c in waiting if c.name == response.name), None)
-        if call is None:
-            raise InvalidRequest(
-                f"{where}.functionResponse: no functionCall {response.name!r}"
-                + (f" with id {response.id!r}" if response.id else "")
-                + " in the model turn before it is waiting for a response"
-            )
-        call.answered = True
-        result: Block = {"type": "tool_result", "tool_use_id": call.wire_id}
+        wire_id = self._calls.answer(response, where)
+        result: Block = {"type": "tool_result", "tool_use_id": wire_id}
         body = response.response or {}
         keys = set(body)
         if keys == {"output"} and isinstance(body["output"], str):
@@ -278,22 +251,6 @@ def _role(role: str | None, index: int) -> str:
 
 def _text(text: str) -> Block:
     return {"type": "text", "text": text}
-
-
-def _camel(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(w.title() for w in rest)
-
-
-def _data_fields(part: Part) -> set[str]:
-    """The names of the data fields a part sets (snake_case), extras included."""
-    names = {
-        name
-        for name in type(part).model_fields
-        if getattr(part, name) is not None
-        and name not in {"thought", "thought_signature", *_HARMLESS_PART_FIELDS}
-    }
-    return names | {k for k, v in (part.model_extra or {}).items() if v is not None}
 
 
 def _add_block(message: _Message, block: Block) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from genroute.errors import InvalidRequest
 from genroute.providers.drops import Drops
 from genroute.providers.schema import to_json_schema
+from genroute.providers.toolcalls import camel
 from genroute.wire import FunctionDeclaration, GenerateContentRequest, GenerationConfig
 
 __all__ = ["JSON_TOOL", "WRAP_KEY", "ToolPlan", "declarations", "plan_tools", "strict_schema"]
@@ -54,17 +55,12 @@ class ToolPlan:
         return self.tool_choice is not None and self.tool_choice["type"] in ("any", "tool")
 
 
-def _camel(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(w.title() for w in rest)
-
-
 def declarations(request: GenerateContentRequest, dropped: Drops | None = None) -> list[Block]:
     """Every functionDeclaration as an Anthropic tool; built-in Google tools are a 400."""
     dropped = Drops() if dropped is None else dropped
     tools: list[Block] = []
     for i, tool in enumerate(request.tools or []):
-        unsupported = [_camel(n) for n in _BUILT_IN if getattr(tool, n) is not None]
+        unsupported = [camel(n) for n in _BUILT_IN if getattr(tool, n) is not None]
         unsupported += [k for k, v in (tool.model_extra or {}).items() if v is not None]
         for name in unsupported:
             dropped.refuse(

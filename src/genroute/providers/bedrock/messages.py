@@ -32,6 +32,7 @@ from genroute.providers.anthropic.thinking import block_key, blocks_from_signatu
 from genroute.providers.base import standard_base64 as b64
 from genroute.providers.bedrock.thinking import to_converse
 from genroute.providers.drops import Drops
+from genroute.providers.toolcalls import ToolCalls, camel, data_fields
 from genroute.wire import Blob, Content, FileData, FunctionResponse, Part
 
 __all__ = [
@@ -59,21 +60,13 @@ DOCUMENT_FORMATS = {
 }  # fmt: skip
 _ID_BAD = re.compile(r"[^A-Za-z0-9_.:-]")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
-_HARMLESS_PART_FIELDS = {"part_metadata", "media_resolution", "video_metadata"}
+_HARMLESS_PART_FIELDS = frozenset({"part_metadata", "media_resolution", "video_metadata"})
 _REASONING = "reasoningContent"
 
 
 def kind(block: Block) -> str:
     """A Converse content block's kind: its one key (`text`, `toolUse`...)."""
     return next(iter(block))
-
-
-@dataclass
-class _Call:
-    client_id: str | None
-    wire_id: str
-    name: str
-    answered: bool = False
 
 
 @dataclass
@@ -113,7 +106,7 @@ def system_blocks(system: Content | None, dropped: Drops | None = None) -> list[
     dropped = Drops() if dropped is None else dropped
     blocks: list[Block] = []
     for j, part in enumerate(system.parts or [] if system else []):
-        if part.text is None or _data_fields(part) - {"text"}:
+        if part.text is None or data_fields(part, _HARMLESS_PART_FIELDS) - {"text"}:
             dropped.refuse(
                 f"systemInstruction.parts[{j}]: only text parts can be sent to bedrock models"
             )
@@ -128,12 +121,10 @@ class MessageBuilder:
     def __init__(
         self, new_id: IdFactory = new_call_id, dropped: Drops | None = None, *, claude: bool
     ) -> None:
-        self._new_id = new_id
         self._dropped = Drops() if dropped is None else dropped
         self._claude = claude
         self._messages: list[_Message] = []
-        self._open: list[_Call] = []
-        self._used_ids: set[str] = set()
+        self._calls = ToolCalls(new_id, _ID_BAD)
         self._names = _DocumentNames()
         self.called: list[str] = []  # the functions the history calls, in order
 
@@ -171,7 +162,7 @@ class MessageBuilder:
             self._messages[-1].turn_start = len(self._messages[-1].blocks)
             return self._messages[-1]
         if role == "assistant":
-            self._open = []
+            self._calls.model_turn()
         self._messages.append(_Message(role))
         return self._messages[-1]
 
@@ -206,13 +197,12 @@ class MessageBuilder:
             return
         if part.thought_signature and carried is None:
             log.debug("%s: thoughtSignature from another model dropped", where)
-        kinds = _data_fields(part)
+        kinds = data_fields(part, _HARMLESS_PART_FIELDS)
         if part.function_call is not None:
             call = part.function_call
             if not call.name:
                 raise InvalidRequest(f"{where}.functionCall.name: required")
-            wire_id = self._call_id(call.id)
-            self._open.append(_Call(call.id, wire_id, call.name))
+            wire_id = self._calls.call(call.id, call.name)
             self.called.append(call.name)
             tool_use = {"toolUseId": wire_id, "name": call.name, "input": call.args or {}}
             _add_block(message, {"toolUse": tool_use})
@@ -223,7 +213,7 @@ class MessageBuilder:
             raise InvalidRequest(f"{where}.functionResponse: only a user turn can answer a call")
         elif kinds:
             self._dropped.refuse(
-                f"{where}.{_camel(sorted(kinds)[0])}: bedrock models accept only text and "
+                f"{where}.{camel(sorted(kinds)[0])}: bedrock models accept only text and "
                 "functionCall parts in model turns"
             )
 
@@ -241,32 +231,15 @@ class MessageBuilder:
                 message.blocks.append(block)
         elif part.function_call is not None:
             raise InvalidRequest(f"{where}.functionCall: only a model turn can call functions")
-        elif kinds := _data_fields(part):
+        elif kinds := data_fields(part, _HARMLESS_PART_FIELDS):
             self._dropped.refuse(
-                f"{where}.{_camel(sorted(kinds)[0])}: not supported by bedrock models"
+                f"{where}.{camel(sorted(kinds)[0])}: not supported by bedrock models"
             )
-
-    def _call_id(self, client_id: str | None) -> str:
-        wire_id = _ID_BAD.sub("_", client_id)[:64] if client_id else ""
-        if not wire_id or wire_id in self._used_ids:
-            wire_id = self._new_id()
-        self._used_ids.add(wire_id)
-        return wire_id
 
     def _tool_result(self, response: FunctionResponse, where: str) -> Block:
-        waiting = [c for c in self._open if not c.answered]
-        call = next((c for c in waiting if response.id and c.client_id == response.id), None)
-        if call is None:
-            call = next((c for c in waiting if c.name == response.name), None)
-        if call is None:
-            raise InvalidRequest(
-                f"{where}.functionResponse: no functionCall {response.name!r}"
-                + (f" with id {response.id!r}" if response.id else "")
-                + " in the model turn before it is waiting for a response"
-            )
-        call.answered = True
+        wire_id = self._calls.answer(response, where)
         body = response.response or {}
-        result: Block = {"toolUseId": call.wire_id}
+        result: Block = {"toolUseId": wire_id}
         if set(body) == {"output"} and isinstance(body["output"], str) and body["output"]:
             content: list[Block] = [{"text": body["output"]}]
         elif set(body) == {"error"}:
@@ -303,22 +276,6 @@ def _role(role: str | None, index: int) -> str:
     if role == "model":
         return "assistant"
     raise InvalidRequest(f"contents[{index}].role: {role!r} is not a role; use user or model")
-
-
-def _camel(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(w.title() for w in rest)
-
-
-def _data_fields(part: Part) -> set[str]:
-    """The names of the data fields a part sets (snake_case), extras included."""
-    names = {
-        name
-        for name in type(part).model_fields
-        if getattr(part, name) is not None
-        and name not in {"thought", "thought_signature", *_HARMLESS_PART_FIELDS}
-    }
-    return names | {k for k, v in (part.model_extra or {}).items() if v is not None}
 
 
 def _add_block(message: _Message, block: Block) -> None:

@@ -26,6 +26,7 @@ from genroute.errors import InvalidRequest
 from genroute.providers.anthropic.tools import JSON_TOOL, WRAP_KEY, strict_schema
 from genroute.providers.drops import Drops
 from genroute.providers.schema import to_json_schema
+from genroute.providers.toolcalls import camel
 from genroute.wire import FunctionDeclaration, GenerateContentRequest, GenerationConfig
 
 __all__ = ["JSON_TOOL", "WRAP_KEY", "ToolPlan", "declarations", "plan_tools"]
@@ -54,11 +55,6 @@ class ToolPlan:
         return self.choice is not None
 
 
-def _camel(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(w.title() for w in rest)
-
-
 def tool_spec(name: str, schema: Block, description: str | None = None) -> Block:
     """One Converse tool."""
     spec: Block = {"name": name}
@@ -73,7 +69,7 @@ def declarations(request: GenerateContentRequest, dropped: Drops | None = None) 
     dropped = Drops() if dropped is None else dropped
     tools: list[Block] = []
     for i, tool in enumerate(request.tools or []):
-        unsupported = [_camel(n) for n in _BUILT_IN if getattr(tool, n) is not None]
+        unsupported = [camel(n) for n in _BUILT_IN if getattr(tool, n) is not None]
         unsupported += [k for k, v in (tool.model_extra or {}).items() if v is not None]
         for name in unsupported:
             dropped.refuse(
