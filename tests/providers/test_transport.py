@@ -1,5 +1,5 @@
 """The HTTP seam: HttpResponse, MockTransport, JsonTransport over it (observer, errors,
-timeouts, SSE framing) and AiohttpTransport against a real local server."""
+timeouts, SSE framing) and Http11Transport under JsonTransport against aiohttp's server."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from genroute.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from genroute.providers.http11 import Http11Transport
 from genroute.providers.transport import (
     USER_AGENT,
-    AiohttpTransport,
     HttpRequest,
     HttpResponse,
     JsonTransport,
@@ -318,7 +318,7 @@ def test_dot_segments_are_refused(name: str) -> None:
         path_segment(name)
 
 
-# -- AiohttpTransport against a real local server -------------------------------------------
+# -- Http11Transport under JsonTransport against aiohttp's server -------------------------------------------
 
 
 @pytest.fixture
@@ -351,25 +351,24 @@ async def server() -> AsyncIterator[BaseTestServer]:
         release.set()
 
 
-async def test_aiohttp_transport_sends_with_our_user_agent_and_pools_per_origin(
+async def test_http11_transport_sends_with_our_user_agent_and_pools_per_origin(
     server: BaseTestServer,
 ) -> None:
-    transport = AiohttpTransport()
+    transport = Http11Transport()
     http = JsonTransport(transport, provider="p", timeout=5, stream_timeout=5, map_error=mapped)
     url = str(server.make_url("/echo"))
     assert await http.post(url, b"hello", {}, call()) == (
         b'{"ua": "' + USER_AGENT.encode() + b'", "body": "hello"}'
     )
     await http.post(url, b"again", {}, call())
-    assert len(transport._sessions) == 1
-    session = next(iter(transport._sessions.values()))
+    assert len(transport._open) == 1  # one pooled connection served both
     await transport.aclose()
-    assert session.closed
+    assert not transport._open
     await transport.aclose()
 
 
-async def test_aiohttp_transport_streams_and_maps_failures(server: BaseTestServer) -> None:
-    transport = AiohttpTransport()
+async def test_http11_transport_streams_and_maps_failures(server: BaseTestServer) -> None:
+    transport = Http11Transport()
     http = JsonTransport(transport, provider="p", timeout=5, stream_timeout=5, map_error=mapped)
     try:
         events = await collect(http.stream(str(server.make_url("/events")), b"", {}, call()))
@@ -399,8 +398,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_aiohttp_transport_turns_refused_connections_into_connection_errors() -> None:
-    transport = AiohttpTransport()
+async def test_http11_transport_turns_refused_connections_into_connection_errors() -> None:
+    transport = Http11Transport()
     try:
         with pytest.raises(ConnectionError):
             await transport.send(HttpRequest("POST", f"http://127.0.0.1:{free_port()}/x"))

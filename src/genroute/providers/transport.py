@@ -1,7 +1,7 @@
 """The HTTP seam every provider sends through, and the two transports behind it.
 
     Transport           protocol: `send(HttpRequest) -> HttpResponse`, `aclose()`
-    ├── AiohttpTransport    the network: one pooled aiohttp session per upstream origin
+    ├── Http11Transport     the network: pooled HTTP/1.1 connections (providers/http11.py)
     └── MockTransport       in memory: a handler answers each request (tests)
     JsonTransport       what providers use: a JSON POST, or an SSE stream of payloads,
                         over any Transport; observed per request, errors mapped
@@ -40,9 +40,8 @@ from contextlib import (
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from genroute._version import __version__
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "USER_AGENT",
-    "AiohttpTransport",
     "Body",
     "ErrorMapper",
     "Handler",
@@ -195,104 +193,7 @@ def path_segment(name: str) -> str:
     return quote(name, safe="")
 
 
-# -- the network ----------------------------------------------------------------------------
-
-
-class AiohttpTransport:
-    """Keeps one `aiohttp.ClientSession` per scheme://host:port, made on first use inside
-    the running event loop and shared by every deployment on that origin."""
-
-    def __init__(self, *, limit_per_host: int = 0, keepalive_timeout: float = 60.0) -> None:
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
-        self._limit_per_host = limit_per_host
-        self._keepalive_timeout = keepalive_timeout
-
-    def _session(self, url: str) -> aiohttp.ClientSession:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        session = self._sessions.get(origin)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=0,
-                limit_per_host=self._limit_per_host,
-                keepalive_timeout=self._keepalive_timeout,
-                ttl_dns_cache=300,
-                enable_cleanup_closed=False,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"user-agent": USER_AGENT},
-                skip_auto_headers=("Accept-Encoding",),
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-            self._sessions[origin] = session
-        return session
-
-    def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
-        found = self._timeouts.get(timeout)
-        if found is None:
-            found = aiohttp.ClientTimeout(
-                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
-            )
-            self._timeouts[timeout] = found
-        return found
-
-    async def send(self, request: HttpRequest) -> HttpResponse:
-        session = self._session(request.url)
-        try:
-            response = await session.request(
-                request.method,
-                request.url,
-                data=request.body or None,
-                headers=request.headers,
-                timeout=self._client_timeout(request.timeout),
-            )
-        except TimeoutError:
-            raise
-        except aiohttp.ClientError as exc:
-            raise _broken(exc) from exc
-
-        def close() -> None:
-            if response.content.at_eof():
-                response.release()  # read to the end: the connection goes back to the pool
-            else:
-                response.close()  # a stream left early: the connection cannot be reused
-
-        async def read_all() -> bytes:
-            try:
-                return await response.read()
-            except TimeoutError:
-                raise
-            except aiohttp.ClientError as exc:
-                raise _broken(exc) from exc
-
-        return HttpResponse(
-            response.status,
-            response.headers,
-            _chunks(response),
-            on_close=close,
-            read_all=read_all,
-        )
-
-    async def aclose(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            await session.close()
-
-
-def _broken(exc: aiohttp.ClientError) -> ConnectionError:
-    return ConnectionError(f"{type(exc).__name__}: {exc}")
-
-
-async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in response.content.iter_any():
-            yield chunk
-    except TimeoutError:
-        raise
-    except aiohttp.ClientError as exc:
-        raise _broken(exc) from exc
+# The network: genroute.providers.http11.Http11Transport.
 
 
 # -- in memory ------------------------------------------------------------------------------

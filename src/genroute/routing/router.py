@@ -31,9 +31,10 @@ from genroute.errors import (
 )
 from genroute.providers.base import DeploymentSpec
 from genroute.providers.demo.provider import DEMO_NOTICE
+from genroute.providers.http11 import Http11Transport
 from genroute.providers.models import ModelFacts, model_facts
 from genroute.providers.registry import build_provider, split_model
-from genroute.providers.transport import AiohttpTransport, Transport
+from genroute.providers.transport import Transport
 from genroute.routing.bounded import BoundedTransport
 from genroute.routing.dispatch import Dispatcher, Sleep, aclose_quietly, deadline
 from genroute.routing.groups import Deployment, ModelGroups, normalise_model_name
@@ -117,7 +118,7 @@ class Router:
             )
         self.config = config
         limit = int(config.router_settings.max_response_size_mb * 1024 * 1024)
-        self._transport: Transport = BoundedTransport(transport or AiohttpTransport(), limit)
+        self._transport: Transport = BoundedTransport(transport or Http11Transport(), limit)
         self._rng = random.Random()
         # An SDK Router without a config may call any `provider/model` directly.
         ad_hoc = not config.model_list if allow_ad_hoc_models is None else allow_ad_hoc_models

@@ -13,11 +13,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import yarl
 
 from genroute.config import DeploymentParams
 from genroute.errors import FailureReason, InvalidRequest, Unauthenticated
 from genroute.providers.bedrock.auth import AwsAuth, endpoint, model_path, region_for
+from genroute.providers.http11 import _Target
 from tests.fakes.bedrock_upstream import KEY_ID, REGION, SECRET, signature_problem
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -103,15 +103,16 @@ def test_the_endpoint_in_china_ends_in_com_cn() -> None:
 )
 def test_the_url_path_is_what_an_http_client_sends(model: str) -> None:
     url = f"https://bedrock-runtime.us-east-1.amazonaws.com/model/{model_path(model)}/converse"
-    assert yarl.URL(url).raw_path == urlsplit(url).path  # aiohttp changes nothing
-    assert urlsplit(url).path.count("/") == 3  # one segment, whatever the id holds
-    assert unquote(yarl.URL(url).raw_path.split("/")[2]) == model
+    sent = _Target(url).request_target  # genroute's HTTP client sends the path as it is
+    assert sent == urlsplit(url).path
+    assert sent.count("/") == 3  # one segment, whatever the id holds
+    assert unquote(sent.split("/")[2]) == model
 
 
-def test_aiohttp_rewrites_an_escaped_colon_which_is_why_it_is_not_escaped() -> None:
-    """AWS signs the path it receives; aiohttp (yarl) sends `%3A` as `:`, so a signature
-    over `%3A` would not match. `model_path` keeps `:`, as AWS reads it the same."""
-    assert yarl.URL("http://h/model/a-v1%3A0/converse").raw_path == "/model/a-v1:0/converse"
+def test_a_colon_is_kept_in_the_path_as_aws_and_every_client_read_it() -> None:
+    """AWS signs the path it receives and reads `:` and `%3A` alike; some clients (aiohttp's
+    yarl) rewrite `%3A` to `:` on the wire, so `model_path` keeps `:` and the path signed is
+    the path sent by any client."""
     assert model_path(SONNET) == SONNET
     assert model_path(ARN).endswith("inference-profile%2Fus.anthropic.claude-3-haiku-20240307-v1:0")
     for bad in ("", ".", ".."):

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from genroute.call import Call, Operation
 from genroute.errors import FailureReason, UpstreamError, UpstreamUnavailable
+from genroute.providers.http11 import Http11Transport
 from genroute.providers.registry import build_provider
-from genroute.providers.transport import AiohttpTransport
 from genroute.providers.vertex import auth
 from genroute.providers.vertex.auth import (
     CLOUD_PLATFORM,
@@ -156,7 +156,7 @@ async def test_deployments_with_the_same_credentials_share_their_token(
     path = tmp_path / "sa.json"
     path.write_text(json.dumps(account))
     text, mapping = json.dumps(account, indent=2), dict(account)
-    transport = AiohttpTransport()
+    transport = Http11Transport()
     try:
         inline = [
             build_provider(vertex_spec(m, vertex_credentials=c, api_base=fake.base_url,
@@ -179,7 +179,7 @@ async def test_deployments_with_the_same_credentials_share_their_token(
 async def test_a_token_vertex_no_longer_takes_is_replaced(
     fake: FakeVertex, account: dict[str, Any]
 ) -> None:
-    transport = AiohttpTransport()
+    transport = Http11Transport()
     spec = vertex_spec("gemini-2.5-flash", vertex_credentials=account, api_base=fake.base_url,
                        vertex_project=fake.project)  # fmt: skip
     provider = build_provider(spec, transport)

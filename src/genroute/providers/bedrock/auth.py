@@ -45,7 +45,8 @@ REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_REGION_NAME")
 FACTS = CATALOG["bedrock"]
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 # Characters a model id keeps unescaped in the path: what every HTTP client sends as it is
-# (aiohttp rewrites %3A to `:`), so the path signed is always the path on the wire.
+# (genroute's sends the path verbatim; aiohttp's would rewrite %3A to `:`), so the path
+# signed is always the path on the wire.
 _PATH_SAFE = ":@!$&'()*+,;="
 
 
