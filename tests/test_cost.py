@@ -158,7 +158,7 @@ def test_cached_rates_match_genai_prices_exactly(provider: str, model: str) -> N
 
 def written(prompt: int, output: int, cache_write: int, cached: int = 0) -> UsageMetadata:
     found = usage(prompt, output, cached=cached)
-    found._cache_write_tokens = cache_write
+    found.set_private("_cache_write_tokens", cache_write)
     return found
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -234,6 +235,22 @@ def _probe(
         return float(info.calc_price(usage, provider).total_price)
 
 
+_next_midnight = 0.0  # Unix time of the next midnight UTC
+_utc_today = date.min
+
+
+def _today() -> date:
+    """Today's date in UTC (genai-prices dates prices in UTC), worked out once a day
+    instead of once a call."""
+    global _next_midnight, _utc_today
+    now = time.time()
+    if now >= _next_midnight:
+        _utc_today = datetime.fromtimestamp(now, tz=UTC).date()
+        midnight = datetime(_utc_today.year, _utc_today.month, _utc_today.day, tzinfo=UTC)
+        _next_midnight = midnight.timestamp() + 86400
+    return _utc_today
+
+
 def catalogue_cost(tokens: Tokens, provider: str | None, model: str) -> float | None:
     """The cost from genai-prices, or None when it does not know the model.
 
@@ -243,7 +260,7 @@ def catalogue_cost(tokens: Tokens, provider: str | None, model: str) -> float | 
     provider_id = price_provider_id(provider)
     if provider_id is None:
         return None
-    today = date.today()
+    today = _today()
     found = _catalogue_model(provider_id, model, today)
     if found is None:
         return None

@@ -55,7 +55,7 @@ class Scripted:
     ) -> BatchEmbedContentsResponse:
         call.route.group, call.route.provider, call.route.provider_model = "demo", "demo", "x"
         response = BatchEmbedContentsResponse(embeddings=[ContentEmbedding(values=[1.0])])
-        response._input_tokens = 7
+        response.set_private("_input_tokens", 7)
         return response
 
 

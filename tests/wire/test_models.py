@@ -208,3 +208,28 @@ def test_an_upstream_response_keeps_unknown_fields_and_writes_its_edits() -> Non
     assert [p["text"] for p in out["candidates"][0]["content"]["parts"]] == ["edited", "more"]
     assert out["candidates"][0]["content"]["parts"][0]["zPart"] is True
     assert out["zNew"] == {"a": [1, 2.5]}
+
+
+def test_values_not_on_the_wire_are_kept_by_copies_and_never_read_from_a_body() -> None:
+    """`set_private` values (a cached prefix, cache-write tokens, embedded tokens) cannot be
+    set by a client or an upstream, are not serialised, and survive `model_copy`."""
+    from genroute.wire import GenerateContentRequest, UsageMetadata
+
+    spoof = {
+        "contents": [{"parts": [{"text": "hi"}]}],
+        "_cached_prefix": 3,
+        "_cachedPrefix": 3,
+        "cachedPrefix": 3,
+    }
+    request = GenerateContentRequest.model_validate(spoof)
+    assert request._cached_prefix is None
+    usage = UsageMetadata.model_validate_json(b'{"_cache_write_tokens": 9, "totalTokenCount": 1}')
+    assert usage._cache_write_tokens == 0
+    request.set_private("_cached_prefix", 1)
+    usage.set_private("_cache_write_tokens", 5)
+    assert request.model_copy(update={"model": "m"})._cached_prefix == 1
+    assert usage.model_copy()._cache_write_tokens == 5
+    # what a body sent under those names is an unknown field, passed on as it came
+    assert orjson.loads(dump_json(usage)) == {"totalTokenCount": 1, "_cache_write_tokens": 9}
+    assert orjson.loads(dump_json(request))["_cached_prefix"] == 3
+    assert GenerateContentRequest.model_validate(spoof)._cached_prefix is None  # per instance

@@ -138,7 +138,7 @@ class Cached:
             return await inner()
         if plan.lookup and (hit := await cache.lookup(call, plan, answer)):
             entry, response = hit
-            response._input_tokens = entry.input_tokens
+            response.set_private("_input_tokens", entry.input_tokens)
             tokens = entry.input_tokens
             if tokens is None:
                 tokens = text_tokens(contents)

@@ -133,7 +133,7 @@ async def embed_one_by_batch(
     batch = await provider.batch_embed(call, BatchEmbedContentsRequest(requests=[request]))
     first = batch.embeddings[0] if batch.embeddings else ContentEmbedding(values=[])
     response = EmbedContentResponse(embedding=first)
-    response._input_tokens = batch._input_tokens
+    response.set_private("_input_tokens", batch._input_tokens)
     return response
 
 

@@ -42,6 +42,7 @@ from genroute.providers.transport import USER_AGENT, HttpRequest, HttpResponse, 
 __all__ = ["Http11Transport"]
 
 _PAUSE_AT = 1 << 20  # body bytes waiting for the caller before the socket is paused
+_JOIN_UNDER = 1 << 16  # bodies up to this size are sent in the same buffer as the head
 _MAX_IDLE = 256  # idle connections kept per origin
 _MAX_TARGETS = 1024  # parsed URLs remembered
 _DECODED = ("gzip", "x-gzip", "deflate")
@@ -205,10 +206,10 @@ class _Connection(asyncio.Protocol):
             self.last_read = now
             self.timers.append(self.loop.call_at(now + timeout.read, self._check_read))
         assert self.transport is not None
-        if body:
+        if len(body) > _JOIN_UNDER:
             self.transport.writelines((head, body))
-        else:
-            self.transport.write(head)
+        else:  # one buffer, one send: a copy of a small body costs less than a second send
+            self.transport.write(head + body)
 
     def _expired(self, which: str) -> None:
         self.fail(TimeoutError(f"the {which} timeout elapsed"))

@@ -119,7 +119,7 @@ def expand(request: GenerateContentRequest, row: CacheRow) -> GenerateContentReq
     if payload.get("toolConfig") is not None:
         update["tool_config"] = ToolConfig.model_validate(payload["toolConfig"])
     expanded = request.model_copy(update=update)
-    expanded._cached_prefix = len(cached)
+    expanded.set_private("_cached_prefix", len(cached))
     return expanded
 
 

@@ -61,9 +61,12 @@ def bounded_response(response: HttpResponse, limit: int, length: int | None = No
     async def chunks() -> AsyncIterator[bytes]:
         pending = 0
         async for chunk in response.iter_chunks():
-            pending = _pending(chunk, pending)
-            if pending > limit:
-                raise too_large(f"a stream event of over {pending} bytes", limit)
+            if chunk.endswith(_EVENT_ENDS):  # the usual chunk: whole events, nothing open
+                pending = 0
+            else:
+                pending = _pending(chunk, pending)
+                if pending > limit:
+                    raise too_large(f"a stream event of over {pending} bytes", limit)
             yield chunk
 
     return HttpResponse(

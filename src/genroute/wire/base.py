@@ -52,6 +52,13 @@ class WireModel(BaseModel):
         protected_namespaces=(),
     )
 
+    def set_private(self, name: str, value: Any) -> None:
+        """Set a value that is not on the wire (declared on the class as an underscored
+        `ClassVar` holding its default): kept by copies, never serialised, never read from
+        a body. Cheaper than pydantic's private attributes, which cost every validation
+        of the model a Python-level initialiser and every read a `__getattr__` call."""
+        object.__setattr__(self, name, value)
+
     def to_dict(self) -> dict[str, Any]:
         """The wire form as plain JSON-ready data, without unset (None) fields."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

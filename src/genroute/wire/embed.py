@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import PrivateAttr
+from typing import ClassVar
 
 from genroute.wire.base import Repeated, WireModel
 from genroute.wire.content import Content
@@ -37,7 +37,7 @@ class EmbedContentResponse(WireModel):
 
     embedding: ContentEmbedding
     # Tokens embedded, when the upstream says (OpenAI does, Gemini does not); never sent on.
-    _input_tokens: int | None = PrivateAttr(default=None)
+    _input_tokens: ClassVar[int | None] = None  # set with set_private
 
 
 class BatchEmbedContentsRequest(WireModel):
@@ -51,4 +51,4 @@ class BatchEmbedContentsResponse(WireModel):
 
     embeddings: list[ContentEmbedding]
     # Tokens embedded over every request, when the upstream says; never sent on.
-    _input_tokens: int | None = PrivateAttr(default=None)
+    _input_tokens: ClassVar[int | None] = None  # set with set_private

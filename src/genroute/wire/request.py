@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import PrivateAttr, field_validator
+from pydantic import field_validator
 
 from genroute.wire.base import Repeated, WireModel
 from genroute.wire.content import Content
@@ -117,7 +117,7 @@ class GenerateContentRequest(WireModel):
     # Not on the wire: how many leading `contents` (and the system instruction, tools and
     # tool config) came from a cached content genroute put in front (genroute.resources);
     # a translator may mark that prefix for the provider's prompt cache.
-    _cached_prefix: int | None = PrivateAttr(default=None)
+    _cached_prefix: ClassVar[int | None] = None  # set with set_private
 
     @field_validator("contents")
     @classmethod

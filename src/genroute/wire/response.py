@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import PrivateAttr
+from typing import Any, ClassVar
 
 from genroute.wire.base import WireModel
 from genroute.wire.content import Content
@@ -84,7 +82,7 @@ class UsageMetadata(WireModel):
     # Not on the wire (Gemini has no field for it): prompt tokens the provider wrote to its
     # prompt cache (Anthropic's cache_creation_input_tokens, Bedrock's cacheWriteInputTokens),
     # part of promptTokenCount and priced at the cache-write rate.
-    _cache_write_tokens: int = PrivateAttr(default=0)
+    _cache_write_tokens: ClassVar[int] = 0  # set with set_private
 
 
 class PromptFeedback(WireModel):

@@ -22,7 +22,7 @@ POINT = {"cachePoint": {"type": "default"}}
 
 def request(cached: int | None, contents: list[dict[str, Any]], **extra: Any) -> Any:
     made = GenerateContentRequest.model_validate({"contents": contents, **extra})
-    made._cached_prefix = cached
+    made.set_private("_cached_prefix", cached)
     return made
 
 

@@ -179,5 +179,5 @@ def usage_metadata(usage: Mapping[str, Any], r: Reader | None = None) -> UsageMe
         cached_content_token_count=cache_read or None,
         total_token_count=prompt + output,
     )
-    found._cache_write_tokens = cache_write
+    found.set_private("_cache_write_tokens", cache_write)
     return found

@@ -162,14 +162,14 @@ class DemoProvider:
 
     async def embed(self, call: Call, request: EmbedContentRequest) -> EmbedContentResponse:
         response = EmbedContentResponse(embedding=self._embed(request))
-        response._input_tokens = count_words([request.content])
+        response.set_private("_input_tokens", count_words([request.content]))
         return response
 
     async def batch_embed(
         self, call: Call, request: BatchEmbedContentsRequest
     ) -> BatchEmbedContentsResponse:
         response = BatchEmbedContentsResponse(embeddings=[self._embed(r) for r in request.requests])
-        response._input_tokens = count_words([r.content for r in request.requests])
+        response.set_private("_input_tokens", count_words([r.content for r in request.requests]))
         return response
 
     def _embed(self, request: EmbedContentRequest) -> ContentEmbedding:

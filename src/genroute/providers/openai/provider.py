@@ -147,5 +147,5 @@ class OpenAIProvider:
         response = BatchEmbedContentsResponse(
             embeddings=[ContentEmbedding(values=v) for v in vectors]
         )
-        response._input_tokens = input_tokens if bodies else None
+        response.set_private("_input_tokens", input_tokens if bodies else None)
         return response

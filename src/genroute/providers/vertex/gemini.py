@@ -347,7 +347,7 @@ def embed_reply(data: bytes, count: int | None) -> BatchEmbedContentsResponse:
             raise r.fail(f"{len(found)} embeddings for {count} requests")
         embeddings = [_values(r, e, f"embeddings[{i}]") for i, e in enumerate(found)]
     response = BatchEmbedContentsResponse(embeddings=embeddings)
-    response._input_tokens = _prompt_tokens(r, reply)
+    response.set_private("_input_tokens", _prompt_tokens(r, reply))
     return response
 
 
@@ -368,12 +368,12 @@ def predict_reply(data: bytes, count: int) -> BatchEmbedContentsResponse:
         counted = r.integer(stats.get("token_count"), f"{path}.statistics.token_count")
         tokens = tokens + counted if tokens is not None and counted is not None else None
     response = BatchEmbedContentsResponse(embeddings=embeddings)
-    response._input_tokens = tokens
+    response.set_private("_input_tokens", tokens)
     return response
 
 
 def one_embedding(batch: BatchEmbedContentsResponse) -> EmbedContentResponse:
     """The embedContent answer made of a batch of one."""
     response = EmbedContentResponse(embedding=batch.embeddings[0])
-    response._input_tokens = batch._input_tokens
+    response.set_private("_input_tokens", batch._input_tokens)
     return response

@@ -299,14 +299,14 @@ class VertexGeminiProvider(_Vertex):
             found = reply._input_tokens
             tokens = tokens + found if tokens is not None and found is not None else None
         response = BatchEmbedContentsResponse(embeddings=[v for v in vectors if v is not None])
-        response._input_tokens = tokens if requests else None
+        response.set_private("_input_tokens", tokens if requests else None)
         return response
 
 
 def _joined(batches: list[BatchEmbedContentsResponse]) -> BatchEmbedContentsResponse:
     joined = BatchEmbedContentsResponse(embeddings=[e for b in batches for e in b.embeddings])
     counts = [b._input_tokens for b in batches]
-    joined._input_tokens = None if None in counts else sum(c or 0 for c in counts)
+    joined.set_private("_input_tokens", None if None in counts else sum(c or 0 for c in counts))
     return joined
 
 
