@@ -9,8 +9,10 @@ missing and garbage keys; against the demo model without a key, and a governed g
   could not be read);
 - a stream that started never carries an internal error.
 
-The budget is a fixed number of examples per test (EXAMPLES): about 3,300 requests, about
-40 s of CPU with coverage on.
+The budget is a fixed number of examples per test (EXAMPLES): about 1,600 requests, plus
+a sweep that puts a value of every wrong JSON type in every field of every body template
+(`test_every_field_with_every_wrong_type`, about 780 requests): about 7 s of CPU without
+coverage (100 examples a test and no sweep took 18-23 s).
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from tests.server.asgi_client import Reply, asgi_request, google_error
 
 MASTER = "sk-master-fuzz"
 LIMIT = 5.0  # seconds one request may take
-EXAMPLES = 100
+# 40 random examples per test, not 100: the field-by-field cases random sampling would need
+# many examples to reach (one wrong value in each of the 25 fields of generateContent's
+# template: one example in four changes one field) are sent deterministically by
+# test_every_field_with_every_wrong_type; what stays random are the combinations (raw bytes,
+# mutated templates with keys dropped and added, nested JSON, queries, headers, paths), of which
+# 40 per test keeps every branch of each `one_of` drawn several times over. 100 took 2.5 times
+# the CPU, and never sent the one case the sweep found (test_a_null_team_id_is_not_a_500).
+EXAMPLES = 40
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -266,6 +275,28 @@ def test_bodies(demo: Running, governed: Running, route: str, data: st.DataObjec
     gateway = data.draw(st.sampled_from([demo, governed]), label="gateway")
     query = data.draw(st.sampled_from([b"", b"alt=sse", b"alt=%00", b"alt=sse&alt=json"]))
     check(gateway.request("POST", path, body, query=query), body_route=True)
+
+
+# A value of each JSON type (null, boolean, number, string, array, object) with an awkward
+# member of its kind: the sweep sends each one that is not of the template value's own type.
+WRONG_TYPES: list[Any] = [None, True, 2**64, "x\x00", [{}], {"": None}]
+
+
+def json_type(value: Any) -> type:
+    if isinstance(value, bool):
+        return bool
+    return float if isinstance(value, int | float) else type(value)
+
+
+def wrong_values(template: Any) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """(path, body) for every field of `template` with every value of another JSON type."""
+    for path in paths_in(template):
+        here: Any = template
+        for step in path:
+            here = here[step]
+        for value in WRONG_TYPES:
+            if json_type(value) is not json_type(here):
+                yield path, replaced(template, path, value)
 
 
 def test_valid_bodies_are_answered(demo: Running, governed: Running) -> None:
@@ -505,6 +536,37 @@ def test_management_methods_and_keys(
         if reply.status == 200:
             assert gateway is governed
             assert any(MASTER.encode() in v for _, v in headers)
+
+
+def test_every_field_with_every_wrong_type(demo: Running, governed: Running) -> None:
+    """Each field of each body template (model routes on both gateways in turn, the
+    management routes on the governed one) with a value of every other JSON type: a 400
+    that names the field, or an answer, never a 5xx."""
+    sent = 0
+    for path, template in BODY_ROUTES.values():
+        for n, (_, body) in enumerate(wrong_values(template)):
+            gateway = (demo, governed)[n % 2]
+            check(gateway.request("POST", path, json.dumps(body).encode()), body_route=True)
+            sent += 1
+    for route, template in MANAGEMENT_BODIES.items():
+        for path, body in wrong_values(template):
+            if (route, path, body[path[0]]) == KNOWN_500:
+                continue  # test_a_null_team_id_is_not_a_500, below
+            check(governed.request("POST", route, json.dumps(body).encode()), body_route=True)
+            sent += 1
+    assert sent > 700  # every path of every template, about five wrong values each
+
+
+# Found by the sweep above (2026-12-02): `"team_id": null` on /team/new reaches the insert as
+# a NULL primary key (SQLAlchemy warns; PostgreSQL would refuse the row) and is a 500. strict:
+# once it is fixed this fails as XPASS; then remove the xfail and KNOWN_500.
+KNOWN_500 = ("/team/new", ("team_id",), None)
+
+
+@pytest.mark.xfail(strict=True, reason="/team/new with team_id null is a 500 (KNOWN_500)")
+def test_a_null_team_id_is_not_a_500(governed: Running) -> None:
+    body = replaced(MANAGEMENT_BODIES["/team/new"], ("team_id",), None)
+    check(governed.request("POST", "/team/new", json.dumps(body).encode()), body_route=True)
 
 
 # -- what the fuzzing found, kept as plain cases -------------------------------------------------
