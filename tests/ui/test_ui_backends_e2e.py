@@ -13,6 +13,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from genroute.ui.logs import LIVE_SECONDS
 from tests.conftest import POSTGRES_URL, InProcessGateway, require_service
 from tests.dbs import _database, _give_back, _url
 from tests.ui.conftest import MASTER, Browser, Watched, shot, sign_in, ui_config, watched
@@ -58,8 +59,10 @@ def test_an_operator_with_only_a_browser(
     page = ui.page
     sign_in(page)
     secret = create_key(page, f"ops-{backend}", budget="10")
+    page.clock.install()  # the logs' poll brought forward, not waited for (test_ui_e2e.py)
     page.goto("/ui/logs")
     call(gw, secret, end_user="ops-user")
+    page.clock.run_for(LIVE_SECONDS * 1000)
     expect(page.get_by_role("row").filter(has_text="ops-user")).to_be_visible(timeout=5000)
     row = page.get_by_role("row").filter(has_text="ops-user")
     expect(row).to_contain_text(f"ops-{backend}")

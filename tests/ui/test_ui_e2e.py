@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from playwright.sync_api import expect
 
 from genroute.observability.tracing import Tracing
+from genroute.ui.logs import LIVE_SECONDS
 from tests.conftest import InProcessGateway, genai_client
 from tests.ui.conftest import (
     MASTER,
@@ -392,10 +393,14 @@ def test_a_call_shows_in_logs_within_five_seconds(ui: Watched, gw: InProcessGate
     page = ui.page
     signed_in(ui)
     secret = create_key(page, "live-logs")
+    # The page's timers run on Playwright's clock: its poll (every LIVE_SECONDS) is brought
+    # forward instead of waited for; the page must show the call after that much of its time.
+    page.clock.install()
     page.goto("/ui/logs")
     headers = [h.inner_text() for h in page.get_by_role("columnheader").all()]
     assert headers == ["Time", "Model", "Key", "End user", "Status", "Cost", "Latency"]
     call(gw, secret, end_user="live-user")  # the page is not reloaded: it updates itself
+    page.clock.run_for(LIVE_SECONDS * 1000)
     row = page.get_by_role("row").filter(has_text="live-user")
     expect(row).to_be_visible(timeout=5000)
     expect(row).to_contain_text("live-logs")
@@ -404,6 +409,7 @@ def test_a_call_shows_in_logs_within_five_seconds(ui: Watched, gw: InProcessGate
     first = page.get_by_role("row").nth(1)  # newest first
     expect(first).to_contain_text("live-user")
     call(gw, MASTER, end_user="by-the-master")
+    page.clock.run_for(LIVE_SECONDS * 1000)
     master = page.get_by_role("row").filter(has_text="by-the-master")
     expect(master).to_contain_text("master key", timeout=5000)
     shot(page, "logs")
