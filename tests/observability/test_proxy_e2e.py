@@ -7,6 +7,7 @@ JSON log file and from the built-in JSON-lines callback, and checked field by fi
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
@@ -283,6 +284,10 @@ def test_metrics(gateway: Gateway, fake: FakeGemini) -> None:
 
 
 def test_metrics_are_aggregated_across_workers(fake: FakeGemini, tmp_path: Path) -> None:
+    """`genroute serve --workers 2`: both workers serve, each request is counted once
+    whichever worker is scraped, SIGTERM stops them all with status 0, and the master key is
+    in no output. (The suite's one `--workers 2` process: test_cli.py's test of several
+    workers was folded in here, each start costs three interpreters.)"""
     multiproc = tmp_path / "prom"
     multiproc.mkdir()
     (multiproc / "counter_999999.db").write_bytes(b"stale")  # from an earlier run: removed
@@ -316,8 +321,11 @@ def test_metrics_are_aggregated_across_workers(fake: FakeGemini, tmp_path: Path)
                 fams, "genroute_requests", "genroute_requests_total", model_group="gemini-2.5-flash"
             )
             assert total == sent
+        gw.proc.send_signal(signal.SIGTERM)
+        assert gw.proc.wait(20) == 0
     finally:
         gw.stop()
+    assert MASTER_KEY not in gw.log() + (tmp_path / "requests.log").read_text()
 
 
 def test_sdk_error_is_unchanged_by_observability(gateway: Gateway, fake: FakeGemini) -> None:
