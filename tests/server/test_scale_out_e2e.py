@@ -13,6 +13,7 @@ import signal
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -192,10 +193,13 @@ def test_sigkill_mid_load_loses_no_spend(
         url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
         cfg = config(url, redis_url)
         cfg["general_settings"]["spend_flush_interval"] = 1.0  # rows wait in the journal
-        victim = start_gateway(cfg, process=True)
-        gateways: list[AnyGateway] = [victim]
-        if drained_by == "survivor":
-            gateways.append(start_gateway(cfg, process=True))
+        # Two processes start side by side (each is ~2 s of imports), not one after the other.
+        count = 2 if drained_by == "survivor" else 1
+        with ThreadPoolExecutor(count) as pool:
+            gateways: list[AnyGateway] = list(
+                pool.map(lambda _: start_gateway(cfg, process=True), range(count))
+            )
+        victim = gateways[0]
         key = new_key(victim, key_alias="load")
         answered_by_victim: list[int] = []
 
