@@ -549,24 +549,19 @@ def test_every_field_with_every_wrong_type(demo: Running, governed: Running) -> 
             check(gateway.request("POST", path, json.dumps(body).encode()), body_route=True)
             sent += 1
     for route, template in MANAGEMENT_BODIES.items():
-        for path, body in wrong_values(template):
-            if (route, path, body[path[0]]) == KNOWN_500:
-                continue  # test_a_null_team_id_is_not_a_500, below
+        for _, body in wrong_values(template):
             check(governed.request("POST", route, json.dumps(body).encode()), body_route=True)
             sent += 1
     assert sent > 700  # every path of every template, about five wrong values each
 
 
-# Found by the sweep above (2026-12-02): `"team_id": null` on /team/new reaches the insert as
-# a NULL primary key (SQLAlchemy warns; PostgreSQL would refuse the row) and is a 500. strict:
-# once it is fixed this fails as XPASS; then remove the xfail and KNOWN_500.
-KNOWN_500 = ("/team/new", ("team_id",), None)
-
-
-@pytest.mark.xfail(strict=True, reason="/team/new with team_id null is a 500 (KNOWN_500)")
-def test_a_null_team_id_is_not_a_500(governed: Running) -> None:
+# Found by the sweep above (2026-12-02): `"team_id": null` on /team/new reached the insert as
+# a NULL primary key (a 500); null now means "name it for me", as an absent team_id does.
+def test_a_null_team_id_names_the_team(governed: Running) -> None:
     body = replaced(MANAGEMENT_BODIES["/team/new"], ("team_id",), None)
-    check(governed.request("POST", "/team/new", json.dumps(body).encode()), body_route=True)
+    reply = governed.request("POST", "/team/new", json.dumps(body).encode())
+    assert reply.status == 200, reply.body
+    assert json.loads(reply.body)["team_id"]
 
 
 # -- what the fuzzing found, kept as plain cases -------------------------------------------------

@@ -448,7 +448,8 @@ class ManagementAPI:
 
     async def team_new(self, body: bytes, query: dict[str, str]) -> Any:
         fields = _fields(self._parse(body, TeamFields))
-        fields.setdefault("team_id", str(uuid.uuid4()))
+        if fields.get("team_id") is None:  # absent or null: genroute names the team
+            fields["team_id"] = str(uuid.uuid4())
         try:
             return await self.store.create("team", fields)
         except StoreError as exc:
