@@ -54,6 +54,7 @@ from genroute.wire import (
     Part,
     UsageMetadata,
     WireModel,
+    dump_json,
 )
 
 __all__ = ["MAX_PENDING", "ControlSource", "Plan", "ResponseCache"]
@@ -352,7 +353,7 @@ class ResponseCache:
         now = self.clock()
         entry = Entry(
             plan.kind,
-            answer.__pydantic_serializer__.to_json(answer, by_alias=True, exclude_none=True),
+            dump_json(answer),
             now,
             now + plan.ttl,
             (route.group, route.deployment_id, route.provider, route.provider_model),

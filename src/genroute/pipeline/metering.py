@@ -41,17 +41,16 @@ __all__ = ["Metered", "observe_chunk"]
 
 
 def observe_chunk(meter: Meter, chunk: GenerateContentResponse) -> None:
-    """Note what one response (or stream chunk) says: usage, model, finish, text size."""
-    if chunk.usage_metadata is not None:
-        meter.usage = chunk.usage_metadata
-    if chunk.model_version:
-        meter.response_model = chunk.model_version
-    for candidate in chunk.candidates or ():
-        if candidate.finish_reason:
-            meter.finish_reason = candidate.finish_reason
-        content = candidate.content
-        if content is not None and content.parts:
-            meter.output_chars += sum(len(p.text) for p in content.parts if p.text)
+    """Note what one response (or stream chunk) says: usage, model, finish, text size
+    (its facts: a relayed response is not parsed for them)."""
+    facts = chunk.facts()
+    if facts.usage is not None:
+        meter.usage = facts.usage
+    if facts.model_version:
+        meter.response_model = facts.model_version
+    if facts.finish_reason:
+        meter.finish_reason = facts.finish_reason
+    meter.output_chars += facts.text_chars
 
 
 class Metered:

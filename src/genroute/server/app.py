@@ -54,10 +54,12 @@ from genroute.wire import (
     CountTokensRequest,
     EmbedContentRequest,
     GenerateContentRequest,
+    GenerateContentResponse,
     ListModelsResponse,
     WireModel,
     dump_json,
     format_validation_error,
+    wire_bytes,
 )
 
 log = logging.getLogger("genroute.server")
@@ -532,7 +534,12 @@ class GatewayApp:
         cost = call.meter.cost
         if cost is not None:
             headers.append((b"x-genroute-response-cost", f"{cost:.10g}".encode()))
-        await asgi.send_bytes(send, 200, dump_json(response), [JSON_TYPE, *headers])
+        data = (
+            wire_bytes(response)
+            if isinstance(response, GenerateContentResponse)
+            else dump_json(response)
+        )
+        await asgi.send_bytes(send, 200, data, [JSON_TYPE, *headers])
 
 
 def _check_model_name(path: ModelPath) -> None:

@@ -29,7 +29,7 @@ from genroute.server.asgi import (
     safe_headers,
 )
 from genroute.sse import encode_event
-from genroute.wire import GenerateContentResponse, dump_json
+from genroute.wire import GenerateContentResponse, wire_bytes
 
 __all__ = ["relay"]
 
@@ -125,6 +125,7 @@ async def _pump(
     sse: bool,
 ) -> None:
     frame = encode_event if sse else None
+    one_line = sse  # an SSE event's data is one line
     sent_any = False
 
     async def emit(payload: bytes) -> None:
@@ -135,9 +136,9 @@ async def _pump(
 
     try:
         if first is not None:
-            await emit(dump_json(first))
+            await emit(wire_bytes(first, one_line=one_line))
         async for chunk in iterator:
-            await emit(dump_json(chunk))
+            await emit(wire_bytes(chunk, one_line=one_line))
     except ConnectionAbortedError:
         raise  # the client stopped reading: nothing more can be sent
     except GenrouteError as exc:

@@ -42,8 +42,10 @@ from genroute.wire.response import (
     GenerateContentResponse,
     ModalityTokenCount,
     PromptFeedback,
+    ResponseFacts,
     SafetyRating,
     UsageMetadata,
+    wire_bytes,
 )
 
 __all__ = [
@@ -74,6 +76,7 @@ __all__ = [
     "Model",
     "Part",
     "PromptFeedback",
+    "ResponseFacts",
     "SafetyRating",
     "SafetySetting",
     "ThinkingConfig",
@@ -83,4 +86,5 @@ __all__ = [
     "WireModel",
     "dump_json",
     "format_validation_error",
+    "wire_bytes",
 ]

@@ -68,7 +68,10 @@ def dump_json(obj: WireModel) -> bytes:
     """Serialise a wire object to compact JSON bytes, camelCase, without None fields.
 
     Unknown fields an upstream sent are kept and written back, so a Gemini response
-    passes through without loss, and any edit made to it on the way is written too."""
+    passes through without loss, and any edit made to it on the way is written too. A
+    relayed response (see wire/response.py) is parsed first."""
+    if "_raw" in obj.__dict__:
+        obj.parse_relayed()  # type: ignore[attr-defined]
     return obj.__pydantic_serializer__.to_json(obj, by_alias=True, exclude_none=True)
 
 

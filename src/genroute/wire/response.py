@@ -1,10 +1,22 @@
-"""The generateContent response, which is also the shape of each stream chunk."""
+"""The generateContent response, which is also the shape of each stream chunk.
+
+A response of a Gemini upstream can be *relayed*: kept as the upstream's own bytes, with
+only the facts the layers read on every call (`ResponseFacts`: usage, model version,
+finish reason, text size) taken out of it, and parsed into the model the first time
+anything else is read, written, copied, compared or serialised (`parse_relayed`). Until then `wire_bytes`
+is those bytes; after, the model is the truth, so an edit is always sent.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from genroute.wire.base import WireModel
+import orjson
+from pydantic import ValidationError
+
+from genroute.errors import UpstreamMalformed
+from genroute.wire.base import WireModel, format_validation_error
 from genroute.wire.content import Content
 
 __all__ = [
@@ -14,8 +26,10 @@ __all__ = [
     "GenerateContentResponse",
     "ModalityTokenCount",
     "PromptFeedback",
+    "ResponseFacts",
     "SafetyRating",
     "UsageMetadata",
+    "wire_bytes",
 ]
 
 
@@ -111,3 +125,198 @@ class GenerateContentResponse(WireModel):
             return ""
         parts = self.candidates[0].content.parts or []
         return "".join(p.text for p in parts if p.text and not p.thought)
+
+    _raw: ClassVar[bytes | None] = None  # a relayed response's bytes, until it is parsed
+    _facts: ClassVar[ResponseFacts | None] = None  # what they say, read once
+    _upstream: ClassVar[str] = ""  # who sent them (for a malformed-reply error)
+
+    @classmethod
+    def relayed(cls, raw: bytes, upstream: str) -> GenerateContentResponse:
+        """The response `raw` holds, parsed only when used beyond its facts. A reply that
+        is not JSON, or whose facts are not the API's shape, raises ValueError."""
+        facts = ResponseFacts.read(raw)
+        response = cls.__new__(cls)
+        object.__setattr__(response, "__dict__", {"_raw": raw, "_facts": facts})
+        if upstream:
+            response.__dict__["_upstream"] = upstream
+        return response
+
+    def facts(self) -> ResponseFacts:
+        """Usage, model version, finish reason and text size, without parsing the rest."""
+        found = self.__dict__.get("_facts")
+        return found if found is not None else ResponseFacts.of(self)
+
+    def parse_relayed(self) -> None:
+        """Parse a relayed response into the model (nothing for one that is not)."""
+        state = self.__dict__
+        raw = state.get("_raw")
+        if raw is None:
+            return
+        try:
+            parsed = type(self).model_validate_json(raw)
+        except ValidationError as exc:
+            upstream = state.get("_upstream") or "the"
+            raise UpstreamMalformed(
+                f"{upstream} upstream sent a malformed response: {format_validation_error(exc)}",
+                provider=state.get("_upstream"),
+            ) from None
+        for key in ("_raw", "_facts", "_upstream"):
+            state.pop(key, None)
+        state.update(parsed.__dict__)
+        object.__setattr__(self, "__pydantic_extra__", parsed.__pydantic_extra__)
+        object.__setattr__(self, "__pydantic_fields_set__", parsed.__pydantic_fields_set__)
+        object.__setattr__(self, "__pydantic_private__", parsed.__pydantic_private__)
+
+    if not TYPE_CHECKING:  # not for mypy: it would take every attribute name as valid
+        # A relayed response has no fields in __dict__ and pydantic's slots unset, so any
+        # read of them (pydantic's own, from Python or its Rust core, included) lands
+        # here; the rest of BaseModel reads __dict__ directly and parses first.
+
+        def __getattr__(self, name: str) -> Any:
+            if "_raw" in self.__dict__:
+                self.parse_relayed()
+                return getattr(self, name)
+            return super().__getattr__(name)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            self.parse_relayed()
+            super().__setattr__(name, value)
+
+        def __delattr__(self, name: str) -> None:
+            self.parse_relayed()
+            super().__delattr__(name)
+
+        def __eq__(self, other: object) -> bool:
+            self.parse_relayed()
+            if isinstance(other, GenerateContentResponse):
+                other.parse_relayed()
+            return super().__eq__(other)
+
+        def __iter__(self) -> Any:
+            self.parse_relayed()
+            return super().__iter__()
+
+        def __repr_args__(self) -> Any:
+            self.parse_relayed()
+            return super().__repr_args__()
+
+        def __copy__(self) -> Any:
+            self.parse_relayed()
+            return super().__copy__()
+
+        def __deepcopy__(self, memo: Any = None) -> Any:
+            self.parse_relayed()
+            return super().__deepcopy__(memo)
+
+        def __getstate__(self) -> Any:
+            self.parse_relayed()
+            return super().__getstate__()
+
+        def model_copy(self, *args: Any, **kwargs: Any) -> Any:
+            self.parse_relayed()
+            return super().model_copy(*args, **kwargs)
+
+        def model_dump(self, *args: Any, **kwargs: Any) -> Any:
+            self.parse_relayed()
+            return super().model_dump(*args, **kwargs)
+
+        def model_dump_json(self, *args: Any, **kwargs: Any) -> Any:
+            self.parse_relayed()
+            return super().model_dump_json(*args, **kwargs)
+
+
+@dataclass(slots=True)
+class ResponseFacts:
+    """What the layers read of every response or chunk: its usage, model version, last
+    finish reason and how many characters of text it holds."""
+
+    usage: UsageMetadata | None = None
+    model_version: str | None = None
+    finish_reason: str | None = None
+    text_chars: int = 0
+
+    @classmethod
+    def of(cls, response: GenerateContentResponse) -> ResponseFacts:
+        """The facts of a parsed response."""
+        facts = cls(response.usage_metadata, response.model_version)
+        for candidate in response.candidates or ():
+            if candidate.finish_reason:
+                facts.finish_reason = candidate.finish_reason
+            content = candidate.content
+            if content is not None and content.parts:
+                facts.text_chars += sum(len(p.text) for p in content.parts if p.text)
+        return facts
+
+    @classmethod
+    def read(cls, raw: bytes) -> ResponseFacts:
+        """The facts of a response's JSON, each checked as the model would check it
+        (ValueError if one is not its shape); the rest is not looked at."""
+        data = orjson.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("the response is not a JSON object")
+        usage = _field(data, "usageMetadata", "usage_metadata")
+        version = _field(data, "modelVersion", "model_version")
+        if version is not None and not isinstance(version, str):
+            raise ValueError("modelVersion: Input should be a valid string")
+        facts = cls(
+            UsageMetadata.model_validate(usage) if usage is not None else None, version or None
+        )
+        candidates = data.get("candidates")
+        if candidates is None:
+            return facts
+        if not isinstance(candidates, list):
+            raise ValueError("candidates: Input should be a valid list")
+        for i, candidate in enumerate(candidates):
+            if not isinstance(candidate, dict):
+                raise ValueError(f"candidates[{i}]: Input should be an object")
+            reason = _field(candidate, "finishReason", "finish_reason")
+            if reason is not None and not isinstance(reason, str):
+                raise ValueError(f"candidates[{i}].finishReason: Input should be a valid string")
+            if reason:
+                facts.finish_reason = reason
+            facts.text_chars += _text_chars(candidate.get("content"), i)
+        return facts
+
+
+def _field(data: dict[str, Any], camel: str, snake: str) -> Any:
+    value = data.get(camel)
+    return data.get(snake) if value is None else value
+
+
+def _text_chars(content: Any, i: int) -> int:
+    if content is None:
+        return 0
+    if not isinstance(content, dict):
+        raise ValueError(f"candidates[{i}].content: Input should be an object")
+    parts = content.get("parts")
+    if parts is None:
+        return 0
+    if isinstance(parts, dict):  # one part for a list of one, as the model reads it
+        parts = [parts]
+    if not isinstance(parts, list):
+        raise ValueError(f"candidates[{i}].content.parts: Input should be a valid list")
+    chars = 0
+    for part in parts:
+        if not isinstance(part, dict):
+            raise ValueError(f"candidates[{i}].content.parts: Input should be objects")
+        text = part.get("text")
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"candidates[{i}].content.parts.text: Input should be a string")
+        if text:
+            chars += len(text)
+    return chars
+
+
+def wire_bytes(response: GenerateContentResponse, *, one_line: bool = False) -> bytes:
+    """The JSON to send on: a relayed response's own bytes while nothing has read into it
+    (on `one_line`, its line breaks, which JSON allows only between tokens, as spaces),
+    else its serialisation."""
+    raw: bytes | None = response.__dict__.get("_raw")
+    if raw is None:
+        data: bytes = response.__pydantic_serializer__.to_json(
+            response, by_alias=True, exclude_none=True
+        )
+        return data
+    if one_line and (b"\n" in raw or b"\r" in raw):
+        return raw.replace(b"\r", b" ").replace(b"\n", b" ")
+    return raw

@@ -128,7 +128,8 @@ class GeminiProvider:
         self, call: Call, request: GenerateContentRequest
     ) -> GenerateContentResponse:
         body = translate.to_wire(request)
-        return await self._call(call, "generateContent", body, GenerateContentResponse, "response")
+        url = f"{self._model_url}:generateContent"
+        return translate.from_wire(await self._http.post(url, body, self._headers, call))
 
     async def stream(
         self, call: Call, request: GenerateContentRequest

@@ -106,16 +106,22 @@ def parse_reply(body: bytes, reply: type[T], what: str) -> T:
         raise malformed(PROVIDER, what, format_validation_error(exc)) from None
 
 
-def from_wire(body: bytes) -> GenerateContentResponse:
-    """Parse a generateContent response (or one stream event's JSON)."""
-    return parse_reply(body, GenerateContentResponse, "response")
+def from_wire(body: bytes, what: str = "response") -> GenerateContentResponse:
+    """A generateContent response (or one stream event's JSON), relayed: kept as the
+    upstream's bytes, its facts checked, the rest parsed when a layer reads it."""
+    try:
+        return GenerateContentResponse.relayed(body, PROVIDER)
+    except ValidationError as exc:
+        raise malformed(PROVIDER, what, format_validation_error(exc)) from None
+    except ValueError as exc:
+        raise malformed(PROVIDER, what, str(exc)) from None
 
 
 def decode_event(payload: bytes) -> GenerateContentResponse:
     """One SSE `data` payload: a chunk, or an error event that ends the stream."""
     if payload.lstrip().startswith(b'{"error"'):
         raise map_error(500, payload, {})
-    return parse_reply(payload, GenerateContentResponse, "stream event")
+    return from_wire(payload, "stream event")
 
 
 def failure_reason(code: int, message: str, details: list[dict[str, Any]]) -> FailureReason:

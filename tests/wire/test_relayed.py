@@ -1,0 +1,155 @@
+"""A relayed response (a Gemini upstream's bytes, parsed on first use): its bytes go out
+as they came while nothing reads into it; anything that reads, writes, copies, compares
+or serialises it parses it first, so an edit is always sent."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from genroute.errors import UpstreamMalformed
+from genroute.wire import (
+    GenerateContentResponse,
+    ResponseFacts,
+    UsageMetadata,
+    dump_json,
+    wire_bytes,
+)
+
+BODY = {
+    "candidates": [
+        {
+            "content": {"role": "model", "parts": [{"text": "Hello"}, {"text": " there"}]},
+            "finishReason": "STOP",
+            "index": 0,
+            "futureField": {"kept": True},
+        }
+    ],
+    "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "totalTokenCount": 5},
+    "modelVersion": "gemini-2.5-flash",
+    "responseId": "r1",
+    "unknownTopLevel": [1, 2],
+}
+RAW = orjson.dumps(BODY, option=orjson.OPT_INDENT_2)  # Google's replies are indented
+
+
+def relayed(raw: bytes = RAW) -> GenerateContentResponse:
+    return GenerateContentResponse.relayed(raw, "gemini")
+
+
+def parsed() -> GenerateContentResponse:
+    return GenerateContentResponse.model_validate_json(RAW)
+
+
+def test_untouched_it_goes_out_as_its_own_bytes_and_says_its_facts() -> None:
+    response = relayed()
+    assert wire_bytes(response) is RAW
+    facts = response.facts()
+    assert facts == ResponseFacts.of(parsed())
+    assert facts == ResponseFacts(
+        UsageMetadata(prompt_token_count=3, candidates_token_count=2, total_token_count=5),
+        "gemini-2.5-flash",
+        "STOP",
+        len("Hello there"),
+    )
+    assert wire_bytes(response) is RAW  # reading the facts parsed nothing
+
+
+def test_on_one_line_its_line_breaks_become_spaces() -> None:
+    line = wire_bytes(relayed(), one_line=True)
+    assert b"\n" not in line and b"\r" not in line
+    assert orjson.loads(line) == BODY
+    one = orjson.dumps(BODY)
+    assert wire_bytes(relayed(one), one_line=True) is one
+
+
+def test_a_read_parses_it_and_an_edit_after_is_sent() -> None:
+    response = relayed()
+    assert response.candidates is not None
+    assert response.candidates[0].content is not None
+    response.candidates[0].finish_reason = "SAFETY"
+    sent = orjson.loads(wire_bytes(response))
+    assert sent["candidates"][0]["finishReason"] == "SAFETY"
+    assert sent["candidates"][0]["futureField"] == {"kept": True}  # unknown fields kept
+    assert sent["unknownTopLevel"] == [1, 2]
+    assert response.facts().finish_reason == "SAFETY"
+
+
+def test_an_assignment_without_a_read_parses_first_and_keeps_the_rest() -> None:
+    response = relayed()
+    response.model_version = "edited"
+    sent = orjson.loads(wire_bytes(response))
+    assert sent["modelVersion"] == "edited" and sent["responseId"] == "r1"
+    assert sent["candidates"] == orjson.loads(dump_json(parsed()))["candidates"]
+
+
+def _serialised(r: GenerateContentResponse) -> Any:
+    return orjson.loads(r.__pydantic_serializer__.to_json(r, by_alias=True, exclude_none=True))
+
+
+USES: dict[str, Callable[[GenerateContentResponse], Any]] = {
+    "dump_json": lambda r: orjson.loads(dump_json(r)),
+    "to_dict": lambda r: r.to_dict(),
+    "model_dump": lambda r: r.model_dump(),
+    "model_dump_json": lambda r: orjson.loads(r.model_dump_json(by_alias=True)),
+    "the serializer itself": _serialised,
+    "model_copy": lambda r: r.model_copy(update={"response_id": "x"}).model_dump(),
+    "copy": lambda r: copy.copy(r).model_dump(),
+    "deepcopy": lambda r: copy.deepcopy(r).model_dump(),
+    "pickle": lambda r: pickle.loads(pickle.dumps(r)).model_dump(),
+    "repr": repr,
+    "iter": lambda r: dict(iter(r)),
+    "fields_set": lambda r: r.model_fields_set,
+    "extra": lambda r: r.model_extra,
+    "text": lambda r: r.text,
+}
+
+
+@pytest.mark.parametrize("use", USES.values(), ids=USES.keys())
+def test_every_use_sees_what_a_parsed_response_shows(
+    use: Callable[[GenerateContentResponse], Any],
+) -> None:
+    assert use(relayed()) == use(parsed())
+
+
+def test_it_equals_the_parsed_response_both_ways() -> None:
+    assert relayed() == parsed()
+    assert parsed() == relayed()
+    assert relayed() != GenerateContentResponse()
+
+
+def test_a_deep_shape_error_is_malformed_when_it_is_read() -> None:
+    body = dict(BODY, candidates=[{"safetyRatings": "not a list"}])
+    response = relayed(orjson.dumps(body))
+    with pytest.raises(UpstreamMalformed, match="gemini upstream sent a malformed response"):
+        _ = response.candidates
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[]",
+        b'{"candidates": {}}',
+        b'{"candidates": [1]}',
+        b'{"candidates": [{"content": "x"}]}',
+        b'{"candidates": [{"content": {"parts": "x"}}]}',
+        b'{"candidates": [{"content": {"parts": [1]}}]}',
+        b'{"candidates": [{"content": {"parts": [{"text": 1}]}}]}',
+        b'{"candidates": [{"finishReason": 1}]}',
+        b'{"modelVersion": 1}',
+    ],
+)
+def test_facts_of_the_wrong_shape_are_refused_at_once(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        relayed(raw)
+
+
+def test_a_body_cannot_pose_as_relayed_bytes() -> None:
+    response = GenerateContentResponse.model_validate({"_raw": "x", "_facts": 1})
+    assert response.__dict__.get("_raw") is None
+    assert orjson.loads(wire_bytes(response)) == {"_raw": "x", "_facts": 1}
