@@ -21,7 +21,9 @@ Configs (as bench/cpu_profile.py's): `open` (no key, no ledger, no log, metrics 
 tracing), `default` (master key, so the SQLite ledger, JSON request log to a file,
 /metrics), `production` (a virtual key, the ledger on a fresh PostgreSQL database, JSON log
 file, /metrics, OTLP tracing at 100 % to the fake's /v1/traces), `production-10pct`
-(tracing sampled at 10 %), `production-notrace`. Prints a table, and writes it to
+(tracing sampled at 10 %), `production-notrace`; and `python-proxy`, bench/python_proxy.py
+(aiohttp server and client, uvloop, bytes in and out: the Python limit) under the same
+load, measured once whatever the checkouts. Prints a table, and writes it to
 bench/.work/callgrind/<label>.md with the raw callgrind files beside it.
 """
 
@@ -126,7 +128,9 @@ def measure(args: argparse.Namespace, checkout: Path, kind: str, procs: Procs) -
     exe = checkout / ".venv" / "bin" / "genroute"
     if not exe.exists():  # a bare checkout: this venv's packages, the checkout's source
         python, exe = Path(sys.executable), Path(sys.executable).with_name("genroute")
-    name = f"{checkout.name}-{kind}-{args.mode}"
+    name = (
+        f"{checkout.name}-{kind}-{args.mode}" if kind != "python-proxy" else f"{kind}-{args.mode}"
+    )
     folder = OUT / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -150,8 +154,12 @@ def measure(args: argparse.Namespace, checkout: Path, kind: str, procs: Procs) -
     port = free_port()
     out = folder / "callgrind.out"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
-    argv += [str(python), str(exe), "serve", "--config", str(conf), "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--workers", "1"]
+    if kind == "python-proxy":  # the Python limit: bytes in, bytes out, same load
+        argv += [sys.executable, str(BENCH / "python_proxy.py"), "--port", str(port)]
+        argv += ["--upstream", f"http://127.0.0.1:{upstream}", "--upstream-key", UPSTREAM_KEY]
+    else:
+        argv += [str(python), str(exe), "serve", "--config", str(conf), "--host", "127.0.0.1"]
+        argv += ["--port", str(port), "--workers", "1"]
     proc = procs.start(f"cg-{name}", argv, None, env, cwd=folder)
     try:
         wait_ready(name, proc, port, 600)
@@ -202,7 +210,7 @@ def main() -> int:
                         help="a checkout with its own .venv (repeatable)")  # fmt: skip
     parser.add_argument("--config", action="append",
                         choices=("open", "default", "production", "production-10pct",
-                                 "production-notrace"))  # fmt: skip
+                                 "production-notrace", "python-proxy"))  # fmt: skip
     parser.add_argument("--mode", choices=tuple(PATHS), default="generate")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
@@ -213,7 +221,7 @@ def main() -> int:
     rows = []
     try:
         for kind in args.config or ["open"]:
-            for checkout in args.genroute:
+            for checkout in args.genroute[:1] if kind == "python-proxy" else args.genroute:
                 row = measure(args, checkout.resolve(), kind, procs)
                 rows.append(row)
                 print(f"{row['name']}: {row['per_request'] / 1e6:.3f} M instructions/request")
