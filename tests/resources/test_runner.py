@@ -223,3 +223,31 @@ async def test_the_resources_layer_counts_the_interactive_calls_in_flight(
     api.release()
     await asyncio.gather(client, batch)
     assert traffic.in_flight == 0
+
+
+async def test_a_stop_while_it_looks_for_work_is_not_waited_out(
+    service: BatchService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aclose() during the runner's database claim ends it at once, not a poll later (the
+    wake was cleared after the claim, so the stop was waited out for `poll_interval`)."""
+    claiming = asyncio.Event()
+    answer = asyncio.Event()
+    claim = service.repo.claim
+
+    async def slow_claim(*args: Any) -> Any:
+        claiming.set()
+        await answer.wait()
+        return await claim(*args)
+
+    monkeypatch.setattr(service.repo, "claim", slow_claim)
+    service.settings.poll_interval = 30.0
+    runner = BatchRunner(service, Traffic())
+    runner.api = ScriptedAPI()
+    runner.start()
+    await claiming.wait()
+    stopping = asyncio.create_task(runner.aclose())
+    await asyncio.sleep(0)
+    answer.set()  # the claim comes back empty after the stop was asked for
+    started = time.monotonic()
+    await stopping  # (aclose absorbs a cancel, so time it rather than wait_for it)
+    assert time.monotonic() - started < 1.0

@@ -165,6 +165,9 @@ class BatchRunner:
     async def _loop(self) -> None:
         failures = 0
         while not self._stopping:
+            # Cleared before looking, not after: a wake while the claim is in flight (a new
+            # batch, or aclose) then ends the wait below at once instead of a poll later.
+            self._wake.clear()
             now = self.service.now()
             try:
                 until = now + timedelta(seconds=self.settings.lease_seconds)
@@ -176,7 +179,6 @@ class BatchRunner:
                     log.warning("looking for batches to run failed: %s", exc)
                 batch = None
             if batch is None:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.poll_interval):
                         await self._wake.wait()
