@@ -62,12 +62,17 @@ PATHS = {
 }
 
 
-def config_for(kind: str, upstream: int, key: str, folder: Path, db: str | None) -> dict[str, Any]:
-    """The genroute config of one profile config (see the module docstring)."""
+def config_for(
+    kind: str, upstream: int, key: str, folder: Path, db: str | None, chunks: int = 0
+) -> dict[str, Any]:
+    """The genroute config of one profile config (see the module docstring); `chunks`: a
+    model the fake upstream streams that many events for (else 5)."""
     entry = {
         "model_name": "bench-model",
         "params": {
-            "model": "gemini/gemini-2.5-flash",
+            "model": f"gemini/gemini-2.5-flash-chunks-{chunks}"
+            if chunks
+            else "gemini/gemini-2.5-flash",
             "api_key": UPSTREAM_KEY,
             "api_base": f"http://127.0.0.1:{upstream}",
         },
@@ -143,7 +148,7 @@ def measure(args: argparse.Namespace, checkout: Path, kind: str, procs: Procs) -
     key = "sk-" + secrets.token_hex(16)
     db = fresh_db(f"genroute_cg_{os.getpid()}") if kind.startswith("production") else None
     conf = folder / "config.yaml"
-    conf.write_text(json.dumps(config_for(kind, upstream, key, folder, db)))
+    conf.write_text(json.dumps(config_for(kind, upstream, key, folder, db, args.chunks)))
     env = clean_env() | {"PYTHONPATH": str(checkout / "src")}
     if kind in ("production", "production-10pct"):
         env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"
@@ -171,6 +176,8 @@ def measure(args: argparse.Namespace, checkout: Path, kind: str, procs: Procs) -
                 raise BenchError(f"{name}: /key/generate returned {status}: {data[:200]!r}")
             client_key = str(json.loads(data)["key"])
         path = PATHS[args.mode]
+        if kind == "python-proxy" and args.chunks:  # it passes the model name on as it is
+            path = path.replace("bench-model", f"gemini-2.5-flash-chunks-{args.chunks}")
         asyncio.run(load(port, path, client_key, args.warmup, args.conns))
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
                        capture_output=True)  # fmt: skip
@@ -216,6 +223,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--conns", type=int, default=8)
     parser.add_argument("--label", default="latest")
+    parser.add_argument("--chunks", type=int, default=0,
+                        help="stream this many events (the fake's -chunks-N models); 0: 5")  # fmt: skip
     args = parser.parse_args()
     procs = Procs(WORK / "logs", WORK)
     rows = []
