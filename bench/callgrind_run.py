@@ -18,8 +18,8 @@ done on a timer is made to depend on the request count instead (the ledger flush
 2000 requests after 200 of warm-up always include two ledger flushes.
 
 Configs (as bench/cpu_profile.py's): `open` (no key, no ledger, no log, metrics or
-tracing), `default` (master key, so the SQLite ledger, JSON request log to a file,
-/metrics), `production` (a virtual key, the ledger on a fresh PostgreSQL database, JSON log
+tracing), `lean` (master key and SQLite ledger only), `default` (master key, so the
+SQLite ledger, JSON request log to a file, /metrics), `production` (a virtual key, the ledger on a fresh PostgreSQL database, JSON log
 file, /metrics, OTLP tracing at 100 % to the fake's /v1/traces), `production-10pct`
 (tracing sampled at 10 %), `production-notrace`; and `python-proxy`, bench/python_proxy.py
 (aiohttp server and client, uvloop, bytes in and out: the Python limit) under the same
@@ -84,6 +84,8 @@ def config_for(
     log = {"enabled": True, "format": "json", "destination": str(folder / "requests.log")}
     tracing = {"enabled": kind in ("production", "production-10pct")}
     config["observability"] = {"logs": log, "metrics": {"enabled": True}, "tracing": tracing}
+    if kind == "lean":  # the master key and the ledger, no log, metrics or tracing
+        config["observability"] = LEAN_OBSERVABILITY
     # Timers off the request path fire by the wall clock, which valgrind slows ~50x: the
     # ledger flushes when 1000 rows have queued (not every second), the key cache keeps
     # what it loaded, spans export when 512 have queued (OTEL_BSP_SCHEDULE_DELAY below),
@@ -216,7 +218,7 @@ def main() -> int:
     parser.add_argument("--genroute", action="append", type=Path, required=True,
                         help="a checkout with its own .venv (repeatable)")  # fmt: skip
     parser.add_argument("--config", action="append",
-                        choices=("open", "default", "production", "production-10pct",
+                        choices=("open", "lean", "default", "production", "production-10pct",
                                  "production-notrace", "python-proxy"))  # fmt: skip
     parser.add_argument("--mode", choices=tuple(PATHS), default="generate")
     parser.add_argument("--requests", type=int, default=2000)
