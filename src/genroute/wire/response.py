@@ -16,7 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from genroute.errors import UpstreamMalformed
-from genroute.wire.base import WireModel, format_validation_error
+from genroute.wire.base import WireModel, dump_json, format_validation_error
 from genroute.wire.content import Content
 
 __all__ = [
@@ -313,10 +313,7 @@ def wire_bytes(response: GenerateContentResponse, *, one_line: bool = False) -> 
     else its serialisation."""
     raw: bytes | None = response.__dict__.get("_raw")
     if raw is None:
-        data: bytes = response.__pydantic_serializer__.to_json(
-            response, by_alias=True, exclude_none=True
-        )
-        return data
+        return dump_json(response)
     if one_line and (b"\n" in raw or b"\r" in raw):
         return raw.replace(b"\r", b" ").replace(b"\n", b" ")
     return raw
