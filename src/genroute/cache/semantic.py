@@ -27,7 +27,6 @@ read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -39,6 +38,7 @@ import numpy as np
 from redis.exceptions import ResponseError
 
 from genroute.cache.store import RedisHealth, redis_errors
+from genroute.tasks import cancel_requested, stop
 
 __all__ = ["ENTRY_OVERHEAD", "SharedIndex", "VectorIndex", "unit_vector"]
 
@@ -354,11 +354,8 @@ class SharedIndex:
 
     async def aclose(self) -> None:
         """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop(task)
 
     def _apply(self, items: list[tuple[Any, dict[Any, Any]]]) -> None:
         for item_id, fields in items:
@@ -386,6 +383,8 @@ class SharedIndex:
                     {self.stream: self.last_id}, count=1000, block=self.block_ms
                 )
             except redis_errors as exc:
+                if cancel_requested():  # redis-py can turn a cancellation into an error
+                    raise asyncio.CancelledError from exc
                 if isinstance(exc, ResponseError):
                     self.health.refused(exc)  # the stream key is of another type
                 else:

@@ -33,6 +33,7 @@ from genroute.errors import ServiceUnavailable
 from genroute.governance.health import Dependency
 from genroute.store.ledger import Totals
 from genroute.store.repo import Store, database_unavailable
+from genroute.tasks import cancel_requested, stop
 
 __all__ = ["CHANNEL", "DEFAULT_MAX_STALE", "MAX_ENTRIES", "Entity", "EntityCache"]
 
@@ -205,6 +206,8 @@ class EntityCache:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if cancel_requested():  # redis-py can turn a cancellation into an error
+                    raise asyncio.CancelledError from exc
                 if not missed:
                     log.warning(
                         "Redis invalidation channel unavailable (%s); changes made on other "
@@ -228,8 +231,5 @@ class EntityCache:
 
     async def aclose(self) -> None:
         """Stop following invalidations."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        listener, self._listener = self._listener, None
+        await stop(listener)

@@ -64,6 +64,7 @@ from genroute.store.ledger import SpendRecord, new_row_id
 from genroute.store.repo import Store, hash_key, utcnow
 from genroute.store.routing import refusal_json
 from genroute.store.writer import LedgerWriter
+from genroute.tasks import cancel_requested, stop
 
 __all__ = ["ALL_MODELS", "Admission", "Governance", "model_allowed"]
 
@@ -220,6 +221,8 @@ class Governance:
             try:
                 await self.store.start()
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 self.database.failed(exc)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -230,10 +233,7 @@ class Governance:
     async def aclose(self) -> None:
         """Write every queued ledger row (what cannot be written stays in the spool), then
         close connections; bounded however the database and Redis behave."""
-        if self._migrator is not None:
-            self._migrator.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._migrator
+        await stop(self._migrator)
         await self.ledger.aclose()
         await self.cache.aclose()
         with contextlib.suppress(Exception):

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from genroute.observability.records import CallRecord
+from genroute.tasks import cancel_requested, stop
 
 __all__ = [
     "DROP_LOG_INTERVAL",
@@ -203,6 +204,8 @@ class Sink:
             except TimeoutError:
                 self._failed(f"took longer than {self.timeout:g}s")
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 self._failed(f"{type(exc).__name__}: {exc}")
             finally:
                 for _ in batch:
@@ -234,9 +237,7 @@ class Sink:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(drain_seconds):
                     await queue.join()
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            await stop(worker)
         if queue is not None and queue.qsize():
             log.warning(
                 "callback %s: %d events not delivered at shutdown", self.name, queue.qsize()

@@ -21,7 +21,6 @@ database for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +40,7 @@ from genroute.store.batches import BatchRepo
 from genroute.store.caches import CacheRepo
 from genroute.store.engine import create_engine, migrate
 from genroute.store.files import FileRepo
+from genroute.tasks import cancel_requested, stop
 
 __all__ = [
     "FILES_DIR",
@@ -128,6 +128,8 @@ class Resources:
                 swept = await self.files.sweep()
                 caches = await self.caches.sweep()
             except Exception as exc:  # the database or storage is down: next time
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 log.warning("sweeping expired files and caches failed: %s", exc)
                 continue
             if swept or caches:
@@ -137,10 +139,7 @@ class Resources:
         """Stop running batches (those in flight finish first) and sweeping, close storage
         connections (and the engine, if it is ours)."""
         await self.runner.aclose()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await stop(self._sweeper)
         await self.files.blobs.aclose()
         if self._owns_engine:
             await self.engine.dispose()

@@ -50,6 +50,7 @@ from genroute.resources.batches import ENDED, BatchService, caller_of
 from genroute.resources.files import NewFile
 from genroute.resources.owners import Access
 from genroute.store.batches import BatchItem, BatchRow
+from genroute.tasks import cancel_requested, stop
 from genroute.wire import GenerateContentRequest, dump_json
 
 __all__ = ["CANCEL_CHECK", "BatchRunner", "Traffic"]
@@ -145,9 +146,7 @@ class BatchRunner:
             async with asyncio.timeout(STOP_GRACE):
                 await asyncio.shield(self._task)
         except (TimeoutError, asyncio.CancelledError):
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop(self._task)
 
     def _cancelled(self, batch_id: str) -> None:
         """A cancel of a batch reached this instance: if it runs it, start nothing more."""
@@ -174,6 +173,8 @@ class BatchRunner:
                 batch = await self.service.repo.claim(self.instance, now, until)
                 failures = 0
             except Exception as exc:  # the database is down: look again later
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 failures += 1
                 if failures == 1:
                     log.warning("looking for batches to run failed: %s", exc)
@@ -199,6 +200,8 @@ class BatchRunner:
             try:
                 found = await repo.renew(batch_id, self.instance, until)
             except Exception as exc:
+                if cancel_requested():
+                    raise asyncio.CancelledError from exc
                 log.warning("batch %s: renewing its lease failed: %s", batch_id, exc)
                 continue
             if found is None:
@@ -264,9 +267,7 @@ class BatchRunner:
                 await self._round(run, pending)
         finally:
             self._runs.pop(batch.batch_id, None)
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await stop(renewer)
         if run.lost:
             return
         if self._stopping and not run.cancel:
