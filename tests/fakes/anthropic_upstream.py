@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import itertools
@@ -52,11 +53,6 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from aiohttp import web
-from anthropic.types.message_count_tokens_params import MessageCountTokensParams
-from anthropic.types.message_create_params import (
-    MessageCreateParamsNonStreaming,
-    MessageCreateParamsStreaming,
-)
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import is_typeddict
 
@@ -66,10 +62,6 @@ DEFAULT_API_KEY = "anthropic-upstream-key"
 API_VERSION = "2023-06-01"
 _COUNT_PATH = "/v1/messages/count_tokens"
 _SECRET = b"fake-anthropic-signing-key"
-_PARAMS: dict[str, Any] = {"create": MessageCreateParamsNonStreaming,
-                           "stream": MessageCreateParamsStreaming,
-                           "count": MessageCountTokensParams}  # fmt: skip
-_ADAPTERS = {kind: TypeAdapter(tp) for kind, tp in _PARAMS.items()}
 _SAMPLING = ("temperature", "top_p", "top_k")
 _NO_SAMPLING = re.compile(r"claude-[a-z]+-(?:[5-9]|4-[7-9])")
 _STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
@@ -77,6 +69,21 @@ _STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permissio
            "api_error": 500, "overloaded_error": 529}  # fmt: skip
 
 # ----------------------------------------------------------------- SDK-type validation
+
+
+@functools.cache
+def _sdk_types() -> dict[str, tuple[Any, TypeAdapter[Any]]]:
+    """The anthropic SDK's request TypedDicts and their adapters, imported and built on
+    first use (~3 s, which every pytest process would otherwise pay loading the conftest)."""
+    from anthropic.types.message_count_tokens_params import MessageCountTokensParams
+    from anthropic.types.message_create_params import (
+        MessageCreateParamsNonStreaming,
+        MessageCreateParamsStreaming,
+    )
+
+    kinds = {"create": MessageCreateParamsNonStreaming, "stream": MessageCreateParamsStreaming,
+             "count": MessageCountTokensParams}  # fmt: skip
+    return {kind: (tp, TypeAdapter(tp)) for kind, tp in kinds.items()}
 
 
 def sdk_problems(body: Any, kind: str) -> list[str]:
@@ -88,8 +95,9 @@ def sdk_problems(body: Any, kind: str) -> list[str]:
     before 4.7; they are checked here as numbers, and per model in `rule_problems`."""
     sampling = {k: body.pop(k) for k in _SAMPLING if isinstance(body, dict) and k in body}
     try:
-        _force(_ADAPTERS[kind].validate_python(body))
-        problems = _unknown_keys(body, _PARAMS[kind], "body")
+        params, adapter = _sdk_types()[kind]
+        _force(adapter.validate_python(body))
+        problems = _unknown_keys(body, params, "body")
     except ValidationError as exc:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]]
     finally:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import socket
@@ -47,8 +48,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import openai.types.chat.completion_create_params as chat_params
-import openai.types.embedding_create_params as embed_params
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
@@ -59,11 +58,6 @@ DEFAULT_KEY = "sk-upstream"
 AZURE_KEY = "azure-upstream-key"
 EXTENSION_KEYS = frozenset({"top_k"})  # what vLLM, Ollama, Together and OpenRouter also take
 EMBED_DIM = 64
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    "chat": TypeAdapter(chat_params.CompletionCreateParamsNonStreaming),
-    "chat_stream": TypeAdapter(chat_params.CompletionCreateParamsStreaming),
-    "embeddings": TypeAdapter(embed_params.EmbeddingCreateParams),
-}
 _SCRIPT_OPTS = {
     "reply": {"text", "reasoning", "tool_calls", "refusal", "finish_reason", "cached_tokens"}
     | {"interleave"},
@@ -73,6 +67,20 @@ _SCRIPT_OPTS = {
 }
 
 # ------------------------------------------------------------------ validation
+
+
+@functools.cache
+def _adapters() -> dict[str, TypeAdapter[Any]]:
+    """The openai SDK's request types, imported and built on first use (~0.7 s, which every
+    pytest process would otherwise pay when it loads the conftest)."""
+    import openai.types.chat.completion_create_params as chat_params
+    import openai.types.embedding_create_params as embed_params
+
+    return {
+        "chat": TypeAdapter(chat_params.CompletionCreateParamsNonStreaming),
+        "chat_stream": TypeAdapter(chat_params.CompletionCreateParamsStreaming),
+        "embeddings": TypeAdapter(embed_params.EmbeddingCreateParams),
+    }
 
 
 def _materialise(value: Any) -> Any:
@@ -105,7 +113,7 @@ def validation_problems(
         return ["the body is not a JSON object"]
     body = {k: v for k, v in body.items() if k not in extensions}
     try:
-        kept = _materialise(_ADAPTERS[kind].validate_python(body))
+        kept = _materialise(_adapters()[kind].validate_python(body))
     except ValidationError as exc:
         return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()][:5]
     return list(_lost(body, kept, ""))

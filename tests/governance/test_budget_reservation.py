@@ -3,8 +3,8 @@ starts, so the spend passes a budget by at most one call's hold, whether the cal
 streamed or not, on one instance or two sharing the budget (through Redis, or through the
 database's row locks without it), with no cost history.
 
-Each wave of 50 calls is held at the upstream until every call has been admitted or
-refused, so all 50 are in flight at once (the worst case for a budget)."""
+Each wave of 24 calls is held at the upstream until every call has been admitted or
+refused, so all 24 are in flight at once (the worst case for a budget)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ HOLD = 4 * 0.001 + 10 * 0.002
 REQUEST = GenerateContentRequest.model_validate(
     {"contents": [{"role": "user", "parts": [{"text": "hello there"}]}]}
 )
-WAVE = 50
+WAVE = 24  # over twice the 10.5 calls the budget fits
 
 
 class Gate:
@@ -176,8 +176,8 @@ async def spend_of(instances: list[Instance], key: str) -> float:
 async def test_a_budget_is_passed_by_at_most_one_call(
     cluster: Callable[..., Any], instances: int, stream: bool
 ) -> None:
-    """A budget that fits 10.5 calls, no cost history, waves of 50 concurrent calls:
-    10 or 11 served (the bug: all 50 of the first wave)."""
+    """A budget that fits 10.5 calls, no cost history, waves of 24 concurrent calls:
+    10 or 11 served (the bug: all 24 of the first wave)."""
     members = await cluster(instances, {**PRICES, "max_output_tokens": 10})
     budget = 10.5 * CALL_COST
     key = str((await members[0].gov.store.create_key({"max_budget": budget}))["key"])
