@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from genroute.errors import UpstreamMalformed
 from genroute.wire import (
@@ -20,6 +22,7 @@ from genroute.wire import (
     dump_json,
     wire_bytes,
 )
+from genroute.wire.response import _plain_usage
 
 BODY = {
     "candidates": [
@@ -153,3 +156,54 @@ def test_a_body_cannot_pose_as_relayed_bytes() -> None:
     response = GenerateContentResponse.model_validate({"_raw": "x", "_facts": 1})
     assert response.__dict__.get("_raw") is None
     assert orjson.loads(wire_bytes(response)) == {"_raw": "x", "_facts": 1}
+
+
+def test_a_chunks_usage_is_built_only_when_read() -> None:
+    facts = relayed().facts()
+    assert facts.has_usage and facts.total_tokens == 5
+    assert facts._usage is None  # checked, not built
+    assert facts.usage == UsageMetadata(
+        prompt_token_count=3, candidates_token_count=2, total_token_count=5
+    )
+    assert facts.usage is facts.usage  # built once
+
+
+@pytest.mark.parametrize(
+    ("usage", "total"),
+    [
+        ({"total_token_count": 7}, 7),  # snake_case, as the model also reads it
+        ({"totalTokenCount": "7"}, 7),  # a numeric string, which the model takes
+        ({"totalTokenCount": 7, "futureCount": 1}, 7),  # an unknown field, kept
+    ],
+)
+def test_a_usage_out_of_the_plain_shape_is_built_by_the_model_at_once(
+    usage: dict[str, Any], total: int
+) -> None:
+    facts = relayed(orjson.dumps({**BODY, "usageMetadata": usage})).facts()
+    assert facts._usage is not None and facts.total_tokens == total
+    assert facts.usage == UsageMetadata.model_validate(usage)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [{"totalTokenCount": "many"}, {"promptTokensDetails": [{"tokenCount": []}]}, []],
+)
+def test_a_malformed_usage_is_refused_when_the_chunk_is_read(usage: Any) -> None:
+    with pytest.raises(ValueError):
+        relayed(orjson.dumps({**BODY, "usageMetadata": usage}))
+
+
+USAGE_KEYS = ["promptTokenCount", "totalTokenCount", "trafficType", "candidatesTokensDetails"]
+ANY = st.none() | st.integers() | st.text(max_size=3) | st.booleans() | st.floats()
+DETAIL = st.dictionaries(st.sampled_from(["modality", "tokenCount", "x"]), ANY)
+
+
+@given(st.dictionaries(st.sampled_from([*USAGE_KEYS, "other"]), ANY | st.lists(DETAIL, max_size=2)))
+def test_a_usage_left_for_later_is_one_the_model_accepts_as_it_is(usage: dict[str, Any]) -> None:
+    """Built when first read, it cannot fail then: the model takes it, with nothing extra."""
+    if _plain_usage(usage):
+        built = UsageMetadata.model_validate(usage)
+        assert built.model_extra == {}
+        kept = {k: [{n: x for n, x in d.items() if x is not None} for d in v]
+                if isinstance(v, list) else v for k, v in usage.items() if v is not None}  # fmt: skip
+        assert built.model_dump(by_alias=True, exclude_none=True) == kept

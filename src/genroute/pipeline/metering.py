@@ -34,23 +34,24 @@ from genroute.wire import (
     EmbedContentResponse,
     GenerateContentRequest,
     GenerateContentResponse,
+    ResponseFacts,
     UsageMetadata,
 )
 
 __all__ = ["Metered", "observe_chunk"]
 
 
-def observe_chunk(meter: Meter, chunk: GenerateContentResponse) -> None:
-    """Note what one response (or stream chunk) says: usage, model, finish, text size
-    (its facts: a relayed response is not parsed for them)."""
+def observe_chunk(meter: Meter, chunk: GenerateContentResponse) -> ResponseFacts:
+    """Note what one response (or stream chunk) says: model, finish, text size (its facts:
+    a relayed response is not parsed for them); its usage is the caller's to take (a
+    stream's last usage is the one priced, so only that one is built)."""
     facts = chunk.facts()
-    if facts.usage is not None:
-        meter.usage = facts.usage
     if facts.model_version:
         meter.response_model = facts.model_version
     if facts.finish_reason:
         meter.finish_reason = facts.finish_reason
     meter.output_chars += facts.text_chars
+    return facts
 
 
 class Metered:
@@ -73,7 +74,9 @@ class Metered:
     ) -> GenerateContentResponse:
         response = await self.inner.generate(call, request)
         meter = call.meter
-        observe_chunk(meter, response)
+        facts = observe_chunk(meter, response)
+        if facts.has_usage:
+            meter.usage = facts.usage
         meter.cost = self._price(call, meter.usage) if meter.usage is not None else 0.0
         return response
 
@@ -81,13 +84,18 @@ class Metered:
         self, call: Call, request: GenerateContentRequest
     ) -> AsyncIterator[GenerateContentResponse]:
         meter = call.meter
+        last: ResponseFacts | None = None  # of the last chunk with usage
         try:
             async for chunk in self.inner.stream(call, request):
                 if meter.first_chunk_at is None:
                     meter.first_chunk_at = time.perf_counter()
-                observe_chunk(meter, chunk)
+                facts = observe_chunk(meter, chunk)
+                if facts.has_usage:
+                    last = facts
                 yield chunk
         finally:
+            if last is not None:
+                meter.usage = last.usage
             usage = meter.usage
             if usage is None and meter.first_chunk_at is not None:
                 usage = estimate_usage(request, meter.output_chars)

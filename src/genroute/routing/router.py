@@ -72,8 +72,7 @@ def _gap_timeout(deployment_id: str, gap: float, remaining: float | None) -> Ups
 
 
 def _tokens(response: GenerateContentResponse | None) -> int:
-    usage = response.facts().usage if response is not None else None
-    return int(usage.total_token_count or 0) if usage is not None else 0
+    return response.facts().total_tokens if response is not None else 0
 
 
 def build_state(config: Config, clock: Clock | None = None) -> RouterState:

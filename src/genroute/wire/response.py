@@ -9,7 +9,6 @@ is those bytes; after, the model is the truth, so an edit is always sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -225,15 +224,66 @@ class GenerateContentResponse(WireModel):
             return super().model_dump_json(*args, **kwargs)
 
 
-@dataclass(slots=True)
 class ResponseFacts:
     """What the layers read of every response or chunk: its usage, model version, last
-    finish reason and how many characters of text it holds."""
+    finish reason and how many characters of text it holds.
 
-    usage: UsageMetadata | None = None
-    model_version: str | None = None
-    finish_reason: str | None = None
-    text_chars: int = 0
+    Read from a relayed response's JSON, the usage is checked at once but built into a
+    `UsageMetadata` only when `usage` is first read: a stream's chunks each carry one, and
+    only the last is priced (building it is most of the cost of reading a chunk's facts).
+    """
+
+    __slots__ = ("_usage", "_usage_data", "finish_reason", "model_version", "text_chars")
+
+    def __init__(
+        self,
+        usage: UsageMetadata | None = None,
+        model_version: str | None = None,
+        finish_reason: str | None = None,
+        text_chars: int = 0,
+    ) -> None:
+        self._usage = usage
+        self._usage_data: dict[str, Any] | None = None  # checked JSON, built on first read
+        self.model_version = model_version
+        self.finish_reason = finish_reason
+        self.text_chars = text_chars
+
+    @property
+    def usage(self) -> UsageMetadata | None:
+        """The usage metadata, if the response has any."""
+        if self._usage is None and self._usage_data is not None:
+            self._usage = UsageMetadata.model_validate(self._usage_data)
+            self._usage_data = None
+        return self._usage
+
+    @property
+    def has_usage(self) -> bool:
+        """Whether the response carries usage metadata (without building it)."""
+        return self._usage is not None or self._usage_data is not None
+
+    @property
+    def total_tokens(self) -> int:
+        """`totalTokenCount` of the usage (0 without one)."""
+        data = self._usage_data
+        if data is not None:
+            return int(data.get("totalTokenCount") or 0)
+        usage = self._usage
+        return int(usage.total_token_count or 0) if usage is not None else 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ResponseFacts):
+            return NotImplemented
+        return (self.usage, self.model_version, self.finish_reason, self.text_chars) == (
+            other.usage, other.model_version, other.finish_reason, other.text_chars
+        )  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return (
+            f"ResponseFacts(usage={self.usage!r}, model_version={self.model_version!r}, "
+            f"finish_reason={self.finish_reason!r}, text_chars={self.text_chars!r})"
+        )
 
     @classmethod
     def of(cls, response: GenerateContentResponse) -> ResponseFacts:
@@ -258,9 +308,12 @@ class ResponseFacts:
         version = _field(data, "modelVersion", "model_version")
         if version is not None and not isinstance(version, str):
             raise ValueError("modelVersion: Input should be a valid string")
-        facts = cls(
-            UsageMetadata.model_validate(usage) if usage is not None else None, version or None
-        )
+        facts = cls(None, version or None)
+        if usage is not None:
+            if _plain_usage(usage):  # the model takes it as it is: built when read
+                facts._usage_data = usage
+            else:  # anything else is checked (and built) by the model now
+                facts._usage = UsageMetadata.model_validate(usage)
         candidates = data.get("candidates")
         if candidates is None:
             return facts
@@ -276,6 +329,48 @@ class ResponseFacts:
                 facts.finish_reason = reason
             facts.text_chars += _text_chars(candidate.get("content"), i)
         return facts
+
+
+# The usage fields as Gemini sends them: whole numbers, one string, and lists of
+# {modality, tokenCount}. A usage object of only these, with values of exactly these
+# types, is one UsageMetadata.model_validate accepts as it is (so it can wait until read).
+_USAGE_COUNTS = frozenset(
+    {"promptTokenCount", "candidatesTokenCount", "totalTokenCount", "thoughtsTokenCount",
+     "cachedContentTokenCount", "toolUsePromptTokenCount"}
+)  # fmt: skip
+_USAGE_DETAILS = frozenset(
+    {"promptTokensDetails", "candidatesTokensDetails", "cacheTokensDetails",
+     "toolUsePromptTokensDetails"}
+)  # fmt: skip
+
+
+def _plain_usage(usage: Any) -> bool:
+    if type(usage) is not dict:
+        return False
+    for key, value in usage.items():
+        if key in _USAGE_COUNTS:
+            if type(value) is not int and value is not None:
+                return False
+        elif key in _USAGE_DETAILS:
+            if value is None:
+                continue
+            if type(value) is not list:
+                return False
+            for item in value:
+                if type(item) is not dict:
+                    return False
+                for k, v in item.items():
+                    if not (
+                        (k == "modality" and (type(v) is str or v is None))
+                        or (k == "tokenCount" and (type(v) is int or v is None))
+                    ):
+                        return False
+        elif key == "trafficType":
+            if type(value) is not str and value is not None:
+                return False
+        else:
+            return False
+    return True
 
 
 def _field(data: dict[str, Any], camel: str, snake: str) -> Any:
