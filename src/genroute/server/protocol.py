@@ -15,6 +15,10 @@ protocol adds one:
   Google's 503 JSON and the connection is closed (uvicorn's own limit answers in plain
   text).
 
+Writes are coalesced (`CoalescingTransport`): what the app sends in one step of the event
+loop (a response's headers and body; the stream events relayed from one upstream read)
+goes to the socket in one write at the end of that step, instead of one system call each.
+
 The body's deadline (`request_body_timeout`) is the ASGI app's, in `asgi.read_body`. The
 values come from the app (`GatewayApp.header_timeout`, `.max_connections`), so the
 protocol can be named by its import path and serve uvicorn's worker processes too:
@@ -35,6 +39,7 @@ from genroute.server.asgi import JSON_TYPE, Receive, Scope, Send
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "MAX_HEADER_BYTES",
+    "CoalescingTransport",
     "GuardedHttpToolsProtocol",
     "busy",
     "settings_of",
@@ -89,6 +94,57 @@ def settings_of(app: Any) -> tuple[float, int | None]:
     return DEFAULT_HEADER_TIMEOUT, None
 
 
+class CoalescingTransport:
+    """A transport whose writes made in one step of the event loop reach the socket as one
+    write, when the step ends (`loop.call_soon`): no later than the next thing the loop
+    does, so nothing waits on it. Closing writes what is pending first; everything else
+    is the wrapped transport's."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self.flush)
+        else:
+            pending.append(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Write what is pending now."""
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():  # a client gone: nothing to write
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def get_write_buffer_size(self) -> int:
+        pending = sum(map(len, self._pending)) if self._pending else 0
+        return self._transport.get_write_buffer_size() + pending
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol with a header deadline, a header size limit and a Google-shaped
     connection limit (module docstring)."""
@@ -130,7 +186,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
