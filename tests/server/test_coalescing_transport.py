@@ -17,6 +17,7 @@ class Recorder:
         self.closing = False
         self.aborted = False
         self.eof = False
+        self.reading = True
 
     def write(self, data: bytes) -> None:
         assert not self.closing, "written after close"
@@ -37,8 +38,14 @@ class Recorder:
     def get_write_buffer_size(self) -> int:
         return 7
 
-    def get_extra_info(self, name: str) -> Any:
-        return ("127.0.0.1", 1) if name == "peername" else None
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
 
 def wrapped() -> tuple[CoalescingTransport, Recorder]:
@@ -58,6 +65,10 @@ async def test_writes_of_one_step_go_out_as_one_when_it_ends() -> None:
     assert inner.writes[1:] == [b"data: 3\r\n\r\n"]  # one write alone is passed as it is
     assert transport.get_write_buffer_size() == 7
     assert transport.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest is the inner's
+    transport.pause_reading()
+    assert not inner.reading and not transport.is_closing()
+    transport.resume_reading()
+    assert inner.reading and transport.eof is False  # an attribute it does not define
 
 
 async def test_closing_writes_what_is_pending_first() -> None:

@@ -41,8 +41,8 @@ BODY = {
 RAW = orjson.dumps(BODY, option=orjson.OPT_INDENT_2)  # Google's replies are indented
 
 
-def relayed(raw: bytes = RAW) -> GenerateContentResponse:
-    return GenerateContentResponse.relayed(raw, "gemini")
+def relayed(raw: bytes = RAW, *, chunk: bool = False) -> GenerateContentResponse:
+    return GenerateContentResponse.relayed(raw, "gemini", chunk=chunk)
 
 
 def parsed() -> GenerateContentResponse:
@@ -159,7 +159,8 @@ def test_a_body_cannot_pose_as_relayed_bytes() -> None:
 
 
 def test_a_chunks_usage_is_built_only_when_read() -> None:
-    facts = relayed().facts()
+    assert relayed().facts()._usage is not None  # a whole response's is used: built at once
+    facts = relayed(chunk=True).facts()
     assert facts.has_usage and facts.total_tokens == 5
     assert facts._usage is None  # checked, not built
     assert facts.usage == UsageMetadata(
@@ -179,7 +180,7 @@ def test_a_chunks_usage_is_built_only_when_read() -> None:
 def test_a_usage_out_of_the_plain_shape_is_built_by_the_model_at_once(
     usage: dict[str, Any], total: int
 ) -> None:
-    facts = relayed(orjson.dumps({**BODY, "usageMetadata": usage})).facts()
+    facts = relayed(orjson.dumps({**BODY, "usageMetadata": usage}), chunk=True).facts()
     assert facts._usage is not None and facts.total_tokens == total
     assert facts.usage == UsageMetadata.model_validate(usage)
 
@@ -190,7 +191,7 @@ def test_a_usage_out_of_the_plain_shape_is_built_by_the_model_at_once(
 )
 def test_a_malformed_usage_is_refused_when_the_chunk_is_read(usage: Any) -> None:
     with pytest.raises(ValueError):
-        relayed(orjson.dumps({**BODY, "usageMetadata": usage}))
+        relayed(orjson.dumps({**BODY, "usageMetadata": usage}), chunk=True)
 
 
 USAGE_KEYS = ["promptTokenCount", "totalTokenCount", "trafficType", "candidatesTokensDetails"]

@@ -141,6 +141,19 @@ class CoalescingTransport:
         self._pending = None
         self._transport.abort()
 
+    # What uvicorn calls on every request, forwarded without `__getattr__`'s failed lookup.
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 

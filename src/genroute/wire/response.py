@@ -130,10 +130,11 @@ class GenerateContentResponse(WireModel):
     _upstream: ClassVar[str] = ""  # who sent them (for a malformed-reply error)
 
     @classmethod
-    def relayed(cls, raw: bytes, upstream: str) -> GenerateContentResponse:
+    def relayed(cls, raw: bytes, upstream: str, *, chunk: bool = False) -> GenerateContentResponse:
         """The response `raw` holds, parsed only when used beyond its facts. A reply that
-        is not JSON, or whose facts are not the API's shape, raises ValueError."""
-        facts = ResponseFacts.read(raw)
+        is not JSON, or whose facts are not the API's shape, raises ValueError. A stream
+        `chunk`'s usage is built only when read (ResponseFacts.read)."""
+        facts = ResponseFacts.read(raw, chunk=chunk)
         response = cls.__new__(cls)
         object.__setattr__(response, "__dict__", {"_raw": raw, "_facts": facts})
         if upstream:
@@ -298,9 +299,11 @@ class ResponseFacts:
         return facts
 
     @classmethod
-    def read(cls, raw: bytes) -> ResponseFacts:
+    def read(cls, raw: bytes, *, chunk: bool = False) -> ResponseFacts:
         """The facts of a response's JSON, each checked as the model would check it
-        (ValueError if one is not its shape); the rest is not looked at."""
+        (ValueError if one is not its shape); the rest is not looked at. A stream
+        `chunk`'s usage of the plain shape is built only when read (a whole response's is
+        always used: it is built at once)."""
         data = orjson.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("the response is not a JSON object")
@@ -310,7 +313,7 @@ class ResponseFacts:
             raise ValueError("modelVersion: Input should be a valid string")
         facts = cls(None, version or None)
         if usage is not None:
-            if _plain_usage(usage):  # the model takes it as it is: built when read
+            if chunk and _plain_usage(usage):  # the model takes it as it is: built when read
                 facts._usage_data = usage
             else:  # anything else is checked (and built) by the model now
                 facts._usage = UsageMetadata.model_validate(usage)

@@ -106,11 +106,13 @@ def parse_reply(body: bytes, reply: type[T], what: str) -> T:
         raise malformed(PROVIDER, what, format_validation_error(exc)) from None
 
 
-def from_wire(body: bytes, what: str = "response") -> GenerateContentResponse:
-    """A generateContent response (or one stream event's JSON), relayed: kept as the
-    upstream's bytes, its facts checked, the rest parsed when a layer reads it."""
+def from_wire(
+    body: bytes, what: str = "response", *, chunk: bool = False
+) -> GenerateContentResponse:
+    """A generateContent response (or one stream event's JSON, a `chunk`), relayed: kept
+    as the upstream's bytes, its facts checked, the rest parsed when a layer reads it."""
     try:
-        return GenerateContentResponse.relayed(body, PROVIDER)
+        return GenerateContentResponse.relayed(body, PROVIDER, chunk=chunk)
     except ValidationError as exc:
         raise malformed(PROVIDER, what, format_validation_error(exc)) from None
     except ValueError as exc:
@@ -121,7 +123,7 @@ def decode_event(payload: bytes) -> GenerateContentResponse:
     """One SSE `data` payload: a chunk, or an error event that ends the stream."""
     if payload.lstrip().startswith(b'{"error"'):
         raise map_error(500, payload, {})
-    return from_wire(payload, "stream event")
+    return from_wire(payload, "stream event", chunk=True)
 
 
 def failure_reason(code: int, message: str, details: list[dict[str, Any]]) -> FailureReason:
