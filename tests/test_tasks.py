@@ -8,13 +8,13 @@ import logging
 
 import pytest
 
-from genroute.tasks import cancel_requested, stop
+from genroute.tasks import cancel_requested, raise_if_cancelled, stop
 
 
 async def swallowing_read() -> None:
     """A read that, cancelled, raises ConnectionError instead (as redis-py can)."""
     try:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # until cancelled
     except asyncio.CancelledError:
         raise ConnectionError("Error while reading") from None
 
@@ -23,10 +23,10 @@ async def retry_loop(checks: bool, tries: list[int]) -> None:
     while True:
         try:
             await swallowing_read()
-        except ConnectionError:
+        except ConnectionError as exc:
             tries.append(1)
-            if checks and cancel_requested():
-                raise asyncio.CancelledError from None
+            if checks:
+                raise_if_cancelled(exc)
             await swallowing_read()  # "try again later", itself a swallowing wait
 
 
@@ -37,6 +37,7 @@ async def test_a_loop_that_checks_stops_at_the_first_cancel() -> None:
     task.cancel()
     await asyncio.wait((task,), timeout=1)
     assert task.cancelled() and tries == [1]
+    assert not cancel_requested()  # this task was not asked to stop
 
 
 async def test_stop_cancels_again_a_task_that_swallowed_its_cancellation() -> None:
@@ -55,7 +56,7 @@ async def test_stop_gives_up_after_its_bound_and_says_so(caplog: pytest.LogCaptu
     async def immortal() -> None:
         while True:
             try:
-                await asyncio.sleep(3600)
+                await asyncio.Event().wait()  # until cancelled
             except asyncio.CancelledError:
                 continue
 

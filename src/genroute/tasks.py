@@ -7,8 +7,8 @@ a client library can turn one into one: redis-py, cancelled in the middle of a r
 reconnect, can raise `ConnectionError` or `TimeoutError` instead of `CancelledError` (seen
 with the cache's index follower, whose `aclose` then waited forever). Two defences:
 
-- `cancel_requested()`, checked in a loop's `except` clause: the task was asked to stop,
-  so whatever the error says, it stops (`raise asyncio.CancelledError`).
+- `raise_if_cancelled(exc)`, first in a loop's `except` clause: the task was asked to stop
+  (`cancel_requested()`), so whatever the error says, it stops (`CancelledError`).
 - `stop(task)`: cancel, wait a little, and cancel again while the task still runs, up to a
   bound; a task that never ends is logged and left, so that shutting down cannot hang.
 """
@@ -19,7 +19,7 @@ import asyncio
 import logging
 from typing import Any
 
-__all__ = ["cancel_requested", "stop"]
+__all__ = ["cancel_requested", "raise_if_cancelled", "stop"]
 
 log = logging.getLogger("genroute")
 
@@ -29,6 +29,13 @@ def cancel_requested() -> bool:
     (`Task.cancelling()`), whatever exception the cancellation became on its way up."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def raise_if_cancelled(exc: BaseException) -> None:
+    """Raise CancelledError (from `exc`) if the running task was asked to stop: for the
+    `except` clause of a loop that retries on errors."""
+    if cancel_requested():
+        raise asyncio.CancelledError from exc
 
 
 async def stop(task: asyncio.Task[Any] | None, *, grace: float = 0.5, bound: float = 10.0) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 from redis.exceptions import ResponseError
 
 from genroute.cache.store import RedisHealth, redis_errors
-from genroute.tasks import cancel_requested, stop
+from genroute.tasks import raise_if_cancelled, stop
 
 __all__ = ["ENTRY_OVERHEAD", "SharedIndex", "VectorIndex", "unit_vector"]
 
@@ -383,8 +383,7 @@ class SharedIndex:
                     {self.stream: self.last_id}, count=1000, block=self.block_ms
                 )
             except redis_errors as exc:
-                if cancel_requested():  # redis-py can turn a cancellation into an error
-                    raise asyncio.CancelledError from exc
+                raise_if_cancelled(exc)  # redis-py can turn a cancellation into an error
                 if isinstance(exc, ResponseError):
                     self.health.refused(exc)  # the stream key is of another type
                 else:

@@ -33,7 +33,7 @@ from genroute.errors import ServiceUnavailable
 from genroute.governance.health import Dependency
 from genroute.store.ledger import Totals
 from genroute.store.repo import Store, database_unavailable
-from genroute.tasks import cancel_requested, stop
+from genroute.tasks import raise_if_cancelled, stop
 
 __all__ = ["CHANNEL", "DEFAULT_MAX_STALE", "MAX_ENTRIES", "Entity", "EntityCache"]
 
@@ -206,8 +206,7 @@ class EntityCache:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if cancel_requested():  # redis-py can turn a cancellation into an error
-                    raise asyncio.CancelledError from exc
+                raise_if_cancelled(exc)  # redis-py can turn a cancellation into an error
                 if not missed:
                     log.warning(
                         "Redis invalidation channel unavailable (%s); changes made on other "

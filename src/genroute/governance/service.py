@@ -64,7 +64,7 @@ from genroute.store.ledger import SpendRecord, new_row_id
 from genroute.store.repo import Store, hash_key, utcnow
 from genroute.store.routing import refusal_json
 from genroute.store.writer import LedgerWriter
-from genroute.tasks import cancel_requested, stop
+from genroute.tasks import raise_if_cancelled, stop
 
 __all__ = ["ALL_MODELS", "Admission", "Governance", "model_allowed"]
 
@@ -221,8 +221,7 @@ class Governance:
             try:
                 await self.store.start()
             except Exception as exc:
-                if cancel_requested():
-                    raise asyncio.CancelledError from exc
+                raise_if_cancelled(exc)
                 self.database.failed(exc)
                 delay = min(delay * 2, 10.0)
                 continue

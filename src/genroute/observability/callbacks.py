@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from genroute.observability.records import CallRecord
-from genroute.tasks import cancel_requested, stop
+from genroute.tasks import raise_if_cancelled, stop
 
 __all__ = [
     "DROP_LOG_INTERVAL",
@@ -204,8 +204,7 @@ class Sink:
             except TimeoutError:
                 self._failed(f"took longer than {self.timeout:g}s")
             except Exception as exc:
-                if cancel_requested():
-                    raise asyncio.CancelledError from exc
+                raise_if_cancelled(exc)
                 self._failed(f"{type(exc).__name__}: {exc}")
             finally:
                 for _ in batch:

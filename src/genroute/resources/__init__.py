@@ -40,7 +40,7 @@ from genroute.store.batches import BatchRepo
 from genroute.store.caches import CacheRepo
 from genroute.store.engine import create_engine, migrate
 from genroute.store.files import FileRepo
-from genroute.tasks import cancel_requested, stop
+from genroute.tasks import raise_if_cancelled, stop
 
 __all__ = [
     "FILES_DIR",
@@ -128,8 +128,7 @@ class Resources:
                 swept = await self.files.sweep()
                 caches = await self.caches.sweep()
             except Exception as exc:  # the database or storage is down: next time
-                if cancel_requested():
-                    raise asyncio.CancelledError from exc
+                raise_if_cancelled(exc)
                 log.warning("sweeping expired files and caches failed: %s", exc)
                 continue
             if swept or caches:

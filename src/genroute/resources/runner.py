@@ -50,7 +50,7 @@ from genroute.resources.batches import ENDED, BatchService, caller_of
 from genroute.resources.files import NewFile
 from genroute.resources.owners import Access
 from genroute.store.batches import BatchItem, BatchRow
-from genroute.tasks import cancel_requested, stop
+from genroute.tasks import raise_if_cancelled, stop
 from genroute.wire import GenerateContentRequest, dump_json
 
 __all__ = ["CANCEL_CHECK", "BatchRunner", "Traffic"]
@@ -173,8 +173,7 @@ class BatchRunner:
                 batch = await self.service.repo.claim(self.instance, now, until)
                 failures = 0
             except Exception as exc:  # the database is down: look again later
-                if cancel_requested():
-                    raise asyncio.CancelledError from exc
+                raise_if_cancelled(exc)
                 failures += 1
                 if failures == 1:
                     log.warning("looking for batches to run failed: %s", exc)
@@ -200,8 +199,7 @@ class BatchRunner:
             try:
                 found = await repo.renew(batch_id, self.instance, until)
             except Exception as exc:
-                if cancel_requested():
-                    raise asyncio.CancelledError from exc
+                raise_if_cancelled(exc)
                 log.warning("batch %s: renewing its lease failed: %s", batch_id, exc)
                 continue
             if found is None:

@@ -229,9 +229,9 @@ class ResponseFacts:
     """What the layers read of every response or chunk: its usage, model version, last
     finish reason and how many characters of text it holds.
 
-    Read from a relayed response's JSON, the usage is checked at once but built into a
-    `UsageMetadata` only when `usage` is first read: a stream's chunks each carry one, and
-    only the last is priced (building it is most of the cost of reading a chunk's facts).
+    Read from a relayed stream chunk's JSON, the usage is checked at once but built into a
+    `UsageMetadata` only when `usage` is first read: every chunk carries one, and only the
+    last is priced (building it is most of the cost of reading a chunk's facts).
     """
 
     __slots__ = ("_usage", "_usage_data", "finish_reason", "model_version", "text_chars")
