@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -92,6 +93,23 @@ def test_several_resources_and_scopes_are_grouped_as_the_sdk_groups_them() -> No
     ]
     ours, sdk = both(spans)
     assert ours == sdk
+
+
+def test_repeated_values_are_encoded_by_type_whatever_was_encoded_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from genroute.observability import otlp
+
+    # equal as dict keys (True == 1 == 1.0, 0.0 == -0.0), different on the wire
+    values: list[object] = [True, 1, 1.0, "1", False, 0, 0.0, -0.0, (1,), ("1",), 2**63 - 1, -1]
+    spans = [span(n + 1, attributes={"v": value, "w": "same"}) for n, value in enumerate(values)]
+    ours, sdk = both(spans + spans)  # the second half from the cache
+    assert ours == sdk
+    monkeypatch.setattr(otlp, "_SPAN_ATTRIBUTES_MAX", 3)  # emptied when full, still right
+    unique = [span(100 + n, attributes={"genroute.request_id": f"r{n}"}) for n in range(10)]
+    ours, sdk = both(unique + spans)
+    assert ours == sdk
+    assert len(otlp._SPAN_ATTRIBUTES) <= 3
 
 
 def test_the_exporter_posts_the_encoded_request() -> None:

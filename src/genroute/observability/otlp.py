@@ -30,11 +30,14 @@ _FIXED32 = struct.Struct("<I").pack
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # SpanFlags in trace.proto
 
 
+_BYTE = [bytes((n,)) for n in range(128)]
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _BYTE[n]
     if n < 0:
         n += 1 << 64  # int64 as protobuf writes it
-    if n < 0x80:
-        return bytes((n,))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -45,10 +48,18 @@ def _varint(n: int) -> bytes:
 
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (a string, bytes or an embedded message)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    size = len(payload)
+    return _varint(number << 3 | 2) + (_BYTE[size] if size < 0x80 else _varint(size)) + payload
 
 
 _KEYS: dict[str, bytes] = {}
+# Encoded span attributes (field 9, KeyValue) by (key, type, value) for str, int and bool
+# values: a call's spans repeat most of theirs (operation, model, provider, deployment,
+# URL, status). Floats are not kept (0.0 and -0.0 are equal keys, encoded differently).
+# Emptied when full, so values seen once (request ids) cannot grow it.
+_SPAN_ATTRIBUTES: dict[tuple[str, type, Any], bytes] = {}
+_SPAN_ATTRIBUTES_MAX = 4096
+_CACHED_TYPES = (str, int, bool)
 
 
 def _any_value(value: Any) -> bytes:
@@ -70,14 +81,36 @@ def _any_value(value: Any) -> bytes:
     raise TypeError(f"attribute value of type {type(value).__name__}")
 
 
+def _key_value(number: int, key: str, value: Any) -> bytes:
+    """One KeyValue as repeated field `number`."""
+    encoded = _KEYS.get(key)
+    if encoded is None:
+        encoded = _KEYS[key] = _field(1, key.encode("utf-8"))
+    return _field(number, encoded + _field(2, _any_value(value)))
+
+
 def _attributes(number: int, attributes: Any) -> bytes:
     """Repeated KeyValue field `number`."""
+    return b"".join(_key_value(number, k, v) for k, v in (attributes or {}).items())
+
+
+def _span_attributes(attributes: Any) -> bytes:
+    """A span's attributes (Span field 9), each looked up in `_SPAN_ATTRIBUTES` first."""
+    if not attributes:
+        return b""
+    cache = _SPAN_ATTRIBUTES
     out = []
-    for key, value in (attributes or {}).items():
-        encoded = _KEYS.get(key)
-        if encoded is None:
-            encoded = _KEYS[key] = _field(1, key.encode("utf-8"))
-        out.append(_field(number, encoded + _field(2, _any_value(value))))
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind in _CACHED_TYPES:
+            encoded = cache.get((key, kind, value))
+            if encoded is None:
+                if len(cache) >= _SPAN_ATTRIBUTES_MAX:
+                    cache.clear()
+                encoded = cache[key, kind, value] = _key_value(9, key, value)
+        else:
+            encoded = _key_value(9, key, value)
+        out.append(encoded)
     return b"".join(out)
 
 
@@ -102,7 +135,7 @@ def _span(span: ReadableSpan) -> bytes:
         out.append(b"\x39" + _FIXED64(span.start_time))
     if span.end_time:
         out.append(b"\x41" + _FIXED64(span.end_time))
-    out.append(_attributes(9, span.attributes))
+    out.append(_span_attributes(span.attributes))
     code = status.status_code.value
     message = (_field(2, status.description.encode("utf-8")) if status.description else b"") + (
         b"\x18" + _varint(code) if code else b""

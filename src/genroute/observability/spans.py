@@ -18,10 +18,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, ParentBasedTraceIdRatio
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -35,6 +36,36 @@ _RANDOM = getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C trace context l
 def _value(value: Any) -> Any:
     """An attribute value as the SDK keeps it (a sequence as a tuple)."""
     return tuple(value) if isinstance(value, list) else value
+
+
+def _traceparent(context: SpanContext) -> dict[str, str]:
+    """The W3C trace context headers of `context`, as TraceContextTextMapPropagator
+    writes them."""
+    headers = {
+        "traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+        f"{context.trace_flags:02x}"
+    }
+    if context.trace_state:
+        headers["tracestate"] = context.trace_state.to_header()
+    return headers
+
+
+def _writes_trace_context_only(textmap: TextMapPropagator) -> bool:
+    """Whether `textmap` (the default, W3C trace context and baggage) writes what
+    `_traceparent` writes for a span in a context without baggage: checked once, by
+    injecting a known context."""
+    if textmap.fields != {"traceparent", "tracestate", "baggage"}:
+        return False
+    probe = SpanContext(
+        0x0AF7651916CD43DD8448EB211C80319C,
+        0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(_SAMPLED),
+        trace_state=trace.TraceState([("probe", "1")]),
+    )
+    headers: dict[str, str] = {}
+    textmap.inject(headers, context=trace.set_span_in_context(NonRecordingSpan(probe), Context()))
+    return headers == _traceparent(probe)
 
 
 class LeanSpan(NonRecordingSpan):
@@ -114,6 +145,29 @@ class SpanFactory:
         self.ids = provider.id_generator
         self.scope = InstrumentationScope(scope, version)
         self._random_ids = bool(getattr(self.ids, "is_trace_id_random", lambda: False)())
+        # The SDK's parent-based samplers keep a sampled local parent's children unless
+        # configured otherwise: a child of a LeanSpan is then sampled without asking.
+        sampler = self.sampler
+        self._children_sampled = type(sampler) in (ParentBased, ParentBasedTraceIdRatio) and (
+            "localParentSampled:AlwaysOnSampler," in sampler.get_description()
+        )
+        textmap = propagate.get_global_textmap()
+        self._plain_textmap = textmap if _writes_trace_context_only(textmap) else None
+
+    def context_headers(self, span: Span) -> dict[str, str]:
+        """The headers that carry `span`'s context upstream (`traceparent`, ...), as the
+        global propagator writes them (formatted here when it is the default one and the
+        current context holds no baggage)."""
+        context = span.get_span_context()
+        if (
+            self._plain_textmap is not None
+            and propagate.get_global_textmap() is self._plain_textmap
+            and not baggage.get_all()
+        ):
+            return _traceparent(context) if context.is_valid else {}
+        headers: dict[str, str] = {}
+        propagate.inject(headers, context=trace.set_span_in_context(span))
+        return headers
 
     def start(
         self,
@@ -127,6 +181,8 @@ class SpanFactory:
     ) -> Span:
         """A span: its parent is `parent`, else the span in `context` (an incoming trace),
         else none; sampled (a LeanSpan) or not (a NonRecordingSpan), as the sampler says."""
+        if self._children_sampled and type(parent) is LeanSpan:
+            return self._child(parent, name, kind, attributes, start_time)
         if parent is not None:
             context = trace.set_span_in_context(parent)
         parent_context: SpanContext | None = trace.get_current_span(context).get_span_context()
@@ -153,3 +209,27 @@ class SpanFactory:
         recorded = {k: _value(v) for k, v in (result.attributes or {}).items()}
         when = start_time if start_time is not None else time.time_ns()
         return LeanSpan(self, name, span_context, parent_context, kind, recorded, when)
+
+    def _child(
+        self,
+        parent: LeanSpan,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        start_time: int | None,
+    ) -> LeanSpan:
+        """A child of a sampled span of ours, as the parent-based sampler decides it:
+        sampled, with the parent's trace state, the attributes as given."""
+        parent_context = parent.get_span_context()
+        span_context = SpanContext(
+            parent_context.trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=trace.TraceFlags(_SAMPLED | (parent_context.trace_flags & _RANDOM)),
+            trace_state=parent_context.trace_state,
+        )
+        for key, value in attributes.items():
+            if isinstance(value, list):
+                attributes[key] = tuple(value)
+        when = start_time if start_time is not None else time.time_ns()
+        return LeanSpan(self, name, span_context, parent_context, kind, attributes, when)

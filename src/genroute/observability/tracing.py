@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -78,6 +78,7 @@ class Tracing:
         self.tracer = self.provider.get_tracer("genroute", __version__)
         self.spans = SpanFactory(self.provider, processor, "genroute", __version__)
         self.request_kind = request_kind
+        self._urls: dict[str, dict[str, Any]] = {}
 
     # -- the request span -------------------------------------------------------------------
 
@@ -116,12 +117,9 @@ class Tracing:
             start_time=_epoch_ns(call.started),
         )
 
-    @staticmethod
-    def context_headers(span: Span) -> dict[str, str]:
+    def context_headers(self, span: Span) -> dict[str, str]:
         """The headers that carry `span`'s context upstream (`traceparent`, ...)."""
-        headers: dict[str, str] = {}
-        propagate.inject(headers, context=trace.set_span_in_context(span))
-        return headers
+        return self.spans.context_headers(span)
 
     def end_call(self, span: Span, record: CallRecord, finished: float) -> None:
         """Set what the finished call learned, then end the span at the call's end."""
@@ -168,7 +166,6 @@ class Tracing:
     @contextmanager
     def attempt(self, parent: Span, call: Call, url: str) -> Iterator[dict[str, str]]:
         """A CLIENT span around one upstream HTTP request; yields headers to add to it."""
-        parts = urlsplit(url)
         route = call.route
         operation = OPERATIONS.get(call.operation.value, call.operation.value)
         attributes: dict[str, Any] = {
@@ -178,21 +175,16 @@ class Tracing:
             "genroute.deployment_id": route.deployment_id or "",
             "genroute.attempt": len(route.attempts),
             "http.request.method": "POST",
-            "server.address": parts.hostname or "",
-            "url.full": f"{parts.scheme}://{parts.netloc}{parts.path}",
         }
-        if parts.port:
-            attributes["server.port"] = parts.port
+        attributes.update(self._url_attributes(url))
         span = self.spans.start(
             f"{operation} {route.provider_model}",
             parent=parent,
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
-        headers: dict[str, str] = {}
-        propagate.inject(headers, context=trace.set_span_in_context(span))
         try:
-            yield headers
+            yield self.spans.context_headers(span)
         except BaseException as exc:
             if isinstance(exc, GenrouteError):
                 span.set_attribute("http.response.status_code", exc.code)
@@ -208,6 +200,23 @@ class Tracing:
             span.set_attribute("http.response.status_code", 200)
         finally:
             span.end()
+
+    def _url_attributes(self, url: str) -> dict[str, Any]:
+        """The server and URL attributes of an upstream URL (the query left out), kept
+        for the last few hundred URLs."""
+        found = self._urls.get(url)
+        if found is None:
+            parts = urlsplit(url)
+            found = {
+                "server.address": parts.hostname or "",
+                "url.full": f"{parts.scheme}://{parts.netloc}{parts.path}",
+            }
+            if parts.port:
+                found["server.port"] = parts.port
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            self._urls[url] = found
+        return found
 
     def shutdown(self) -> None:
         """Export what is buffered and stop."""
