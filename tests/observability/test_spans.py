@@ -101,7 +101,11 @@ def sdk_headers(span: trace.Span) -> dict[str, str]:
 def test_trace_headers_are_the_default_propagators() -> None:
     spans, _ = factory(ParentBased(ALWAYS_ON))
     for parent in (None, REMOTE):
-        ctx = trace.set_span_in_context(NonRecordingSpan(parent), context.Context()) if parent else None
+        ctx = (
+            trace.set_span_in_context(NonRecordingSpan(parent), context.Context())
+            if parent
+            else None
+        )
         span = spans.start("request", kind=SpanKind.SERVER, attributes={}, context=ctx)
         assert spans.context_headers(span) == sdk_headers(span)
         assert spans.context_headers(span)["traceparent"].startswith("00-")
@@ -128,12 +132,18 @@ class HeaderPerSpan(TextMapPropagator):
     """A propagator of another format (as B3 would be)."""
 
     def extract(
-        self, carrier: CarrierT, context: context.Context | None = None, getter: Getter = None  # type: ignore[assignment]
+        self,
+        carrier: CarrierT,
+        context: context.Context | None = None,
+        getter: Getter = None,  # type: ignore[assignment]
     ) -> context.Context:
         return context or trace.set_span_in_context(NonRecordingSpan(trace.INVALID_SPAN_CONTEXT))
 
     def inject(
-        self, carrier: CarrierT, context: context.Context | None = None, setter: Setter = None  # type: ignore[assignment]
+        self,
+        carrier: CarrierT,
+        context: context.Context | None = None,
+        setter: Setter = None,  # type: ignore[assignment]
     ) -> None:
         span_context = trace.get_current_span(context).get_span_context()
         carrier["x-span"] = f"{span_context.span_id:016x}"  # type: ignore[index]
