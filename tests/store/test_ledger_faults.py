@@ -373,3 +373,23 @@ def test_record_round_trips_through_json() -> None:
     from genroute.store.ledger import record_from_json
 
     assert record_from_json(orjson.loads(orjson.dumps(r.to_json()))) == r
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"cost": math.nan, "latency_ms": math.inf, "ttft_ms": -math.inf},  # written as null
+        {"key_alias": "bad \ud800 surrogate", "end_user": "ünï ✓"},  # repaired, kept
+        {"routing": '{"attempts":[]}', "files": "files/a files/b"},
+    ],
+)
+def test_a_journal_line_is_the_records_json(changes: dict[str, object]) -> None:
+    from genroute.store.ledger import record_from_json
+
+    r = record(1, "k", **changes)
+    line = r.json_line()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert orjson.loads(line) == r.to_json()
+    back = record_from_json(orjson.loads(line))
+    assert back.start_time == r.start_time and back.row_id == r.row_id

@@ -162,7 +162,7 @@ class Journal:
         if segment is None or segment.appended >= self.segment_records:
             self.rotate()
             segment = self._current = self._new_segment()
-        line = orjson.dumps(record.to_json()) + b"\n"
+        line = record.json_line()
         written = os.write(segment.fd, line)
         if written != len(line):  # a short write: the line is torn, the record is not kept
             raise OSError(f"short write to {segment.path} ({written} of {len(line)} bytes)")
