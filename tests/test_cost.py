@@ -211,3 +211,32 @@ def test_storage_of_a_context_cache() -> None:
     assert cache_storage_price("gemini", "gemini-2.5-flash", info) == pytest.approx(2e-6)
     assert storage_cost(10_000, 0.5, 1e-6).usd == pytest.approx(0.005)
     assert not storage_cost(10_000, 0.5, None).known
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "info"),
+    [
+        ("gemini", "gemini-2.5-flash", None),
+        ("openai", "gpt-4o", None),
+        ("gemini", "no-such-model", None),
+        ("openai", "mine", ModelInfo(input_cost_per_token=1e-6, output_cost_per_token=4e-6)),
+    ],
+)
+def test_token_counts_cost_what_their_usage_costs(
+    provider: str, model: str, info: ModelInfo | None
+) -> None:
+    from genroute.cost import tokens_cost
+
+    usage = UsageMetadata(
+        prompt_token_count=1200,
+        candidates_token_count=300,
+        thoughts_token_count=50,
+        cached_content_token_count=200,
+        total_token_count=1550,
+    )
+    tokens = Tokens.from_usage(usage)
+    assert tokens_cost(tokens, provider, model, info) == call_cost(usage, provider, model, info)
+    pricer = Pricer({"grp": info} if info else {})
+    assert pricer.tokens_cost(tokens, provider, model, "grp") == pricer.cost(
+        usage, provider, model, "grp"
+    )

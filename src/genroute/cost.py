@@ -53,6 +53,7 @@ __all__ = [
     "pricer_for",
     "storage_cost",
     "text_tokens",
+    "tokens_cost",
 ]
 
 log = logging.getLogger("genroute.cost")
@@ -293,7 +294,13 @@ def call_cost(
     usage: UsageMetadata | None, provider: str | None, model: str | None, info: ModelInfo | None
 ) -> Cost:
     """The cost of one call with this usage on this deployment."""
-    tokens = Tokens.from_usage(usage)
+    return tokens_cost(Tokens.from_usage(usage), provider, model, info)
+
+
+def tokens_cost(
+    tokens: Tokens, provider: str | None, model: str | None, info: ModelInfo | None
+) -> Cost:
+    """The cost of these token counts on this deployment (`call_cost` without a usage)."""
     if info is not None and has_custom_prices(info):
         return Cost(custom_cost(tokens, info), source="model_info")
     if model:
@@ -365,7 +372,18 @@ class Pricer:
         quiet: bool = False,
     ) -> Cost:
         """The cost of a call; an unknown model costs 0 and is logged once."""
-        result = call_cost(usage, provider, model, self.info_for(*names))
+        return self.tokens_cost(Tokens.from_usage(usage), provider, model, *names, quiet=quiet)
+
+    def tokens_cost(
+        self,
+        tokens: Tokens,
+        provider: str | None,
+        model: str | None,
+        *names: str | None,
+        quiet: bool = False,
+    ) -> Cost:
+        """The cost of these token counts (`cost` without a usage)."""
+        result = tokens_cost(tokens, provider, model, self.info_for(*names))
         if not result.known and not quiet:
             self._unpriced(f"{provider}/{model}" if provider else str(model))
         return result

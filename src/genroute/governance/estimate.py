@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from genroute.cost import Pricer, call_cost, has_custom_prices
+from genroute.cost import Pricer, Tokens, has_custom_prices, tokens_cost
 from genroute.providers.models import model_facts
-from genroute.wire import Content, GenerateContentRequest, Part, UsageMetadata
+from genroute.wire import Content, GenerateContentRequest, Part
 
 __all__ = [
     "BYTES_PER_TOKEN",
@@ -126,43 +126,34 @@ class MaxCost:
             self._limits[key] = found
         return found
 
-    def _cost(self, deployment: Any, group: str, usage: UsageMetadata) -> float:
+    def _cost(self, deployment: Any, group: str, tokens: Tokens) -> float:
         """The higher of the deployment's price as metering finds it (by deployment id,
         then group) and as its own model_info sets it."""
         spec = deployment.spec
-        usd = self.pricer.cost(
-            usage, spec.provider, spec.upstream_model, deployment.id, group, quiet=True
+        usd = self.pricer.tokens_cost(
+            tokens, spec.provider, spec.upstream_model, deployment.id, group, quiet=True
         ).usd
         if has_custom_prices(spec.model_info):
-            own = call_cost(usage, spec.provider, spec.upstream_model, spec.model_info).usd
+            own = tokens_cost(tokens, spec.provider, spec.upstream_model, spec.model_info).usd
             usd = max(usd, own)
         return usd
 
     def generate(self, group: str, request: GenerateContentRequest) -> float:
-        """The most a generateContent (or its stream) can cost."""
+        """The most a generateContent (or its stream) can cost: every output token priced
+        as an answer's and as thinking, whichever costs more."""
         prompt = _request_prompt_tokens(request)
         most = 0.0
         for deployment in self.groups.group(group):
             output = output_cap(request, self.output_limit(deployment))
-            as_output = UsageMetadata(
-                prompt_token_count=prompt,
-                candidates_token_count=output,
-                total_token_count=prompt + output,
-            )
-            as_thinking = UsageMetadata(
-                prompt_token_count=prompt,
-                thoughts_token_count=output,
-                total_token_count=prompt + output,
-            )
             most = max(
                 most,
-                self._cost(deployment, group, as_output),
-                self._cost(deployment, group, as_thinking),
+                self._cost(deployment, group, Tokens(prompt=prompt, output=output)),
+                self._cost(deployment, group, Tokens(prompt=prompt, thinking=output)),
             )
         return most
 
     def embed(self, group: str, contents: Sequence[Content]) -> float:
         """The most an embedding of these contents can cost."""
         tokens = prompt_tokens(contents)
-        usage = UsageMetadata(prompt_token_count=tokens, total_token_count=tokens)
-        return max((self._cost(d, group, usage) for d in self.groups.group(group)), default=0.0)
+        counts = Tokens(prompt=tokens)
+        return max((self._cost(d, group, counts) for d in self.groups.group(group)), default=0.0)
