@@ -368,6 +368,40 @@ async def test_a_full_memory_queue_never_makes_a_journaled_call_wait(
     assert segments(tmp_path) == []
 
 
+async def test_a_busy_writer_writes_what_was_queued_in_one_go_not_a_stream_of_small_writes(
+    store: Store, tmp_path: Path
+) -> None:
+    """Calls keep arriving while a flush writes: they wait for the next flush instead of
+    each being chased in a transaction of its own (which at c=1 made the writer run a
+    5-row transaction every few milliseconds, all the time)."""
+    journal = Journal(tmp_path)
+    journal.open()
+    writer = LedgerWriter(store, flush_interval=60, journal=journal)
+    for i in range(10):
+        await writer.submit(record(i))
+    writes: list[int] = []
+    write = writer._write
+    arriving = iter(range(100, 115))
+
+    async def write_while_calls_arrive(records: list[SpendRecord]) -> None:
+        writes.append(len(records))
+        for i in [next(arriving, None) for _ in range(5)]:
+            if i is not None:
+                await writer.submit(record(i))
+        await write(records)
+
+    writer._write = write_while_calls_arrive  # type: ignore[method-assign]
+    await writer.flush()
+    assert writes == [10] and len(writer.queue) == 5
+    await writer.flush()
+    await writer.flush()
+    await writer.flush()
+    assert writes == [10, 5, 5, 5] and not writer.queue
+    assert await rows(store) == 25
+    await writer.aclose()
+    assert segments(tmp_path) == []
+
+
 def test_record_round_trips_through_json() -> None:
     r = record(1, "k", cost=math.pi, ttft_ms=None)
     from genroute.store.ledger import record_from_json

@@ -212,9 +212,11 @@ class LedgerWriter:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _take(self) -> list[Entry]:
+    def _take(self, limit: int | None = None) -> list[Entry]:
+        """Up to `batch_size` entries (and at most `limit`) from the front of the queue."""
+        size = self.batch_size if limit is None else min(limit, self.batch_size)
         batch: list[Entry] = []
-        while self.queue and len(batch) < self.batch_size:
+        while self.queue and len(batch) < size:
             batch.append(self.queue.popleft())
         return batch
 
@@ -342,7 +344,12 @@ class LedgerWriter:
                 return
             if self.queue and time.monotonic() < self._retry_at:
                 return
-            while batch := self._take():
+            # What is queued now, in batches; rows queued while these are written wait
+            # for the next cycle (chasing them would turn a busy writer into a stream of
+            # tiny transactions, each with the fixed cost of a whole one).
+            pending = len(self.queue)
+            while pending > 0 and (batch := self._take(pending)):
+                pending -= len(batch)
                 if not await self._write_entries(batch):
                     return
             if self.journal is not None:
@@ -351,6 +358,8 @@ class LedgerWriter:
                     # All its rows written: delete it; or some left memory (it was full):
                     # close it, for the next cycle to replay.
                     self.journal.rotate()
+                else:
+                    self.journal.collect()  # closed segments written since: deleted
                 await self.journal.sync()
 
     async def _run(self) -> None:
