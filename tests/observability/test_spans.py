@@ -14,9 +14,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
+    Decision,
     ParentBased,
     ParentBasedTraceIdRatio,
     Sampler,
+    SamplingResult,
     TraceIdRatioBased,
 )
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
@@ -79,6 +81,34 @@ def test_a_child_of_a_sampled_span_is_sampled_as_the_sdk_samples_it(sampler: Sam
         exported = {s.name: s for s in exporter.get_finished_spans()}
         assert exported["attempt"].parent == root.get_span_context()
         assert dict(exported["attempt"].attributes or {}) == {"stops": ("a", "b"), "n": 1}
+
+
+class RecordOnly(Sampler):
+    """A root sampler that records without sampling (none of the SDK's do)."""
+
+    def should_sample(
+        self,
+        parent_context,
+        trace_id,
+        name,
+        kind=None,
+        attributes=None,
+        links=None,
+        trace_state=None,
+    ):  # type: ignore[no-untyped-def]
+        return SamplingResult(Decision.RECORD_ONLY, attributes)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def test_a_child_of_a_recorded_but_unsampled_span_is_dropped_as_the_sdk_drops_it() -> None:
+    spans, _ = factory(ParentBased(RecordOnly()))
+    root = spans.start("request", kind=SpanKind.SERVER, attributes={})
+    assert isinstance(root, LeanSpan) and not root.get_span_context().trace_flags.sampled
+    child = spans.start("attempt", parent=root, kind=SpanKind.CLIENT, attributes={})
+    assert not isinstance(child, LeanSpan) and not child.get_span_context().trace_flags.sampled
+    assert sdk_child_decision(ParentBased(RecordOnly()), root.get_span_context())[0] is False
 
 
 def test_the_short_cut_is_taken_only_for_the_sdks_parent_based_samplers() -> None:

@@ -181,7 +181,11 @@ class SpanFactory:
     ) -> Span:
         """A span: its parent is `parent`, else the span in `context` (an incoming trace),
         else none; sampled (a LeanSpan) or not (a NonRecordingSpan), as the sampler says."""
-        if self._children_sampled and type(parent) is LeanSpan:
+        if (
+            self._children_sampled
+            and type(parent) is LeanSpan
+            and parent.get_span_context().trace_flags.sampled  # not a RECORD_ONLY root
+        ):
             return self._child(parent, name, kind, attributes, start_time)
         if parent is not None:
             context = trace.set_span_in_context(parent)
