@@ -21,7 +21,6 @@ import asyncio
 import functools
 import math
 import operator
-import random
 import sys
 import time
 from collections import defaultdict
@@ -35,7 +34,7 @@ from sqlalchemy import Boolean, DateTime, Float, Integer, String, bindparam, del
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from genroute.call import Call
+from genroute.call import Call, new_request_id
 from genroute.cost import Tokens
 from genroute.store.models import BudgetHold, EndUser, SpendLog, Team, VirtualKey
 from genroute.store.repo import Store, aware, utcnow
@@ -65,10 +64,9 @@ _ROW_STATES = ("22", "23")  # SQLSTATE classes: data exception, integrity constr
 
 
 def new_row_id() -> str:
-    """A fresh, unique ledger row id (32 hex digits): 128 random bits from `random`, seeded
-    from the system per process and again in a forked child (not a secret, so no system
-    call per row as `uuid4` makes)."""
-    return f"{random.getrandbits(128):032x}"
+    """A fresh, unique ledger row id (32 hex digits), made as request ids are: 128 random
+    bits from `random`, seeded from the system per process and again in a forked child."""
+    return new_request_id()
 
 
 @dataclass(slots=True)
