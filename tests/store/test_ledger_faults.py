@@ -368,6 +368,42 @@ async def test_a_full_memory_queue_never_makes_a_journaled_call_wait(
     assert segments(tmp_path) == []
 
 
+async def test_rows_are_made_when_queued_and_a_row_that_could_not_be_is_made_at_the_flush(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush on the event loop only joins rows made when their records were queued
+    (`driver_row`); a record whose row could not be made then is made at the flush, with
+    the rest of its batch, and is written the same."""
+    from genroute.store import writer as writer_module
+
+    key = (await store.create_key({}))["key_hash"]
+    writer = LedgerWriter(store, flush_interval=60)
+    made = writer_module.driver_row
+
+    def fails_once(dialect: Any, rec: SpendRecord) -> Any:
+        if rec.request_id == "r3":
+            raise RuntimeError("could not make the row")
+        return made(dialect, rec)
+
+    monkeypatch.setattr(writer_module, "driver_row", fails_once)
+    odd = record(0, key, model_group="m" * 300 + "\x00")
+    for r in [odd, *(record(i, key) for i in range(1, 6))]:
+        await writer.submit(r)
+    assert [entry[2] is None for entry in writer.queue] == [False, False, False, True, False, False]
+    assert writer.queue[0][2] is not None and writer.queue[0][2][1]  # cleaned to fit
+    await writer.flush()
+    assert await rows(store) == 6 and not writer.queue
+    assert writer.stats.cleaned == 1 and writer.stats.dead_lettered == 0
+    assert await key_spend(store, key) == pytest.approx(0.06)
+    monkeypatch.undo()
+    for i in range(6, 9):
+        await writer.submit(record(i, key))
+    assert all(entry[2] is not None for entry in writer.queue)
+    await writer.flush()
+    assert await rows(store) == 9 and await key_spend(store, key) == pytest.approx(0.09)
+    await writer.aclose()
+
+
 async def test_a_busy_writer_writes_what_was_queued_in_one_go_not_a_stream_of_small_writes(
     store: Store, tmp_path: Path
 ) -> None:
@@ -383,12 +419,12 @@ async def test_a_busy_writer_writes_what_was_queued_in_one_go_not_a_stream_of_sm
     write = writer._write
     arriving = iter(range(100, 115))
 
-    async def write_while_calls_arrive(records: list[SpendRecord]) -> None:
+    async def write_while_calls_arrive(records: list[SpendRecord], rows: Any = None) -> None:
         writes.append(len(records))
         for i in [next(arriving, None) for _ in range(5)]:
             if i is not None:
                 await writer.submit(record(i))
-        await write(records)
+        await write(records, rows)
 
     writer._write = write_while_calls_arrive  # type: ignore[method-assign]
     await writer.flush()

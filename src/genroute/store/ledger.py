@@ -1,10 +1,9 @@
 """Spend ledger rows: what one call leaves, how a row is made fit for its columns, and how a
 batch of them is written.
 
-`SpendRecord` is one finished call. `clean_row` makes a record fit its columns whatever
-the call carried (text clipped to the column's length, NULs and unpaired surrogates
-removed, counts clamped to the column's range, non-finite numbers dropped), so that one
-odd request cannot fail a batch. `write_batch` inserts rows idempotently (each carries the
+`SpendRecord` is one finished call. `clean_row` (`genroute.store.ledger_rows`, with the
+driver's SQL the writer uses) makes a record fit its columns whatever the call carried, so
+that one odd request cannot fail a batch. `write_batch` inserts rows idempotently (each carries the
 call's unique `row_id`: a row written twice, by a retry or a replayed spool, is kept once),
 adds the cost of the rows it inserted to their keys', teams' and end users' spend, and
 deletes their budget holds, in one transaction. A batch the database refuses because of
@@ -18,25 +17,32 @@ of the database itself (unreachable, timed out, missing table: keep the rows for
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
-import operator
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, bindparam, delete, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from genroute.call import Call, new_request_id
 from genroute.cost import Tokens
-from genroute.store.models import BudgetHold, EndUser, SpendLog, Team, VirtualKey
+from genroute.store.ledger_rows import (
+    INT_MAX,
+    Row,
+    clean_ident,
+    clean_row,
+    driver_add_spend,
+    driver_delete_holds,
+    driver_insert,
+    driver_row,
+    valid_text,
+)
+from genroute.store.models import EndUser, SpendLog, Team, VirtualKey
 from genroute.store.repo import Store, aware, utcnow
 from genroute.store.routing import routing_json
 
@@ -45,11 +51,13 @@ __all__ = [
     "INSERT_SLICE",
     "INT_MAX",
     "Refused",
+    "Row",
     "SpendRecord",
     "Totals",
     "Written",
     "clean_ident",
     "clean_row",
+    "driver_row",
     "is_row_error",
     "new_row_id",
     "record_from_json",
@@ -58,7 +66,6 @@ __all__ = [
 ]
 
 INSERT_SLICE = 100  # rows per INSERT statement
-INT_MAX = 2**31 - 1  # an Integer column on PostgreSQL
 FAN_OUT = 2  # parts a refused slice is split into (halves: fewest tries per bad row)
 _ROW_STATES = ("22", "23")  # SQLSTATE classes: data exception, integrity constraint
 
@@ -173,7 +180,7 @@ class SpendRecord:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, str):
-                value = _valid_text(value)
+                value = valid_text(value)
             elif isinstance(value, float) and not math.isfinite(value):
                 value = None
             data[f.name] = value
@@ -192,159 +199,6 @@ def record_from_json(data: dict[str, Any]) -> SpendRecord:
     return SpendRecord(**values)
 
 
-def _valid_text(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # unpaired surrogates
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def _clean_text(value: Any, length: int | None) -> str:
-    if type(value) is str and value.isascii() and "\x00" not in value:  # nearly always
-        return value[:length] if length is not None else value
-    text = value if isinstance(value, str) else str(value)
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    text = _valid_text(text)
-    return text[:length] if length is not None else text
-
-
-def clean_ident(value: str, length: int = 256) -> str:
-    """A key hash, team or end-user id as its column stores it (see `clean_row`)."""
-    return _clean_text(value, length)
-
-
-def _clean_value(column: Any, value: Any) -> Any:
-    kind = column.type
-    if value is None:
-        return None if column.nullable else _default(kind)
-    if isinstance(kind, String):
-        return _clean_text(value, kind.length)
-    if isinstance(kind, Boolean):
-        return bool(value)
-    if isinstance(kind, Integer):
-        try:
-            number = int(value)
-        except (TypeError, ValueError, OverflowError):
-            return None if column.nullable else 0
-        return max(-INT_MAX, min(INT_MAX, number))
-    if isinstance(kind, Float):
-        try:
-            real = float(value)
-        except (TypeError, ValueError, OverflowError):
-            real = math.nan
-        if math.isfinite(real):
-            return real
-        return None if column.nullable else 0.0
-    if isinstance(kind, DateTime):
-        return value if isinstance(value, datetime) else utcnow()
-    return value
-
-
-def _default(kind: Any) -> Any:
-    if isinstance(kind, String):
-        return ""
-    if isinstance(kind, Boolean):
-        return False
-    if isinstance(kind, (Integer, Float)):
-        return 0
-    return utcnow()
-
-
-_COLUMNS = [c for c in SpendLog.__table__.columns if c.key != "id"]
-
-
-def _fits(column: Any) -> Callable[[Any], bool]:
-    """A quick test that a value already fits its column as it is (what `_clean_value`
-    would return unchanged): true for nearly every value a call leaves, so that building a
-    batch's rows costs a few type checks per field (the flush runs on the event loop)."""
-    kind, nullable = column.type, column.nullable
-    if isinstance(kind, String):
-        length = kind.length or sys.maxsize
-        return lambda v: (
-            (type(v) is str and len(v) <= length and v.isascii() and "\x00" not in v)
-            or (v is None and nullable)
-        )
-    if isinstance(kind, Boolean):
-        return lambda v: type(v) is bool or (v is None and nullable)
-    if isinstance(kind, Integer):
-        return lambda v: (type(v) is int and -INT_MAX <= v <= INT_MAX) or (v is None and nullable)
-    if isinstance(kind, Float):
-        return lambda v: (type(v) is float and math.isfinite(v)) or (v is None and nullable)
-    if isinstance(kind, DateTime):
-        return lambda v: type(v) is datetime
-    return lambda v: False
-
-
-_KEYS = [c.key for c in _COLUMNS]
-_VALUES = operator.attrgetter(*_KEYS)
-_FITS = [_fits(c) for c in _COLUMNS]
-# The text columns, checked in one pass (nearly every value fits as it is), and the others.
-_TEXT = [
-    (i, c.type.length or sys.maxsize) for i, c in enumerate(_COLUMNS) if isinstance(c.type, String)
-]
-_OTHER = [i for i, c in enumerate(_COLUMNS) if not isinstance(c.type, String)]
-
-
-def _clean_values(record: SpendRecord) -> tuple[list[Any], bool]:
-    """The record's values, in `_COLUMNS` order, made fit for their columns, and whether
-    anything had to change. A value that already fits (nearly all) costs a type check."""
-    values = list(_VALUES(record))
-    odd = [
-        i
-        for i, length in _TEXT
-        if (v := values[i]) is not None
-        and not (type(v) is str and len(v) <= length and v.isascii() and "\x00" not in v)
-    ]
-    odd += [i for i in _OTHER if not _FITS[i](values[i])]
-    changed = False
-    for i in odd:
-        value = values[i]
-        cleaned = _clean_value(_COLUMNS[i], value)
-        if cleaned != value and not (value is None and cleaned is None):
-            changed = True
-        values[i] = cleaned
-    return values, changed
-
-
-def clean_row(record: SpendRecord) -> tuple[dict[str, Any], bool]:
-    """The record as a row that fits its columns, and whether anything had to change."""
-    values, changed = _clean_values(record)
-    return dict(zip(_KEYS, values, strict=True)), changed
-
-
-@functools.cache
-def _driver_insert(dialect: Any, rows: int) -> str:
-    """The INSERT of `rows` rows as the driver's own SQL (see `_Batch.insert`)."""
-    width = len(_KEYS)
-    if dialect.paramstyle == "qmark":
-        marks = ["?"] * (rows * width)
-    elif dialect.paramstyle == "numeric_dollar":
-        marks = [f"${i}" for i in range(1, rows * width + 1)]
-    else:
-        raise ValueError(f"unsupported paramstyle {dialect.paramstyle!r}")
-    groups = ("(" + ", ".join(marks[r * width : (r + 1) * width]) + ")" for r in range(rows))
-    return (
-        f"INSERT INTO {SpendLog.__tablename__} ({', '.join(_KEYS)}) VALUES "
-        + ", ".join(groups)
-        + " ON CONFLICT (row_id) DO NOTHING RETURNING row_id"
-    )
-
-
-@functools.cache
-def _processors(dialect: Any) -> list[tuple[int, Callable[[Any], Any]]]:
-    """The columns whose values the dialect converts before the driver sees them (a
-    SQLite DATETIME as text, a Boolean as an integer), with the converter: what
-    SQLAlchemy itself would apply."""
-    found: list[tuple[int, Callable[[Any], Any]]] = []
-    for index, column in enumerate(_COLUMNS):
-        process = column.type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            found.append((index, process))
-    return found
-
-
 @dataclass(slots=True)
 class Totals:
     """Spend per key hash, team and end user in one batch."""
@@ -355,18 +209,25 @@ class Totals:
 
     @classmethod
     def of(cls, records: Iterable[SpendRecord]) -> Totals:
-        """Add up a batch."""
-        totals = cls()
+        """Add up a batch (each id made fit for its column once, not once a row)."""
+        key: dict[str, float] = defaultdict(float)
+        team: dict[str, float] = defaultdict(float)
+        end_user: dict[str, float] = defaultdict(float)
         for record in records:
             cost = record.cost
             if not cost or not math.isfinite(cost):
                 continue
             if record.key_hash:
-                totals.key[clean_ident(record.key_hash, 64)] += cost
+                key[record.key_hash] += cost
             if record.team_id:
-                totals.team[clean_ident(record.team_id)] += cost
+                team[record.team_id] += cost
             if record.end_user:
-                totals.end_user[clean_ident(record.end_user)] += cost
+                end_user[record.end_user] += cost
+        totals = cls()
+        for mine, raw, length in ((totals.key, key, 64), (totals.team, team, 256),
+                                  (totals.end_user, end_user, 256)):  # fmt: skip
+            for ident, amount in raw.items():
+                mine[clean_ident(ident, length)] += amount
         return totals
 
     def add(self, other: Totals) -> None:
@@ -407,28 +268,24 @@ def _insert(dialect: str) -> Any:
 
 async def _add_totals(conn: Any, totals: Totals) -> None:
     # In the order budget reservations lock rows (kind, then id: end users, keys, teams),
-    # so that a batch and a reservation never wait on each other in a cycle.
+    # so that a batch and a reservation never wait on each other in a cycle. The driver's
+    # own SQL: SQLAlchemy's building and caching of the statement cost the loop ~1 ms.
     for table, pk, amounts in (
         (EndUser, EndUser.end_user_id, totals.end_user),
         (VirtualKey, VirtualKey.token, totals.key),
         (Team, Team.team_id, totals.team),
     ):
-        if not amounts:
-            continue
-        statement = (
-            update(table.__table__)  # type: ignore[arg-type]
-            .where(table.__table__.c[pk.key] == bindparam("ident"))
-            .values(spend=table.__table__.c.spend + bindparam("amount"))
-        )
-        await conn.execute(
-            statement, [{"ident": k, "amount": v} for k, v in sorted(amounts.items())]
-        )
+        if amounts:
+            sql = driver_add_spend(conn.dialect, table.__tablename__, pk.key)
+            await conn.exec_driver_sql(sql, [(v, k) for k, v in sorted(amounts.items())])
 
 
 async def _drop_holds(conn: Any, row_ids: list[str]) -> None:
+    # The driver's own SQL, compiled once per count: SQLAlchemy's compilation of an IN of
+    # 100 values costs the event loop ~0.4 ms a statement.
     for start in range(0, len(row_ids), INSERT_SLICE):
-        chunk = row_ids[start : start + INSERT_SLICE]
-        await conn.execute(delete(BudgetHold).where(BudgetHold.hold_id.in_(chunk)))
+        chunk = tuple(row_ids[start : start + INSERT_SLICE])
+        await conn.exec_driver_sql(driver_delete_holds(conn.dialect, len(chunk)), chunk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,26 +328,23 @@ class _Batch:
             rows.append(row)
         return rows
 
-    def params(self, records: list[SpendRecord]) -> tuple[Any, ...]:
+    def params(self, rows: list[Row]) -> tuple[Any, ...]:
         """The rows' values, one after the other, as the driver takes them."""
-        processors = _processors(self.conn.dialect)
         flat: list[Any] = []
-        for record in records:
-            values, changed = _clean_values(record)
+        for values, changed in rows:
             self.cleaned += changed
-            for index, process in processors:
-                if values[index] is not None:
-                    values[index] = process(values[index])
             flat += values
         return tuple(flat)
 
-    async def insert(self, records: list[SpendRecord]) -> None:
+    async def insert(self, records: list[SpendRecord], rows: list[Row] | None = None) -> None:
         # The hot path, run on the event loop: each slice is one INSERT in the driver's own
-        # SQL (compiled once per row count) with its values converted as SQLAlchemy would,
-        # a few microseconds a row, and the loop serves requests between slices.
+        # SQL (compiled once per row count) of rows made when their records were queued
+        # (`driver_row`), and the loop serves requests between slices.
+        if rows is None:
+            rows = [driver_row(self.conn.dialect, record) for record in records]
         for start in range(0, len(records), INSERT_SLICE):
-            chunk = records[start : start + INSERT_SLICE]
-            sql = _driver_insert(self.conn.dialect, len(chunk))
+            chunk = rows[start : start + INSERT_SLICE]
+            sql = driver_insert(self.conn.dialect, len(chunk))
             result = await self.conn.exec_driver_sql(sql, self.params(chunk))
             self.inserted.update(r[0] for r in result.all())
             await asyncio.sleep(0)
@@ -529,9 +383,12 @@ class _Batch:
         return Written(len(self.inserted), totals, self.cleaned, self.refused)
 
 
-async def write_batch(store: Store, records: list[SpendRecord]) -> Written:
+async def write_batch(
+    store: Store, records: list[SpendRecord], rows: list[Row] | None = None
+) -> Written:
     """Insert the rows (a row whose `row_id` is already there is skipped), add the cost of
     those inserted to their totals, and delete their budget holds, in one transaction.
+    `rows`, when given, are the records' `driver_row`s for the store's dialect.
 
     When the database refuses the batch because of some of its rows, the batch is written
     again in one transaction that isolates them under savepoints (`_Batch.isolate`): the
@@ -541,7 +398,7 @@ async def write_batch(store: Store, records: list[SpendRecord]) -> Written:
         async with store.session.begin() as session:
             batch = _Batch(await session.connection())
             await _drop_holds(batch.conn, row_ids)
-            await batch.insert(records)
+            await batch.insert(records, rows)
             return await batch.finish(records)
     except Exception as exc:
         if not is_row_error(exc):

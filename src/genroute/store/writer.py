@@ -33,13 +33,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import text
 
 from genroute.store.journal import DeadLetters, Journal, Orphan, Segment, short_error
-from genroute.store.ledger import SpendRecord, Totals, write_batch
+from genroute.store.ledger import Row, SpendRecord, Totals, driver_row, write_batch
 from genroute.store.repo import Store
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_QUEUE", "LedgerStats", "LedgerWriter"]
@@ -49,7 +49,9 @@ log = logging.getLogger("genroute.ledger")
 DEFAULT_QUEUE = 50_000
 DEFAULT_BATCH = 1_000
 MAX_BACKOFF = 5.0
-Entry = tuple[SpendRecord, Segment | None]
+# A queued record, its journal segment, and its row as the driver takes it (made when it
+# is queued, so that a flush on the event loop only joins rows), if it could be made.
+Entry = tuple[SpendRecord, Segment | None, Row | None]
 
 
 @dataclass(slots=True)
@@ -104,6 +106,7 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closing = False
+        self._dialect = store.engine.dialect
 
     # -- state ---------------------------------------------------------------------------
 
@@ -193,9 +196,15 @@ class LedgerWriter:
         if segment is None:
             async with self._space:
                 await self._space.wait_for(lambda: len(self.queue) < self.max_queue)
-        self.queue.append((record, segment))
+        self.queue.append((record, segment, self._row(record)))
         if len(self.queue) >= self.batch_size:
             self._wake.set()
+
+    def _row(self, record: SpendRecord) -> Row | None:
+        try:
+            return driver_row(self._dialect, record)
+        except Exception:  # made again at the flush, where a row error is set aside
+            return None
 
     def _journal(self, record: SpendRecord) -> Segment | None:
         if self.journal is None:
@@ -224,11 +233,11 @@ class LedgerWriter:
         async with self._space:
             self._space.notify_all()
 
-    async def _write(self, records: list[SpendRecord]) -> None:
+    async def _write(self, records: list[SpendRecord], rows: list[Row] | None = None) -> None:
         """Write records (rows the database refuses are set aside); raises only for a
         failure of the database itself."""
         async with asyncio.timeout(self.timeout):
-            written = await write_batch(self.store, records)
+            written = await write_batch(self.store, records, rows)
         self.stats.written += written.inserted
         self.stats.cleaned += written.cleaned
         for refused in written.refused:
@@ -244,17 +253,18 @@ class LedgerWriter:
     async def _write_entries(self, batch: list[Entry]) -> bool:
         """Write a batch from memory; False (the batch spooled or put back) on a failure of
         the database."""
-        records = [record for record, _ in batch]
+        records = [record for record, _, _ in batch]
+        made = [row for _, _, row in batch if row is not None]
         try:
-            await self._write(records)
+            await self._write(records, made if len(made) == len(records) else None)
         except Exception as exc:
             self._failed(exc, f"writing {len(records)} rows")
             self._enter_spool(batch)
             return False
         self._succeeded()
-        for _, segment in batch:
-            if segment is not None and self.journal is not None:
-                self.journal.committed(segment, 1)
+        if self.journal is not None:
+            for segment, count in _runs(segment for _, segment, _ in batch):
+                self.journal.committed(segment, count)
         if self.on_commit is not None:
             self.on_commit(Totals.of(records))
         await self._notify_space()
@@ -266,9 +276,9 @@ class LedgerWriter:
         entries = failed + list(self.queue)
         self.queue.clear()
         kept: list[Entry] = []
-        for record, segment in entries:
+        for record, segment, row in entries:
             if segment is None:
-                kept.append((record, segment))
+                kept.append((record, segment, row))
             else:
                 segment.carry.add(Totals.of([record]))
         self.queue.extend(kept)
@@ -403,7 +413,7 @@ class LedgerWriter:
     async def _last_tries(self, attempts: int = 3) -> None:
         """Rows only in memory (the journal could not take them): a few more tries. Rows
         also on disk stay there, for the next start or another instance."""
-        kept = [(record, segment) for record, segment in self.queue if segment is None]
+        kept = [entry for entry in self.queue if entry[1] is None]
         self.queue.clear()
         self.queue.extend(kept)
         for _ in range(attempts):
@@ -415,7 +425,7 @@ class LedgerWriter:
                     break
             if self.queue:
                 await asyncio.sleep(min(self._delay, 1.0))
-        lost = [record for record, _ in self.queue]
+        lost = [record for record, _, _ in self.queue]
         for record in lost:
             self.dead_letters.add(
                 record, RuntimeError("database unreachable at shutdown"), counted=False
@@ -423,3 +433,18 @@ class LedgerWriter:
         if lost:
             log.error("spend ledger: %d rows could not be written at shutdown", len(lost))
         self.queue.clear()
+
+
+def _runs(segments: Iterable[Segment | None]) -> Iterator[tuple[Segment, int]]:
+    """Each journal segment with how many entries in a row belong to it (a batch's entries
+    come in the order they were journaled)."""
+    current: Segment | None = None
+    count = 0
+    for segment in segments:
+        if segment is not current:
+            if current is not None:
+                yield current, count
+            current, count = segment, 0
+        count += 1
+    if current is not None:
+        yield current, count
