@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/stall_probe.py [--config default|lean|open|production]
         [--seconds 20] [--genroute CHECKOUT] [--switch-interval MS] [--gc-off]
+        [--load-first S] [--pauses N [--pause-seconds S]]
 
 Starts the fake upstream (on the load CPU) and one genroute worker (on the target CPU)
 under a small wrapper that records, with the monotonic clock the client also reads:
@@ -17,6 +18,13 @@ on one keep-alive connection, recording when each starts and ends. Afterwards th
 slower than the slow threshold (default: 3 x the median, at least 2 ms) are matched with the
 events that overlap them, against how often an event of that kind overlaps any request:
 the kind that covers most slow requests and few others is the cause.
+
+A sampler thread also records the loop thread's Python stack whenever the loop has not
+come back for 8 ms, and the report lists the slowest requests with every event that
+overlapped them. `--load-first S` runs wrk at c=32 for S seconds before the c=1 run (the
+state a bench round's c=32 run leaves behind); `--pauses N` then stops the worker N times
+(SIGSTOP for `--pause-seconds`, as bench/run.py pauses the targets it is not measuring),
+and after each a 1 s warm-up and 3 s more of requests are recorded.
 
 Experiments: `--switch-interval MS` sets `sys.setswitchinterval` in the worker (how long a
 thread that wants the GIL waits for another to give it up; Python's default is 5 ms), and
@@ -161,10 +169,14 @@ def _watch_loop(events: list[tuple[str, int, int, int]], clock: Any) -> None:
 
     from genroute.pipeline import build
 
+    beat = [clock()]
+
     async def watch() -> None:
         period = LAG_PERIOD_MS / 1000
+        _start_sampler(events, clock, beat)
         while True:
             t0, cpu0 = clock(), time.thread_time_ns()
+            beat[0] = t0
             await asyncio.sleep(period)
             t1, cpu1 = clock(), time.thread_time_ns()
             late_ms = (t1 - t0) / 1e6 - LAG_PERIOD_MS
@@ -181,6 +193,33 @@ def _watch_loop(events: list[tuple[str, int, int, int]], clock: Any) -> None:
             self._stall_watch = asyncio.get_running_loop().create_task(watch())
 
     build.Pipeline.start = start  # type: ignore[method-assign]
+
+
+STACK_AFTER_MS = 8.0
+
+
+def _start_sampler(events: list[Any], clock: Any, beat: list[int]) -> None:
+    """A thread that looks at the loop every 2 ms: when its watcher has not run for
+    `STACK_AFTER_MS`, the loop thread's Python stack is recorded (once per stall), as a
+    "loop stack" event whose last field is the stack's innermost frames."""
+    import threading
+    import traceback
+
+    loop_thread = threading.get_ident()
+
+    def sample() -> None:
+        seen = 0
+        while True:
+            time.sleep(0.002)
+            since = beat[0]
+            if since == seen or clock() - since < STACK_AFTER_MS * 1e6:
+                continue
+            seen = since
+            frame = sys._current_frames().get(loop_thread)
+            stack = traceback.format_stack(frame)[-14:] if frame is not None else []
+            events.append(("loop stack", since, clock(), "".join(stack)))
+
+    threading.Thread(target=sample, name="stall-sampler", daemon=True).start()
 
 
 def serve_main(argv: list[str]) -> None:
@@ -285,15 +324,49 @@ def analyse(
         f"- slow requests overlapped by no recorded event: "
         f"{len(slow) - len(explained)} of {len(slow)}",
     ]
+    lines += _slowest(requests, events)
     lines += _stalls_by_cause(events)
+    lines += _longest_stacks(events)
     return "\n".join(lines) + "\n"
+
+
+def _slowest(requests: list[tuple[int, int]], events: list[list[Any]], count: int = 5) -> list[str]:
+    """The slowest requests and every event that overlapped each (ms from its start)."""
+    lines = ["", "Slowest requests and what overlapped them (ms from the request's start):", ""]
+    for s, e in sorted(requests, key=lambda r: r[0] - r[1])[:count]:
+        hits = sorted(
+            (x for x in events if x[1] <= e and x[2] >= s and x[0] != "loop stack"),
+            key=lambda x: x[1],
+        )
+        what = "; ".join(
+            f"{x[0]} {(x[1] - s) / 1e6:+.1f}..{(x[2] - s) / 1e6:+.1f}" for x in hits[:8]
+        )
+        lines.append(f"- {(e - s) / 1e6:.1f} ms: {what or 'no recorded event'}")
+    return lines
+
+
+def _longest_stacks(events: list[list[Any]], count: int = 5) -> list[str]:
+    """Where the loop was for the longest stalls the sampler caught (innermost last)."""
+    stacks = sorted((e for e in events if e[0] == "loop stack"), key=lambda e: e[1])
+    stalls = [e for e in events if e[0].startswith("loop stall")]
+    if not stacks:
+        return []
+
+    def length(stack: list[Any]) -> float:  # the stall the stack was taken in
+        during = [b - a for _, a, b, _ in stalls if a <= stack[2] <= b]
+        return max(during, default=stack[2] - stack[1]) / 1e6
+
+    lines = ["", f"Loop stacks taken {STACK_AFTER_MS:g} ms into a stall ({len(stacks)}), longest:"]
+    for stack in sorted(stacks, key=length, reverse=True)[:count]:
+        lines += ["", f"stall of {length(stack):.1f} ms:", "```", stack[3].rstrip(), "```"]
+    return lines
 
 
 def _stalls_by_cause(events: list[list[Any]]) -> list[str]:
     """Loop stalls (the wake-ups of the 1 ms watcher that came late) against the events
     running at the same time: what the loop was stuck behind."""
     stalls = [e for e in events if e[0].startswith("loop stall")]
-    others = [e for e in events if not e[0].startswith("loop stall")]
+    others = [e for e in events if not e[0].startswith("loop st")]
     if not stalls:
         return []
     lines = [
@@ -403,8 +476,18 @@ def run(args: argparse.Namespace) -> str:
         os.sched_setaffinity(0, {cpus[1]})
         body = REQUEST_BODY.encode()
         path = "/v1beta/models/bench-model:generateContent"
+        if args.load_first:  # wrk at c=32 first, as a bench round's c=32 run leaves it
+            from harness import run_wrk
+
+            run_wrk(target, "generate", 32, 2, args.load_first, str(cpus[1]))
         client(target_port, path, client_key, body, 3)  # warm-up
         requests = client(target_port, path, client_key, body, args.seconds)
+        for _ in range(args.pauses):  # as bench/run.py pauses the targets it is not measuring
+            os.killpg(proc.pid, signal.SIGSTOP)
+            time.sleep(args.pause_seconds)
+            os.killpg(proc.pid, signal.SIGCONT)
+            client(target_port, path, client_key, body, 1)  # a bench run's warm-up
+            requests += client(target_port, path, client_key, body, 3)
         (WORK / f"{name}.requests.json").write_text(json.dumps(requests))
         procs.stop([proc.pid])
         events = json.loads(events_file.read_text()) if events_file.exists() else []
@@ -433,6 +516,11 @@ def main() -> None:
     parser.add_argument("--genroute", help="a checkout with its own .venv (default: this one)")
     parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval, in ms")
     parser.add_argument("--gc-off", action="store_true", help="gc.disable() after start-up")
+    parser.add_argument("--pauses", type=int, default=0, help="SIGSTOP/SIGCONT cycles after")
+    parser.add_argument("--pause-seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--load-first", type=int, default=0, help="seconds of wrk at c=32 before the c=1 run"
+    )
     parser.add_argument("--threshold-us", type=float, help="what counts as slow (µs)")
     print(run(parser.parse_args()))
 
