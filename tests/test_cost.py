@@ -240,3 +240,44 @@ def test_token_counts_cost_what_their_usage_costs(
     assert pricer.tokens_cost(tokens, provider, model, "grp") == pricer.cost(
         usage, provider, model, "grp"
     )
+
+
+async def test_the_server_reads_its_models_prices_before_the_first_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """genai-prices' catalogue loads in ~80 ms, on the event loop of the call that first
+    needs it: the app reads the prices of its configured models when it is made, so no
+    call waits (models with their own prices, and wildcards, are not looked up)."""
+    from genroute import cost
+    from genroute.config import config_from_data
+    from genroute.server import create_app
+
+    looked_up: list[tuple[str, str]] = []
+    original = cost._catalogue_model
+
+    def recording(provider_id: str, model: str, today: object) -> object:
+        looked_up.append((provider_id, model))
+        return original(provider_id, model, today)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cost, "_catalogue_model", recording)
+    data = {
+        "model_list": [
+            {"model_name": "flash", "litellm_params": {"model": "gemini/gemini-2.5-flash"}},
+            {"model_name": "mini", "litellm_params": {"model": "openai/gpt-4o-mini"}},
+            {
+                "model_name": "own",
+                "litellm_params": {"model": "openai/my-model"},
+                "model_info": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+            },
+            {"model_name": "gemini-*", "litellm_params": {"model": "gemini/*"}},
+        ]
+    }
+    app = create_app(config_from_data(data))
+    try:
+        assert sorted(looked_up) == [("google", "gemini-2.5-flash"), ("openai", "gpt-4o-mini")]
+        # What a first call's price is read from is there already.
+        assert ("google", "gemini-2.5-flash", cost._today()) in cost._tiers_cache
+        price = app.pipeline.pricer.cost(usage(1000, 100), "gemini", "gemini-2.5-flash")
+        assert price.known and price.usd > 0
+    finally:
+        await app.pipeline.aclose()

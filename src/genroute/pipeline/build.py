@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from genroute.cache import Cached, ResponseCache, build_cache
 from genroute.call import Call, ModelAPI
 from genroute.config import Config
-from genroute.cost import Pricer, pricer_for
+from genroute.cost import Pricer, has_custom_prices, pricer_for, warm_catalogue
 from genroute.governance import Governance, Governed, build_governance, database_url
 from genroute.observability import Observability, Observed
 from genroute.observability.metrics import router_cooldowns
@@ -86,6 +86,18 @@ class Pipeline:
         self.batch_embed = api.batch_embed
         self._started = False
         self._closed = False
+
+    def warm_prices(self) -> None:
+        """Reads the prices of every configured model now (`genroute.cost.warm_catalogue`),
+        so that the server's first calls do not wait for genai-prices' catalogue to load."""
+        models: dict[tuple[str | None, str], None] = {}
+        for name in self.router.model_names:
+            if "*" in name:
+                continue
+            for deployment in self.router.group(name):
+                if not has_custom_prices(deployment.spec.model_info):
+                    models[(deployment.spec.provider, deployment.spec.upstream_model)] = None
+        warm_catalogue(models)
 
     async def start(self) -> None:
         """Migrate the database and start background writers (idempotent)."""

@@ -567,5 +567,8 @@ def _clean_id(raw: bytes) -> str:
 
 
 def create_app(config: Config, router: Router | None = None) -> GatewayApp:
-    """The ASGI app for a config (the Router is built from it unless given)."""
-    return GatewayApp(build_pipeline(config, router=router, server=True), config)
+    """The ASGI app for a config (the Router is built from it unless given), with the
+    prices of its models read (no call waits for the price catalogue to load)."""
+    pipeline = build_pipeline(config, router=router, server=True)
+    pipeline.warm_prices()
+    return GatewayApp(pipeline, config)
