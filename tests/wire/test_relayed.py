@@ -208,3 +208,60 @@ def test_a_usage_left_for_later_is_one_the_model_accepts_as_it_is(usage: dict[st
         kept = {k: [{n: x for n, x in d.items() if x is not None} for d in v]
                 if isinstance(v, list) else v for k, v in usage.items() if v is not None}  # fmt: skip
         assert built.model_dump(by_alias=True, exclude_none=True) == kept
+
+
+@given(
+    text=st.text(max_size=40),
+    index=st.integers(min_value=0, max_value=3),
+    thought=st.booleans(),
+    signature=st.none() | st.text(max_size=8),
+    model=st.none() | st.text(max_size=12),
+    response_id=st.none() | st.text(max_size=12),
+)
+def test_a_text_chunk_is_what_the_models_would_write(
+    text: str,
+    index: int,
+    thought: bool,
+    signature: str | None,
+    model: str | None,
+    response_id: str | None,
+) -> None:
+    """A translator's text chunk, written at once, sends the bytes and has the facts of the
+    same chunk built as models; reading into it gives those models."""
+    from genroute.providers.base import stream_content
+    from genroute.wire import Candidate, Part, text_chunk
+
+    built = GenerateContentResponse(
+        candidates=[
+            Candidate(
+                content=stream_content(
+                    [Part(text=text, thought=thought or None, thought_signature=signature)]
+                ),
+                index=index,
+            )
+        ],
+        model_version=model,
+        response_id=response_id,
+    )
+    written = text_chunk(
+        text,
+        index=index,
+        thought=thought,
+        thought_signature=signature,
+        model_version=model,
+        response_id=response_id,
+    )
+    assert wire_bytes(written) == dump_json(built)
+    assert written.facts() == ResponseFacts.of(built)
+    assert written == built  # parses it
+    assert written.candidates[0].content.parts[0].text == text
+
+
+def test_an_edited_text_chunk_sends_its_edit() -> None:
+    from genroute.wire import text_chunk
+
+    chunk = text_chunk("Hello", model_version="gpt-4o-mini")
+    chunk.candidates[0].finish_reason = "SAFETY"
+    sent = orjson.loads(wire_bytes(chunk))
+    assert sent["candidates"][0]["finishReason"] == "SAFETY"
+    assert sent["candidates"][0]["content"]["parts"] == [{"text": "Hello"}]

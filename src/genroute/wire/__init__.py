@@ -45,6 +45,7 @@ from genroute.wire.response import (
     ResponseFacts,
     SafetyRating,
     UsageMetadata,
+    text_chunk,
     wire_bytes,
 )
 
@@ -86,5 +87,6 @@ __all__ = [
     "WireModel",
     "dump_json",
     "format_validation_error",
+    "text_chunk",
     "wire_bytes",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "ResponseFacts",
     "SafetyRating",
     "UsageMetadata",
+    "text_chunk",
     "wire_bytes",
 ]
 
@@ -415,3 +416,35 @@ def wire_bytes(response: GenerateContentResponse, *, one_line: bool = False) -> 
     if one_line and (b"\n" in raw or b"\r" in raw):
         return raw.replace(b"\r", b" ").replace(b"\n", b" ")
     return raw
+
+
+def text_chunk(
+    text: str,
+    *,
+    index: int = 0,
+    thought: bool = False,
+    thought_signature: str | None = None,
+    model_version: str | None = None,
+    response_id: str | None = None,
+) -> GenerateContentResponse:
+    """A translated stream chunk of one text part from the model (most of every translated
+    stream), written as its JSON at once, with its facts: what the relay sends and the
+    layers read, without building five models per event. A layer that reads into it
+    parses it (as a relayed response). Its bytes are those `dump_json` writes for the
+    same chunk built as models (`Content(role="model", parts=[Part(text=...)])`)."""
+    part: dict[str, Any] = {"text": text}
+    if thought:
+        part["thought"] = True
+    if thought_signature is not None:
+        part["thoughtSignature"] = thought_signature
+    data: dict[str, Any] = {
+        "candidates": [{"content": {"role": "model", "parts": [part]}, "index": index}]
+    }
+    if model_version is not None:
+        data["modelVersion"] = model_version
+    if response_id is not None:
+        data["responseId"] = response_id
+    response = GenerateContentResponse.__new__(GenerateContentResponse)
+    facts = ResponseFacts(None, model_version, None, len(text))
+    object.__setattr__(response, "__dict__", {"_raw": orjson.dumps(data), "_facts": facts})
+    return response

@@ -37,7 +37,7 @@ from genroute.providers.anthropic.response import (
 from genroute.providers.anthropic.thinking import ThoughtCarrier
 from genroute.providers.base import stream_content
 from genroute.providers.shapes import Reader
-from genroute.wire import Candidate, FunctionCall, GenerateContentResponse, Part
+from genroute.wire import Candidate, FunctionCall, GenerateContentResponse, Part, text_chunk
 
 __all__ = ["StreamDecoder"]
 
@@ -206,13 +206,13 @@ class StreamDecoder:
     def _text(self, state: _Block, text: str) -> list[GenerateContentResponse]:
         signature = None if state.started_text else self._carrier.for_text()
         state.started_text = True
-        return [self._chunk([Part(text=text, thought_signature=signature)])]
+        return [self._text_chunk(text, thought_signature=signature)]
 
     def _thought(self, state: _Block, text: str) -> list[GenerateContentResponse]:
         state.pieces.append(text)
         if not self._context.include_thoughts:
             return []
-        return [self._chunk([Part(text=text, thought=True)])]
+        return [self._text_chunk(text, thought=True)]
 
     def _final(self) -> GenerateContentResponse:
         self.done = True
@@ -227,6 +227,17 @@ class StreamDecoder:
         candidate.finish_message = finish_message(self._stop_reason, self._stop_details)
         chunk.usage_metadata = usage_metadata(self._usage, self._reader)
         return chunk
+
+    def _text_chunk(
+        self, text: str, *, thought: bool = False, thought_signature: str | None = None
+    ) -> GenerateContentResponse:
+        return text_chunk(
+            text,
+            thought=thought,
+            thought_signature=thought_signature,
+            model_version=self._model,
+            response_id=self._id,
+        )
 
     def _chunk(self, parts: list[Part]) -> GenerateContentResponse:
         return GenerateContentResponse(

@@ -41,7 +41,7 @@ from genroute.providers.bedrock.response import (
 )
 from genroute.providers.bedrock.thinking import from_converse
 from genroute.providers.shapes import Reader
-from genroute.wire import Candidate, FunctionCall, GenerateContentResponse, Part
+from genroute.wire import Candidate, FunctionCall, GenerateContentResponse, Part, text_chunk
 
 __all__ = ["StreamDecoder"]
 
@@ -152,7 +152,7 @@ class StreamDecoder:
             if thought := r.string(reasoning.get("text"), "delta.reasoningContent.text"):
                 state.pieces.append(thought)
                 if self._context.include_thoughts:
-                    return [self._chunk([Part(text=thought, thought=True)])]
+                    return [self._text_chunk(thought, thought=True)]
         return []  # citation deltas, and delta kinds added after this was written
 
     def _stop(self, index: int) -> list[GenerateContentResponse]:
@@ -198,7 +198,7 @@ class StreamDecoder:
     def _text(self, state: _Block, text: str) -> list[GenerateContentResponse]:
         signature = None if state.started_text else self._carrier.for_text()
         state.started_text = True
-        return [self._chunk([Part(text=text, thought_signature=signature)])]
+        return [self._text_chunk(text, thought_signature=signature)]
 
     def _final(self) -> GenerateContentResponse:
         self.done = True
@@ -214,6 +214,17 @@ class StreamDecoder:
         if self._usage is not None:
             chunk.usage_metadata = usage_metadata(self._usage, self._reader)
         return chunk
+
+    def _text_chunk(
+        self, text: str, *, thought: bool = False, thought_signature: str | None = None
+    ) -> GenerateContentResponse:
+        return text_chunk(
+            text,
+            thought=thought,
+            thought_signature=thought_signature,
+            model_version=self._context.model,
+            response_id=self._response_id,
+        )
 
     def _chunk(self, parts: list[Part]) -> GenerateContentResponse:
         return GenerateContentResponse(

@@ -39,7 +39,7 @@ from genroute.providers.openai.response import (
     usage_metadata,
 )
 from genroute.providers.shapes import Reader
-from genroute.wire import Candidate, GenerateContentResponse, Part, UsageMetadata
+from genroute.wire import Candidate, GenerateContentResponse, Part, UsageMetadata, text_chunk
 
 __all__ = ["DONE", "StreamDecoder"]
 
@@ -101,12 +101,36 @@ class StreamDecoder:
         self._model = self._model or r.string(obj.get("model"), "model") or None
         if (usage := usage_metadata(obj.get("usage"), r)) is not None:
             self._usage = usage
+        choices = r.array(obj.get("choices"), "choices")
+        if len(choices) == 1 and (chunk := self._text_only(choices[0])) is not None:
+            return [chunk]
         candidates = []
-        for position, choice in enumerate(r.array(obj.get("choices"), "choices")):
+        for position, choice in enumerate(choices):
             candidate = self._choice(r.obj(choice, f"choices[{position}]", required=True), position)
             if candidate is not None:
                 candidates.append(candidate)
         return [self._chunk(candidates)] if candidates else []
+
+    def _text_only(self, choice: Any) -> GenerateContentResponse | None:
+        """The chunk of a lone choice whose delta is only new text (most events of a
+        stream), written at once (`text_chunk`); None for any other event, which `_choice`
+        reads field by field."""
+        if type(choice) is not dict or self._unwrap is not None:
+            return None
+        delta = choice.get("delta")
+        if type(delta) is not dict or choice.get("finish_reason") is not None:
+            return None
+        text = delta.get("content")
+        if type(text) is not str or not text or choice.get("logprobs") is not None:
+            return None
+        for key, value in delta.items():
+            if value is not None and key != "content" and key != "role":
+                return None
+        index = choice.get("index", 0)
+        if type(index) is not int:
+            return None
+        self._choices.setdefault(index, _Choice()).texted = True
+        return text_chunk(text, index=index, model_version=self._model, response_id=self._id)
 
     def _choice(self, choice: Mapping[str, Any], position: int) -> Candidate | None:
         r, path = self._reader, f"choices[{position}]"
