@@ -206,13 +206,17 @@ class StreamDecoder:
     def _text(self, state: _Block, text: str) -> list[GenerateContentResponse]:
         signature = None if state.started_text else self._carrier.for_text()
         state.started_text = True
-        return [self._text_chunk(text, thought_signature=signature)]
+        return [
+            text_chunk(
+                text, thought_signature=signature, model_version=self._model, response_id=self._id
+            )
+        ]
 
     def _thought(self, state: _Block, text: str) -> list[GenerateContentResponse]:
         state.pieces.append(text)
         if not self._context.include_thoughts:
             return []
-        return [self._text_chunk(text, thought=True)]
+        return [text_chunk(text, thought=True, model_version=self._model, response_id=self._id)]
 
     def _final(self) -> GenerateContentResponse:
         self.done = True
@@ -227,17 +231,6 @@ class StreamDecoder:
         candidate.finish_message = finish_message(self._stop_reason, self._stop_details)
         chunk.usage_metadata = usage_metadata(self._usage, self._reader)
         return chunk
-
-    def _text_chunk(
-        self, text: str, *, thought: bool = False, thought_signature: str | None = None
-    ) -> GenerateContentResponse:
-        return text_chunk(
-            text,
-            thought=thought,
-            thought_signature=thought_signature,
-            model_version=self._model,
-            response_id=self._id,
-        )
 
     def _chunk(self, parts: list[Part]) -> GenerateContentResponse:
         return GenerateContentResponse(

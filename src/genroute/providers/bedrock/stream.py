@@ -152,7 +152,14 @@ class StreamDecoder:
             if thought := r.string(reasoning.get("text"), "delta.reasoningContent.text"):
                 state.pieces.append(thought)
                 if self._context.include_thoughts:
-                    return [self._text_chunk(thought, thought=True)]
+                    return [
+                        text_chunk(
+                            thought,
+                            thought=True,
+                            model_version=self._context.model,
+                            response_id=self._response_id,
+                        )
+                    ]
         return []  # citation deltas, and delta kinds added after this was written
 
     def _stop(self, index: int) -> list[GenerateContentResponse]:
@@ -198,7 +205,14 @@ class StreamDecoder:
     def _text(self, state: _Block, text: str) -> list[GenerateContentResponse]:
         signature = None if state.started_text else self._carrier.for_text()
         state.started_text = True
-        return [self._text_chunk(text, thought_signature=signature)]
+        return [
+            text_chunk(
+                text,
+                thought_signature=signature,
+                model_version=self._context.model,
+                response_id=self._response_id,
+            )
+        ]
 
     def _final(self) -> GenerateContentResponse:
         self.done = True
@@ -214,17 +228,6 @@ class StreamDecoder:
         if self._usage is not None:
             chunk.usage_metadata = usage_metadata(self._usage, self._reader)
         return chunk
-
-    def _text_chunk(
-        self, text: str, *, thought: bool = False, thought_signature: str | None = None
-    ) -> GenerateContentResponse:
-        return text_chunk(
-            text,
-            thought=thought,
-            thought_signature=thought_signature,
-            model_version=self._context.model,
-            response_id=self._response_id,
-        )
 
     def _chunk(self, parts: list[Part]) -> GenerateContentResponse:
         return GenerateContentResponse(
