@@ -15,11 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from genroute.errors import UpstreamMalformed
+from genroute.providers.base import stream_content
 from genroute.wire import (
+    Candidate,
     GenerateContentResponse,
+    Part,
     ResponseFacts,
     UsageMetadata,
     dump_json,
+    text_chunk,
     wire_bytes,
 )
 from genroute.wire.response import _plain_usage
@@ -228,9 +232,6 @@ def test_a_text_chunk_is_what_the_models_would_write(
 ) -> None:
     """A translator's text chunk, written at once, sends the bytes and has the facts of the
     same chunk built as models; reading into it gives those models."""
-    from genroute.providers.base import stream_content
-    from genroute.wire import Candidate, Part, text_chunk
-
     built = GenerateContentResponse(
         candidates=[
             Candidate(
@@ -258,8 +259,6 @@ def test_a_text_chunk_is_what_the_models_would_write(
 
 
 def test_an_edited_text_chunk_sends_its_edit() -> None:
-    from genroute.wire import text_chunk
-
     chunk = text_chunk("Hello", model_version="gpt-4o-mini")
     chunk.candidates[0].finish_reason = "SAFETY"
     sent = orjson.loads(wire_bytes(chunk))

@@ -135,11 +135,16 @@ class GenerateContentResponse(WireModel):
         """The response `raw` holds, parsed only when used beyond its facts. A reply that
         is not JSON, or whose facts are not the API's shape, raises ValueError. A stream
         `chunk`'s usage is built only when read (ResponseFacts.read)."""
-        facts = ResponseFacts.read(raw, chunk=chunk)
-        response = cls.__new__(cls)
-        object.__setattr__(response, "__dict__", {"_raw": raw, "_facts": facts})
+        response = cls._holding(raw, ResponseFacts.read(raw, chunk=chunk))
         if upstream:
             response.__dict__["_upstream"] = upstream
+        return response
+
+    @classmethod
+    def _holding(cls, raw: bytes, facts: ResponseFacts) -> GenerateContentResponse:
+        """A response that holds `raw` and its `facts`, parsed only when used beyond them."""
+        response = cls.__new__(cls)
+        object.__setattr__(response, "__dict__", {"_raw": raw, "_facts": facts})
         return response
 
     def facts(self) -> ResponseFacts:
@@ -444,7 +449,5 @@ def text_chunk(
         data["modelVersion"] = model_version
     if response_id is not None:
         data["responseId"] = response_id
-    response = GenerateContentResponse.__new__(GenerateContentResponse)
     facts = ResponseFacts(None, model_version, None, len(text))
-    object.__setattr__(response, "__dict__", {"_raw": orjson.dumps(data), "_facts": facts})
-    return response
+    return GenerateContentResponse._holding(orjson.dumps(data), facts)
