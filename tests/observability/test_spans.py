@@ -1,9 +1,12 @@
-"""SpanFactory's short cuts against the OpenTelemetry SDK: a child of a sampled span and
-the upstream trace headers come out as the SDK's sampler and propagator make them."""
+"""SpanFactory's short cuts against the OpenTelemetry SDK: a root span, a child of a sampled
+span and the upstream trace headers come out as the SDK's sampler and propagator make
+them."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import baggage, context, propagate, trace
@@ -11,6 +14,7 @@ from opentelemetry.propagators.textmap import CarrierT, Getter, Setter, TextMapP
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -34,8 +38,10 @@ REMOTE = SpanContext(
 )
 
 
-def factory(sampler: Sampler) -> tuple[SpanFactory, InMemorySpanExporter]:
-    provider = TracerProvider(sampler=sampler)
+def factory(
+    sampler: Sampler, ids: IdGenerator | None = None
+) -> tuple[SpanFactory, InMemorySpanExporter]:
+    provider = TracerProvider(sampler=sampler, id_generator=ids)
     exporter = InMemorySpanExporter()
     processor = SimpleSpanProcessor(exporter)
     return SpanFactory(provider, processor, "genroute", "test"), exporter
@@ -81,6 +87,114 @@ def test_a_child_of_a_sampled_span_is_sampled_as_the_sdk_samples_it(sampler: Sam
         exported = {s.name: s for s in exporter.get_finished_spans()}
         assert exported["attempt"].parent == root.get_span_context()
         assert dict(exported["attempt"].attributes or {}) == {"stops": ("a", "b"), "n": 1}
+
+
+class TraceIds(IdGenerator):
+    """Trace ids from a list (span ids counted up); random trace ids, as the SDK's are."""
+
+    def __init__(self, trace_ids: list[int]) -> None:
+        self.trace_ids = iter(trace_ids)
+        self.span_id = 0
+
+    def generate_trace_id(self) -> int:
+        return next(self.trace_ids)
+
+    def generate_span_id(self) -> int:
+        self.span_id += 1
+        return self.span_id
+
+    def is_trace_id_random(self) -> bool:
+        return True
+
+
+ROOT_SAMPLERS = [
+    ALWAYS_ON,
+    ALWAYS_OFF,
+    TraceIdRatioBased(0.25),
+    ParentBased(ALWAYS_ON),
+    ParentBased(ALWAYS_OFF),
+    ParentBasedTraceIdRatio(0.1),
+    ParentBasedTraceIdRatio(0.0),
+    ParentBasedTraceIdRatio(1.0),
+]
+# low 64 bits at the edges of the ratio samplers' bounds, and high bits that must not count
+EDGE_IDS = [
+    1,
+    (1 << 64) - 1,
+    1 << 64,
+    (1 << 128) - 1,
+    TraceIdRatioBased.get_bound_for_rate(0.25) - 1,
+    TraceIdRatioBased.get_bound_for_rate(0.25),
+    (7 << 64) | (TraceIdRatioBased.get_bound_for_rate(0.1) - 1),
+    (7 << 64) | TraceIdRatioBased.get_bound_for_rate(0.1),
+]
+
+
+@pytest.mark.parametrize("sampler", ROOT_SAMPLERS, ids=lambda s: s.get_description()[:60])
+def test_a_root_span_is_sampled_as_the_sdk_samples_it(sampler: Sampler) -> None:
+
+    rng = random.Random(12)
+    trace_ids = EDGE_IDS + [rng.getrandbits(128) | 1 for _ in range(400)]
+    spans, exporter = factory(sampler, TraceIds(trace_ids))
+    assert spans._root_bound is not None  # the short cut is taken for each of these
+    made = 0
+
+    def attributes() -> dict[str, object]:
+        nonlocal made
+        made += 1
+        return {"stops": ["a"], "n": 1}
+
+    sampled = 0
+    for trace_id in trace_ids:
+        span = spans.start("request", kind=SpanKind.SERVER, attributes=attributes)
+        sdk = sampler.should_sample(None, trace_id, "request", SpanKind.SERVER, {})
+        got = span.get_span_context()
+        assert got.trace_id == trace_id
+        assert got.trace_flags.sampled is sdk.decision.is_sampled()
+        assert got.trace_flags & 0x02  # a random trace id says so
+        assert (got.trace_state or TraceState()) == (sdk.trace_state or TraceState())
+        assert isinstance(span, LeanSpan) is sdk.decision.is_recording()
+        if isinstance(span, LeanSpan):
+            sampled += 1
+            span.end()
+    assert made == sampled  # the attributes are made for a sampled span only
+    finished = exporter.get_finished_spans()
+    assert len(finished) == sampled
+    assert all(
+        s.parent is None and dict(s.attributes or {}) == {"stops": ("a",), "n": 1} for s in finished
+    )
+
+
+def test_other_samplers_are_asked_with_the_attributes() -> None:
+    class Custom(TraceIdRatioBased):
+        seen: list[dict[str, object]] = []
+
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            # the parent-based sampler passes its root sampler every argument by name
+            self.seen.append(dict(kwargs["attributes"] or {}))
+            return super().should_sample(*args, **kwargs)
+
+    sampler = Custom(0.0)
+    spans, _ = factory(ParentBased(sampler))
+    assert spans._root_bound is None
+    span = spans.start("request", kind=SpanKind.SERVER, attributes=lambda: {"n": 1})
+    assert not span.get_span_context().trace_flags.sampled
+    assert Custom.seen == [{"n": 1}]
+    assert factory(ParentBased(ALWAYS_ON, local_parent_sampled=ALWAYS_OFF))[0]._root_bound
+
+
+def test_the_current_span_is_the_parent_of_a_span_started_without_one() -> None:
+    """genroute.Client inside an application's own span joins that span's trace."""
+    spans, _ = factory(ParentBasedTraceIdRatio(0.0))
+    token = context.attach(trace.set_span_in_context(NonRecordingSpan(REMOTE)))
+    try:
+        span = spans.start("request", kind=SpanKind.INTERNAL, attributes=lambda: {})
+    finally:
+        context.detach(token)
+    got = span.get_span_context()
+    assert isinstance(span, LeanSpan) and span._parent == REMOTE
+    assert got.trace_id == REMOTE.trace_id and got.trace_flags.sampled
+    assert got.trace_state == REMOTE.trace_state
 
 
 class RecordOnly(Sampler):

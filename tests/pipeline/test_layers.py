@@ -171,3 +171,20 @@ def test_wildcard_deployments_are_bounded() -> None:
 
 def test_every_error_has_a_reason() -> None:
     assert all(isinstance(e.reason.value, str) for e in (GenrouteError("x"), NotFound("y")))
+
+
+def test_a_copy_of_a_call_shares_its_records_and_refuses_unknown_fields() -> None:
+    from dataclasses import fields, replace
+
+    original = Call(Operation.GENERATE, "m", deadline=5.0, trace_headers=(("a", "b"),))
+    copy = original.with_trace("0" * 32, None)
+    assert copy == replace(original, trace_id="0" * 32, upstream=None)
+    for f in fields(Call):
+        if f.name != "trace_id":
+            assert getattr(copy, f.name) is getattr(original, f.name), f.name
+    copy.route.group = "g"  # the layers inside write the records the outer ones read
+    assert original.route.group == "g"
+    with pytest.raises(TypeError, match="no field 'tracing_id'"):
+        original.evolve(tracing_id="x")
+    with pytest.raises(AttributeError):
+        copy.model = "other"  # type: ignore[misc]

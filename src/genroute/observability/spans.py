@@ -10,19 +10,33 @@ trace state) and returns a `NonRecordingSpan` for a call that is not sampled, el
 to the span processor, which batches and exports it as before (OTLP, or a test's in-memory
 exporter). Span processors are told of a span when it ends, not when it starts
 (`on_start` is not called; the batch and simple processors do nothing there).
+
+Most of a call's spans are decided without asking the sampler: a child of a sampled span of
+ours, and a root span (no incoming or current trace) when the sampler is one of the SDK's
+whose decision for a root depends on the trace id alone (always on, always off, a trace-id
+ratio, or one of those as a parent-based sampler's root). A span's attributes may be given
+as a function, called only when the sampler needs them or the span is sampled: a call
+that is not sampled then costs an id and a flag, not a dict of attributes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased, ParentBasedTraceIdRatio
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    StaticSampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -31,6 +45,33 @@ __all__ = ["LeanSpan", "SpanFactory"]
 
 _SAMPLED = trace.TraceFlags.SAMPLED
 _RANDOM = getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C trace context level 2
+_LOW_64 = TraceIdRatioBased.TRACE_ID_LIMIT  # the bits of a trace id the ratio sampler reads
+
+#: A span's attributes, or a function that makes them (called only when needed).
+Attributes = dict[str, Any] | Callable[[], dict[str, Any]]
+
+
+def _root_bound(sampler: Sampler) -> int | None:
+    """For a sampler of the SDK's whose decision for a root span reads only the trace id:
+    the bound below which a trace id's low 64 bits are sampled (0: never; 2**64: always),
+    the decision being sampled or dropped with no trace state. None for any other sampler
+    (a subclass, a custom one, a record-only decision), which is asked each time."""
+    root: Any = sampler
+    if type(root) in (ParentBased, ParentBasedTraceIdRatio):
+        root = getattr(root, "_root", None)
+    if type(root) is TraceIdRatioBased:
+        return root.bound
+    if type(root) is StaticSampler:
+        decision = getattr(root, "_decision", None)
+        if decision is Decision.RECORD_AND_SAMPLE:
+            return _LOW_64 + 1
+        if decision is Decision.DROP:
+            return 0
+    return None
+
+
+def _made(attributes: Attributes) -> dict[str, Any]:
+    return attributes() if callable(attributes) else attributes
 
 
 def _value(value: Any) -> Any:
@@ -153,6 +194,7 @@ class SpanFactory:
         )
         textmap = propagate.get_global_textmap()
         self._plain_textmap = textmap if _writes_trace_context_only(textmap) else None
+        self._root_bound = _root_bound(sampler)
 
     def context_headers(self, span: Span) -> dict[str, str]:
         """The headers that carry `span`'s context upstream (`traceparent`, ...), as the
@@ -174,19 +216,21 @@ class SpanFactory:
         name: str,
         *,
         kind: SpanKind,
-        attributes: dict[str, Any],
+        attributes: Attributes,
         context: Context | None = None,
         parent: Span | None = None,
         start_time: int | None = None,
     ) -> Span:
         """A span: its parent is `parent`, else the span in `context` (an incoming trace),
-        else none; sampled (a LeanSpan) or not (a NonRecordingSpan), as the sampler says."""
+        else the current span, else none; sampled (a LeanSpan) or not (a NonRecordingSpan),
+        as the sampler says. `attributes` may be a function, called only when the sampler
+        needs them or the span is sampled."""
         if (
             self._children_sampled
             and type(parent) is LeanSpan
             and parent.get_span_context().trace_flags.sampled  # not a RECORD_ONLY root
         ):
-            return self._child(parent, name, kind, attributes, start_time)
+            return self._child(parent, name, kind, _made(attributes), start_time)
         if parent is not None:
             context = trace.set_span_in_context(parent)
         parent_context: SpanContext | None = trace.get_current_span(context).get_span_context()
@@ -194,10 +238,13 @@ class SpanFactory:
             parent_context = None
             trace_id = self.ids.generate_trace_id()
             random_id = self._random_ids
+            if self._root_bound is not None:
+                return self._root(trace_id, random_id, name, kind, attributes, start_time)
         else:
             trace_id = parent_context.trace_id
             random_id = bool(parent_context.trace_flags & _RANDOM)
-        result = self.sampler.should_sample(context, trace_id, name, kind, attributes)
+        made = _made(attributes)
+        result = self.sampler.should_sample(context, trace_id, name, kind, made)
         flags = _SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else 0
         if random_id:
             flags |= _RANDOM
@@ -213,6 +260,33 @@ class SpanFactory:
         recorded = {k: _value(v) for k, v in (result.attributes or {}).items()}
         when = start_time if start_time is not None else time.time_ns()
         return LeanSpan(self, name, span_context, parent_context, kind, recorded, when)
+
+    def _root(
+        self,
+        trace_id: int,
+        random_id: bool,
+        name: str,
+        kind: SpanKind,
+        attributes: Attributes,
+        start_time: int | None,
+    ) -> Span:
+        """A root span, decided as the sampler of `_root_bound` decides it: sampled (with
+        the attributes as given) when the trace id's low 64 bits are below the bound, else
+        dropped; no trace state either way."""
+        assert self._root_bound is not None
+        sampled = trace_id & _LOW_64 < self._root_bound
+        flags = (_SAMPLED if sampled else 0) | (_RANDOM if random_id else 0)
+        span_context = SpanContext(
+            trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=trace.TraceFlags(flags),
+        )
+        if not sampled:
+            return NonRecordingSpan(span_context)
+        recorded = {k: _value(v) for k, v in _made(attributes).items()}
+        when = start_time if start_time is not None else time.time_ns()
+        return LeanSpan(self, name, span_context, None, kind, recorded, when)
 
     def _child(
         self,

@@ -56,6 +56,36 @@ def _epoch_ns(perf: float) -> int:
     return time.time_ns() - int((time.perf_counter() - perf) * 1e9)
 
 
+_REQUEST_CONFIG = (
+    ("max_output_tokens", "gen_ai.request.max_tokens"),
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("top_k", "gen_ai.request.top_k"),
+    ("seed", "gen_ai.request.seed"),
+    ("candidate_count", "gen_ai.request.choice.count"),
+)
+
+
+def _request_attributes(operation: str, call: Call, request: Any) -> dict[str, Any]:
+    """The request span's attributes known when the call starts."""
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.request.model": call.model,
+        "gen_ai.request.stream": call.stream,
+        "genroute.request_id": call.request_id,
+    }
+    config = getattr(request, "generation_config", None)
+    if config is not None:
+        for attr, name in _REQUEST_CONFIG:
+            value = getattr(config, attr, None)
+            if value is not None:
+                attributes[name] = value
+        stops = getattr(config, "stop_sequences", None)
+        if stops:
+            attributes["gen_ai.request.stop_sequences"] = list(stops)
+    return attributes
+
+
 class Tracing:
     """A tracer of its own (the process-wide provider is left alone)."""
 
@@ -84,36 +114,15 @@ class Tracing:
 
     def start_call(self, call: Call, request: Any) -> Span:
         """The request span, started at the call's start; its parent is the incoming
-        `traceparent` when the call came with one."""
+        `traceparent` when the call came with one. Its attributes are read off the call
+        and the request only when it is sampled (or the sampler wants to see them)."""
         operation = OPERATIONS.get(call.operation.value, call.operation.value)
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.request.model": call.model,
-            "gen_ai.request.stream": call.stream,
-            "genroute.request_id": call.request_id,
-        }
-        config = getattr(request, "generation_config", None)
-        if config is not None:
-            for attr, name in (
-                ("max_output_tokens", "gen_ai.request.max_tokens"),
-                ("temperature", "gen_ai.request.temperature"),
-                ("top_p", "gen_ai.request.top_p"),
-                ("top_k", "gen_ai.request.top_k"),
-                ("seed", "gen_ai.request.seed"),
-                ("candidate_count", "gen_ai.request.choice.count"),
-            ):
-                value = getattr(config, attr, None)
-                if value is not None:
-                    attributes[name] = value
-            stops = getattr(config, "stop_sequences", None)
-            if stops:
-                attributes["gen_ai.request.stop_sequences"] = list(stops)
         parent = propagate.extract(dict(call.trace_headers)) if call.trace_headers else None
         return self.spans.start(
             f"{operation} {call.model}",
             context=parent,
             kind=self.request_kind,
-            attributes=attributes,
+            attributes=lambda: _request_attributes(operation, call, request),
             start_time=_epoch_ns(call.started),
         )
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
@@ -336,7 +335,7 @@ class GatewayApp:
         directives = NO_DIRECTIVES if self.pipeline.cache is None else cache_control(scope)
         call = Call(operation, model, caller, rid, trace_headers=trace, cache_control=directives)
         deadline = _deadline(scope, call.started)
-        return call if deadline is None else replace(call, deadline=deadline)
+        return call if deadline is None else call.evolve(deadline=deadline)
 
     async def _require_master(self, scope: Scope, what: str) -> None:
         """Refuse a caller without the master key (when one is configured): 401/403 for a
