@@ -70,16 +70,33 @@ def test_unknown_request_fields_reach_the_upstream(gateway: Gateway, fake: FakeG
                 ],
             }
         ],
-        "generation_config": {"top_k": 40.0, "thinking_config": {"thinking_budget": 12}},
+        "generation_config": {"top_k": 40, "thinking_config": {"thinking_budget": 12}},
+        "serviceTier": "flex",
+        "safety_settings": None,
+    }
+    status, _, _ = post(gateway, "/v1beta/models/gemini-2.5-flash:generateContent", body)
+    assert status == 200
+    # the client's own JSON, as it wrote it (Google reads snake_case names as well)
+    assert fake.last_request.body == body
+
+
+def test_a_request_that_names_its_model_is_sent_without_it(
+    gateway: Gateway, fake: FakeGemini
+) -> None:
+    body = {
+        "model": "models/something-else",
+        "contents": [
+            {"role": "user", "parts": [{"inline_data": {"mime_type": "a/b", "data": ""}}]}
+        ],
+        "generation_config": {"top_k": 40.0},
         "serviceTier": "flex",
     }
     status, _, _ = post(gateway, "/v1beta/models/gemini-2.5-flash:generateContent", body)
     assert status == 200
-    sent = fake.last_request.body
-    assert sent["serviceTier"] == "flex"
-    assert sent["generationConfig"] == {"topK": 40, "thinkingConfig": {"thinkingBudget": 12}}
-    assert sent["contents"][0]["parts"][1] == {
-        "inlineData": {"mimeType": "image/png", "data": "iVBORw=="}
+    assert fake.last_request.body == {
+        "contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "a/b", "data": ""}}]}],
+        "generationConfig": {"topK": 40},
+        "serviceTier": "flex",
     }
 
 

@@ -89,9 +89,12 @@ def parse_json(
     if reshape is not None:
         data = reshape(data)
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         raise InvalidRequest(f"Invalid request: {format_validation_error(exc)}") from None
+    if reshape is None and isinstance(parsed, GenerateContentRequest):
+        parsed.keep_body(body, data)  # sent on as it is to a Gemini upstream
+    return parsed
 
 
 def _deadline(scope: Scope, started: float) -> float | None:

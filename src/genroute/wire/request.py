@@ -1,8 +1,19 @@
-"""The generateContent and countTokens requests, with generation and tool settings."""
+"""The generateContent and countTokens requests, with generation and tool settings.
+
+A generateContent request read from a client's JSON can keep that JSON (`keep_body`), to be
+sent to a Gemini upstream as it is instead of serialised again (`sent_body`): a third of
+the JSON work of a passthrough call, and more for a long conversation (a 20 kB request
+serialises in ~30 µs, a 100 kB one in ~140 µs). The request, once validated, means what
+the JSON says; Google's parser takes what genroute's does (lowerCamel or snake_case
+names, a single object for a repeated field, `null` for an unset field). Anything that
+changes the request drops the JSON: setting one of its fields, or a copy
+(`model_copy`, `copy.copy`), which is how layers rewrite a request. Requests are not
+edited in place below their top level (each layer that rewrites one copies it).
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import field_validator
 
@@ -118,6 +129,37 @@ class GenerateContentRequest(WireModel):
     # tool config) came from a cached content genroute put in front (genroute.resources);
     # a translator may mark that prefix for the provider's prompt cache.
     _cached_prefix: ClassVar[int | None] = None  # set with set_private
+    _body: ClassVar[bytes | None] = None  # the client's JSON of it (see the module docstring)
+
+    def keep_body(self, body: bytes, data: dict[str, Any]) -> None:
+        """Keep `body`, the JSON this request was validated from (`data`, as parsed), to
+        be sent upstream as it is; not when it names the model (`model` is the client's,
+        never sent on)."""
+        if "model" not in data:
+            object.__setattr__(self, "_body", body)
+
+    def sent_body(self) -> bytes | None:
+        """The client's JSON of this request, while nothing has changed the request."""
+        return self.__dict__.get("_body")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__.pop("_body", None)
+        super().__setattr__(name, value)
+
+    def model_copy(self, *, update: Any = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("_body", None)
+        return copied
+
+    def __copy__(self) -> Self:
+        copied = super().__copy__()
+        copied.__dict__.pop("_body", None)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        copied = super().__deepcopy__(memo)
+        copied.__dict__.pop("_body", None)
+        return copied
 
     @field_validator("contents")
     @classmethod

@@ -72,7 +72,11 @@ def model_path(upstream_model: str) -> str:
 
 
 def to_wire(request: GenerateContentRequest) -> bytes:
-    """The upstream body: the request as sent, less the client's own `model` field."""
+    """The upstream body: the request as sent, less the client's own `model` field (the
+    client's own JSON when the request kept it: `GenerateContentRequest.keep_body`)."""
+    body = request.sent_body()
+    if body is not None:
+        return body
     return request.__pydantic_serializer__.to_json(
         request, by_alias=True, exclude_none=True, exclude=_NO_MODEL
     )
