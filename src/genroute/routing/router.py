@@ -75,6 +75,31 @@ def _tokens(response: GenerateContentResponse | None) -> int:
     return response.facts().total_tokens if response is not None else 0
 
 
+class _StreamTokens:
+    """A stream's token count for its lease: the total of the last chunk with usage. A
+    chunk whose facts are deferred (each carries the usage so far) is read only if no
+    other chunk follows it whose facts are read."""
+
+    __slots__ = ("count", "deferred")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.deferred: GenerateContentResponse | None = None
+
+    def see(self, chunk: GenerateContentResponse) -> None:
+        if chunk.facts_deferred():
+            self.deferred = chunk
+            return
+        self.total()
+        self.count = _tokens(chunk) or self.count
+
+    def total(self) -> int:
+        if self.deferred is not None:
+            self.count = _tokens(self.deferred) or self.count
+            self.deferred = None
+        return self.count
+
+
 def build_state(config: Config, clock: Clock | None = None) -> RouterState:
     """Redis-backed state when router_settings names a Redis, else in-memory state."""
     settings = config.router_settings
@@ -222,7 +247,7 @@ class Router:
         lease = None
         iterator: AsyncIterator[GenerateContentResponse] | None = None
         ttft: float | None = None
-        tokens = 0
+        tokens = _StreamTokens()
 
         async def attempt(d: Deployment) -> Stream:
             sent = request if call.prepare is None else await call.prepare.generate(d, request)
@@ -249,7 +274,7 @@ class Router:
             (first, iterator), lease = await self._dispatch.run(call, attempt, stream=True)
             ttft = time.perf_counter() - lease.attempt.started
             if first is not None:
-                tokens = _tokens(first) or tokens
+                tokens.see(first)
                 yield first
             gap = lease.deployment.spec.stream_timeout  # the longest wait for a next chunk
             watchdog = Watchdog()  # one timer for every wait, not one per chunk
@@ -269,7 +294,7 @@ class Router:
                     finally:
                         watchdog.disarm()
                         route.upstream_seconds += time.perf_counter() - waited
-                    tokens = _tokens(chunk) or tokens
+                    tokens.see(chunk)
                     yield chunk
             finally:
                 watchdog.close()
@@ -283,7 +308,7 @@ class Router:
             if iterator is not None:
                 await aclose_quietly(iterator)
             if lease is not None:
-                await lease.finish(error, tokens=tokens, ttft=ttft)
+                await lease.finish(error, tokens=tokens.total(), ttft=ttft)
 
     async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
         """Token count of the request's contents for the call's model."""
