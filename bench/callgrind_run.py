@@ -18,7 +18,8 @@ done on a timer is made to depend on the request count instead (the ledger flush
 2000 requests after 200 of warm-up always include two ledger flushes.
 
 Configs (as bench/cpu_profile.py's): `open` (no key, no ledger, no log, metrics or
-tracing), `lean` (master key and SQLite ledger only), `default` (master key, so the
+tracing), `openai` and `anthropic` (the same in front of the fake's OpenAI Chat
+Completions and Anthropic Messages APIs: the translated path), `lean` (master key and SQLite ledger only), `default` (master key, so the
 SQLite ledger, JSON request log to a file, /metrics), `production` (a virtual key, the ledger on a fresh PostgreSQL database, JSON log
 file, /metrics, OTLP tracing at 100 % to the fake's /v1/traces), `production-10pct`
 (tracing sampled at 10 %), `production-notrace`; and `python-proxy`, bench/python_proxy.py
@@ -62,6 +63,13 @@ PATHS = {
 }
 
 
+# Translated configs: the provider model and the API base path at the fake upstream.
+TRANSLATED = {
+    "openai": ("openai/gpt-4o-mini", "/v1"),
+    "anthropic": ("anthropic/claude-sonnet-4-5", ""),
+}
+
+
 def config_for(
     kind: str, upstream: int, key: str, folder: Path, db: str | None, chunks: int = 0
 ) -> dict[str, Any]:
@@ -77,8 +85,15 @@ def config_for(
             "api_base": f"http://127.0.0.1:{upstream}",
         },
     }
+    if kind in TRANSLATED:  # the featureless genroute in front of another API
+        model, path = TRANSLATED[kind]
+        entry["params"] = {
+            "model": model,
+            "api_key": UPSTREAM_KEY,
+            "api_base": f"http://127.0.0.1:{upstream}{path}",
+        }
     config: dict[str, Any] = {"model_list": [entry]}
-    if kind == "open":
+    if kind == "open" or kind in TRANSLATED:
         config["observability"] = LEAN_OBSERVABILITY
         return config
     log = {"enabled": True, "format": "json", "destination": str(folder / "requests.log")}
@@ -219,7 +234,7 @@ def main() -> int:
                         help="a checkout with its own .venv (repeatable)")  # fmt: skip
     parser.add_argument("--config", action="append",
                         choices=("open", "lean", "default", "production", "production-10pct",
-                                 "production-notrace", "python-proxy"))  # fmt: skip
+                                 "production-notrace", "python-proxy", *TRANSLATED))  # fmt: skip
     parser.add_argument("--mode", choices=tuple(PATHS), default="generate")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
