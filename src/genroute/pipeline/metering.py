@@ -54,14 +54,6 @@ def observe_chunk(meter: Meter, chunk: GenerateContentResponse) -> ResponseFacts
     return facts
 
 
-def _observe_usage(
-    meter: Meter, chunk: GenerateContentResponse, last: ResponseFacts | None
-) -> ResponseFacts | None:
-    """`observe_chunk`, and the facts of the last chunk with usage so far."""
-    facts = observe_chunk(meter, chunk)
-    return facts if facts.has_usage else last
-
-
 class Metered:
     """Records usage and cost of every call on `call.meter`, around the next layer."""
 
@@ -93,25 +85,15 @@ class Metered:
     ) -> AsyncIterator[GenerateContentResponse]:
         meter = call.meter
         last: ResponseFacts | None = None  # of the last chunk with usage
-        # A chunk whose facts are deferred (each such carries the usage so far): only the
-        # last one's are read, when a chunk that is not deferred follows, or at the end.
-        deferred: GenerateContentResponse | None = None
         try:
             async for chunk in self.inner.stream(call, request):
                 if meter.first_chunk_at is None:
                     meter.first_chunk_at = time.perf_counter()
-                if chunk.facts_deferred():
-                    deferred = chunk
-                    yield chunk
-                    continue
-                if deferred is not None:
-                    last = _observe_usage(meter, deferred, last)
-                    deferred = None
-                last = _observe_usage(meter, chunk, last)
+                facts = observe_chunk(meter, chunk)
+                if facts.has_usage:
+                    last = facts
                 yield chunk
         finally:
-            if deferred is not None:
-                last = _observe_usage(meter, deferred, last)
             if last is not None:
                 meter.usage = last.usage
             usage = meter.usage

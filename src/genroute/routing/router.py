@@ -75,31 +75,6 @@ def _tokens(response: GenerateContentResponse | None) -> int:
     return response.facts().total_tokens if response is not None else 0
 
 
-class _StreamTokens:
-    """A stream's token count for its lease: the total of the last chunk with usage. A
-    chunk whose facts are deferred (each carries the usage so far) is read only if no
-    other chunk follows it whose facts are read."""
-
-    __slots__ = ("count", "deferred")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.deferred: GenerateContentResponse | None = None
-
-    def see(self, chunk: GenerateContentResponse) -> None:
-        if chunk.facts_deferred():
-            self.deferred = chunk
-            return
-        self.total()
-        self.count = _tokens(chunk) or self.count
-
-    def total(self) -> int:
-        if self.deferred is not None:
-            self.count = _tokens(self.deferred) or self.count
-            self.deferred = None
-        return self.count
-
-
 def build_state(config: Config, clock: Clock | None = None) -> RouterState:
     """Redis-backed state when router_settings names a Redis, else in-memory state."""
     settings = config.router_settings
@@ -247,7 +222,7 @@ class Router:
         lease = None
         iterator: AsyncIterator[GenerateContentResponse] | None = None
         ttft: float | None = None
-        tokens = _StreamTokens()
+        tokens = 0
 
         async def attempt(d: Deployment) -> Stream:
             sent = request if call.prepare is None else await call.prepare.generate(d, request)
@@ -274,7 +249,7 @@ class Router:
             (first, iterator), lease = await self._dispatch.run(call, attempt, stream=True)
             ttft = time.perf_counter() - lease.attempt.started
             if first is not None:
-                tokens.see(first)
+                tokens = _tokens(first) or tokens
                 yield first
             gap = lease.deployment.spec.stream_timeout  # the longest wait for a next chunk
             watchdog = Watchdog()  # one timer for every wait, not one per chunk
@@ -294,7 +269,7 @@ class Router:
                     finally:
                         watchdog.disarm()
                         route.upstream_seconds += time.perf_counter() - waited
-                    tokens.see(chunk)
+                    tokens = _tokens(chunk) or tokens
                     yield chunk
             finally:
                 watchdog.close()
@@ -308,7 +283,7 @@ class Router:
             if iterator is not None:
                 await aclose_quietly(iterator)
             if lease is not None:
-                await lease.finish(error, tokens=tokens.total(), ttft=ttft)
+                await lease.finish(error, tokens=tokens, ttft=ttft)
 
     async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
         """Token count of the request's contents for the call's model."""

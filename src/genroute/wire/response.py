@@ -5,19 +5,10 @@ only the facts the layers read on every call (`ResponseFacts`: usage, model vers
 finish reason, text size) taken out of it, and parsed into the model the first time
 anything else is read, written, copied, compared or serialised (`parse_relayed`). Until then `wire_bytes`
 is those bytes; after, the model is the truth, so an edit is always sent.
-
-A stream chunk can be relayed with its facts *deferred* (`relayed(..., deferred=True)`):
-nothing is read out of it until `facts()` is first called. The Gemini provider defers
-every chunk after the first that carries a usage: each carries the usage so far, so only
-the last one's facts count, and the router and the metering layer read only that one
-(`facts_deferred()` tells them to wait). A deferred chunk whose JSON turns out not to be
-the API's shape is relayed as the upstream sent it; its facts read as none, and a warning
-is logged.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -26,8 +17,6 @@ from pydantic import ValidationError
 from genroute.errors import UpstreamMalformed
 from genroute.wire.base import WireModel, dump_json, format_validation_error
 from genroute.wire.content import Content
-
-log = logging.getLogger("genroute.wire")
 
 __all__ = [
     "Candidate",
@@ -142,19 +131,11 @@ class GenerateContentResponse(WireModel):
     _upstream: ClassVar[str] = ""  # who sent them (for a malformed-reply error)
 
     @classmethod
-    def relayed(
-        cls, raw: bytes, upstream: str, *, chunk: bool = False, deferred: bool = False
-    ) -> GenerateContentResponse:
+    def relayed(cls, raw: bytes, upstream: str, *, chunk: bool = False) -> GenerateContentResponse:
         """The response `raw` holds, parsed only when used beyond its facts. A reply that
         is not JSON, or whose facts are not the API's shape, raises ValueError. A stream
-        `chunk`'s usage is built only when read (ResponseFacts.read); a `deferred` chunk's
-        facts are not read until asked for (module docstring)."""
-        if deferred:
-            response = cls.__new__(cls)
-            state = {"_raw": raw, "_deferred": True}
-            object.__setattr__(response, "__dict__", state)
-        else:
-            response = cls._holding(raw, ResponseFacts.read(raw, chunk=chunk))
+        `chunk`'s usage is built only when read (ResponseFacts.read)."""
+        response = cls._holding(raw, ResponseFacts.read(raw, chunk=chunk))
         if upstream:
             response.__dict__["_upstream"] = upstream
         return response
@@ -168,20 +149,8 @@ class GenerateContentResponse(WireModel):
 
     def facts(self) -> ResponseFacts:
         """Usage, model version, finish reason and text size, without parsing the rest."""
-        state = self.__dict__
-        found: ResponseFacts | None = state.get("_facts")
-        if found is not None:
-            return found
-        if state.pop("_deferred", False):
-            read = _deferred_facts(state["_raw"], state.get("_upstream"))
-            state["_facts"] = read
-            return read
-        return ResponseFacts.of(self)
-
-    def facts_deferred(self) -> bool:
-        """Whether this is a relayed chunk whose facts have not been read (module
-        docstring): a reader that needs only the last chunk's may pass it by."""
-        return "_deferred" in self.__dict__
+        found = self.__dict__.get("_facts")
+        return found if found is not None else ResponseFacts.of(self)
 
     def parse_relayed(self) -> None:
         """Parse a relayed response into the model (nothing for one that is not)."""
@@ -197,7 +166,7 @@ class GenerateContentResponse(WireModel):
                 f"{upstream} upstream sent a malformed response: {format_validation_error(exc)}",
                 provider=state.get("_upstream"),
             ) from None
-        for key in ("_raw", "_facts", "_upstream", "_deferred"):
+        for key in ("_raw", "_facts", "_upstream"):
             state.pop(key, None)
         state.update(parsed.__dict__)
         object.__setattr__(self, "__pydantic_extra__", parsed.__pydantic_extra__)
@@ -369,20 +338,6 @@ class ResponseFacts:
                 facts.finish_reason = reason
             facts.text_chars += _text_chars(candidate.get("content"), i)
         return facts
-
-
-def _deferred_facts(raw: bytes, upstream: str | None) -> ResponseFacts:
-    """A deferred chunk's facts; none (and a warning) when they are not the API's shape:
-    the chunk went to the client as the upstream sent it."""
-    try:
-        return ResponseFacts.read(raw, chunk=True)
-    except ValueError as exc:
-        log.warning(
-            "%s upstream sent a stream event whose usage could not be read: %s",
-            upstream or "the",
-            format_validation_error(exc) if isinstance(exc, ValidationError) else exc,
-        )
-        return ResponseFacts()
 
 
 # The usage fields as Gemini sends them: whole numbers, one string, and lists of

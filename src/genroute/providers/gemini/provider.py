@@ -137,10 +137,8 @@ class GeminiProvider:
         url = f"{self._model_url}:streamGenerateContent?alt=sse"
         stream = self._http.stream(url, translate.to_wire(request), self._headers, call)
         async with reading(stream) as payloads:
-            first = True
             async for payload in payloads:
-                yield translate.decode_event(payload, first=first)
-                first = False
+                yield translate.decode_event(payload)
 
     async def count_tokens(self, call: Call, request: CountTokensRequest) -> CountTokensResponse:
         if request.generate_content_request is not None:

@@ -123,14 +123,10 @@ def from_wire(
         raise malformed(PROVIDER, what, str(exc)) from None
 
 
-def decode_event(payload: bytes, *, first: bool = True) -> GenerateContentResponse:
-    """One SSE `data` payload: a chunk, or an error event that ends the stream. After the
-    `first`, a chunk that carries a usage (each carries the usage so far) is relayed with
-    its facts deferred: only the last such chunk's are read (wire/response.py)."""
+def decode_event(payload: bytes) -> GenerateContentResponse:
+    """One SSE `data` payload: a chunk, or an error event that ends the stream."""
     if payload.lstrip().startswith(b'{"error"'):
         raise map_error(500, payload, {})
-    if not first and b'"usageMetadata"' in payload:
-        return GenerateContentResponse.relayed(payload, PROVIDER, deferred=True)
     return from_wire(payload, "stream event", chunk=True)
 
 
