@@ -14,13 +14,14 @@ import json
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from google.genai import types
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, InProcessGateway
 from tests.fakes.gemini_upstream import FakeGemini, build_generate_response, build_stream_chunks
-from tests.server.conftest import MASTER_KEY, client_for
+from tests.server.conftest import MASTER_KEY, UPSTREAM_KEY, client_for
 
 pytestmark = pytest.mark.e2e
 VERSIONS = ["v1", "v1beta"]
@@ -244,3 +245,34 @@ def test_count_and_embed_replies_say_where_they_were_routed(gateway: Gateway) ->
     embed = {"content": {"parts": [{"text": "x"}]}}
     status, headers, _ = post(gateway, "/v1beta/models/text-embedding-004:embedContent", embed)
     assert status == 200 and headers["x-genroute-attempts"] == "1"
+
+
+def test_with_a_response_cache_the_upstream_is_sent_what_the_cache_keyed(
+    fake: FakeGemini, tmp_path: Path
+) -> None:
+    """A body that reads two ways (a key given twice: the last one counts) is sent as the
+    request genroute validated and keyed the cache by, not as the client's bytes."""
+    config = {
+        "model_list": [
+            {
+                "model_name": "gemini-2.5-flash",
+                "params": {
+                    "model": "gemini/gemini-2.5-flash",
+                    "api_key": UPSTREAM_KEY,
+                    "api_base": fake.base_url,
+                },
+            }
+        ],
+        "general_settings": {"master_key": MASTER_KEY},
+        "litellm_settings": {"cache": True},
+    }
+    gateway = InProcessGateway(config, tmp_path)
+    try:
+        first = b'{"contents": [{"parts": [{"text": "A"}]}], '
+        body = first + b'"contents": [{"role": "user", "parts": [{"text": "B"}]}]}'
+        status, _, _ = post(gateway, "/v1beta/models/gemini-2.5-flash:generateContent", body)  # type: ignore[arg-type]
+        assert status == 200
+        sent = fake.last_request.raw_body
+        assert b'"A"' not in sent and b'"B"' in sent
+    finally:
+        gateway.stop()

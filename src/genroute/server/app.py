@@ -77,9 +77,14 @@ Handler = Callable[[Scope, Receive, Send, Call, list[tuple[bytes, bytes]]], Awai
 
 
 def parse_json(
-    body: bytes, model: type[W], reshape: Callable[[dict[str, Any]], Any] | None = None
+    body: bytes,
+    model: type[W],
+    reshape: Callable[[dict[str, Any]], Any] | None = None,
+    *,
+    relay: bool = True,
 ) -> W:
-    """Validate a request body; InvalidRequest naming the field on any problem."""
+    """Validate a request body; InvalidRequest naming the field on any problem. With
+    `relay`, a generateContent request keeps `body` to be sent on as it is."""
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
@@ -92,7 +97,7 @@ def parse_json(
         parsed = model.model_validate(data)
     except ValidationError as exc:
         raise InvalidRequest(f"Invalid request: {format_validation_error(exc)}") from None
-    if reshape is None and isinstance(parsed, GenerateContentRequest):
+    if relay and reshape is None and isinstance(parsed, GenerateContentRequest):
         parsed.keep_body(body, data)  # sent on as it is to a Gemini upstream
     return parsed
 
@@ -411,7 +416,10 @@ class GatewayApp:
         is recorded as the call's outcome."""
         try:
             raw = await asgi.read_body(scope, receive, self.body_limit, self.body_timeout)
-            return parse_json(raw, model, reshape)
+            # With a response cache, the upstream is sent the model the cache keyed the
+            # call by, not the client's JSON: a body that reads two ways (a key given
+            # twice: orjson keeps the last) must not store one answer under the other.
+            return parse_json(raw, model, reshape, relay=self.pipeline.cache is None)
         except (GenrouteError, ConnectionAbortedError) as exc:
             if self.observability is not None:
                 self.observability.refused(call, exc)
