@@ -21,7 +21,7 @@ from google.genai import types
 
 from tests.conftest import Gateway, InProcessGateway
 from tests.fakes.gemini_upstream import FakeGemini, build_generate_response, build_stream_chunks
-from tests.server.conftest import MASTER_KEY, UPSTREAM_KEY, client_for
+from tests.server.conftest import MASTER_KEY, client_for, gateway_config
 
 pytestmark = pytest.mark.e2e
 VERSIONS = ["v1", "v1beta"]
@@ -252,20 +252,8 @@ def test_with_a_response_cache_the_upstream_is_sent_what_the_cache_keyed(
 ) -> None:
     """A body that reads two ways (a key given twice: the last one counts) is sent as the
     request genroute validated and keyed the cache by, not as the client's bytes."""
-    config = {
-        "model_list": [
-            {
-                "model_name": "gemini-2.5-flash",
-                "params": {
-                    "model": "gemini/gemini-2.5-flash",
-                    "api_key": UPSTREAM_KEY,
-                    "api_base": fake.base_url,
-                },
-            }
-        ],
-        "general_settings": {"master_key": MASTER_KEY},
-        "litellm_settings": {"cache": True},
-    }
+    config = gateway_config(fake)
+    config["litellm_settings"] = {"cache": True}
     gateway = InProcessGateway(config, tmp_path)
     try:
         first = b'{"contents": [{"parts": [{"text": "A"}]}], '
