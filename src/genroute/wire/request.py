@@ -146,12 +146,7 @@ class GenerateContentRequest(WireModel):
         self.__dict__.pop("_body", None)
         super().__setattr__(name, value)
 
-    def model_copy(self, *, update: Any = None, deep: bool = False) -> Self:
-        copied = super().model_copy(update=update, deep=deep)
-        copied.__dict__.pop("_body", None)
-        return copied
-
-    def __copy__(self) -> Self:
+    def __copy__(self) -> Self:  # model_copy copies through this or __deepcopy__
         copied = super().__copy__()
         copied.__dict__.pop("_body", None)
         return copied
