@@ -254,3 +254,39 @@ def test_holds_are_priced_at_the_dearest_deployment(tmp_path: Path) -> None:
     bounded = REQUEST.model_copy(deep=True)
     bounded.generation_config = GenerationConfig(max_output_tokens=5, candidate_count=2)
     assert cost.generate("g", bounded) == pytest.approx(4 * 0.01 + 10 * 0.02)
+
+
+def test_holds_price_output_as_thinking_where_a_reasoning_price_is_dearer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model_info reasoning price (on the deployment, or in the pricer's model_infos)
+    can make thinking dearer than an answer: the hold is the dearer. Without one, output
+    and thinking cost alike and the hold is priced once."""
+    from genroute import cost as cost_module
+    from genroute.cost import pricer_for
+    from genroute.governance.estimate import MaxCost
+    from genroute.routing import Router
+
+    def estimate(model_info: dict[str, Any]) -> float:
+        entry = {"model_name": "g", "params": {"model": "demo/a"}, "model_info": model_info}
+        config = config_from_data({"model_list": [entry]})
+        return MaxCost(Router.from_config(config), pricer_for(config.model_list)).generate(
+            "g", REQUEST
+        )
+
+    limits = {**PRICES, "max_output_tokens": 100}
+    dear = estimate({**limits, "output_cost_per_reasoning_token": 0.005})
+    assert dear == pytest.approx(4 * 0.001 + 100 * 0.005)
+    cheap = estimate({**limits, "output_cost_per_reasoning_token": 0.0001})
+    assert cheap == pytest.approx(4 * 0.001 + 100 * 0.002)
+
+    priced: list[Any] = []
+    real = cost_module.tokens_cost
+
+    def counting(tokens: Any, *args: Any) -> Any:
+        priced.append(tokens)
+        return real(tokens, *args)
+
+    monkeypatch.setattr(cost_module, "tokens_cost", counting)
+    assert estimate(limits) == pytest.approx(4 * 0.001 + 100 * 0.002)
+    assert [(t.output, t.thinking) for t in priced] == [(100, 0)]

@@ -138,6 +138,14 @@ class MaxCost:
             usd = max(usd, own)
         return usd
 
+    def _thinking_apart(self, deployment: Any, group: str) -> bool:
+        """Whether thinking can cost otherwise than an answer's output on a deployment:
+        only under a model_info reasoning price (genai-prices rates them alike)."""
+        for info in (self.pricer.info_for(deployment.id, group), deployment.spec.model_info):
+            if info is not None and info.output_cost_per_reasoning_token is not None:
+                return True
+        return False
+
     def generate(self, group: str, request: GenerateContentRequest) -> float:
         """The most a generateContent (or its stream) can cost: every output token priced
         as an answer's and as thinking, whichever costs more."""
@@ -145,11 +153,10 @@ class MaxCost:
         most = 0.0
         for deployment in self.groups.group(group):
             output = output_cap(request, self.output_limit(deployment))
-            most = max(
-                most,
-                self._cost(deployment, group, Tokens(prompt=prompt, output=output)),
-                self._cost(deployment, group, Tokens(prompt=prompt, thinking=output)),
-            )
+            most = max(most, self._cost(deployment, group, Tokens(prompt=prompt, output=output)))
+            if self._thinking_apart(deployment, group):
+                thinking = Tokens(prompt=prompt, thinking=output)
+                most = max(most, self._cost(deployment, group, thinking))
         return most
 
     def embed(self, group: str, contents: Sequence[Content]) -> float:

@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -132,7 +132,7 @@ class SpendRecord:
         elapsed = time.perf_counter() - call.started
         return cls(
             request_id=call.request_id,
-            start_time=datetime.fromtimestamp(time.time() - elapsed, utcnow().tzinfo),
+            start_time=datetime.fromtimestamp(time.time() - elapsed, UTC),
             operation=call.operation.value,
             status_code=status_code,
             key_hash=caller.key_hash,
