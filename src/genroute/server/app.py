@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -389,7 +389,7 @@ class GatewayApp:
         await asgi.send_json(send, code, body, headers)
 
     async def _list_models(
-        self, send: Send, query: dict[str, str], headers: list[tuple[bytes, bytes]]
+        self, send: Send, query: Mapping[str, str], headers: list[tuple[bytes, bytes]]
     ) -> None:
         models = self.router.list_models()
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
+from types import MappingProxyType
 from urllib.parse import parse_qsl
 
 from genroute.errors import PermissionDenied, Unauthenticated
@@ -23,13 +25,22 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-def query_params(scope: Scope) -> dict[str, str]:
-    """The query string as a dict (last value wins)."""
-    raw = scope.get("query_string") or b""
-    return dict(parse_qsl(raw.decode("latin-1"))) if raw else {}
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
-def presented_key(scope: Scope, query: dict[str, str] | None) -> str | None:
+def query_params(scope: Scope) -> Mapping[str, str]:
+    """The query string as a read-only mapping (last value wins), parsed once a request
+    (kept in the scope)."""
+    raw = scope.get("query_string")
+    if not raw:
+        return _NO_QUERY
+    query: Mapping[str, str] | None = scope.get("genroute.query")
+    if query is None:
+        query = scope["genroute.query"] = MappingProxyType(dict(parse_qsl(raw.decode("latin-1"))))
+    return query
+
+
+def presented_key(scope: Scope, query: Mapping[str, str] | None) -> str | None:
     """The key the client sent: `x-goog-api-key`, else `?key=` (when `query` is given),
     else `Authorization: Bearer`, else `x-litellm-api-key`."""
     value = header(scope, b"x-goog-api-key")

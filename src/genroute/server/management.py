@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -227,7 +228,7 @@ def _when(value: str | None, name: str) -> datetime | None:
         raise InvalidRequest(f"{name}: {value!r} is out of range in UTC") from None
 
 
-def _param(query: dict[str, str], *names: str, limit: int = MAX_ID) -> str | None:
+def _param(query: Mapping[str, str], *names: str, limit: int = MAX_ID) -> str | None:
     """The first of the query parameters `names` given (not empty), checked like an id:
     InvalidRequest naming it when it is over `limit` characters or has a control character."""
     for name in names:
@@ -242,7 +243,7 @@ def _param(query: dict[str, str], *names: str, limit: int = MAX_ID) -> str | Non
     return None
 
 
-def _whole(query: dict[str, str], name: str, default: int) -> int:
+def _whole(query: Mapping[str, str], name: str, default: int) -> int:
     """A whole-number query parameter from 0 to MAX_OFFSET; InvalidRequest naming it."""
     raw = query.get(name)
     if not raw:
@@ -355,7 +356,7 @@ class ManagementAPI:
         await asgi.send_json(send, 200, result, headers)
 
     async def call(
-        self, method: str, path: str, body: bytes = b"", query: dict[str, str] | None = None
+        self, method: str, path: str, body: bytes = b"", query: Mapping[str, str] | None = None
     ) -> Any:
         """Run a route for a caller already known to hold the master key (the admin UI's
         way in): the same validation and answers as over HTTP; GenrouteError otherwise."""
@@ -390,7 +391,7 @@ class ManagementAPI:
 
     # -- keys ----------------------------------------------------------------------------------
 
-    async def key_generate(self, body: bytes, query: dict[str, str]) -> Any:
+    async def key_generate(self, body: bytes, query: Mapping[str, str]) -> Any:
         fields = _fields(self._parse(body, KeyFields))
         await self._team_exists(fields.get("team_id"))
         try:
@@ -407,11 +408,11 @@ class ManagementAPI:
             raise NotFound("key not found")
         return row
 
-    async def key_info(self, body: bytes, query: dict[str, str]) -> Any:
+    async def key_info(self, body: bytes, query: Mapping[str, str]) -> Any:
         row = await self._key(_param(query, "key", limit=MAX_KEY))
         return {"key": row["key_hash"], "info": row}
 
-    async def key_update(self, body: bytes, query: dict[str, str]) -> Any:
+    async def key_update(self, body: bytes, query: Mapping[str, str]) -> Any:
         parsed = self._parse(body, KeyUpdate)
         fields = _fields(parsed, "key")
         await self._team_exists(fields.get("team_id"))
@@ -428,7 +429,7 @@ class ManagementAPI:
         await self.gov.cache.invalidate("key", token)
         return row
 
-    async def key_delete(self, body: bytes, query: dict[str, str]) -> Any:
+    async def key_delete(self, body: bytes, query: Mapping[str, str]) -> Any:
         request = self._parse(body, KeyDelete)
         if not request.keys and not request.key_aliases:
             raise InvalidRequest("keys: give the keys to delete (keys or key_aliases)")
@@ -440,13 +441,13 @@ class ManagementAPI:
             await self.gov.cache.invalidate("key", token)
         return {"deleted_keys": deleted}
 
-    async def key_list(self, body: bytes, query: dict[str, str]) -> Any:
+    async def key_list(self, body: bytes, query: Mapping[str, str]) -> Any:
         keys = await self.store.list("key", team_id=_param(query, "team_id"))
         return {"keys": keys, "total_count": len(keys)}
 
     # -- teams and customers -------------------------------------------------------------------
 
-    async def team_new(self, body: bytes, query: dict[str, str]) -> Any:
+    async def team_new(self, body: bytes, query: Mapping[str, str]) -> Any:
         fields = _fields(self._parse(body, TeamFields))
         if fields.get("team_id") is None:  # absent or null: genroute names the team
             fields["team_id"] = str(uuid.uuid4())
@@ -455,7 +456,7 @@ class ManagementAPI:
         except StoreError as exc:
             raise InvalidRequest(f"team_id: {exc.message}") from None
 
-    async def team_info(self, body: bytes, query: dict[str, str]) -> Any:
+    async def team_info(self, body: bytes, query: Mapping[str, str]) -> Any:
         team_id = _param(query, "team_id")
         row = await self.store.get("team", team_id) if team_id else None
         if row is None:
@@ -469,21 +470,21 @@ class ManagementAPI:
         await self.gov.cache.invalidate(kind, ident)
         return row
 
-    async def team_update(self, body: bytes, query: dict[str, str]) -> Any:
+    async def team_update(self, body: bytes, query: Mapping[str, str]) -> Any:
         fields = _fields(self._parse(body, TeamFields))
         return await self._update("team", fields.pop("team_id", None), fields)
 
-    async def team_delete(self, body: bytes, query: dict[str, str]) -> Any:
+    async def team_delete(self, body: bytes, query: Mapping[str, str]) -> Any:
         ids = self._parse(body, TeamDelete).team_ids
         deleted = await self.store.delete("team", ids)
         for ident in ids:
             await self.gov.cache.invalidate("team", ident)
         return {"deleted_teams": deleted}
 
-    async def team_list(self, body: bytes, query: dict[str, str]) -> Any:
+    async def team_list(self, body: bytes, query: Mapping[str, str]) -> Any:
         return await self.store.list("team")
 
-    async def customer_new(self, body: bytes, query: dict[str, str]) -> Any:
+    async def customer_new(self, body: bytes, query: Mapping[str, str]) -> Any:
         fields = _fields(self._parse(body, CustomerFields))
         if not fields.get("user_id"):
             raise InvalidRequest("user_id: required field is missing")
@@ -495,31 +496,31 @@ class ManagementAPI:
         await self.gov.cache.invalidate("end_user", row["end_user_id"])
         return {**row, "user_id": row["end_user_id"]}
 
-    async def customer_info(self, body: bytes, query: dict[str, str]) -> Any:
+    async def customer_info(self, body: bytes, query: Mapping[str, str]) -> Any:
         ident = _param(query, "end_user_id", "user_id")
         row = await self.store.get("end_user", ident) if ident else None
         if row is None:
             raise NotFound(f"end user {ident!r} not found")
         return {**row, "user_id": row["end_user_id"]}
 
-    async def customer_update(self, body: bytes, query: dict[str, str]) -> Any:
+    async def customer_update(self, body: bytes, query: Mapping[str, str]) -> Any:
         fields = _fields(self._parse(body, CustomerFields))
         return await self._update("end_user", fields.pop("user_id", None), fields)
 
-    async def customer_delete(self, body: bytes, query: dict[str, str]) -> Any:
+    async def customer_delete(self, body: bytes, query: Mapping[str, str]) -> Any:
         ids = self._parse(body, CustomerDelete).user_ids
         deleted = await self.store.delete("end_user", ids)
         for ident in ids:
             await self.gov.cache.invalidate("end_user", ident)
         return {"deleted_customers": deleted}
 
-    async def customer_list(self, body: bytes, query: dict[str, str]) -> Any:
+    async def customer_list(self, body: bytes, query: Mapping[str, str]) -> Any:
         return await self.store.list("end_user")
 
     # -- spend ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _filter(query: dict[str, str]) -> SpendFilter:
+    def _filter(query: Mapping[str, str]) -> SpendFilter:
         key = _param(query, "api_key", "key", limit=MAX_KEY)
         return SpendFilter(
             key_hash=_token(key) if key else None,
@@ -533,7 +534,7 @@ class ManagementAPI:
             batch=_batch_name(_param(query, "batch", "batch_id", limit=64)),
         )
 
-    async def spend_logs(self, body: bytes, query: dict[str, str]) -> Any:
+    async def spend_logs(self, body: bytes, query: Mapping[str, str]) -> Any:
         limit = _whole(query, "limit", 1000)
         offset = _whole(query, "offset", 0)
         order = query.get("order") or "asc"
@@ -542,7 +543,7 @@ class ManagementAPI:
         where = self._filter(query)
         return await spend_logs(self.store, where, limit, offset, newest_first=order == "desc")
 
-    async def spend_report(self, body: bytes, query: dict[str, str]) -> Any:
+    async def spend_report(self, body: bytes, query: Mapping[str, str]) -> Any:
         group_by = (query.get("group_by") or "model").replace("-", "_")
         if group_by not in GROUPS:
             raise InvalidRequest(f"group_by: one of {', '.join(GROUPS)}, not {group_by!r}")
@@ -553,7 +554,7 @@ class ManagementAPI:
 
     # -- what the admin UI shows besides the store ----------------------------------------------
 
-    async def model_health(self, body: bytes, query: dict[str, str]) -> Any:
+    async def model_health(self, body: bytes, query: Mapping[str, str]) -> Any:
         """Every deployment's state in the Router (cooldown, load, moving latency) and its
         calls in the ledger over `window` (default 15m): requests, errors, error rate and
         mean latency."""
@@ -576,7 +577,7 @@ class ManagementAPI:
             "wildcard_deployments_omitted": report.get("wildcard_deployments_omitted", 0),
         }
 
-    async def request_info(self, body: bytes, query: dict[str, str]) -> Any:
+    async def request_info(self, body: bytes, query: Mapping[str, str]) -> Any:
         """One request id's ledger rows and, for each, how it was routed (its attempts,
         fallbacks and trace id, which the ledger keeps: the same on every instance). Where
         content is logged, this instance adds the content of the calls it served among the

@@ -17,6 +17,7 @@ in the ledger and what they cost.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from genroute.resources import Access, Resources, cache_json, file_json
@@ -35,7 +36,7 @@ def _owned(owner: str | None, key_hash: str | None) -> dict[str, Any]:
     return {"owner": owner, "team_id": team, "key_hash": key_hash}
 
 
-def _first(query: dict[str, str], names: tuple[str, ...]) -> str | None:
+def _first(query: Mapping[str, str], names: tuple[str, ...]) -> str | None:
     return next((query[n] for n in names if query.get(n)), None)
 
 
@@ -54,7 +55,9 @@ class ResourceAdmin:
             ("GET", "/batches/list"): self.batches_list,
         }
 
-    def _filters(self, query: dict[str, str]) -> tuple[Access, str | None, int | None, str | None]:
+    def _filters(
+        self, query: Mapping[str, str]
+    ) -> tuple[Access, str | None, int | None, str | None]:
         """Whose resources (a team's, or all), made by which key, the page size and token."""
         team = _param(query, "team_id")
         key = _param(query, "key", "key_hash", "api_key", limit=1024)
@@ -63,7 +66,7 @@ class ResourceAdmin:
         access = Access(f"team:{team}") if team else Access(None, sees_all=True)
         return access, _token(key) if key else None, size, _first(query, _TOKEN_NAMES)
 
-    async def files_list(self, body: bytes, query: dict[str, str]) -> Any:
+    async def files_list(self, body: bytes, query: Mapping[str, str]) -> Any:
         await self.resources.ready()
         access, key_hash, size, token = self._filters(query)
         rows, more = await self.resources.files.list(access, size, token, key_hash)
@@ -74,14 +77,14 @@ class ResourceAdmin:
             entries.append({**entry, **_owned(row.owner, row.key_hash)})
         return _page("files", entries, more)
 
-    async def caches_list(self, body: bytes, query: dict[str, str]) -> Any:
+    async def caches_list(self, body: bytes, query: Mapping[str, str]) -> Any:
         await self.resources.ready()
         access, key_hash, size, token = self._filters(query)
         rows, more = await self.resources.caches.list(access, size, token, key_hash)
         entries = [{**cache_json(r), **_owned(r.owner, r.key_hash)} for r in rows]
         return _page("cached_contents", entries, more)
 
-    async def batches_list(self, body: bytes, query: dict[str, str]) -> Any:
+    async def batches_list(self, body: bytes, query: Mapping[str, str]) -> Any:
         await self.resources.ready()
         access, key_hash, size, token = self._filters(query)
         batches = self.resources.batches
