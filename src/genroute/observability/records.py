@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -101,18 +102,16 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
-_last_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+@lru_cache(maxsize=4)
+def _second_text(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def _iso(epoch: float) -> str:
     """UTC, ISO 8601 with milliseconds: 2026-01-31T12:00:00.123Z (the whole second is
     formatted once a second, not once a call)."""
     millis = int(epoch * 1000)
-    second = millis // 1000
-    if _last_second[0] != second:
-        _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _last_second[0] = second
-    return f"{_last_second[1]}.{millis % 1000:03d}Z"
+    return f"{_second_text(millis // 1000)}.{millis % 1000:03d}Z"
 
 
 def build_record(
