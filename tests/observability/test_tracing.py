@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,8 +13,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from genroute.call import Call, Operation
 from genroute.config import config_from_data
 from genroute.config.observability import tracing_wanted
+from genroute.errors import UpstreamUnavailable
 from genroute.observability import Observability
 from genroute.observability.tracing import Tracing
 from genroute.pipeline import build_pipeline
@@ -215,3 +218,48 @@ def test_tracing_switch() -> None:
     assert tracing_wanted(True, {}) and not tracing_wanted(
         False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "x"}
     )
+
+
+@pytest.mark.parametrize(
+    ("raised", "error_type", "status_code"),
+    [
+        (None, None, 200),
+        (UpstreamUnavailable("down", code=503), "UNAVAILABLE", 503),
+        (ValueError("broken"), "ValueError", None),
+        (GeneratorExit(), "GeneratorExit", None),
+        (asyncio.CancelledError(), "cancelled", None),
+    ],
+)
+def test_an_attempt_span_ends_with_how_its_request_ended(
+    raised: BaseException | None, error_type: str | None, status_code: int | None
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(processor=SimpleSpanProcessor(exporter))
+    call = Call(Operation.GENERATE, "group")
+    call.route.provider, call.route.provider_model = "gemini", "gemini-2.5-flash"
+    call.route.deployment_id = "d1"
+    parent = tracing.start_call(call, None)
+    url = "http://127.0.0.1:8123/v1beta/models/gemini-2.5-flash:generateContent?alt=sse"
+    try:
+        with tracing.attempt(parent, call, url) as headers:
+            assert headers["traceparent"].startswith(
+                f"00-{parent.get_span_context().trace_id:032x}-"
+            )
+            if raised is not None:
+                raise raised
+    except BaseException as exc:
+        assert exc is raised
+    (span,) = exporter.get_finished_spans()
+    assert span.kind == SpanKind.CLIENT and span.name == "generate_content gemini-2.5-flash"
+    assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
+    assert headers["traceparent"] == (
+        f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}"
+        f"-{span.context.trace_flags:02x}"
+    )
+    got = attrs(span)
+    assert got["url.full"] == url.split("?")[0] and got["server.port"] == 8123
+    assert got["genroute.deployment_id"] == "d1" and got["gen_ai.provider.name"] == "gcp.gemini"
+    assert got.get("error.type") == error_type
+    assert got.get("http.response.status_code") == status_code
+    failed = error_type is not None and error_type != "cancelled"
+    assert (span.status.status_code == StatusCode.ERROR) == failed

@@ -12,8 +12,8 @@ collects the answer's text.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from genroute.call import Call, ModelAPI
@@ -48,10 +48,8 @@ class _Attempts:
         self.span = span
         self.call = call
 
-    @contextmanager
-    def __call__(self, url: str) -> Iterator[Mapping[str, str]]:
-        with self.tracing.attempt(self.span, self.call, url) as headers:
-            yield headers
+    def __call__(self, url: str) -> AbstractContextManager[Mapping[str, str]]:
+        return self.tracing.attempt(self.span, self.call, url)
 
 
 class _Propagate:

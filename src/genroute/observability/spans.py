@@ -49,6 +49,9 @@ _LOW_64 = TraceIdRatioBased.TRACE_ID_LIMIT  # the bits of a trace id the ratio s
 
 #: A span's attributes, or a function that makes them (called only when needed).
 Attributes = dict[str, Any] | Callable[[], dict[str, Any]]
+#: A span's start in nanoseconds since the epoch, or a function that reads it (called only
+#: for a span that is sampled), or None for now.
+StartTime = int | Callable[[], int] | None
 
 
 def _root_bound(sampler: Sampler) -> int | None:
@@ -74,17 +77,26 @@ def _made(attributes: Attributes) -> dict[str, Any]:
     return attributes() if callable(attributes) else attributes
 
 
-def _value(value: Any) -> Any:
-    """An attribute value as the SDK keeps it (a sequence as a tuple)."""
-    return tuple(value) if isinstance(value, list) else value
+def _kept(attributes: dict[str, Any]) -> dict[str, Any]:
+    """`attributes` as the SDK keeps them (a list made a tuple), changed in place."""
+    for key, value in attributes.items():
+        if isinstance(value, list):
+            attributes[key] = tuple(value)
+    return attributes
+
+
+def _when(start_time: StartTime) -> int:
+    if start_time is None:
+        return time.time_ns()
+    return start_time() if callable(start_time) else start_time
 
 
 def _traceparent(context: SpanContext) -> dict[str, str]:
     """The W3C trace context headers of `context`, as TraceContextTextMapPropagator
     writes them."""
     headers = {
-        "traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
-        f"{context.trace_flags:02x}"
+        "traceparent": "00-%032x-%016x-%02x"  # noqa: UP031 (a third faster than an f-string)
+        % (context.trace_id, context.span_id, context.trace_flags)
     }
     if context.trace_state:
         headers["tracestate"] = context.trace_state.to_header()
@@ -137,12 +149,13 @@ class LeanSpan(NonRecordingSpan):
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         if not self._ended:
-            self._attributes[key] = _value(value)
+            self._attributes[key] = tuple(value) if isinstance(value, list) else value
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         if not self._ended:
+            kept = self._attributes
             for key, value in attributes.items():
-                self._attributes[key] = _value(value)
+                kept[key] = tuple(value) if isinstance(value, list) else value
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         if self._ended:
@@ -219,12 +232,12 @@ class SpanFactory:
         attributes: Attributes,
         context: Context | None = None,
         parent: Span | None = None,
-        start_time: int | None = None,
+        start_time: StartTime = None,
     ) -> Span:
         """A span: its parent is `parent`, else the span in `context` (an incoming trace),
         else the current span, else none; sampled (a LeanSpan) or not (a NonRecordingSpan),
-        as the sampler says. `attributes` may be a function, called only when the sampler
-        needs them or the span is sampled."""
+        as the sampler says. `attributes` and `start_time` may be functions, called only
+        when the sampler needs the attributes or the span is sampled."""
         if (
             self._children_sampled
             and type(parent) is LeanSpan
@@ -257,9 +270,8 @@ class SpanFactory:
         )
         if result.decision is Decision.DROP:
             return NonRecordingSpan(span_context)
-        recorded = {k: _value(v) for k, v in (result.attributes or {}).items()}
-        when = start_time if start_time is not None else time.time_ns()
-        return LeanSpan(self, name, span_context, parent_context, kind, recorded, when)
+        recorded = _kept(dict(result.attributes or {}))
+        return LeanSpan(self, name, span_context, parent_context, kind, recorded, _when(start_time))
 
     def _root(
         self,
@@ -268,7 +280,7 @@ class SpanFactory:
         name: str,
         kind: SpanKind,
         attributes: Attributes,
-        start_time: int | None,
+        start_time: StartTime,
     ) -> Span:
         """A root span, decided as the sampler of `_root_bound` decides it: sampled (with
         the attributes as given) when the trace id's low 64 bits are below the bound, else
@@ -284,9 +296,8 @@ class SpanFactory:
         )
         if not sampled:
             return NonRecordingSpan(span_context)
-        recorded = {k: _value(v) for k, v in _made(attributes).items()}
-        when = start_time if start_time is not None else time.time_ns()
-        return LeanSpan(self, name, span_context, None, kind, recorded, when)
+        recorded = _kept(attributes() if callable(attributes) else dict(attributes))
+        return LeanSpan(self, name, span_context, None, kind, recorded, _when(start_time))
 
     def _child(
         self,
@@ -294,7 +305,7 @@ class SpanFactory:
         name: str,
         kind: SpanKind,
         attributes: dict[str, Any],
-        start_time: int | None,
+        start_time: StartTime,
     ) -> LeanSpan:
         """A child of a sampled span of ours, as the parent-based sampler decides it:
         sampled, with the parent's trace state, the attributes as given."""
@@ -306,8 +317,6 @@ class SpanFactory:
             trace_flags=trace.TraceFlags(_SAMPLED | (parent_context.trace_flags & _RANDOM)),
             trace_state=parent_context.trace_state,
         )
-        for key, value in attributes.items():
-            if isinstance(value, list):
-                attributes[key] = tuple(value)
-        when = start_time if start_time is not None else time.time_ns()
-        return LeanSpan(self, name, span_context, parent_context, kind, attributes, when)
+        return LeanSpan(
+            self, name, span_context, parent_context, kind, _kept(attributes), _when(start_time)
+        )

@@ -15,8 +15,7 @@ when off, this module is not even imported.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +26,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from genroute._version import __version__
-from genroute.call import Call
+from genroute.call import Call, Operation
 from genroute.errors import GenrouteError
 from genroute.observability.records import CallRecord
 from genroute.observability.spans import SpanFactory
@@ -42,6 +41,8 @@ OPERATIONS = {
     "embedContent": "embeddings",
     "batchEmbedContents": "embeddings",
 }
+
+_OPERATION_NAMES = {op: OPERATIONS.get(op.value, op.value) for op in Operation}
 
 
 def provider_name(provider: str | None) -> str:
@@ -82,7 +83,7 @@ def _request_attributes(operation: str, call: Call, request: Any) -> dict[str, A
                 attributes[name] = value
         stops = getattr(config, "stop_sequences", None)
         if stops:
-            attributes["gen_ai.request.stop_sequences"] = list(stops)
+            attributes["gen_ai.request.stop_sequences"] = tuple(stops)
     return attributes
 
 
@@ -116,14 +117,14 @@ class Tracing:
         """The request span, started at the call's start; its parent is the incoming
         `traceparent` when the call came with one. Its attributes are read off the call
         and the request only when it is sampled (or the sampler wants to see them)."""
-        operation = OPERATIONS.get(call.operation.value, call.operation.value)
+        operation = _OPERATION_NAMES[call.operation]
         parent = propagate.extract(dict(call.trace_headers)) if call.trace_headers else None
         return self.spans.start(
             f"{operation} {call.model}",
             context=parent,
             kind=self.request_kind,
             attributes=lambda: _request_attributes(operation, call, request),
-            start_time=_epoch_ns(call.started),
+            start_time=lambda: _epoch_ns(call.started),
         )
 
     def context_headers(self, span: Span) -> dict[str, str]:
@@ -155,9 +156,9 @@ class Tracing:
             if value is not None:
                 attrs[name] = value
         if record.fallbacks:
-            attrs["genroute.fallbacks"] = list(record.fallbacks)
+            attrs["genroute.fallbacks"] = tuple(record.fallbacks)
         if record.finish_reason:
-            attrs["gen_ai.response.finish_reasons"] = [record.finish_reason]
+            attrs["gen_ai.response.finish_reasons"] = (record.finish_reason,)
         if record.reasoning_tokens:
             attrs["gen_ai.usage.reasoning.output_tokens"] = record.reasoning_tokens
         if record.cached_tokens:
@@ -172,43 +173,10 @@ class Tracing:
 
     # -- one span per upstream attempt ------------------------------------------------------
 
-    @contextmanager
-    def attempt(self, parent: Span, call: Call, url: str) -> Iterator[dict[str, str]]:
-        """A CLIENT span around one upstream HTTP request; yields headers to add to it."""
-        route = call.route
-        operation = OPERATIONS.get(call.operation.value, call.operation.value)
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": provider_name(route.provider),
-            "gen_ai.request.model": route.provider_model or "",
-            "genroute.deployment_id": route.deployment_id or "",
-            "genroute.attempt": len(route.attempts),
-            "http.request.method": "POST",
-        }
-        attributes.update(self._url_attributes(url))
-        span = self.spans.start(
-            f"{operation} {route.provider_model}",
-            parent=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-        )
-        try:
-            yield self.spans.context_headers(span)
-        except BaseException as exc:
-            if isinstance(exc, GenrouteError):
-                span.set_attribute("http.response.status_code", exc.code)
-                span.set_attribute("error.type", exc.status)
-                span.set_status(Status(StatusCode.ERROR, exc.message))
-            elif isinstance(exc, GeneratorExit | Exception):
-                span.set_attribute("error.type", type(exc).__name__)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            else:
-                span.set_attribute("error.type", "cancelled")
-            raise
-        else:
-            span.set_attribute("http.response.status_code", 200)
-        finally:
-            span.end()
+    def attempt(self, parent: Span, call: Call, url: str) -> Attempt:
+        """A CLIENT span around one upstream HTTP request (a context manager whose value
+        is the headers to add to it)."""
+        return Attempt(self, parent, call, url)
 
     def _url_attributes(self, url: str) -> dict[str, Any]:
         """The server and URL attributes of an upstream URL (the query left out), kept
@@ -230,3 +198,57 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered and stop."""
         self.provider.shutdown()
+
+
+class Attempt:
+    """The CLIENT span of one upstream HTTP request, as a context manager: started on
+    entry (its value: the headers that carry it upstream), ended on exit with the status
+    or the error the request ended with."""
+
+    __slots__ = ("call", "parent", "span", "tracing", "url")
+
+    def __init__(self, tracing: Tracing, parent: Span, call: Call, url: str) -> None:
+        self.tracing = tracing
+        self.parent = parent
+        self.call = call
+        self.url = url
+
+    def __enter__(self) -> dict[str, str]:
+        tracing, route = self.tracing, self.call.route
+        operation = _OPERATION_NAMES[self.call.operation]
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": provider_name(route.provider),
+            "gen_ai.request.model": route.provider_model or "",
+            "genroute.deployment_id": route.deployment_id or "",
+            "genroute.attempt": len(route.attempts),
+            "http.request.method": "POST",
+        }
+        attributes.update(tracing._url_attributes(self.url))
+        self.span = span = tracing.spans.start(
+            f"{operation} {route.provider_model}",
+            parent=self.parent,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        return tracing.spans.context_headers(span)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        span = self.span
+        if exc is None:
+            span.set_attribute("http.response.status_code", 200)
+        elif isinstance(exc, GenrouteError):
+            span.set_attribute("http.response.status_code", exc.code)
+            span.set_attribute("error.type", exc.status)
+            span.set_status(Status(StatusCode.ERROR, exc.message))
+        elif isinstance(exc, GeneratorExit | Exception):
+            span.set_attribute("error.type", type(exc).__name__)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        else:
+            span.set_attribute("error.type", "cancelled")
+        span.end()
