@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from opentelemetry import propagate
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from genroute.call import Call, Operation
 from genroute.config import config_from_data
@@ -263,3 +265,28 @@ def test_an_attempt_span_ends_with_how_its_request_ended(
     assert got.get("http.response.status_code") == status_code
     failed = error_type is not None and error_type != "cancelled"
     assert (span.status.status_code == StatusCode.ERROR) == failed
+
+
+class _FailingPropagator(TraceContextTextMapPropagator):
+    def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+        raise RuntimeError("propagator broke")
+
+
+def test_an_attempt_span_ends_when_its_headers_cannot_be_made() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(processor=SimpleSpanProcessor(exporter))
+    call = Call(Operation.GENERATE, "group")
+    parent = tracing.start_call(call, None)
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(_FailingPropagator())
+    try:
+        with (
+            pytest.raises(RuntimeError, match="propagator broke"),
+            tracing.attempt(parent, call, "http://127.0.0.1:8123/v1beta/models/m"),
+        ):
+            pytest.fail("the attempt went on without its headers")
+    finally:
+        propagate.set_global_textmap(before)
+    (span,) = exporter.get_finished_spans()
+    assert attrs(span)["error.type"] == "RuntimeError"
+    assert span.status.status_code == StatusCode.ERROR

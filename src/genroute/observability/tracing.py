@@ -231,7 +231,11 @@ class Attempt:
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
-        return tracing.spans.context_headers(span)
+        try:
+            return tracing.spans.context_headers(span)
+        except BaseException as exc:  # a propagator that fails: the span ends with it
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
 
     def __exit__(
         self,
