@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -223,18 +223,19 @@ def test_tracing_switch() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raised", "error_type", "status_code"),
+    ("make", "error_type", "status_code"),
     [
         (None, None, 200),
-        (UpstreamUnavailable("down", code=503), "UNAVAILABLE", 503),
-        (ValueError("broken"), "ValueError", None),
-        (GeneratorExit(), "GeneratorExit", None),
-        (asyncio.CancelledError(), "cancelled", None),
+        (lambda: UpstreamUnavailable("down", code=503), "UNAVAILABLE", 503),
+        (lambda: ValueError("broken"), "ValueError", None),
+        (GeneratorExit, "GeneratorExit", None),
+        (asyncio.CancelledError, "cancelled", None),
     ],
 )
 def test_an_attempt_span_ends_with_how_its_request_ended(
-    raised: BaseException | None, error_type: str | None, status_code: int | None
+    make: Callable[[], BaseException] | None, error_type: str | None, status_code: int | None
 ) -> None:
+    raised = make() if make is not None else None
     exporter = InMemorySpanExporter()
     tracing = Tracing(processor=SimpleSpanProcessor(exporter))
     call = Call(Operation.GENERATE, "group")
@@ -251,6 +252,8 @@ def test_an_attempt_span_ends_with_how_its_request_ended(
                 raise raised
     except BaseException as exc:
         assert exc is raised
+    else:
+        assert raised is None, "the attempt's span swallowed the request's error"
     (span,) = exporter.get_finished_spans()
     assert span.kind == SpanKind.CLIENT and span.name == "generate_content gemini-2.5-flash"
     assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
