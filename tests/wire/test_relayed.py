@@ -18,11 +18,13 @@ from genroute.errors import UpstreamMalformed
 from genroute.providers.base import stream_content
 from genroute.wire import (
     Candidate,
+    Content,
     GenerateContentResponse,
     Part,
     ResponseFacts,
     UsageMetadata,
     dump_json,
+    text_answer,
     text_chunk,
     wire_bytes,
 )
@@ -264,3 +266,56 @@ def test_an_edited_text_chunk_sends_its_edit() -> None:
     sent = orjson.loads(wire_bytes(chunk))
     assert sent["candidates"][0]["finishReason"] == "SAFETY"
     assert sent["candidates"][0]["content"]["parts"] == [{"text": "Hello"}]
+
+
+@given(
+    text=st.text(min_size=1, max_size=40),
+    finish=st.sampled_from(["STOP", "MAX_TOKENS", "SAFETY", "OTHER"]),
+    message=st.none() | st.text(max_size=12),
+    usage=st.none()
+    | st.builds(
+        UsageMetadata,
+        prompt_token_count=st.none() | st.integers(0, 10**6),
+        candidates_token_count=st.none() | st.integers(0, 10**6),
+        total_token_count=st.none() | st.integers(0, 10**6),
+        thoughts_token_count=st.none() | st.integers(0, 10**6),
+    ),
+    model=st.none() | st.text(max_size=12),
+    response_id=st.none() | st.text(max_size=12),
+)
+def test_a_text_answer_is_what_the_models_would_write(
+    text: str,
+    finish: str,
+    message: str | None,
+    usage: UsageMetadata | None,
+    model: str | None,
+    response_id: str | None,
+) -> None:
+    """A translator's whole text answer, written at once, sends the bytes and has the facts
+    of the same answer built as models; reading into it gives those models."""
+    built = GenerateContentResponse(
+        candidates=[
+            Candidate(
+                content=Content(role="model", parts=[Part(text=text)]),
+                finish_reason=finish,
+                finish_message=message,
+                index=0,
+            )
+        ],
+        usage_metadata=usage,
+        model_version=model,
+        response_id=response_id,
+    )
+    written = text_answer(
+        text,
+        finish_reason=finish,
+        finish_message=message,
+        usage=usage,
+        model_version=model,
+        response_id=response_id,
+    )
+    assert wire_bytes(written) == dump_json(built)
+    assert written.facts() == ResponseFacts.of(built)
+    assert written == built
+    written.candidates[0].finish_reason = "SAFETY"  # an edit is sent
+    assert orjson.loads(wire_bytes(written))["candidates"][0]["finishReason"] == "SAFETY"

@@ -45,6 +45,7 @@ from genroute.wire.response import (
     ResponseFacts,
     SafetyRating,
     UsageMetadata,
+    text_answer,
     text_chunk,
     wire_bytes,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "WireModel",
     "dump_json",
     "format_validation_error",
+    "text_answer",
     "text_chunk",
     "wire_bytes",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "ResponseFacts",
     "SafetyRating",
     "UsageMetadata",
+    "text_answer",
     "text_chunk",
     "wire_bytes",
 ]
@@ -450,4 +451,36 @@ def text_chunk(
     if response_id is not None:
         data["responseId"] = response_id
     facts = ResponseFacts(None, model_version, None, len(text))
+    return GenerateContentResponse._holding(orjson.dumps(data), facts)
+
+
+def text_answer(
+    text: str,
+    *,
+    finish_reason: str,
+    finish_message: str | None = None,
+    usage: UsageMetadata | None = None,
+    model_version: str | None = None,
+    response_id: str | None = None,
+) -> GenerateContentResponse:
+    """A translated whole answer of one candidate (index 0) with one text part (most
+    translated generateContent answers), written as its JSON at once, with its facts, as
+    `text_chunk` writes a stream's text events. Its bytes are those `dump_json` writes for
+    the same answer built as models; a layer that reads into it parses it."""
+    candidate: dict[str, Any] = {
+        "content": {"role": "model", "parts": [{"text": text}]},
+        "finishReason": finish_reason,
+        "index": 0,
+    }
+    if finish_message is not None:
+        candidate["finishMessage"] = finish_message
+    data: dict[str, Any] = {"candidates": [candidate]}
+    if usage is not None:
+        usage_json = usage.__pydantic_serializer__.to_json(usage, by_alias=True, exclude_none=True)
+        data["usageMetadata"] = orjson.Fragment(usage_json)
+    if model_version is not None:
+        data["modelVersion"] = model_version
+    if response_id is not None:
+        data["responseId"] = response_id
+    facts = ResponseFacts(usage, model_version, finish_reason, len(text))
     return GenerateContentResponse._holding(orjson.dumps(data), facts)

@@ -30,6 +30,7 @@ from genroute.wire import (
     GenerateContentResponse,
     Part,
     UsageMetadata,
+    text_answer,
 )
 
 __all__ = [
@@ -71,9 +72,20 @@ def from_wire(body: bytes, context: ReplyContext) -> GenerateContentResponse:
     message = r.load(body)
     if r.string(message.get("type"), "type") == "error":
         raise map_error(500, body, {})
-    parts = parts_from_blocks(r.array(message.get("content"), "content"), context, r)
+    blocks = r.array(message.get("content"), "content")
+    text = _plain_text(blocks)
+    parts = parts_from_blocks(blocks, context, r) if text is None else []
     stop_reason = r.string(message.get("stop_reason"), "stop_reason")
     details = r.obj(message.get("stop_details"), "stop_details")
+    if text is not None:
+        return text_answer(
+            text,
+            finish_reason=finish_reason(stop_reason),
+            finish_message=finish_message(stop_reason, details),
+            usage=usage_metadata(r.obj(message.get("usage"), "usage"), r),
+            model_version=r.string(message.get("model"), "model"),
+            response_id=r.string(message.get("id"), "id"),
+        )
     candidate = Candidate(
         content=Content(role="model", parts=parts) if parts else None,
         finish_reason=finish_reason(stop_reason),
@@ -86,6 +98,17 @@ def from_wire(body: bytes, context: ReplyContext) -> GenerateContentResponse:
         model_version=r.string(message.get("model"), "model"),
         response_id=r.string(message.get("id"), "id"),
     )
+
+
+def _plain_text(blocks: list[Any]) -> str | None:
+    """The answer of a reply of one text block and nothing else (no thinking or tool use):
+    what `parts_from_blocks` would make one text part of. None for anything else."""
+    if len(blocks) != 1 or not isinstance(block := blocks[0], dict):
+        return None
+    text = block.get("text")
+    if block.get("type") != "text" or not isinstance(text, str) or not text:
+        return None
+    return text
 
 
 def parts_from_blocks(

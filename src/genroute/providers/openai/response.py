@@ -33,6 +33,7 @@ from genroute.wire import (
     ModalityTokenCount,
     Part,
     UsageMetadata,
+    text_answer,
 )
 
 __all__ = [
@@ -279,6 +280,30 @@ def _candidate(
     )
 
 
+def _plain_text(choices: list[Any], include_thoughts: bool) -> str | None:
+    """The answer of a completion of one choice that holds only text (no reasoning shown,
+    refusal, tool call, log probabilities or citations; index 0 or none): what `_candidate`
+    would make one text part of. None for anything else, which `_candidate` reads."""
+    if len(choices) != 1 or not isinstance(choice := choices[0], dict):
+        return None
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return None
+    text = message.get("content")
+    index = choice.get("index")
+    if not isinstance(text, str) or not text or (index is not None and type(index) is not int):
+        return None
+    if index or choice.get("logprobs") is not None or message.get("function_call") is not None:
+        return None
+    if message.get("refusal") not in (None, "") or message.get("tool_calls") not in (None, []):
+        return None
+    if message.get("annotations") not in (None, []):
+        return None
+    if include_thoughts and reasoning_text(message):
+        return None
+    return text
+
+
 def from_wire(
     data: bytes | Mapping[str, Any],
     *,
@@ -292,6 +317,18 @@ def from_wire(
     if isinstance(obj.get("error"), dict | str):
         raise error_from_object(obj, 0, {}, provider)
     choices = r.array(obj.get("choices"), "choices", required=True)
+    text = _plain_text(choices, include_thoughts)
+    if text is not None:
+        return text_answer(
+            unwrap_json(text, unwrap),
+            finish_reason=finish_reason(
+                r.string(choices[0].get("finish_reason"), "choices[0].finish_reason")
+            )
+            or "STOP",
+            usage=usage_metadata(obj.get("usage"), r),
+            model_version=r.string(obj.get("model"), "model") or None,
+            response_id=r.string(obj.get("id"), "id") or None,
+        )
     candidates = [
         _candidate(r.obj(c, f"choices[{i}]", required=True), i, include_thoughts, unwrap, r)
         for i, c in enumerate(choices)
