@@ -443,15 +443,9 @@ def text_chunk(
         part["thought"] = True
     if thought_signature is not None:
         part["thoughtSignature"] = thought_signature
-    data: dict[str, Any] = {
-        "candidates": [{"content": {"role": "model", "parts": [part]}, "index": index}]
-    }
-    if model_version is not None:
-        data["modelVersion"] = model_version
-    if response_id is not None:
-        data["responseId"] = response_id
+    candidate = {"content": {"role": "model", "parts": [part]}, "index": index}
     facts = ResponseFacts(None, model_version, None, len(text))
-    return GenerateContentResponse._holding(orjson.dumps(data), facts)
+    return _written(candidate, None, model_version, response_id, facts)
 
 
 def text_answer(
@@ -474,6 +468,19 @@ def text_answer(
     }
     if finish_message is not None:
         candidate["finishMessage"] = finish_message
+    facts = ResponseFacts(usage, model_version, finish_reason, len(text))
+    return _written(candidate, usage, model_version, response_id, facts)
+
+
+def _written(
+    candidate: dict[str, Any],
+    usage: UsageMetadata | None,
+    model_version: str | None,
+    response_id: str | None,
+    facts: ResponseFacts,
+) -> GenerateContentResponse:
+    """A response of one candidate's JSON, its fields in the model's order, held with its
+    facts (`text_chunk`, `text_answer`)."""
     data: dict[str, Any] = {"candidates": [candidate]}
     if usage is not None:
         usage_json = usage.__pydantic_serializer__.to_json(usage, by_alias=True, exclude_none=True)
@@ -482,5 +489,4 @@ def text_answer(
         data["modelVersion"] = model_version
     if response_id is not None:
         data["responseId"] = response_id
-    facts = ResponseFacts(usage, model_version, finish_reason, len(text))
     return GenerateContentResponse._holding(orjson.dumps(data), facts)
