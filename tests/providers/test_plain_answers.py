@@ -14,9 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import genroute
+from genroute.cost import Tokens
 from genroute.errors import UpstreamMalformed
 from genroute.providers.anthropic import response as anthropic
 from genroute.providers.openai import response as openai
+from genroute.providers.transport import HttpResponse, MockTransport
 from genroute.wire import GenerateContentResponse, ResponseFacts, dump_json, wire_bytes
 
 TEXT = st.text(max_size=30)
@@ -196,3 +199,45 @@ def test_a_plain_answer_is_written_at_once() -> None:
              "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 2}}  # fmt: skip
     answer = anthropic.from_wire(orjson.dumps(reply), anthropic.ReplyContext())
     assert "_raw" in answer.__dict__ and answer.facts().finish_reason == "STOP"
+
+
+def test_an_answer_read_into_keeps_its_usage_as_built() -> None:
+    """A Messages reply's cache writes have no field in Gemini's usage: the usage built by
+    the translator carries them, and keeps them once the answer is parsed (the SDK prices
+    the parsed answer)."""
+    reply = {"type": "message", "content": [{"type": "text", "text": "Hi"}],
+             "stop_reason": "end_turn", "usage": {"input_tokens": 10, "output_tokens": 5,
+                                                  "cache_creation_input_tokens": 90_000}}  # fmt: skip
+    fast, slow = both_ways(
+        anthropic, partial(anthropic.from_wire, orjson.dumps(reply), anthropic.ReplyContext())
+    )
+    built = fast.facts().usage
+    assert fast.candidates[0].content.parts[0].text == "Hi"  # parses it
+    assert fast.usage_metadata is built
+    assert Tokens.from_usage(fast.usage_metadata) == Tokens.from_usage(slow.usage_metadata)
+    assert Tokens.from_usage(fast.usage_metadata).cache_write == 90_000
+
+
+async def test_the_sdk_prices_an_answer_with_cache_writes_as_before() -> None:
+    reply = orjson.dumps(
+        {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+         "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn",
+         "usage": {"input_tokens": 10, "cache_creation_input_tokens": 90_000,
+                   "output_tokens": 5}}
+    )  # fmt: skip
+    models = [
+        {"model_name": "c", "params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "k"}}
+    ]
+
+    async def cost() -> float | None:
+        transport = MockTransport(
+            lambda _: HttpResponse(200, {"content-type": "application/json"}, reply)
+        )
+        async with genroute.Client(models, transport=transport) as client:
+            answer = await client.agenerate_content(model="c", contents="hi")
+            return genroute.response_cost(answer)
+
+    written = await cost()
+    with patch.object(anthropic, "_plain_text", lambda *_: None):
+        built = await cost()
+    assert written == built and written is not None and written > 0.3  # 90k cache writes

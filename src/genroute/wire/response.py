@@ -167,9 +167,14 @@ class GenerateContentResponse(WireModel):
                 f"{upstream} upstream sent a malformed response: {format_validation_error(exc)}",
                 provider=state.get("_upstream"),
             ) from None
+        facts = state.get("_facts")
         for key in ("_raw", "_facts", "_upstream"):
             state.pop(key, None)
         state.update(parsed.__dict__)
+        if facts is not None and facts._usage is not None and parsed.usage_metadata is not None:
+            # the usage the facts hold, as it was built (and already metered): with what
+            # its JSON does not carry (a translator's cache writes, `_cache_write_tokens`)
+            state["usage_metadata"] = facts._usage
         object.__setattr__(self, "__pydantic_extra__", parsed.__pydantic_extra__)
         object.__setattr__(self, "__pydantic_fields_set__", parsed.__pydantic_fields_set__)
         object.__setattr__(self, "__pydantic_private__", parsed.__pydantic_private__)
