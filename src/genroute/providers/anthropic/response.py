@@ -77,26 +77,23 @@ def from_wire(body: bytes, context: ReplyContext) -> GenerateContentResponse:
     parts = parts_from_blocks(blocks, context, r) if text is None else []
     stop_reason = r.string(message.get("stop_reason"), "stop_reason")
     details = r.obj(message.get("stop_details"), "stop_details")
+    finish, explained = finish_reason(stop_reason), finish_message(stop_reason, details)
+    usage = usage_metadata(r.obj(message.get("usage"), "usage"), r)
+    model = r.string(message.get("model"), "model")
+    response_id = r.string(message.get("id"), "id")
     if text is not None:
         return text_answer(
             text,
-            finish_reason=finish_reason(stop_reason),
-            finish_message=finish_message(stop_reason, details),
-            usage=usage_metadata(r.obj(message.get("usage"), "usage"), r),
-            model_version=r.string(message.get("model"), "model"),
-            response_id=r.string(message.get("id"), "id"),
+            finish_reason=finish,
+            finish_message=explained,
+            usage=usage,
+            model_version=model,
+            response_id=response_id,
         )
-    candidate = Candidate(
-        content=Content(role="model", parts=parts) if parts else None,
-        finish_reason=finish_reason(stop_reason),
-        finish_message=finish_message(stop_reason, details),
-        index=0,
-    )
+    content = Content(role="model", parts=parts) if parts else None
+    candidate = Candidate(content=content, finish_reason=finish, finish_message=explained, index=0)
     return GenerateContentResponse(
-        candidates=[candidate],
-        usage_metadata=usage_metadata(r.obj(message.get("usage"), "usage"), r),
-        model_version=r.string(message.get("model"), "model"),
-        response_id=r.string(message.get("id"), "id"),
+        candidates=[candidate], usage_metadata=usage, model_version=model, response_id=response_id
     )
 
 

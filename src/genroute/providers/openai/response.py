@@ -318,26 +318,28 @@ def from_wire(
         raise error_from_object(obj, 0, {}, provider)
     choices = r.array(obj.get("choices"), "choices", required=True)
     text = _plain_text(choices, include_thoughts)
+    finish, candidates = "STOP", []
     if text is not None:
+        reason = r.string(choices[0].get("finish_reason"), "choices[0].finish_reason")
+        finish = finish_reason(reason) or finish
+    else:
+        candidates = [
+            _candidate(r.obj(c, f"choices[{i}]", required=True), i, include_thoughts, unwrap, r)
+            for i, c in enumerate(choices)
+        ]
+    usage = usage_metadata(obj.get("usage"), r)
+    model = r.string(obj.get("model"), "model") or None
+    response_id = r.string(obj.get("id"), "id") or None
+    if text is not None:
+        answer = unwrap_json(text, unwrap)
         return text_answer(
-            unwrap_json(text, unwrap),
-            finish_reason=finish_reason(
-                r.string(choices[0].get("finish_reason"), "choices[0].finish_reason")
-            )
-            or "STOP",
-            usage=usage_metadata(obj.get("usage"), r),
-            model_version=r.string(obj.get("model"), "model") or None,
-            response_id=r.string(obj.get("id"), "id") or None,
+            answer, finish_reason=finish, usage=usage, model_version=model, response_id=response_id
         )
-    candidates = [
-        _candidate(r.obj(c, f"choices[{i}]", required=True), i, include_thoughts, unwrap, r)
-        for i, c in enumerate(choices)
-    ]
     return GenerateContentResponse(
         candidates=candidates or None,
-        usage_metadata=usage_metadata(obj.get("usage"), r),
-        model_version=r.string(obj.get("model"), "model") or None,
-        response_id=r.string(obj.get("id"), "id") or None,
+        usage_metadata=usage,
+        model_version=model,
+        response_id=response_id,
     )
 
 
