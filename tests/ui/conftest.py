@@ -1,5 +1,6 @@
-"""The admin UI's browser tests: Debian's Chromium driven by Playwright, one browser per
-test session (per xdist worker), a fresh context (cookies, storage) per test, and a
+"""The admin UI's browser tests: Debian's Chromium (its headless shell, package
+chromium-headless-shell; GENROUTE_TEST_CHROMIUM names another build, such as
+/usr/bin/chromium) driven by Playwright, one browser per test session (per xdist worker), a fresh context (cookies, storage) per test, and a
 screenshot of each page kept in test-artifacts/ui/.
 
 Every page a test opens is watched: a request to any host but the gateway's, or a
@@ -26,9 +27,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.conftest import ROOT, InProcessGateway, in_ci, refused_port
+from tests.conftest import ROOT, InProcessGateway, eventually, in_ci, refused_port
 
-CHROMIUM = os.environ.get("GENROUTE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("GENROUTE_TEST_CHROMIUM", "/usr/bin/chromium-headless-shell")
 ARTIFACTS = Path(os.environ.get("GENROUTE_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "ui"
 MASTER = "sk-master-ui-test"
 PRICED_DEMO = {
@@ -79,7 +80,9 @@ class Browser:
 def browser() -> Iterator[Browser]:
     """One headless Chromium for the session (skipped without it, except in CI)."""
     if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing: `apt-get install chromium` (scripts/test does)"
+        message = (
+            f"{CHROMIUM} is missing: `apt-get install chromium-headless-shell` (scripts/test does)"
+        )
         if in_ci():
             pytest.fail(message)
         pytest.skip(message)
@@ -148,6 +151,25 @@ def watched(browser: Browser, gateway: InProcessGateway) -> Iterator[Watched]:
             context.check()
     finally:
         browser.park()
+
+
+def ledgered(gw: InProcessGateway, **query: str) -> None:
+    """Wait, polling every 10 ms, until the ledger holds a call that `query` finds
+    (/spend/logs filters): a page opened, or a live table polled, next shows it. (The ledger
+    writes its rows every 0.1 s; a page that looked before then would show the call only at
+    its next poll, LIVE_SECONDS later.)"""
+
+    def there() -> bool:
+        reply = requests.get(
+            gw.base_url + "/spend/logs",
+            params={**query, "limit": "1"},
+            headers={"x-goog-api-key": MASTER},
+            timeout=10,
+        )
+        reply.raise_for_status()
+        return bool(reply.json())
+
+    eventually(there)
 
 
 def shot(page: Any, name: str) -> Path:

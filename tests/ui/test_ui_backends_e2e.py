@@ -16,7 +16,16 @@ from playwright.sync_api import expect
 from genroute.ui.logs import LIVE_SECONDS
 from tests.conftest import POSTGRES_URL, InProcessGateway, require_service
 from tests.dbs import _database, _give_back, _url
-from tests.ui.conftest import MASTER, Browser, Watched, shot, sign_in, ui_config, watched
+from tests.ui.conftest import (
+    MASTER,
+    Browser,
+    Watched,
+    ledgered,
+    shot,
+    sign_in,
+    ui_config,
+    watched,
+)
 from tests.ui.test_ui_e2e import call, create_key, reload_until
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +71,7 @@ def test_an_operator_with_only_a_browser(
     page.clock.install()  # the logs' poll brought forward, not waited for (test_ui_e2e.py)
     page.goto("/ui/logs")
     call(gw, secret, end_user="ops-user")
+    ledgered(gw, end_user="ops-user")
     page.clock.run_for(LIVE_SECONDS * 1000)
     expect(page.get_by_role("row").filter(has_text="ops-user")).to_be_visible(timeout=5000)
     row = page.get_by_role("row").filter(has_text="ops-user")

@@ -30,6 +30,7 @@ from tests.ui.conftest import (
     Browser,
     Watched,
     broken_group,
+    ledgered,
     shot,
     sign_in,
     signed_in,
@@ -154,12 +155,14 @@ def test_the_session_cookie_is_httponly_strict_and_expires(ui: Watched) -> None:
 def test_an_expired_or_forged_session_is_sent_back_to_sign_in(
     ui: Watched, gw: InProcessGateway
 ) -> None:
+    ui.page.clock.install()  # the live table's poll brought forward, not waited for
     signed_in(ui, "/ui/logs")
     signer = gw.app.ui.signer
     clock = signer.clock
     signer.clock = lambda: clock() + 8 * 3600 + 1
     try:
         # The live table's next poll finds the session over and takes the page to sign-in.
+        ui.page.clock.run_for(LIVE_SECONDS * 1000)
         expect(ui.page.get_by_label("Master key")).to_be_visible()
         ui.page.goto("/ui/spend")
         expect(ui.page.get_by_label("Master key")).to_be_visible()
@@ -400,6 +403,7 @@ def test_a_call_shows_in_logs_within_five_seconds(ui: Watched, gw: InProcessGate
     headers = [h.inner_text() for h in page.get_by_role("columnheader").all()]
     assert headers == ["Time", "Model", "Key", "End user", "Status", "Cost", "Latency"]
     call(gw, secret, end_user="live-user")  # the page is not reloaded: it updates itself
+    ledgered(gw, end_user="live-user")
     page.clock.run_for(LIVE_SECONDS * 1000)
     row = page.get_by_role("row").filter(has_text="live-user")
     expect(row).to_be_visible(timeout=5000)
@@ -409,6 +413,7 @@ def test_a_call_shows_in_logs_within_five_seconds(ui: Watched, gw: InProcessGate
     first = page.get_by_role("row").nth(1)  # newest first
     expect(first).to_contain_text("live-user")
     call(gw, MASTER, end_user="by-the-master")
+    ledgered(gw, end_user="by-the-master")
     page.clock.run_for(LIVE_SECONDS * 1000)
     master = page.get_by_role("row").filter(has_text="by-the-master")
     expect(master).to_contain_text("master key", timeout=5000)
@@ -454,6 +459,7 @@ def test_a_refused_call_shows_in_logs_with_its_status(ui: Watched, gw: InProcess
         client.models.generate_content(model="demo", contents="May I?")
     with pytest.raises(ClientError):
         call(gw, "sk-unknown-key-refused", end_user="junk-user")
+    ledgered(gw, request_id="req-refused")
     page.goto("/ui/logs")
     expect(page.get_by_role("row").filter(has_text="refused-key")).to_be_visible(timeout=5000)
     expect(page.get_by_role("row").filter(has_text="junk-user")).to_have_count(0)  # written before
