@@ -40,7 +40,12 @@ def _admin(url: str, statement: str) -> None:
         finally:
             await conn.close()
 
-    # A thread of its own, so it works whether or not an event loop is running here.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop running here (at exit, Python 3.12 starts no thread)
+        asyncio.run(run())
+        return
+    # Inside a running loop (an async test): a thread of its own.
     errors: list[BaseException] = []
 
     def target() -> None:
