@@ -107,6 +107,8 @@ def run_gemini_cli(
         "GEMINI_API_KEY": "sk-cli-master",
         "GOOGLE_GEMINI_BASE_URL": gateway.base_url,
         "GEMINI_CLI_TRUST_WORKSPACE": "true",
+        # Not relaunched in a second Node with a larger heap: the same program, ~0.7 s less.
+        "GEMINI_CLI_NO_RELAUNCH": "true",
         "NO_COLOR": "1",
     }
     result = subprocess.run(
