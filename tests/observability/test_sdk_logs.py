@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from genroute import Client
 from genroute.call import Attempt, Call, Caller, Operation
-from genroute.observability import Observability
-from genroute.observability.logs import format_text
+from genroute.config.observability import LogSettings
+from genroute.observability import Observability, logs
+from genroute.observability.logs import RequestLog, format_text
 from genroute.observability.metrics import BoundedLabel
 from genroute.observability.records import build_record
 from genroute.wire import UsageMetadata
@@ -113,6 +115,20 @@ def test_text_format_is_readable() -> None:
     assert "200 fast -> gemini/gemini-2.5-flash 250.0ms (overhead 50.00ms)" in line
     assert "tokens 3->5" in line and "$0.000123" in line and "fallbacks backup" in line
     assert "end_user=dave" in line and line.endswith("rid=abc")
+
+
+def test_a_flush_writes_at_once_without_waiting_out_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutting down (flush) wakes the writer thread: with an interval longer than flush's
+    10 s bound, the line is written only if the flush woke it."""
+    monkeypatch.setattr(logs, "WRITE_INTERVAL", 60.0)
+    path = tmp_path / "requests.log"
+    request_log = RequestLog(LogSettings(destination=str(path), format="json"))
+    call = Call(Operation.GENERATE, "fast", Caller(), request_id="flushed")
+    request_log.write(build_record(call, None, call.started + 0.01))
+    request_log.close()
+    assert [row["request_id"] for row in read(path)] == ["flushed"]
 
 
 def test_bounded_label() -> None:

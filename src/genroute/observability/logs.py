@@ -16,7 +16,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from typing import IO
 
 import orjson
@@ -110,6 +109,7 @@ class RequestLog:
         self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._stopping = threading.Event()  # set by flush: write now, then stop
         self.dropped = 0
         destination = settings.destination
         if destination == "stdout":
@@ -153,10 +153,11 @@ class RequestLog:
 
     def _run(self) -> None:
         # Wake on a timer rather than per line: a blocked getter would be woken by every
-        # put, and each wake-up costs the event loop's thread a GIL hand-off.
+        # put, and each wake-up costs the event loop's thread a GIL hand-off. Only a flush
+        # wakes it early, so that shutting down does not wait out the interval.
         stopping = False
         while not stopping:
-            time.sleep(WRITE_INTERVAL)
+            self._stopping.wait(WRITE_INTERVAL)
             lines: list[bytes] = []
             while True:
                 try:
@@ -190,7 +191,9 @@ class RequestLog:
         thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(_STOP)
+            self._stopping.set()
             thread.join(timeout=10)
+            self._stopping.clear()
 
     def close(self) -> None:
         """Write what is queued, then close the log file if this log opened one."""
