@@ -167,7 +167,9 @@ def ensure_checkout(spec: str, folder: Path) -> Path:
     exe = path / ".venv" / "bin" / "genroute"
     if not exe.exists():
         print(f"installing {path} into {path / '.venv'} ...")
-        base = shutil.which("python3") or sys.executable
+        # The Python this bench runs on (the working tree's .venv's), so that every checkout
+        # compared runs on the same interpreter.
+        base = getattr(sys, "_base_executable", None) or sys.executable
         python = str(path / ".venv" / "bin" / "python")
         for cmd in (
             [base, "-m", "venv", str(path / ".venv")],
