@@ -87,6 +87,7 @@ def test_botocore_sees_the_fakes_errors_as_aws_errors(fake: FakeBedrock) -> None
     stream = boto(fake).converse_stream(modelId=SONNET, messages=HELLO)["stream"]
     with pytest.raises(Exception, match="Too many requests"):
         list(stream)
+    stream.close()  # cut by the error, its connection is not back in the pool to be closed
 
 
 async def post(
