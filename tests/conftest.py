@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -29,6 +30,16 @@ PROVIDER_ENV_PREFIXES = (
 )  # fmt: skip
 POSTGRES_URL = os.environ.get("GENROUTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GENROUTE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Once the tests are collected, what collecting made (every test module, the SDKs'
+    types, the fakes) is moved out of the garbage collector's sight, as `genroute serve`
+    does with its start-up heap (`settle_heap`): it lives for the whole run, and re-scanning
+    it made each full collection ~0.4 s (GC time over the governance, store, routing,
+    providers, fuzz and bounded-memory tests: 6.5 s of 45 s of CPU, 3.9 s with this)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True, scope="session")
