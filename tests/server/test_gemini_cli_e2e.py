@@ -91,9 +91,15 @@ def gateway(
 
 
 def run_gemini_cli(
-    gemini: Path, gateway: Gateway | InProcessGateway, model: str | None, workdir: Path, prompt: str
+    gemini: Path,
+    gateway: Gateway | InProcessGateway,
+    model: str | None,
+    workdir: Path,
+    prompt: str,
+    key: str = "sk-cli-master",
 ) -> dict[str, Any]:
-    """gemini-cli -p, with `-m model` or (None) with its own model names."""
+    """gemini-cli -p, with `-m model` or (None) with its own model names, sending `key`;
+    no Gemini, Google or Vertex settings of the shell reach it."""
     home = workdir.parent / "home"
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
     settings = {
@@ -102,9 +108,13 @@ def run_gemini_cli(
     }
     (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "GOOGLE_"))},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("GEMINI_", "GOOGLE_", "VERTEX"))
+        },
         "GEMINI_CLI_HOME": str(home),
-        "GEMINI_API_KEY": "sk-cli-master",
+        "GEMINI_API_KEY": key,
         "GOOGLE_GEMINI_BASE_URL": gateway.base_url,
         "GEMINI_CLI_TRUST_WORKSPACE": "true",
         # Not relaunched in a second Node with a larger heap: the same program, ~0.7 s less.

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,7 @@ from tests.server.test_conformance_e2e import (
     sse_chunks,
     weather,
 )
-from tests.server.test_gemini_cli_e2e import SECRET, gemini_bin, workspace
+from tests.server.test_gemini_cli_e2e import SECRET, gemini_bin, run_gemini_cli, workspace
 
 __all__ = ["gemini_bin"]
 pytestmark = pytest.mark.e2e
@@ -701,38 +699,6 @@ def test_the_embedded_default_picks_vertex_up_from_the_environment(
 # -- gemini-cli --------------------------------------------------------------------------------
 
 
-def run_gemini_cli(
-    gemini: Path, gateway: InProcessGateway, model: str, workdir: Path
-) -> dict[str, Any]:
-    home = workdir.parent / "home"
-    (home / ".gemini").mkdir(parents=True, exist_ok=True)
-    settings = {"security": {"auth": {"selectedType": "gemini-api-key"}},
-                "privacy": {"usageStatisticsEnabled": False}}  # fmt: skip
-    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("GEMINI_", "GOOGLE_", "VERTEX"))
-        },
-        "GEMINI_CLI_HOME": str(home),
-        "GEMINI_API_KEY": MASTER_KEY,
-        "GOOGLE_GEMINI_BASE_URL": gateway.base_url,
-        "GEMINI_CLI_TRUST_WORKSPACE": "true",
-        # Not relaunched in a second Node with a larger heap: the same program, ~0.7 s less.
-        "GEMINI_CLI_NO_RELAUNCH": "true",
-        "NO_COLOR": "1",
-    }
-    result = subprocess.run(
-        [str(gemini), "-p", "What does secret.txt say?", "-m", model, "--yolo", "-o", "json"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=180,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert result.returncode == 0, f"{result.stderr[-3000:]}\n{gateway.log()[-3000:]}"
-    output: dict[str, Any] = json.loads(result.stdout)
-    return output
-
-
 @wires
 def test_gemini_cli_tool_loop_through_vertex(
     gemini_bin: Path, gateway: InProcessGateway, fake: FakeVertex, wire: str, tmp_path: Path
@@ -744,7 +710,8 @@ def test_gemini_cli_tool_loop_through_vertex(
     else:
         part = {"functionCall": {"name": call[0], "args": call[1]}, "thoughtSignature": SIGNATURE}
         fake.script("reply", chunks=[gemini_reply([part])])
-    output = run_gemini_cli(gemini_bin, gateway, MODELS[wire], work)
+    prompt = "What does secret.txt say?"
+    output = run_gemini_cli(gemini_bin, gateway, MODELS[wire], work, prompt, key=MASTER_KEY)
     assert SECRET in output["response"]
     assert output["stats"]["tools"]["byName"]["read_file"]["success"] == 1
     generations = [r for r in fake.requests if r.action in ("streamGenerateContent", "streamRawPredict", "generateContent", "rawPredict")]  # fmt: skip
