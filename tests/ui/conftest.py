@@ -1,7 +1,8 @@
 """The admin UI's browser tests: Debian's Chromium (its headless shell, package
 chromium-headless-shell; GENROUTE_TEST_CHROMIUM names another build, such as
-/usr/bin/chromium) driven by Playwright, one browser per test session (per xdist worker), a fresh context (cookies, storage) per test, and a
-screenshot of each page kept in test-artifacts/ui/.
+/usr/bin/chromium) driven by Playwright, one browser per test session (per xdist worker),
+a fresh context (cookies, storage) per test, and a screenshot of each page kept in
+test-artifacts/ui/.
 
 Every page a test opens is watched: a request to any host but the gateway's, or a
 console error (a Content-Security-Policy violation is one), fails the test.
