@@ -142,9 +142,14 @@ class ResponseCache:
             self.shared.start()
 
     async def drain(self) -> None:
-        """Wait for the writes in flight."""
+        """Wait for the writes in flight. A write that has ended is dropped here, not left
+        to its done callback: from Python 3.12 on, gathering tasks that have all ended
+        returns without yielding to the event loop, so the callbacks that would empty
+        `_pending` never ran and this loop spun for ever (a shutdown right after a write)."""
         while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+            writes = list(self._pending)
+            await asyncio.gather(*writes, return_exceptions=True)
+            self._pending.difference_update(writes)
 
     async def aclose(self) -> None:
         """Finish (or, after CLOSE_TIMEOUT, drop) the writes in flight; close connections."""
