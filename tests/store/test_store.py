@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from contextlib import closing
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import func, select, update
 
 from genroute.store import LedgerWriter, SpendRecord, Store, StoreError, async_url, hash_key
+from genroute.store.engine import _alembic_upgrade, create_engine, migrate
 from genroute.store.models import SpendLog, VirtualKey
 from genroute.store.repo import parse_duration, utcnow
 from genroute.store.spend import SpendFilter, spend_logs, spend_report, spend_totals
@@ -54,6 +60,31 @@ async def test_migrations_are_idempotent(store: Store) -> None:
     await other.start()
     await other.aclose()
     assert await store.list("key") == []
+
+
+async def test_a_new_sqlite_database_gets_the_schema_the_migrations_make(tmp_path: Path) -> None:
+    """An empty SQLite database is given in one step exactly the schema and revision that
+    running every migration gives (the statements are read back from migrations run once
+    per process); migrating it again changes nothing."""
+
+    def schema(path: Path) -> tuple[list[Any], list[Any]]:
+        with closing(sqlite3.connect(path)) as db:
+            made = sorted(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+            return made, db.execute("SELECT version_num FROM alembic_version").fetchall()
+
+    stepwise, at_once = tmp_path / "stepwise.db", tmp_path / "at-once.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{stepwise}")
+    with engine.begin() as connection:
+        _alembic_upgrade(connection)  # every migration, one after the other
+    engine.dispose()
+    for _ in range(2):
+        url = f"sqlite:///{at_once}"
+        made = create_engine(url, None)
+        await migrate(made, url)
+        await made.dispose()
+        assert schema(at_once) == schema(stepwise)
+    tables, revision = schema(at_once)
+    assert len(tables) > 10 and revision
 
 
 async def test_keys_are_stored_hashed_and_shown_once(store: Store) -> None:

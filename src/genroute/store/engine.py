@@ -11,19 +11,23 @@ migration may rewrite a large table).
 
 Migrations run programmatically on every start (`alembic upgrade head`), under a lock so
 several workers starting at once do not race: a PostgreSQL advisory lock, or a lock file
-next to the SQLite database.
+next to the SQLite database. An empty SQLite database is given the schema they end at in
+one step: the statements SQLite kept after running them once per process on an in-memory
+database (~13 ms instead of ~90 ms for each new database after the first).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -118,17 +122,50 @@ def create_engine(
     )
 
 
-def _upgrade(connection: Connection) -> None:
+def _alembic_upgrade(connection: Connection) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")
+
+
+@functools.cache
+def _sqlite_schema() -> tuple[str, ...]:
+    """The statements that make the schema the migrations end at, on SQLite: the
+    migrations run once per process on an in-memory database, whose schema (as SQLite
+    keeps it, in `sqlite_master`) and Alembic revision are read back."""
+    engine = sqlalchemy.create_engine("sqlite://")
+    try:
+        with engine.begin() as connection:
+            _alembic_upgrade(connection)
+            made = connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")
+            )
+            statements = [str(sql) for (sql,) in made]
+            revisions = connection.execute(text("SELECT version_num FROM alembic_version"))
+            statements += [
+                f"INSERT INTO alembic_version (version_num) VALUES ('{revision}')"
+                for (revision,) in revisions
+            ]
+    finally:
+        engine.dispose()
+    return tuple(statements)
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+    elif connection.execute(text("SELECT 1 FROM sqlite_master LIMIT 1")).first() is None:
+        # An empty SQLite database: the schema the migrations make, in one step (a process
+        # that opens several new databases, the tests' for one, migrates only once).
+        for statement in _sqlite_schema():
+            connection.exec_driver_sql(statement)
+        return
+    _alembic_upgrade(connection)
 
 
 @contextmanager
