@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
@@ -138,3 +141,22 @@ def test_one_error_tree_and_one_first_env() -> None:
     assert defined_elsewhere == []
     first_envs = [name for name, path in _modules() if "def first_env(" in path.read_text()]
     assert first_envs == ["genroute.providers.catalog"]
+
+
+def test_the_embedded_default_loads_no_library_it_does_not_use(tmp_path: Path) -> None:
+    """The gateway's app for the embedded default (no Redis, no semantic cache, no
+    webhook, no SDK) is made without importing redis-py, numpy, aiohttp or google-genai:
+    each is imported by the feature that uses it (~0.35 s of every start-up)."""
+    code = (
+        "import json, sys\n"
+        "import genroute.cli\n"
+        "from genroute.defaults import default_config\n"
+        "from genroute.server import create_app\n"
+        "create_app(default_config())\n"
+        "names = ('redis', 'numpy', 'aiohttp', 'google.genai')\n"
+        "print(json.dumps([n for n in names if n in sys.modules]))\n"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert json.loads(made.stdout) == []

@@ -21,12 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from genroute.cache.layer import Cached
-from genroute.cache.semantic import SharedIndex, VectorIndex
 from genroute.cache.service import ControlSource, GroupResolver, ResponseCache
 from genroute.cache.store import LocalStore, RedisHealth, RedisStore
 from genroute.config import Config, ConfigError
@@ -72,6 +67,10 @@ def cache_redis_url(config: Config, environ: Mapping[str, str] | None = None) ->
 
 
 def _client(url: str, timeout: float | None) -> Any:
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     return Redis.from_url(
         url,
         socket_timeout=timeout,
@@ -93,7 +92,11 @@ def build_cache(
     params = settings.cache_params
     max_bytes = int(params.max_memory_mb * (1 << 20))
     prefix = params.namespace or DEFAULT_PREFIX
-    index = VectorIndex(params.max_entries, max_bytes) if params.semantic else None
+    index = None
+    if params.semantic:  # numpy is imported only by a semantic cache
+        from genroute.cache.semantic import VectorIndex
+
+        index = VectorIndex(params.max_entries, max_bytes)
     if not params.shared:
         store = LocalStore(params.max_entries, max_bytes)
         return ResponseCache(params, store, groups, pricer, index=index, controls=controls)
@@ -103,6 +106,8 @@ def build_cache(
     shared = None
     clients: tuple[Any, ...] = (client,)
     if index is not None:
+        from genroute.cache.semantic import SharedIndex
+
         reader = _client(url, BLOCK_MS / 1000 + max(2.0, params.socket_timeout))
         shared = SharedIndex(index, client, reader, prefix, health, block_ms=BLOCK_MS)
         clients = (client, reader)

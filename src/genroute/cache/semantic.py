@@ -35,9 +35,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from redis.exceptions import ResponseError
 
-from genroute.cache.store import RedisHealth, redis_errors
+from genroute.cache.store import RedisHealth
+from genroute.errors import redis_errors
 from genroute.tasks import raise_if_cancelled, stop
 
 __all__ = ["ENTRY_OVERHEAD", "SharedIndex", "VectorIndex", "unit_vector"]
@@ -338,11 +338,8 @@ class SharedIndex:
                 pipe.expire(self.stream, ttl, nx=True)  # a new stream
                 pipe.expire(self.stream, ttl, gt=True)  # lives as long as its last entry
                 await pipe.execute()
-        except ResponseError as exc:
-            self.health.refused(exc)
-            return False
-        except redis_errors as exc:
-            self.health.failed(exc)
+        except redis_errors() as exc:
+            self.health.erred(exc)
             return False
         self.health.succeeded()
         return True
@@ -382,12 +379,9 @@ class SharedIndex:
                 reply = await self.reader.xread(
                     {self.stream: self.last_id}, count=1000, block=self.block_ms
                 )
-            except redis_errors as exc:
+            except redis_errors() as exc:
                 raise_if_cancelled(exc)  # redis-py can turn a cancellation into an error
-                if isinstance(exc, ResponseError):
-                    self.health.refused(exc)  # the stream key is of another type
-                else:
-                    self.health.failed(exc)
+                self.health.erred(exc)  # refused: the stream key is of another type
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

@@ -20,9 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from genroute.cache.assemble import assemble
 from genroute.cache.keys import (
@@ -33,7 +31,6 @@ from genroute.cache.keys import (
     semantic_prompt,
     storable_response,
 )
-from genroute.cache.semantic import SharedIndex, VectorIndex, unit_vector
 from genroute.cache.store import Entry, EntryStore, LocalStore, RedisHealth
 from genroute.call import (
     HIT,
@@ -56,6 +53,11 @@ from genroute.wire import (
     WireModel,
     dump_json,
 )
+
+if TYPE_CHECKING:  # numpy and the semantic index are imported by a semantic cache only
+    import numpy as np
+
+    from genroute.cache.semantic import SharedIndex, VectorIndex
 
 __all__ = ["MAX_PENDING", "ControlSource", "Plan", "ResponseCache"]
 
@@ -316,6 +318,8 @@ class ResponseCache:
                     exc,
                 )
             return None
+        from genroute.cache.semantic import unit_vector  # with numpy, by a semantic cache only
+
         return unit_vector(response.embedding.values)
 
     # -- writes --------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from redis.exceptions import RedisError, ResponseError
+
+from genroute.errors import redis_errors
 
 __all__ = [
     "ENTRY_BYTES",
@@ -33,12 +34,10 @@ __all__ = [
     "LocalStore",
     "RedisHealth",
     "RedisStore",
-    "redis_errors",
 ]
 
 log = logging.getLogger("genroute.cache")
 
-redis_errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 REFUSAL_LOG_SECONDS = 60.0
 Origin = tuple[str | None, str | None, str | None, str | None]
 ENTRY_BYTES = 512  # an entry's memory besides its response's JSON
@@ -190,7 +189,17 @@ class RedisHealth:
             self._delay = min(self._delay * 2, 5.0)
         self._next = self.clock() + self._delay
 
-    def refused(self, exc: ResponseError) -> None:
+    def erred(self, exc: BaseException) -> None:
+        """An operation raised one of `redis_errors()`: an error Redis answered with (it is
+        up: `refused`), or Redis down, slow or unreachable (`failed`)."""
+        from redis.exceptions import ResponseError  # loaded already: the client raised it
+
+        if isinstance(exc, ResponseError):
+            self.refused(exc)
+        else:
+            self.failed(exc)
+
+    def refused(self, exc: BaseException) -> None:
         """Redis answered an operation with an error (a key of another type under the
         prefix, a full `noeviction` Redis refusing a write): that operation is given up,
         but Redis is up. Logged once a minute at most, and counted."""
@@ -231,11 +240,8 @@ class RedisStore:
             return None
         try:
             data = await self.client.get(self._key(key))
-        except ResponseError as exc:
-            self.health.refused(exc)
-            return None
-        except redis_errors as exc:
-            self.health.failed(exc)
+        except redis_errors() as exc:
+            self.health.erred(exc)
             return None
         self.health.succeeded()
         if data is None:
@@ -253,11 +259,8 @@ class RedisStore:
             return False
         try:
             await self.client.set(self._key(key), entry.encode(), px=ttl_ms)
-        except ResponseError as exc:
-            self.health.refused(exc)
-            return False
-        except redis_errors as exc:
-            self.health.failed(exc)
+        except redis_errors() as exc:
+            self.health.erred(exc)
             return False
         self.health.succeeded()
         return True

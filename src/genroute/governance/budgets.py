@@ -33,10 +33,9 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from genroute.errors import RateLimited
+from genroute.errors import RateLimited, redis_errors
 from genroute.governance.cache import Entity, EntityCache
 from genroute.governance.health import Dependency
-from genroute.governance.limits import REDIS_ERRORS
 from genroute.store.holds import HOLD_TTL, drop_holds, reserve_holds, settle_holds
 from genroute.store.repo import Store, database_unavailable
 
@@ -290,7 +289,7 @@ class BudgetBook:
 
     def _down(self, exc: BaseException) -> bool:
         if isinstance(self.shared, RedisBudgets):
-            return isinstance(exc, REDIS_ERRORS)
+            return isinstance(exc, redis_errors())
         return database_unavailable(exc) or database_unavailable(exc.__cause__ or exc)
 
     async def reserve(self, budgets: list[Budget], hold_id: str, amount: float) -> Hold | None:

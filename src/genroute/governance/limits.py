@@ -22,13 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from genroute.errors import RateLimited
+from genroute.errors import RateLimited, redis_errors
 from genroute.governance.health import Dependency
 
 __all__ = [
     "KEY_TTL",
     "PARALLEL_TTL",
-    "REDIS_ERRORS",
     "WINDOW",
     "Clock",
     "FallbackLimiter",
@@ -238,15 +237,6 @@ class RedisLimiter:
         await self._release(keys=keys, args=args)
 
 
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import RedisError
-
-    return (RedisError, OSError, TimeoutError)
-
-
-REDIS_ERRORS = _redis_errors()
-
-
 class FallbackLimiter:
     """Redis's limits, or this process's while Redis is down (module docstring)."""
 
@@ -274,7 +264,7 @@ class FallbackLimiter:
             except RateLimited:
                 self.health.succeeded()
                 raise
-            except REDIS_ERRORS as exc:
+            except redis_errors() as exc:
                 self.health.failed(exc)
             else:
                 self.health.succeeded()
@@ -292,6 +282,6 @@ class FallbackLimiter:
             return
         try:
             await self.remote.release(ticket, tokens)
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self.health.failed(exc)
             log.debug("limits: a release Redis did not take (its slot expires)", exc_info=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import IO
-
-import aiohttp
+from typing import IO, TYPE_CHECKING
 
 from genroute.observability.records import CallRecord
+
+if TYPE_CHECKING:  # aiohttp is imported by the first webhook batch
+    import aiohttp
 
 __all__ = ["JsonlFile", "Webhook"]
 
@@ -63,13 +64,15 @@ class Webhook:
         self.headers = {"content-type": "application/json", **(headers or {})}
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def handle_batch(self, records: list[CallRecord]) -> None:
         """One POST; a non-2xx reply raises (and is counted as a callback error)."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            import aiohttp  # here: a gateway without a webhook never loads it (~0.2 s)
+
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(self.timeout))
         body = b"[" + b",".join(r.to_json() for r in records) + b"]"
         async with self._session.post(self.url, data=body, headers=self.headers) as resp:
             if resp.status >= 300:
