@@ -15,6 +15,7 @@ import sqlalchemy
 from sqlalchemy import func, select, update
 
 from genroute.store import LedgerWriter, SpendRecord, Store, StoreError, async_url, hash_key
+from genroute.store import engine as engine_module
 from genroute.store.engine import _alembic_upgrade, create_engine, migrate
 from genroute.store.models import SpendLog, VirtualKey
 from genroute.store.repo import parse_duration, utcnow
@@ -85,6 +86,24 @@ async def test_a_new_sqlite_database_gets_the_schema_the_migrations_make(tmp_pat
         assert schema(at_once) == schema(stepwise)
     tables, revision = schema(at_once)
     assert len(tables) > 10 and revision
+
+
+async def test_a_new_sqlite_database_is_made_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start stopped while the schema is being made leaves the database empty, so the
+    next start makes it again, instead of half a schema no migration can go on from."""
+    schema = engine_module._sqlite_schema()
+    broken = (*schema[:3], "CREATE TABLE half (")
+    monkeypatch.setattr(engine_module, "_sqlite_schema", lambda: broken)
+    path = tmp_path / "new.db"
+    url = f"sqlite:///{path}"
+    made = create_engine(url, None)
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        await migrate(made, url)
+    await made.dispose()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
 async def test_keys_are_stored_hashed_and_shown_once(store: Store) -> None:

@@ -72,7 +72,8 @@ class Webhook:
         if self._session is None or self._session.closed:
             import aiohttp  # here: a gateway without a webhook never loads it (~0.2 s)
 
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(self.timeout))
+            timeout = aiohttp.ClientTimeout(total=self.timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout)
         body = b"[" + b",".join(r.to_json() for r in records) + b"]"
         async with self._session.post(self.url, data=body, headers=self.headers) as resp:
             if resp.status >= 300:

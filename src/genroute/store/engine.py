@@ -161,7 +161,10 @@ def _upgrade(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
     elif connection.execute(text("SELECT 1 FROM sqlite_master LIMIT 1")).first() is None:
         # An empty SQLite database: the schema the migrations make, in one step (a process
-        # that opens several new databases, the tests' for one, migrates only once).
+        # that opens several new databases, the tests' for one, migrates only once), in one
+        # transaction (SQLite's driver would commit each CREATE on its own): a start
+        # stopped half-way leaves the database empty, not half made.
+        connection.exec_driver_sql("BEGIN")
         for statement in _sqlite_schema():
             connection.exec_driver_sql(statement)
         return
