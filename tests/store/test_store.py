@@ -15,8 +15,7 @@ import sqlalchemy
 from sqlalchemy import func, select, update
 
 from genroute.store import LedgerWriter, SpendRecord, Store, StoreError, async_url, hash_key
-from genroute.store import engine as engine_module
-from genroute.store.engine import _alembic_upgrade, create_engine, migrate
+from genroute.store import engine as store_engine
 from genroute.store.models import SpendLog, VirtualKey
 from genroute.store.repo import parse_duration, utcnow
 from genroute.store.spend import SpendFilter, spend_logs, spend_report, spend_totals
@@ -76,12 +75,12 @@ async def test_a_new_sqlite_database_gets_the_schema_the_migrations_make(tmp_pat
     stepwise, at_once = tmp_path / "stepwise.db", tmp_path / "at-once.db"
     engine = sqlalchemy.create_engine(f"sqlite:///{stepwise}")
     with engine.begin() as connection:
-        _alembic_upgrade(connection)  # every migration, one after the other
+        store_engine._alembic_upgrade(connection)  # every migration, one after the other
     engine.dispose()
     for _ in range(2):
         url = f"sqlite:///{at_once}"
-        made = create_engine(url, None)
-        await migrate(made, url)
+        made = store_engine.create_engine(url, None)
+        await store_engine.migrate(made, url)
         await made.dispose()
         assert schema(at_once) == schema(stepwise)
     tables, revision = schema(at_once)
@@ -93,14 +92,14 @@ async def test_a_new_sqlite_database_is_made_whole_or_not_at_all(
 ) -> None:
     """A start stopped while the schema is being made leaves the database empty, so the
     next start makes it again, instead of half a schema no migration can go on from."""
-    schema = engine_module._sqlite_schema()
+    schema = store_engine._sqlite_schema()
     broken = (*schema[:3], "CREATE TABLE half (")
-    monkeypatch.setattr(engine_module, "_sqlite_schema", lambda: broken)
+    monkeypatch.setattr(store_engine, "_sqlite_schema", lambda: broken)
     path = tmp_path / "new.db"
     url = f"sqlite:///{path}"
-    made = create_engine(url, None)
+    made = store_engine.create_engine(url, None)
     with pytest.raises(sqlalchemy.exc.OperationalError):
-        await migrate(made, url)
+        await store_engine.migrate(made, url)
     await made.dispose()
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
