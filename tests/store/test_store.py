@@ -105,6 +105,34 @@ async def test_a_new_sqlite_database_is_made_whole_or_not_at_all(
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
+def test_the_schema_revision_is_the_last_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(store_engine.MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [store_engine.SCHEMA_REVISION]
+
+
+async def test_a_database_at_the_last_revision_is_not_handed_to_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart reads the revision and goes on (Alembic is not even imported); a database
+    at an earlier revision is still migrated by Alembic."""
+    url = f"sqlite:///{tmp_path / 'restarted.db'}"
+    made = store_engine.create_engine(url, None)
+    await store_engine.migrate(made, url)  # new: made in one step, at the last revision
+    migrated: list[str] = []
+    monkeypatch.setattr(store_engine, "_alembic_upgrade", lambda conn: migrated.append(url))
+    await store_engine.migrate(made, url)
+    assert migrated == []
+    async with made.begin() as connection:
+        await connection.execute(sqlalchemy.text("UPDATE alembic_version SET version_num='0008'"))
+    await store_engine.migrate(made, url)
+    assert migrated == [url]
+    await made.dispose()
+
+
 async def test_keys_are_stored_hashed_and_shown_once(store: Store) -> None:
     created = await store.create_key({"key_alias": "alpha", "models": ["demo"], "max_budget": 2.5})
     secret = created["key"]
