@@ -21,6 +21,8 @@ import pytest
 import uvicorn
 import yaml
 
+from tests.fakes.sockets import tcp_listener
+
 ROOT = Path(__file__).resolve().parent.parent
 # Provider keys and base URLs from the developer's shell must not leak into test gateways.
 PROVIDER_ENV_PREFIXES = (
@@ -177,8 +179,7 @@ class InProcessGateway:
         from genroute.server import create_app
 
         # Bound here and handed to uvicorn: no window in which another server takes it.
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket = tcp_listener()
         self.port = int(self._socket.getsockname()[1])
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"gateway-{self.port}.log"

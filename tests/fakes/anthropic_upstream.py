@@ -57,6 +57,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import is_typeddict
 
 from tests.fakes.prompt_caches import AnthropicPromptCache, cache_control_problems
+from tests.fakes.sockets import tcp_listener
 
 DEFAULT_API_KEY = "anthropic-upstream-key"
 API_VERSION = "2023-06-01"
@@ -531,10 +532,7 @@ class FakeAnthropic:
         self._runner: web.AppRunner | None = None
 
     def __enter__(self) -> FakeAnthropic:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        sock.setblocking(False)
+        sock = tcp_listener()
         self.port = sock.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

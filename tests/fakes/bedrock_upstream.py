@@ -68,6 +68,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.fakes.prompt_caches import BedrockPromptCache, cache_point_problems
+from tests.fakes.sockets import tcp_listener
 
 KEY_ID = "AKIDFAKEBEDROCK00001"
 SECRET = "fake/bedrock/secret+key"
@@ -655,10 +656,7 @@ class FakeBedrock:
         self._request_ids = itertools.count(1)
 
     def __enter__(self) -> FakeBedrock:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        sock.setblocking(False)
+        sock = tcp_listener()
         self.port = sock.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes.gemini_upstream import build_generate_response, build_stream_chunks
+from tests.fakes.sockets import tcp_listener
 
 KINDS = ("ok", "reset", "hang", "garbage", "big", "trickle", "html", "malformed", "truncated_sse")
 BLOCK = b"x" * 65536
@@ -166,8 +167,7 @@ class FaultyUpstream:
     # -- the server, in its own thread
 
     async def _start(self) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock = tcp_listener()
         self.port = sock.getsockname()[1]
         self._server = await asyncio.start_server(self._handle, sock=sock)
 

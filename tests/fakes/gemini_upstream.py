@@ -44,6 +44,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.gemini_files import FakeFilesAPI
+from tests.fakes.sockets import tcp_listener
 
 DEFAULT_API_KEY = "upstream-key"
 DEFAULT_MODELS: tuple[str, ...] = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
@@ -556,10 +557,7 @@ class FakeGemini:
     def start(self) -> FakeGemini:
         if self._thread is not None:
             raise RuntimeError("FakeGemini already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        sock.setblocking(False)
+        sock = tcp_listener()
         self.port, self._stopping = sock.getsockname()[1], False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -53,6 +53,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from tests.fakes.openai_models import model_refusal
 from tests.fakes.prompt_caches import OpenAIPromptCache
+from tests.fakes.sockets import tcp_listener
 
 DEFAULT_KEY = "sk-upstream"
 AZURE_KEY = "azure-upstream-key"
@@ -442,10 +443,7 @@ class FakeOpenAI:
     # -- lifecycle
 
     def __enter__(self) -> FakeOpenAI:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        sock.setblocking(False)
+        sock = tcp_listener()
         self.port = sock.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

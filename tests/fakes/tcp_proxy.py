@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
+
+from tests.fakes.sockets import tcp_listener
 
 
 class TcpProxy:
@@ -50,9 +51,7 @@ class TcpProxy:
         self._writers -= {writer, up_writer}
 
     async def _start(self) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        sock = tcp_listener(self.port, reuse_address=True)
         self.port = sock.getsockname()[1]
         self._server = await asyncio.start_server(self._handle, sock=sock)
 

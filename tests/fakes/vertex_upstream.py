@@ -59,6 +59,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from tests.fakes import anthropic_upstream as claude
 from tests.fakes import gemini_upstream as gemini
 from tests.fakes.prompt_caches import AnthropicPromptCache, cache_control_problems
+from tests.fakes.sockets import tcp_listener
 
 DEFAULT_PROJECT = "genroute-test"
 DEFAULT_LOCATION = "us-central1"
@@ -189,10 +190,7 @@ class FakeVertex:
     # -- lifecycle
 
     def __enter__(self) -> FakeVertex:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        sock.setblocking(False)
+        sock = tcp_listener()
         self.port = sock.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

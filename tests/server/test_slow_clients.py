@@ -25,6 +25,7 @@ import uvicorn
 from genroute.cli.serve import uvicorn_settings
 from genroute.config import config_from_data
 from genroute.server import create_app
+from tests.fakes.sockets import tcp_listener
 
 TIMEOUT = 0.3  # every timeout of the test gateway
 SLACK = 3.0  # how much later than its timeout a connection may be closed, on a busy machine
@@ -54,8 +55,7 @@ class Guarded:
             }
         )
         # Bound here and handed to uvicorn: no window in which another server takes it.
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
+        self.socket = tcp_listener()
         self.port = int(self.socket.getsockname()[1])
         settings = uvicorn_settings(config, "127.0.0.1", self.port)
         settings.update(loop="asyncio", timeout_graceful_shutdown=1)
