@@ -252,11 +252,12 @@ def test_aliases_and_end_user_ids_show_as_text(ui: Watched, gw: InProcessGateway
     hostile = "<script>window.pwned=1</script>"
     signed_in(ui)
     secret = create_key(page, hostile)
-    call(gw, secret, end_user='<img src=x onerror="window.pwned=2">')
+    hostile_user = '<img src=x onerror="window.pwned=2">'
+    call(gw, secret, end_user=hostile_user)
     page.goto("/ui/keys")
     expect(page.get_by_role("cell", name=hostile, exact=True)).to_be_visible()
+    ledgered(gw, end_user=hostile_user)
     page.goto("/ui/logs")
-    hostile_user = '<img src=x onerror="window.pwned=2">'
     expect(page.get_by_role("cell", name=hostile_user, exact=True)).to_be_visible()
     page.goto("/ui/keys")
     expect(page.get_by_role("cell", name=hostile_user, exact=True)).to_be_visible()
@@ -491,6 +492,7 @@ def test_one_calls_detail_with_its_routing_and_content(ui: Watched, gw: InProces
     finally:
         observability.tracing = None
     (trace_id,) = {f"{s.context.trace_id:032x}" for s in spans.get_finished_spans()}
+    ledgered(gw, request_id="req-detail-1")
     page.goto("/ui/logs")
     page.get_by_role("row").filter(has_text="detail-key").first.get_by_role("link").click()
     expect(page.get_by_role("heading", name="Call req-detail-1")).to_be_visible()
