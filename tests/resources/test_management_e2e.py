@@ -152,8 +152,15 @@ def test_ledger_rows_and_log_lines_name_the_resources(
     with_cache, with_file = ledger()
     assert with_cache["cached_content"] == cache.name and with_cache["files"] is None
     assert with_file["files"] == file.name and with_file["cached_content"] is None
-    lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
-    calls = [line for line in lines if "request_id" in line]
-    assert any(line.get("batch") == job.name for line in calls)
-    assert any(line.get("cached_content") == cache.name for line in calls)
-    assert any(line.get("files") == [file.name] for line in calls)
+
+    def logged() -> bool:
+        # The request log's writer thread writes its lines apart from the ledger's rows.
+        lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+        calls = [line for line in lines if "request_id" in line]
+        return (
+            any(line.get("batch") == job.name for line in calls)
+            and any(line.get("cached_content") == cache.name for line in calls)
+            and any(line.get("files") == [file.name] for line in calls)
+        )
+
+    eventually(logged)
