@@ -8,13 +8,12 @@ the error that ends the stream if one does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from typing import Any
 
 import orjson
 import pytest
-from anthropic.types import RawMessageStreamEvent
-from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
 from genroute.errors import GenrouteError
@@ -24,7 +23,15 @@ from genroute.wire import GenerateContentResponse
 from tests.fakes.anthropic_upstream import message, stream_events, text, thinking, tool_use
 from tests.providers.anthropic.golden import FIXTURES, context, expect, load, names
 
-EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+
+@functools.cache
+def sdk_events() -> tuple[TypeAdapter[Any], Any]:
+    """The anthropic SDK's stream event and error types, imported on first use: importing
+    the SDK costs ~1.1 s of CPU, which every xdist worker would otherwise pay collecting."""
+    from anthropic.types import RawMessageStreamEvent
+    from anthropic.types.shared import ErrorResponse
+
+    return TypeAdapter(RawMessageStreamEvent), ErrorResponse
 
 
 def decode(events: list[dict[str, Any]], ctx: ReplyContext) -> tuple[list[Any], Any]:
@@ -43,11 +50,12 @@ def decode(events: list[dict[str, Any]], ctx: ReplyContext) -> tuple[list[Any], 
 @pytest.mark.parametrize("name", names("stream"))
 def test_stream_matches_golden(name: str) -> None:
     case = load(FIXTURES / f"{name}.in.json")
+    events, error_response = sdk_events()
     for event in case["events"]:
         if event["type"] == "error":
-            ErrorResponse.model_validate(event)
+            error_response.model_validate(event)
         elif event["type"] != "ping":
-            EVENTS.validate_python(event)
+            events.validate_python(event)
     chunks, error = decode(case["events"], context(case))
     actual: dict[str, Any] = {"chunks": chunks}
     if error is not None:
