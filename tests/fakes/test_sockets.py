@@ -33,13 +33,6 @@ async def test_an_asyncio_server_on_the_listener_accepts_without_nagle() -> None
     assert await accepted_nodelay(tcp_listener()) != 0
 
 
-async def test_a_socket_without_its_protocol_number_would_keep_nagle() -> None:
-    """Why tcp_listener names IPPROTO_TCP: asyncio leaves such a socket's connections alone."""
-    plain = socket.socket()
-    plain.bind(("127.0.0.1", 0))
-    assert await accepted_nodelay(plain) == 0
-
-
 def test_the_in_process_gateway_accepts_without_nagle(tmp_path: Path) -> None:
     gateway = InProcessGateway({"model_list": []}, tmp_path)
     try:
