@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from genroute.store import Store
-from tests.dbs import db_url
+from tests.dbs import bare_postgres_url, db_url
 
-__all__ = ["db_url"]
+__all__ = ["bare_postgres_url", "db_url"]
 
 
 @pytest.fixture

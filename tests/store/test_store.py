@@ -105,6 +105,36 @@ async def test_a_new_sqlite_database_is_made_whole_or_not_at_all(
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
+async def test_a_new_postgres_database_is_migrated_by_alembic(
+    bare_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty PostgreSQL database is given every migration by Alembic, one after the
+    other; a restart finds it at the last revision and leaves it alone."""
+    url = bare_postgres_url
+    upgrade, migrated = store_engine._alembic_upgrade, []
+
+    def counted(connection: Any) -> None:
+        migrated.append(url)
+        upgrade(connection)
+
+    monkeypatch.setattr(store_engine, "_alembic_upgrade", counted)
+    made = store_engine.create_engine(url, None)
+    try:
+        for _ in range(2):
+            await store_engine.migrate(made, url)
+        async with made.connect() as connection:
+            revision = await connection.scalar(
+                sqlalchemy.text("SELECT version_num FROM alembic_version")
+            )
+            tables = await connection.scalar(
+                sqlalchemy.text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            )
+    finally:
+        await made.dispose()
+    assert migrated == [url]
+    assert revision == store_engine.SCHEMA_REVISION and tables > 10
+
+
 def test_the_schema_revision_is_the_last_migration() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
