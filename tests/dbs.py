@@ -8,10 +8,12 @@ databases its tests used and gives the next test one that it emptied (its connec
 ended, then its tables emptied, or its `public` schema dropped and made again), and drops
 them all when it exits.
 
-A database that genroute migrated to the last revision (`SCHEMA_REVISION`) keeps its
-schema and loses its rows (no migration writes any): the next test gets what genroute's
-first start makes of an empty database, without running the nine migrations again on the
-server (~0.1 s a test). Any other database loses its schema. `bare_postgres_url` is a
+A database whose schema is exactly the one genroute's migrations make (compared with a
+database genroute migrated once per process and server: relations, columns, constraints,
+indexes, functions, triggers, types, revision) keeps its schema and loses its rows (no
+migration writes any): the next test gets what genroute's first start makes of an empty
+database, without the nine migrations run again (~0.1 s a test). Any other database, one
+whose schema a test changed among them, loses its schema. `bare_postgres_url` is a
 database with no schema at all, for the tests of the migrations themselves.
 """
 
