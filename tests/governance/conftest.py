@@ -1,22 +1,7 @@
-"""Store fixtures: a migrated Store on each backend."""
+"""Store fixtures: a migrated Store on each backend (tests/store's own)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from tests.store.conftest import db_url, store
 
-import pytest
-
-from genroute.store import Store
-from tests.dbs import db_url
-
-__all__ = ["db_url"]
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    """A migrated, empty Store. Its calls may take 30 s, not 5: these tests are not about
-    a slow database, and a loaded machine must not turn a burst of calls into timeouts."""
-    s = Store(db_url, timeout=30)
-    await s.start()
-    yield s
-    await s.aclose()
+__all__ = ["db_url", "store"]
